@@ -1,0 +1,65 @@
+"""What every command shares: one-line errors, exit codes, stderr console, JSON on stdout.
+
+The CLI layer (this package) is the only code that prints or exits; the jobs below it
+raise EspcnVideoError subclasses and return results.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from espcn_video.errors import EspcnVideoError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_THRESHOLD = 3
+EXIT_INTERRUPTED = 130
+
+SCHEMA_VERSION = 1
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, exit_code: int = EXIT_FAILURE) -> None:
+    """Print one line 'espcn-video: error: ...' on stderr and exit."""
+    one_line = " ".join(str(message).split())
+    click.echo(f"espcn-video: error: {one_line}", err=True)
+    sys.exit(exit_code)
+
+
+def guarded(func: F) -> F:
+    """Turn project errors into one-line messages, Ctrl-C into exit 130, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except EspcnVideoError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("espcn-video: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            # stdout closed by the reader (e.g. `| head`): nothing left to say.
+            sys.exit(EXIT_FAILURE)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(payload: dict[str, Any]) -> None:
+    """Data on stdout: one JSON document with schema_version first."""
+    doc = {"schema_version": SCHEMA_VERSION, **payload}
+    sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    sys.stdout.flush()

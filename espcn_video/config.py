@@ -1,0 +1,49 @@
+"""Frozen settings for the jobs; the CLI builds them, the jobs only read them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+
+@dataclass(frozen=True)
+class RawInput:
+    """A headerless .yuv (how Xiph and UVG clips come): ffmpeg needs size, format and rate."""
+
+    width: int
+    height: int
+    pix_fmt: str
+    rate: Fraction
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    path: str  # "-" is stdin
+    raw: RawInput | None = None
+
+    @property
+    def is_stdin(self) -> bool:
+        return self.path == "-"
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    codec: str | None = None  # None: chosen from the output's extension
+    crf: int | None = None
+    preset: str | None = None
+    format: str | None = None  # ffmpeg muxer name; required when the output is stdout
+    extra_args: tuple[str, ...] = ()
+    audio_codec: str = "copy"
+    copy_streams: bool = True  # audio, subtitles, chapters and metadata from a file input
+
+
+@dataclass(frozen=True)
+class UpscaleSettings:
+    input: InputSpec
+    output: str  # "-" is stdout
+    preset: str
+    encode: EncodeSettings = field(default_factory=EncodeSettings)
+    threads: int | None = None
+    device: str = "cpu"
+    overwrite: bool = False
+    queue_size: int = 4

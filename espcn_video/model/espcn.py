@@ -1,0 +1,61 @@
+"""ESPCN (Shi et al., CVPR 2016) and the SRCNN baseline (Dong et al., 2014).
+
+ESPCN runs every convolution at low resolution; one sub-pixel convolution (a conv to
+C·r² channels followed by the periodic shuffle PS) makes the high-resolution image:
+
+    PS(T)[x, y, c] = T[x // r, y // r, C·r·(y mod r) + C·(x mod r) + c]
+
+torch.nn.PixelShuffle implements exactly this layout (checked in tests/test_model.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+SUPPORTED_SCALES = (2, 3, 4)
+
+
+class ESPCN(nn.Module):
+    """5-3-3 ESPCN with 64 and 32 channels, tanh, on one (Y) channel in [0, 1]."""
+
+    def __init__(self, scale: int, channels: int = 1, n1: int = 64, n2: int = 32) -> None:
+        super().__init__()
+        if scale not in SUPPORTED_SCALES:
+            raise ValueError(f"unsupported scale {scale}; choose one of {SUPPORTED_SCALES}")
+        self.scale = scale
+        self.conv1 = nn.Conv2d(channels, n1, kernel_size=5, padding=2)
+        self.conv2 = nn.Conv2d(n1, n2, kernel_size=3, padding=1)
+        self.conv3 = nn.Conv2d(n2, channels * scale * scale, kernel_size=3, padding=1)
+        self.shuffle = nn.PixelShuffle(scale)
+        self.act = nn.Tanh()
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.conv1(lr))
+        x = self.act(self.conv2(x))
+        return self.shuffle(self.conv3(x))
+
+    @staticmethod
+    def macs_per_lr_pixel(scale: int, n1: int = 64, n2: int = 32) -> int:
+        """Multiply-accumulates per low-resolution pixel (1600 + 18432 + 288·r² for 64/32)."""
+        return 25 * n1 + 9 * n1 * n2 + 9 * n2 * scale * scale
+
+
+class SRCNN(nn.Module):
+    """9-5-5 SRCNN (64, 32) on the bicubic-upscaled Y channel; the paper's speed/quality baseline."""
+
+    def __init__(self, channels: int = 1, n1: int = 64, n2: int = 32) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, n1, kernel_size=9, padding=4)
+        self.conv2 = nn.Conv2d(n1, n2, kernel_size=5, padding=2)
+        self.conv3 = nn.Conv2d(n2, channels, kernel_size=5, padding=2)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, upscaled: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.conv1(upscaled))
+        x = self.act(self.conv2(x))
+        return self.conv3(x)
+
+    @staticmethod
+    def macs_per_hr_pixel(n1: int = 64, n2: int = 32) -> int:
+        return 81 * n1 + 25 * n1 * n2 + 25 * n2

@@ -1,0 +1,241 @@
+"""reader -> model -> writer threads between two ffmpeg processes.
+
+Bounded queues keep memory flat however long the video; one cancel event stops every stage;
+the first stage error wins, is named by stage and frame, and is re-raised in the main thread
+after both ffmpeg processes are killed and reaped.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from espcn_video.errors import (EspcnVideoError, FrameCountMismatch, InputError, StageError,
+                                TruncatedFrame)
+from espcn_video.ffmpeg.process import FFmpegProcess
+from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header, write_frame
+from espcn_video.upscaling import FrameUpscaler
+
+POLL_S = 0.1
+_END = object()  # the sentinel, forwarded stage to stage
+
+
+class _Cancelled(Exception):
+    """A stage noticed the cancel event; not an error of its own."""
+
+
+@dataclass
+class FrameTiming:
+    index: int
+    read_ms: float
+    model_ms: float
+    write_ms: float
+
+
+@dataclass
+class Counters:
+    """Bumped by the stages, read by the main thread for progress."""
+
+    frames_read: int = 0
+    frames_upscaled: int = 0
+    frames_written: int = 0
+
+
+@dataclass
+class RunResult:
+    lr: FrameGeometry
+    hr: FrameGeometry
+    rate: Fraction
+    full_range: bool
+    method: str
+    frames_read: int
+    frames_written: int
+    wall_s: float
+    timings: list[FrameTiming] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames_written / self.wall_s if self.wall_s > 0 else 0.0
+
+
+@dataclass
+class _Item:
+    index: int
+    planes: list[np.ndarray]
+    read_ms: float
+    model_ms: float = 0.0
+
+
+class _Run:
+    """State shared by the three stage threads of one run."""
+
+    def __init__(self, dec: FFmpegProcess, enc: FFmpegProcess, header: Y4MHeader,
+                 upscaler: FrameUpscaler, queue_size: int) -> None:
+        self.dec, self.enc, self.header, self.upscaler = dec, enc, header, upscaler
+        self.to_model: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self.to_writer: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self.cancel = threading.Event()
+        self.counters = Counters()
+        self.timings: list[FrameTiming] = []
+        self.error: StageError | None = None
+        self._lock = threading.Lock()
+        self._frame: dict[str, int | None] = {}
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def fail(self, stage: str, exc: BaseException) -> None:
+        with self._lock:
+            if self.error is None and not self.cancel.is_set():
+                self.error = StageError(stage, self._frame.get(stage), exc)
+            self.cancel.set()
+        self.dec.kill()
+        self.enc.kill()
+
+    def put(self, q: queue.Queue[Any], item: Any) -> None:
+        while True:
+            if self.cancel.is_set():
+                raise _Cancelled
+            try:
+                q.put(item, timeout=POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, q: queue.Queue[Any]) -> Any:
+        while True:
+            if self.cancel.is_set():
+                raise _Cancelled
+            try:
+                return q.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+
+    def stage(self, name: str, body: Callable[[], None]) -> threading.Thread:
+        def run() -> None:
+            try:
+                body()
+            except _Cancelled:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+                self.fail(name, exc)
+        return threading.Thread(target=run, name=f"espcn-{name}", daemon=True)
+
+    # -- stages -----------------------------------------------------------------------------
+    def read_stage(self) -> None:
+        geometry, index = self.header.geometry, 0
+        while not self.cancel.is_set():
+            self._frame["reader"] = index
+            t0 = time.perf_counter()
+            try:
+                planes = read_frame(self.dec.stdout, geometry, index, "decoder output")
+            except (TruncatedFrame, EspcnVideoError):
+                self._decoder_error_first()
+                raise
+            if planes is None:
+                self._decoder_error_first()
+                self.put(self.to_model, _END)
+                return
+            self.put(self.to_model, _Item(index, planes, (time.perf_counter() - t0) * 1e3))
+            index += 1
+            self.counters.frames_read = index
+
+    def _decoder_error_first(self) -> None:
+        """A short or broken stream is usually the decoder failing: its own error says why."""
+        self.dec.check(timeout_s=30.0)
+
+    def model_stage(self) -> None:
+        geometry = self.header.geometry
+        while True:
+            item = self.get(self.to_model)
+            if item is _END:
+                self.put(self.to_writer, _END)
+                return
+            self._frame["model"] = item.index
+            t0 = time.perf_counter()
+            item.planes = self.upscaler.upscale(item.planes, geometry)
+            item.model_ms = (time.perf_counter() - t0) * 1e3
+            self.put(self.to_writer, item)
+            self.counters.frames_upscaled += 1
+
+    def write_stage(self) -> None:
+        stdin = self.enc.stdin
+        try:
+            while True:
+                item = self.get(self.to_writer)
+                if item is _END:
+                    stdin.flush()
+                    self.enc.close_stdin()
+                    return
+                self._frame["writer"] = item.index
+                t0 = time.perf_counter()
+                write_frame(stdin, item.planes)
+                write_ms = (time.perf_counter() - t0) * 1e3
+                self.timings.append(FrameTiming(item.index, item.read_ms, item.model_ms, write_ms))
+                self.counters.frames_written += 1
+        except BrokenPipeError:
+            # A symptom: the encoder died. Its exit code and stderr say why.
+            self.enc.check(timeout_s=30.0)
+            raise
+
+
+def run_pipeline(decode_cmd: Sequence[str], build_encode_cmd: Callable[[Y4MHeader], list[str]],
+                 upscaler: FrameUpscaler, *, decoder_stdin: str = "devnull",
+                 encoder_stdout: str = "devnull", queue_size: int = 4,
+                 on_start: Callable[[Y4MHeader], None] | None = None,
+                 on_progress: Callable[[Counters], None] | None = None) -> RunResult:
+    """Decode, super-resolve and encode; raise the first failure, named, after cleaning up."""
+    t_start = time.perf_counter()
+    with FFmpegProcess("decoder", decode_cmd, stdin=decoder_stdin, stdout="pipe") as dec:
+        header = read_header(dec.stdout, "decoder output")
+        if header is None:
+            dec.check(timeout_s=30.0)
+            raise InputError("the input has no video frames")
+        hr_header = Y4MHeader(header.geometry.scaled(upscaler.scale), header.rate, header.sar,
+                              "p", header.full_range)
+        if on_start is not None:
+            on_start(header)
+        with FFmpegProcess("encoder", build_encode_cmd(header), stdin="pipe",
+                           stdout=encoder_stdout) as enc:
+            run = _Run(dec, enc, header, upscaler, queue_size)
+            try:
+                enc.stdin.write(hr_header.encode())
+            except BrokenPipeError:
+                enc.check(timeout_s=30.0)
+                raise
+            threads = [run.stage("reader", run.read_stage), run.stage("model", run.model_stage),
+                       run.stage("writer", run.write_stage)]
+            for t in threads:
+                t.start()
+            try:
+                while any(t.is_alive() for t in threads):
+                    threads[-1].join(timeout=POLL_S)
+                    if on_progress is not None:
+                        on_progress(run.counters)
+            except BaseException:
+                run.cancel.set()
+                dec.kill()
+                enc.kill()
+                for t in threads:
+                    t.join(timeout=5.0)
+                raise
+            if run.error is not None:
+                raise run.error
+            enc.check()
+            dec.check(timeout_s=30.0)
+            if on_progress is not None:
+                on_progress(run.counters)
+    counters = run.counters
+    if counters.frames_written != counters.frames_read:
+        raise FrameCountMismatch(counters.frames_read, counters.frames_written)
+    return RunResult(
+        lr=header.geometry, hr=hr_header.geometry, rate=header.rate, full_range=header.full_range,
+        method=upscaler.method, frames_read=counters.frames_read,
+        frames_written=counters.frames_written, wall_s=time.perf_counter() - t_start,
+        timings=run.timings,
+    )

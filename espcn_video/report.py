@@ -1,0 +1,43 @@
+"""Human and file renderings of results: rich tables on stderr, CSV/JSON files. No arithmetic."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def write_rows(path: str, rows: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> None:
+    """CSV or JSON by extension, written atomically."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    if target.suffix.lower() == ".json":
+        tmp.write_text(json.dumps({**(extra or {}), "frames": rows}, indent=2) + "\n")
+    else:
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["index"])
+            writer.writeheader()
+            writer.writerows(rows)
+    os.replace(tmp, target)
+
+
+def print_run_summary(console: Console, summary: dict[str, Any], title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    for col in ("stage", "mean ms", "p50 ms", "p95 ms", "max ms"):
+        table.add_column(col, justify="right" if col != "stage" else "left")
+    for stage, s in summary["stages"].items():
+        table.add_row(stage, f"{s['mean_ms']:.2f}", f"{s['p50_ms']:.2f}", f"{s['p95_ms']:.2f}",
+                      f"{s['max_ms']:.2f}")
+    console.print(table)
+    lr, hr = summary["lr_size"], summary["hr_size"]
+    mem = summary["peak_memory"]
+    console.print(
+        f"{summary['frames']} frames {lr[0]}x{lr[1]} -> {hr[0]}x{hr[1]} ({summary['method']}) in "
+        f"{summary['wall_s']:.2f} s: {summary['fps']:.2f} fps; peak memory {mem['python_mb']:.0f} MB "
+        f"(largest ffmpeg {mem['largest_child_mb']:.0f} MB)"
+    )
