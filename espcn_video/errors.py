@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import signal
 from collections.abc import Sequence
@@ -67,6 +68,22 @@ def describe_returncode(returncode: int) -> str:
     return f"exit {returncode}"
 
 
+_GENERIC = re.compile(
+    r"Task finished with error code|Terminating thread with return code|Error sending frames to "
+    r"consumers|Nothing was written into output file|Error submitting a packet|Error muxing a packet|"
+    r"Conversion failed|Last message repeated|Error while filtering|Could not open encoder before EOF|"
+    r"Error writing trailer: Broken pipe|Error closing file: Broken pipe")
+_ERRORISH = re.compile(r"error|invalid|fail|no such|no space|not found|unknown|unable|cannot|"
+                       r"could not|unsupported|denied|corrupt|incorrect", re.IGNORECASE)
+
+
+def summarize_stderr(stderr_tail: str, max_lines: int = 2) -> str:
+    """The lines of an ffmpeg stderr tail that say why: the first error-like ones, not the echo."""
+    lines = [ln.strip() for ln in stderr_tail.splitlines() if ln.strip() and not _GENERIC.search(ln)]
+    chosen = [ln for ln in lines if _ERRORISH.search(ln)][:max_lines] or lines[-max_lines:]
+    return " | ".join(ln[:300] for ln in chosen)
+
+
 class FFmpegError(EspcnVideoError):
     """An ffmpeg child failed: carries the command, its exit status and its stderr tail."""
 
@@ -75,7 +92,7 @@ class FFmpegError(EspcnVideoError):
         self.cmd = list(cmd)
         self.returncode = returncode
         self.stderr_tail = stderr_tail
-        tail = " | ".join(line.strip() for line in stderr_tail.strip().splitlines()[-3:] if line.strip())
+        tail = summarize_stderr(stderr_tail)
         super().__init__(
             f"ffmpeg {role} failed ({describe_returncode(returncode)})"
             + (f": {tail}" if tail else "")

@@ -181,7 +181,9 @@ class _Run:
         except BrokenPipeError:
             # A symptom: the encoder died. Its exit code and stderr say why.
             self.enc.check(timeout_s=30.0)
-            raise
+            raise EspcnVideoError(
+                f"ffmpeg encoder stopped reading after {self.counters.frames_written} frames "
+                "(exit 0); check the output options") from None
 
 
 def run_pipeline(decode_cmd: Sequence[str], build_encode_cmd: Callable[[Y4MHeader], list[str]],

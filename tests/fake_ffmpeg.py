@@ -1,0 +1,72 @@
+"""A misbehaving ffmpeg for failure-path tests: real child processes, never mocks.
+
+FAKE_MODE picks the fault; FAKE_REAL_FFMPEG is the real binary used for everything else.
+  decoder-dies      decoder sends the header and 2 frames, prints an error, exits 1
+  decoder-partial   decoder sends the header, 1 frame and half a frame, exits 0
+  stderr-flood      decoder writes 8 MB to stderr while sending every frame, then exits 1
+  encoder-no-space  encoder reads about 2 frames, says "No space left on device", exits 1
+  decoder-hangs     decoder sends the header and frames, then sleeps forever (for Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    real = os.environ["FAKE_REAL_FFMPEG"]
+    mode = os.environ.get("FAKE_MODE", "")
+    is_decoder = args[-1] == "pipe:1" and "yuv4mpegpipe" in args and "pipe:0" not in args
+    is_encoder = "pipe:0" in args
+    if is_decoder and mode.startswith(("decoder", "stderr")):
+        return fake_decoder(real, args, mode)
+    if is_encoder and mode == "encoder-no-space":
+        sys.stdin.buffer.read(4096)
+        sys.stderr.write("[out#0/mp4] Error writing trailer: No space left on device\n")
+        return 1
+    os.execv(real, [real, *args])
+    return 0
+
+
+def fake_decoder(real: str, args: list[str], mode: str) -> int:
+    proc = subprocess.Popen([real, *args], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    header = proc.stdout.readline()
+    out = sys.stdout.buffer
+    out.write(header)
+    w = int(header.split(b" W")[1].split()[0])
+    h = int(header.split(b" H")[1].split()[0])
+    frame = 6 + w * h + 2 * ((w + 1) // 2) * ((h + 1) // 2)  # 8-bit 4:2:0 test clips
+    if mode == "decoder-dies":
+        out.write(proc.stdout.read(2 * frame))
+        out.flush()
+        sys.stderr.write("[h264 @ 0x1] Invalid NAL unit size (corrupt input)\n")
+        proc.kill()
+        return 1
+    if mode == "decoder-partial":
+        out.write(proc.stdout.read(frame + frame // 2))
+        out.flush()
+        proc.kill()
+        return 0
+    if mode == "stderr-flood":
+        for i in range(100_000):
+            sys.stderr.write(f"[flood] warning line {i} " + "x" * 60 + "\n")
+        out.write(proc.stdout.read())
+        out.flush()
+        proc.wait()
+        sys.stderr.write("[flood] final error: decoding failed\n")
+        return 1
+    if mode == "decoder-hangs":
+        out.write(proc.stdout.read(3 * frame))
+        out.flush()
+        proc.kill()
+        time.sleep(3600)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

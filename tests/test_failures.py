@@ -1,0 +1,196 @@
+"""Every failure gets one clear line on stderr, the right exit code, no process left, no OUT."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, run_cli
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _one_error_line(done: subprocess.CompletedProcess[bytes]) -> str:
+    err = done.stderr.decode()
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("espcn-video: error: ")
+    return lines[0]
+
+
+@pytest.fixture
+def fake_ffmpeg(tmp_path: Path, ffmpeg: str) -> Callable[[str], dict[str, str]]:
+    wrapper = tmp_path / "ffmpeg"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{REPO / "tests" / "fake_ffmpeg.py"}" "$@"\n')
+    wrapper.chmod(0o755)
+
+    def env(mode: str) -> dict[str, str]:
+        return {"ESPCN_VIDEO_FFMPEG": str(wrapper), "FAKE_REAL_FFMPEG": ffmpeg, "FAKE_MODE": mode}
+
+    return env
+
+
+@pytest.fixture
+def src(clips: Callable[..., Path]) -> Path:
+    return clips("fail.mkv", "-c:v", "ffv1", "-pix_fmt", "yuv420p", src="testsrc2=s=48x32:r=10:d=2")
+
+
+def test_missing_input(tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
+    done = run_cli("upscale", str(tmp_path / "nope.mp4"), str(tmp_path / "o.mp4"), "--preset", str(random_preset(2)))
+    assert done.returncode == 1
+    assert _one_error_line(done).endswith("nope.mp4: no such file")
+
+
+def test_not_a_video(tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello, not a video\n")
+    done = run_cli("upscale", str(bad), str(tmp_path / "o.mp4"), "--preset", str(random_preset(2)))
+    assert done.returncode == 1
+    assert "notes.txt: ffmpeg cannot read it (Invalid data found when processing input)" in _one_error_line(done)
+
+
+def test_audio_only_file_has_no_video(tmp_path: Path, clips: Callable[..., Path],
+                                      random_preset: Callable[[int], Path]) -> None:
+    audio = clips("tone.wav", src="sine=duration=0.5")
+    done = run_cli("upscale", str(audio), str(tmp_path / "o.mp4"), "--preset", str(random_preset(2)))
+    assert done.returncode == 1 and _one_error_line(done).endswith("tone.wav: no video stream")
+
+
+def test_empty_file(tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    done = run_cli("upscale", str(empty), str(tmp_path / "o.mp4"), "--preset", str(random_preset(2)))
+    assert done.returncode == 1 and _one_error_line(done).endswith("empty.mp4: the file is empty")
+
+
+def test_truncated_y4m(tmp_path: Path, clips: Callable[..., Path], random_preset: Callable[[int], Path]) -> None:
+    whole = clips("whole.y4m", "-pix_fmt", "yuv420p").read_bytes()
+    cut = tmp_path / "cut.y4m"
+    cut.write_bytes(whole[: len(whole) - 1000])
+    done = run_cli("upscale", str(cut), str(tmp_path / "o.y4m"), "--preset", str(random_preset(2)))
+    assert done.returncode == 1
+    assert "cut.y4m: truncated y4m: 9 whole frames and 1310 bytes of a partial one" in _one_error_line(done)
+    assert not (tmp_path / "o.y4m").exists()
+
+
+def test_raw_yuv_not_whole_frames(tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
+    raw = tmp_path / "clip.yuv"
+    raw.write_bytes(b"\x80" * (48 * 32 * 3 // 2 * 2 + 100))
+    done = run_cli("upscale", str(raw), str(tmp_path / "o.y4m"), "--input-size", "48x32",
+                   "--preset", str(random_preset(2)))
+    assert done.returncode == 1
+    assert ("clip.yuv: 4708 bytes is not a whole number of 48x32 yuv420p frames (2304 bytes each; "
+            "2 frames and 100 bytes left over)") in _one_error_line(done)
+
+
+def test_raw_yuv_needs_a_size(tmp_path: Path) -> None:
+    raw = tmp_path / "clip.yuv"
+    raw.write_bytes(b"\x80" * 100)
+    done = run_cli("upscale", str(raw), str(tmp_path / "o.y4m"))
+    assert done.returncode == 2 and "raw .yuv needs --input-size WxH" in _one_error_line(done)
+
+
+def test_unknown_preset(src: Path, tmp_path: Path) -> None:
+    done = run_cli("upscale", str(src), str(tmp_path / "o.mkv"), "--preset", "espcn-x9")
+    assert done.returncode == 1
+    line = _one_error_line(done)
+    assert "espcn-x9" in line and "available" in line
+
+
+def test_unsupported_scale(src: Path, tmp_path: Path) -> None:
+    done = run_cli("upscale", str(src), str(tmp_path / "o.mkv"), "--scale", "5")
+    assert done.returncode == 2 and _one_error_line(done).endswith("unsupported scale 5: choose 2, 3 or 4")
+
+
+def test_existing_output_and_output_equal_input(src: Path, tmp_path: Path,
+                                                random_preset: Callable[[int], Path]) -> None:
+    out = tmp_path / "exists.mkv"
+    out.write_bytes(b"keep me")
+    done = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)))
+    assert done.returncode == 1 and "already exists (use -y/--overwrite to replace it)" in _one_error_line(done)
+    assert out.read_bytes() == b"keep me"
+    done = run_cli("upscale", str(src), str(src), "--preset", str(random_preset(2)), "-y")
+    assert done.returncode == 1 and "output is the input file" in _one_error_line(done)
+
+
+def test_encoder_rejects_option(src: Path, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
+    out = tmp_path / "o.mp4"
+    done = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)),
+                   "--encoder-preset", "warp-speed")
+    assert done.returncode == 1
+    line = _one_error_line(done)
+    assert line.startswith("espcn-video: error: ffmpeg encoder failed (exit ") and "warp-speed" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_ffmpeg_at_all(src: Path, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
+    done = run_cli("upscale", str(src), str(tmp_path / "o.mkv"), "--preset", str(random_preset(2)),
+                   env={"ESPCN_VIDEO_FFMPEG": str(tmp_path / "no-ffmpeg-here")})
+    assert done.returncode == 1
+    assert "does not name an ffmpeg binary" in _one_error_line(done)
+
+
+@pytest.mark.parametrize("mode,expected", [
+    ("decoder-dies", "ffmpeg decoder failed (exit 1): [h264 @ 0x1] Invalid NAL unit size (corrupt input) (reader stage at frame 2)"),
+    ("decoder-partial", "decoder output: frame 1 is truncated (1149 of 2304 bytes): the stream is corrupt or ended mid-frame (reader stage at frame 1)"),
+    ("stderr-flood", "ffmpeg decoder failed (exit 1):"),
+    ("encoder-no-space", "ffmpeg encoder failed (exit 1): [out#0/mp4] Error writing trailer: No space left on device"),
+])
+def test_fake_ffmpeg_faults(src: Path, tmp_path: Path, random_preset: Callable[[int], Path],
+                            fake_ffmpeg: Callable[[str], dict[str, str]], mode: str, expected: str) -> None:
+    out = tmp_path / "o.mp4"
+    done = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)), env=fake_ffmpeg(mode),
+                   timeout=120)
+    assert done.returncode == 1
+    line = _one_error_line(done)
+    assert expected in line
+    if mode == "stderr-flood":
+        assert "final error: decoding failed" in line and len(line) < 2000
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name != "ffmpeg"] == []
+
+
+def _children(pid: int) -> set[int]:
+    kids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.add(int(entry.name))
+    return kids
+
+
+def test_ctrl_c_leaves_no_process_and_no_output(src: Path, tmp_path: Path, random_preset: Callable[[int], Path],
+                                                fake_ffmpeg: Callable[[str], dict[str, str]]) -> None:
+    out = tmp_path / "o.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "espcn_video", "upscale", str(src), str(out),
+                             "--preset", str(random_preset(2))],
+                            env={**os.environ, **fake_ffmpeg("decoder-hangs")}, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    kids: set[int] = set()
+    while time.monotonic() < deadline and len(kids) < 2:  # decoder and encoder are running
+        kids = _children(proc.pid)
+        time.sleep(0.1)
+    assert len(kids) >= 2
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 2.0
+    assert proc.returncode == 130, err.decode()
+    assert "Traceback" not in err.decode() and "interrupted" in err.decode()
+    time.sleep(0.2)
+    for kid in kids:
+        assert not Path(f"/proc/{kid}").exists() or "Z" in Path(f"/proc/{kid}/stat").read_text().split()[2]
+    assert [p.name for p in tmp_path.iterdir() if p.name != "ffmpeg"] == []

@@ -1,0 +1,170 @@
+"""Pure pieces: argv builders as whole lists, probe parsing, y4m geometry, chroma resampling."""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from espcn_video.config import EncodeSettings, InputSpec, RawInput
+from espcn_video.errors import StreamFormatError, TruncatedFrame
+from espcn_video.ffmpeg.args import build_decode_args, build_encode_args
+from espcn_video.ffmpeg.probe import ColorTags, ProbeInfo, parse_probe_output
+from espcn_video.ffmpeg.y4m import (FrameGeometry, Y4MHeader, parse_header, read_frame,
+                                    read_header, write_frame)
+from espcn_video.resample import upscale_planes_bicubic
+
+FORMATS = "format=yuv420p|yuv422p|yuv444p|gray|yuv420p10le|yuv422p10le|yuv444p10le|gray10le|yuv420p12le|yuv422p12le|yuv444p12le|gray12le"
+
+
+def test_decode_args_file() -> None:
+    assert build_decode_args("ff", InputSpec("in.mp4")) == [
+        "ff", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "in.mp4", "-map", "0:v:0",
+        "-vf", FORMATS, "-fps_mode", "passthrough", "-strict", "-1", "-f", "yuv4mpegpipe", "pipe:1"]
+
+
+def test_decode_args_raw_yuv() -> None:
+    spec = InputSpec("clip.yuv", RawInput(1920, 1080, "yuv420p10le", Fraction(30000, 1001)))
+    assert build_decode_args("ff", spec) == [
+        "ff", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt",
+        "yuv420p10le", "-video_size", "1920x1080", "-framerate", "30000/1001", "-i", "clip.yuv",
+        "-map", "0:v:0", "-vf", FORMATS, "-fps_mode", "passthrough", "-strict", "-1",
+        "-f", "yuv4mpegpipe", "pipe:1"]
+
+
+def _probe(**kw: object) -> ProbeInfo:
+    base = dict(duration_s=1.0, video_codec="h264", pix_fmt="yuv420p", width=64, height=48, fps=25.0,
+                color=ColorTags("tv", "bt709", "bt709", "bt709"), audio_streams=1,
+                subtitle_codecs=("subrip",), chapters=1)
+    base.update(kw)
+    return ProbeInfo(**base)  # type: ignore[arg-type]
+
+
+def test_encode_args_mp4_copies_streams_and_colour() -> None:
+    args = build_encode_args("ff", ".o.partial.mp4", EncodeSettings(), full_range=False,
+                             source=InputSpec("in.mkv"), probe=_probe())
+    assert args == [
+        "ff", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "yuv4mpegpipe", "-i", "pipe:0",
+        "-i", "in.mkv", "-map", "0:v:0", "-map", "1:a?", "-map", "1:s?", "-map_chapters", "1",
+        "-map_metadata", "1", "-c:a", "copy", "-c:s", "mov_text",
+        "-c:v", "libx264", "-crf", "18",
+        "-color_range", "tv", "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
+        "-fps_mode", "passthrough", "-strict", "-1", "-y", ".o.partial.mp4"]
+
+
+def test_encode_args_y4m_has_no_audio_and_full_range() -> None:
+    args = build_encode_args("ff", "o.y4m", EncodeSettings(), full_range=True,
+                             source=InputSpec("in.mp4"), probe=_probe(color=ColorTags()))
+    assert args == [
+        "ff", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "yuv4mpegpipe", "-i", "pipe:0",
+        "-map", "0:v:0", "-c:v", "rawvideo", "-color_range", "pc", "-fps_mode", "passthrough",
+        "-strict", "-1", "-f", "yuv4mpegpipe", "-y", "o.y4m"]
+
+
+def test_encode_args_stdout_mp4_user_codec_and_extras() -> None:
+    settings = EncodeSettings(codec="libx265", crf=22, preset="fast", format="mp4",
+                              extra_args=("-tag:v", "hvc1"))
+    args = build_encode_args("ff", "-", settings, full_range=False, source=InputSpec("-"), probe=None)
+    assert args == [
+        "ff", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "yuv4mpegpipe", "-i", "pipe:0",
+        "-map", "0:v:0", "-c:v", "libx265", "-crf", "22", "-preset", "fast", "-color_range", "tv",
+        "-fps_mode", "passthrough", "-strict", "-1", "-tag:v", "hvc1", "-f", "mp4",
+        "-movflags", "frag_keyframe+empty_moov", "-y", "pipe:1"]
+
+
+PROBE_TEXT = """Input #0, matroska,webm, from 'x.mkv':
+  Duration: 00:01:02.50, start: 0.000000, bitrate: 1589 kb/s
+  Chapters:
+    Chapter #0:0: start 0.000000, end 30.000000
+    Chapter #0:1: start 30.000000, end 62.500000
+  Stream #0:0(eng): Video: hevc (Main 10), yuv420p10le(tv, bt2020nc/bt2020/smpte2084, progressive), 3840x2160 [SAR 1:1 DAR 16:9], 23.98 fps, 23.98 tbr, 1k tbn (default)
+  Stream #0:1(eng): Audio: opus, 48000 Hz, stereo, fltp (default)
+  Stream #0:2(eng): Subtitle: subrip (srt)
+At least one output file must be specified
+"""
+
+
+def test_parse_probe_output() -> None:
+    info = parse_probe_output(PROBE_TEXT)
+    assert info == ProbeInfo(62.5, "hevc", "yuv420p10le", 3840, 2160, 23.98,
+                             ColorTags("tv", "bt2020nc", "bt2020", "smpte2084"), 1, ("subrip",), 2)
+    assert info.estimated_frames() == 1499
+
+
+def test_parse_probe_yuvj_is_full_range() -> None:
+    text = "  Stream #0:0: Video: h264 (High), yuvj420p(pc, progressive), 1920x1080, 25 fps, 50 tbr, 1200k tbn\n"
+    info = parse_probe_output(text)
+    assert (info.pix_fmt, info.color.range, info.width, info.height) == ("yuvj420p", "pc", 1920, 1080)
+
+
+@pytest.mark.parametrize("w,h,fmt,shapes,nbytes", [
+    (33, 17, "yuv420p", [(17, 33), (9, 17), (9, 17)], 33 * 17 + 2 * 9 * 17),
+    (33, 17, "yuv422p", [(17, 33), (17, 17), (17, 17)], 33 * 17 + 2 * 17 * 17),
+    (8, 4, "gray", [(4, 8)], 32),
+    (8, 4, "yuv420p10le", [(4, 8), (2, 4), (2, 4)], 2 * (32 + 16)),
+])
+def test_geometry(w: int, h: int, fmt: str, shapes: list[tuple[int, int]], nbytes: int) -> None:
+    g = FrameGeometry(w, h, fmt)
+    assert g.plane_shapes == shapes and g.frame_bytes == nbytes
+
+
+def test_y4m_round_trip_and_truncation() -> None:
+    header = Y4MHeader(FrameGeometry(5, 3, "yuv420p10le"), Fraction(30000, 1001), Fraction(1, 1),
+                       full_range=True)
+    assert header.encode() == b"YUV4MPEG2 W5 H3 F30000:1001 Ip A1:1 C420p10 XCOLORRANGE=FULL\n"
+    planes = [np.arange(15, dtype="<u2").reshape(3, 5) * 60,
+              np.full((2, 3), 512, "<u2"), np.full((2, 3), 100, "<u2")]
+    buf = io.BytesIO()
+    buf.write(header.encode())
+    write_frame(buf, planes)
+    data = buf.getvalue()
+    stream = io.BytesIO(data)
+    parsed = read_header(stream)
+    assert parsed == header
+    got = read_frame(stream, parsed.geometry, 0)
+    assert got is not None and all(np.array_equal(a, b) for a, b in zip(got, planes))
+    assert read_frame(stream, parsed.geometry, 1) is None
+    short = io.BytesIO(data[:-3])
+    read_header(short)
+    with pytest.raises(TruncatedFrame, match="frame 0 is truncated \\(51 of 54 bytes\\)"):
+        read_frame(short, parsed.geometry, 0)
+
+
+def test_y4m_desync_is_caught() -> None:
+    stream = io.BytesIO(b"YUV4MPEG2 W2 H2 F25:1 Cmono\nFRAMX\n1234")
+    header = read_header(stream)
+    assert header is not None
+    with pytest.raises(StreamFormatError, match="expected FRAME marker"):
+        read_frame(stream, header.geometry, 0)
+    with pytest.raises(StreamFormatError, match="unsupported y4m colour space C411"):
+        parse_header(b"YUV4MPEG2 W2 H2 F25:1 C411")
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_chroma_constant_stays_exact(scale: int) -> None:
+    plane = np.full((5, 7), 77, np.uint8)
+    out = upscale_planes_bicubic([plane, plane], scale, [(5 * scale, 7 * scale)] * 2, 255)
+    assert all(o.shape == (5 * scale, 7 * scale) and (o == 77).all() for o in out)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_chroma_linear_ramp_is_exact_on_the_ps_grid(scale: int) -> None:
+    """Inside the border, bicubic reproduces a ramp at the PS sample positions (k+0.5)/r-0.5."""
+    w = 16
+    ramp = np.tile(np.arange(w, dtype=np.float64) * 8 + 40, (4, 1))
+    plane = ramp.astype("<u2")
+    out = upscale_planes_bicubic([plane], scale, [(4 * scale, w * scale)], 1023)[0]
+    k = np.arange(w * scale)
+    expected = ((k + 0.5) / scale - 0.5) * 8 + 40
+    inner = slice(2 * scale, (w - 2) * scale)
+    assert np.array_equal(out[0, inner], np.round(expected[inner]).astype("<u2"))
+
+
+def test_odd_chroma_is_cropped_to_output_geometry() -> None:
+    lr = FrameGeometry(33, 17, "yuv420p")
+    hr = lr.scaled(3)
+    assert hr.plane_shapes[1] == (26, 50)
+    out = upscale_planes_bicubic([np.zeros((9, 17), np.uint8)] * 2, 3, hr.plane_shapes[1:], 255)
+    assert [o.shape for o in out] == [(26, 50), (26, 50)]
