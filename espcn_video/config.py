@@ -47,3 +47,4 @@ class UpscaleSettings:
     device: str = "cpu"
     overwrite: bool = False
     queue_size: int = 4
+    strict_decode: bool = True  # a decoder that reports errors fails the run

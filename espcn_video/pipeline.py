@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from espcn_video.errors import (EspcnVideoError, FrameCountMismatch, InputError, StageError,
-                                TruncatedFrame)
+                                TruncatedFrame, summarize_stderr)
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header, write_frame
 from espcn_video.upscaling import FrameUpscaler
@@ -188,7 +188,7 @@ class _Run:
 
 def run_pipeline(decode_cmd: Sequence[str], build_encode_cmd: Callable[[Y4MHeader], list[str]],
                  upscaler: FrameUpscaler, *, decoder_stdin: str = "devnull",
-                 encoder_stdout: str = "devnull", queue_size: int = 4,
+                 encoder_stdout: str = "devnull", queue_size: int = 4, strict_decode: bool = True,
                  on_start: Callable[[Y4MHeader], None] | None = None,
                  on_progress: Callable[[Counters], None] | None = None) -> RunResult:
     """Decode, super-resolve and encode; raise the first failure, named, after cleaning up."""
@@ -230,6 +230,11 @@ def run_pipeline(decode_cmd: Sequence[str], build_encode_cmd: Callable[[Y4MHeade
                 raise run.error
             enc.check()
             dec.check(timeout_s=30.0)
+            if strict_decode and (complaint := summarize_stderr(dec.stderr_tail())):
+                # ffmpeg exits 0 on a file cut short or damaged mid-way; at -loglevel error
+                # anything it prints means frames were lost or invented.
+                raise InputError(f"the input is corrupt or truncated: {complaint} "
+                                 "(--ignore-decode-errors keeps such output)")
             if on_progress is not None:
                 on_progress(run.counters)
     counters = run.counters

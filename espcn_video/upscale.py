@@ -122,7 +122,8 @@ def upscale_video(settings: UpscaleSettings, *, on_start: Callable[[Y4MHeader, P
             build_decode_args(ffmpeg.path, source), build_encoder, upscaler,
             decoder_stdin="inherit" if source.is_stdin else "devnull",
             encoder_stdout="inherit" if target is None else "devnull",
-            queue_size=settings.queue_size, on_start=started, on_progress=on_progress,
+            queue_size=settings.queue_size, strict_decode=settings.strict_decode,
+            on_start=started, on_progress=on_progress,
         )
         if target is not None:
             os.replace(target, settings.output)

@@ -194,3 +194,20 @@ def test_ctrl_c_leaves_no_process_and_no_output(src: Path, tmp_path: Path, rando
     for kid in kids:
         assert not Path(f"/proc/{kid}").exists() or "Z" in Path(f"/proc/{kid}/stat").read_text().split()[2]
     assert [p.name for p in tmp_path.iterdir() if p.name != "ffmpeg"] == []
+
+
+def test_file_cut_mid_way_is_an_error_unless_ignored(clips: Callable[..., Path], tmp_path: Path,
+                                                     random_preset: Callable[[int], Path]) -> None:
+    """ffmpeg exits 0 on a Matroska file cut in half; its error output makes it our failure."""
+    whole = clips("long.mkv", "-c:v", "libx264", "-preset", "ultrafast",
+                  src="testsrc2=s=96x64:r=25:d=4").read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole[: len(whole) // 2])
+    out = tmp_path / "o.mkv"
+    done = run_cli("upscale", str(cut), str(out), "--preset", str(random_preset(2)))
+    assert done.returncode == 1
+    line = _one_error_line(done)
+    assert "the input is corrupt or truncated: " in line and "File ended prematurely" in line
+    assert not out.exists()
+    done = run_cli("upscale", str(cut), str(out), "--preset", str(random_preset(2)), "--ignore-decode-errors")
+    assert done.returncode == 0 and out.exists()

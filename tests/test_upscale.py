@@ -126,3 +126,23 @@ def test_temp_file_is_cleaned_and_output_published(clips: Callable[..., Path],
     out = tmp_path / "o.mkv"
     _upscale(src, out, random_preset(2), "--codec", "ffv1")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mkv"]
+
+
+@pytest.mark.parametrize("suffix,sub_codec", [(".mkv", "subrip"), (".mp4", "mov_text")])
+def test_subtitles_and_chapters_are_kept(ffmpeg: str, random_preset: Callable[[int], Path], tmp_path: Path,
+                                         suffix: str, sub_codec: str) -> None:
+    import subprocess
+    from espcn_video.ffmpeg.probe import probe_file
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,500\nhello\n\n2\n00:00:00,500 --> 00:00:01,000\nworld\n")
+    meta = tmp_path / "chapters.txt"
+    meta.write_text(";FFMETADATA1\ntitle=demo\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=500\ntitle=one\n"
+                    "[CHAPTER]\nTIMEBASE=1/1000\nSTART=500\nEND=1000\ntitle=two\n")
+    src = tmp_path / "subs.mkv"
+    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=1",
+                    "-i", str(srt), "-i", str(meta), "-map", "0", "-map", "1", "-map_metadata", "2",
+                    "-map_chapters", "2", "-c:v", "ffv1", "-c:s", "srt", str(src)], check=True, timeout=60)
+    out = tmp_path / f"out{suffix}"
+    _upscale(src, out, random_preset(2), "--encoder-preset", "ultrafast")
+    info = probe_file(ffmpeg, str(out))
+    assert info.subtitle_codecs == (sub_codec,) and info.chapters == 2

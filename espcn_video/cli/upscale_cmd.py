@@ -121,6 +121,7 @@ class _Display:
 @click.option("--timings", "timings_path", default=None, help="Per-frame timings file (.csv or .json).")
 @click.option("--json", "as_json", is_flag=True, help="Summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
+@click.option("--ignore-decode-errors", is_flag=True, help="Keep the output when the decoder reports a damaged input.")
 @click.option("-y", "--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @guarded
 def upscale_cmd(input_path: str, output: str, scale: int | None, preset: str | None,
@@ -128,7 +129,7 @@ def upscale_cmd(input_path: str, output: str, scale: int | None, preset: str | N
                 encoder_preset: str | None, fmt: str | None, output_args: str, audio_codec: str,
                 no_copy_streams: bool, input_size: str | None, input_pix_fmt: str | None,
                 input_rate: str | None, timings_path: str | None, as_json: bool, quiet: bool,
-                overwrite: bool) -> None:
+                ignore_decode_errors: bool, overwrite: bool) -> None:
     """Super-resolve IN into OUT: ESPCN on Y, bicubic U and V, audio and subtitles kept.
 
     IN and OUT may be '-' for stdin and stdout.
@@ -147,7 +148,7 @@ def upscale_cmd(input_path: str, output: str, scale: int | None, preset: str | N
         encode=EncodeSettings(codec=codec, crf=crf, preset=encoder_preset, format=fmt,
                               extra_args=extra, audio_codec=audio_codec,
                               copy_streams=not no_copy_streams),
-        threads=threads, device=device, overwrite=overwrite,
+        threads=threads, device=device, overwrite=overwrite, strict_decode=not ignore_decode_errors,
     )
     from espcn_video.upscale import upscale_video
     display = _Display(enabled=not quiet and sys.stderr.isatty())
