@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from espcn_video.errors import (EspcnVideoError, FrameCountMismatch, InputError, StageError,
-                                TruncatedFrame, summarize_stderr)
+                                summarize_stderr)
 from espcn_video.ffmpeg.process import FFmpegProcess
-from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header, write_frame
+from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header
+from espcn_video.sinks import EncoderSink, FrameSink
 from espcn_video.upscaling import FrameUpscaler
 
 POLL_S = 0.1
@@ -76,9 +77,9 @@ class _Item:
 class _Run:
     """State shared by the three stage threads of one run."""
 
-    def __init__(self, dec: FFmpegProcess, enc: FFmpegProcess, header: Y4MHeader,
+    def __init__(self, dec: FFmpegProcess, sink: FrameSink, header: Y4MHeader,
                  upscaler: FrameUpscaler, queue_size: int) -> None:
-        self.dec, self.enc, self.header, self.upscaler = dec, enc, header, upscaler
+        self.dec, self.sink, self.header, self.upscaler = dec, sink, header, upscaler
         self.to_model: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.to_writer: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.cancel = threading.Event()
@@ -95,7 +96,7 @@ class _Run:
                 self.error = StageError(stage, self._frame.get(stage), exc)
             self.cancel.set()
         self.dec.kill()
-        self.enc.kill()
+        self.sink.kill()
 
     def put(self, q: queue.Queue[Any], item: Any) -> None:
         while True:
@@ -134,7 +135,7 @@ class _Run:
             t0 = time.perf_counter()
             try:
                 planes = read_frame(self.dec.stdout, geometry, index, "decoder output")
-            except (TruncatedFrame, EspcnVideoError):
+            except EspcnVideoError:
                 self._decoder_error_first()
                 raise
             if planes is None:
@@ -164,34 +165,32 @@ class _Run:
             self.counters.frames_upscaled += 1
 
     def write_stage(self) -> None:
-        stdin = self.enc.stdin
-        try:
-            while True:
-                item = self.get(self.to_writer)
-                if item is _END:
-                    stdin.flush()
-                    self.enc.close_stdin()
-                    return
-                self._frame["writer"] = item.index
-                t0 = time.perf_counter()
-                write_frame(stdin, item.planes)
-                write_ms = (time.perf_counter() - t0) * 1e3
-                self.timings.append(FrameTiming(item.index, item.read_ms, item.model_ms, write_ms))
-                self.counters.frames_written += 1
-        except BrokenPipeError:
-            # A symptom: the encoder died. Its exit code and stderr say why.
-            self.enc.check(timeout_s=30.0)
-            raise EspcnVideoError(
-                f"ffmpeg encoder stopped reading after {self.counters.frames_written} frames "
-                "(exit 0); check the output options") from None
+        while True:
+            item = self.get(self.to_writer)
+            if item is _END:
+                self.sink.finish()
+                return
+            self._frame["writer"] = item.index
+            t0 = time.perf_counter()
+            self.sink.write(item.index, item.planes)
+            write_ms = (time.perf_counter() - t0) * 1e3
+            self.timings.append(FrameTiming(item.index, item.read_ms, item.model_ms, write_ms))
+            self.counters.frames_written += 1
 
 
-def run_pipeline(decode_cmd: Sequence[str], build_encode_cmd: Callable[[Y4MHeader], list[str]],
-                 upscaler: FrameUpscaler, *, decoder_stdin: str = "devnull",
-                 encoder_stdout: str = "devnull", queue_size: int = 4, strict_decode: bool = True,
+SinkFactory = Callable[[Y4MHeader, Y4MHeader], FrameSink]
+
+
+def encoder_sink(build_cmd: Callable[[Y4MHeader], list[str]], stdout: str = "devnull") -> SinkFactory:
+    """The sink of `upscale`: an ffmpeg encoder whose command depends on the decoded header."""
+    return lambda lr, hr: EncoderSink(build_cmd(lr), hr, stdout)
+
+
+def run_pipeline(decode_cmd: Sequence[str], make_sink: SinkFactory, upscaler: FrameUpscaler, *,
+                 decoder_stdin: str = "devnull", queue_size: int = 4, strict_decode: bool = True,
                  on_start: Callable[[Y4MHeader], None] | None = None,
                  on_progress: Callable[[Counters], None] | None = None) -> RunResult:
-    """Decode, super-resolve and encode; raise the first failure, named, after cleaning up."""
+    """Decode, super-resolve and hand frames to a sink; raise the first failure, named, after cleaning up."""
     t_start = time.perf_counter()
     with FFmpegProcess("decoder", decode_cmd, stdin=decoder_stdin, stdout="pipe") as dec:
         header = read_header(dec.stdout, "decoder output")
@@ -202,41 +201,15 @@ def run_pipeline(decode_cmd: Sequence[str], build_encode_cmd: Callable[[Y4MHeade
                               "p", header.full_range)
         if on_start is not None:
             on_start(header)
-        with FFmpegProcess("encoder", build_encode_cmd(header), stdin="pipe",
-                           stdout=encoder_stdout) as enc:
-            run = _Run(dec, enc, header, upscaler, queue_size)
-            try:
-                enc.stdin.write(hr_header.encode())
-            except BrokenPipeError:
-                enc.check(timeout_s=30.0)
-                raise
-            threads = [run.stage("reader", run.read_stage), run.stage("model", run.model_stage),
-                       run.stage("writer", run.write_stage)]
-            for t in threads:
-                t.start()
-            try:
-                while any(t.is_alive() for t in threads):
-                    threads[-1].join(timeout=POLL_S)
-                    if on_progress is not None:
-                        on_progress(run.counters)
-            except BaseException:
-                run.cancel.set()
-                dec.kill()
-                enc.kill()
-                for t in threads:
-                    t.join(timeout=5.0)
-                raise
-            if run.error is not None:
-                raise run.error
-            enc.check()
+        with make_sink(header, hr_header) as sink:
+            run = _Run(dec, sink, header, upscaler, queue_size)
+            _run_stages(run, on_progress)
             dec.check(timeout_s=30.0)
             if strict_decode and (complaint := summarize_stderr(dec.stderr_tail())):
                 # ffmpeg exits 0 on a file cut short or damaged mid-way; at -loglevel error
                 # anything it prints means frames were lost or invented.
                 raise InputError(f"the input is corrupt or truncated: {complaint} "
                                  "(--ignore-decode-errors keeps such output)")
-            if on_progress is not None:
-                on_progress(run.counters)
     counters = run.counters
     if counters.frames_written != counters.frames_read:
         raise FrameCountMismatch(counters.frames_read, counters.frames_written)
@@ -246,3 +219,25 @@ def run_pipeline(decode_cmd: Sequence[str], build_encode_cmd: Callable[[Y4MHeade
         frames_written=counters.frames_written, wall_s=time.perf_counter() - t_start,
         timings=run.timings,
     )
+
+
+def _run_stages(run: _Run, on_progress: Callable[[Counters], None] | None) -> None:
+    """Start the three stages, draw progress, and re-raise the first stage error here."""
+    threads = [run.stage("reader", run.read_stage), run.stage("model", run.model_stage),
+               run.stage("writer", run.write_stage)]
+    for t in threads:
+        t.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            threads[-1].join(timeout=POLL_S)
+            if on_progress is not None:
+                on_progress(run.counters)
+    except BaseException:
+        run.cancel.set()
+        run.dec.kill()
+        run.sink.kill()
+        for t in threads:
+            t.join(timeout=5.0)
+        raise
+    if run.error is not None:
+        raise run.error

@@ -16,7 +16,7 @@ from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader
 from espcn_video.model.engines import TorchEngine
 from espcn_video.model.presets import PresetInfo, load_preset
-from espcn_video.pipeline import Counters, RunResult, run_pipeline
+from espcn_video.pipeline import Counters, RunResult, encoder_sink, run_pipeline
 from espcn_video.upscaling import FrameUpscaler
 
 
@@ -119,9 +119,9 @@ def upscale_video(settings: UpscaleSettings, *, on_start: Callable[[Y4MHeader, P
 
     try:
         result = run_pipeline(
-            build_decode_args(ffmpeg.path, source), build_encoder, upscaler,
+            build_decode_args(ffmpeg.path, source),
+            encoder_sink(build_encoder, stdout="inherit" if target is None else "devnull"), upscaler,
             decoder_stdin="inherit" if source.is_stdin else "devnull",
-            encoder_stdout="inherit" if target is None else "devnull",
             queue_size=settings.queue_size, strict_decode=settings.strict_decode,
             on_start=started, on_progress=on_progress,
         )
