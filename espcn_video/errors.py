@@ -8,10 +8,22 @@ import signal
 from collections.abc import Sequence
 
 
+def _rebuild(cls: type, args: tuple, state: dict) -> EspcnVideoError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, *args)
+    exc.__dict__.update(state)
+    return exc
+
+
 class EspcnVideoError(Exception):
     """Base of every error the CLI reports as one line and exit 1."""
 
     exit_code = 1
+
+    def __reduce__(self) -> tuple:
+        # Subclasses take other constructor arguments than their message; rebuild from state so
+        # errors raised on a Dask worker reach the driver intact.
+        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
 class UsageError(EspcnVideoError):

@@ -6,11 +6,15 @@ FAKE_MODE picks the fault; FAKE_REAL_FFMPEG is the real binary used for everythi
   stderr-flood      decoder writes 8 MB to stderr while sending every frame, then exits 1
   encoder-no-space  encoder reads about 2 frames, says "No space left on device", exits 1
   decoder-hangs     decoder sends the header and frames, then sleeps forever (for Ctrl-C)
+  fail-once         the first decoder (while the file FAKE_ONCE exists) exits 1: a task retry
+  kill-worker-once  the first decoder (while FAKE_ONCE exists) SIGKILLs its parent, the Dask worker
+  fail-last-chunk   the decoder of the last chunk (no end bound) always exits 1
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +26,16 @@ def main() -> int:
     mode = os.environ.get("FAKE_MODE", "")
     is_decoder = args[-1] == "pipe:1" and "yuv4mpegpipe" in args and "pipe:0" not in args
     is_encoder = "pipe:0" in args
+    once = os.environ.get("FAKE_ONCE", "")
+    if is_decoder and mode in ("fail-once", "kill-worker-once") and once and os.path.exists(once):
+        os.unlink(once)
+        if mode == "kill-worker-once":
+            os.kill(os.getppid(), signal.SIGKILL)
+        sys.stderr.write("[fake] injected decoder failure\n")
+        return 1
+    if is_decoder and mode == "fail-last-chunk" and any("select=" in a and "*lt(" not in a for a in args):
+        sys.stderr.write("[fake] injected failure of the last chunk\n")
+        return 1
     if is_decoder and mode.startswith(("decoder", "stderr")):
         return fake_decoder(real, args, mode)
     if is_encoder and mode == "encoder-no-space":

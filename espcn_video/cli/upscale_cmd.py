@@ -14,7 +14,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, Text
 
 from espcn_video.cli.common import emit_json, guarded, stderr_console
 from espcn_video.config import EncodeSettings, InputSpec, RawInput, UpscaleSettings
-from espcn_video.errors import UsageError
+from espcn_video.errors import EspcnVideoError, UsageError
 from espcn_video.ffmpeg.probe import ProbeInfo
 from espcn_video.ffmpeg.y4m import Y4MHeader
 from espcn_video.model.espcn import SUPPORTED_SCALES
@@ -123,13 +123,19 @@ class _Display:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 @click.option("--ignore-decode-errors", is_flag=True, help="Keep the output when the decoder reports a damaged input.")
 @click.option("-y", "--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--chunks", default=None, help="Split into chunks on Dask: 'auto' (about 20 s each) or a number.")
+@click.option("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://HOST:8786 (with --chunks).")
+@click.option("--local-workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Workers of the local Dask cluster when no --scheduler is given.")
+@click.option("--resume", is_flag=True, help="Finish an interrupted --chunks run: only missing chunks run.")
 @guarded
 def upscale_cmd(input_path: str, output: str, scale: int | None, preset: str | None,
                 threads: int | None, device: str, codec: str | None, crf: int | None,
                 encoder_preset: str | None, fmt: str | None, output_args: str, audio_codec: str,
                 no_copy_streams: bool, input_size: str | None, input_pix_fmt: str | None,
                 input_rate: str | None, timings_path: str | None, as_json: bool, quiet: bool,
-                ignore_decode_errors: bool, overwrite: bool) -> None:
+                ignore_decode_errors: bool, overwrite: bool, chunks: str | None, scheduler: str | None,
+                local_workers: int, resume: bool) -> None:
     """Super-resolve IN into OUT: ESPCN on Y, bicubic U and V, audio and subtitles kept.
 
     IN and OUT may be '-' for stdin and stdout.
@@ -150,6 +156,9 @@ def upscale_cmd(input_path: str, output: str, scale: int | None, preset: str | N
                               copy_streams=not no_copy_streams),
         threads=threads, device=device, overwrite=overwrite, strict_decode=not ignore_decode_errors,
     )
+    if chunks is not None or resume or scheduler:
+        run_chunked_cli(settings, chunks, scheduler, local_workers, resume, as_json, quiet)
+        return
     from espcn_video.upscale import upscale_video
     display = _Display(enabled=not quiet and sys.stderr.isatty())
     try:
@@ -168,3 +177,91 @@ def upscale_cmd(input_path: str, output: str, scale: int | None, preset: str | N
         emit_json(summary)
     elif not quiet:
         print_run_summary(stderr_console(), summary, f"espcn-video upscale {input_path} -> {output}")
+
+
+def parse_chunks(text: str | None) -> int | None:
+    if text is None or text == "auto":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"--chunks {text!r}: expected 'auto' or a positive number")
+    return int(text)
+
+
+def run_chunked_cli(settings: UpscaleSettings, chunks: str | None, scheduler: str | None,
+                    local_workers: int, resume: bool, as_json: bool, quiet: bool) -> None:
+    from espcn_video.distributed import upscale_chunked
+    progress = None
+    if not quiet and sys.stderr.isatty():
+        progress = Progress(TextColumn("[bold]upscale (chunks)"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[fps]:.1f} fps"), TimeElapsedColumn(),
+                            TimeRemainingColumn(), console=stderr_console(), transient=True)
+        progress.start()
+        task = progress.add_task("chunks", total=None, fps=0.0)
+
+    def update(done: int, total: int) -> None:
+        if progress is not None:
+            elapsed = progress.tasks[0].elapsed or 0.0
+            progress.update(task, completed=done, total=total, fps=done / elapsed if elapsed else 0.0)
+
+    try:
+        outcome = upscale_chunked(settings, chunks=parse_chunks(chunks), scheduler=scheduler,
+                                  local_workers=local_workers, resume=resume, on_progress=update)
+    finally:
+        if progress is not None:
+            progress.stop()
+    summary = {"input": settings.input.path, "output": settings.output, "preset": settings.preset,
+               "frames": outcome.frames, "wall_s": round(outcome.wall_s, 3),
+               "fps": round(outcome.frames / outcome.wall_s, 3) if outcome.wall_s else 0.0,
+               "chunks": len(outcome.plan.chunks), "chunks_run": outcome.chunks_run,
+               "chunks_reused": outcome.chunks_reused, "workers": outcome.workers}
+    if as_json:
+        emit_json(summary)
+    elif not quiet:
+        stderr_console().print(
+            f"{outcome.frames} frames in {len(outcome.plan.chunks)} chunks ({len(outcome.chunks_run)} run, "
+            f"{len(outcome.chunks_reused)} reused) on {outcome.workers} workers: {summary['wall_s']:.2f} s, "
+            f"{summary['fps']:.2f} fps")
+
+
+@click.command("batch")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...")
+@click.option("--out-dir", required=True, help="Folder for the outputs (same names, --suffix added).")
+@click.option("--suffix", default="_sr.mkv", show_default=True, help="Output name suffix and extension.")
+@click.option("--scale", type=click.IntRange(min=1), default=None, help="2, 3 or 4 (default 2).")
+@click.option("--preset", default=None, help="Preset name or .pt file.")
+@click.option("--codec", default=None)
+@click.option("--crf", type=int, default=None)
+@click.option("--encoder-preset", default=None)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Model threads per task.")
+@click.option("--scheduler", default=None, help="Dask scheduler address; default a local cluster.")
+@click.option("--local-workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("-y", "--overwrite", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Results as JSON on stdout.")
+@guarded
+def batch_cmd(inputs: tuple[str, ...], out_dir: str, suffix: str, scale: int | None, preset: str | None,
+              codec: str | None, crf: int | None, encoder_preset: str | None, threads: int,
+              scheduler: str | None, local_workers: int, overwrite: bool, as_json: bool) -> None:
+    """Upscale many files on Dask: each file is one task."""
+    from espcn_video.distributed import batch_jobs, run_batch
+    if scale is not None and scale not in SUPPORTED_SCALES:
+        raise UsageError(f"unsupported scale {scale}: choose 2, 3 or 4")
+    name = resolve_preset(scale, preset)
+    encode = EncodeSettings(codec=codec, crf=crf, preset=encoder_preset)
+    all_settings = [UpscaleSettings(input=spec, output=out, preset=name, encode=encode, threads=threads,
+                                    overwrite=overwrite) for spec, out in batch_jobs(list(inputs), out_dir, suffix)]
+    console = stderr_console()
+
+    def done(rec: dict[str, Any]) -> None:
+        if not as_json:
+            if "error" in rec:
+                console.print(f"[red]failed[/red] {rec['input']}: {rec['error']}")
+            else:
+                console.print(f"done {rec['input']} -> {rec['output']}: {rec['frames']} frames, {rec['fps']:.2f} fps")
+
+    results = run_batch(all_settings, scheduler=scheduler, local_workers=local_workers, on_done=done)
+    if as_json:
+        emit_json({"results": results})
+    failed = [r for r in results if "error" in r]
+    if failed:
+        raise EspcnVideoError(f"{len(failed)} of {len(results)} files failed (first: {failed[0]['input']}: "
+                              f"{failed[0]['error']})")

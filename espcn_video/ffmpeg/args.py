@@ -97,6 +97,40 @@ def build_color_args(color: ColorTags, full_range: bool) -> list[str]:
     return args
 
 
+def build_source_copy_args(output: str, settings: EncodeSettings, source: InputSpec | None,
+                           probe: ProbeInfo | None, video_input: int = 0) -> list[str]:
+    """Input 1 is the source file: map our video, then its audio, subtitles, chapters, metadata."""
+    copy_from_source = (settings.copy_streams and source is not None and not source.is_stdin
+                        and source.raw is None and probe is not None
+                        and can_carry_audio(output, settings.format))
+    if not copy_from_source:
+        return ["-map", f"{video_input}:v:0"]
+    assert source is not None and probe is not None
+    args = ["-i", source.path, "-map", f"{video_input}:v:0", "-map", "1:a?", "-map", "1:s?",
+            "-map_chapters", "1", "-map_metadata", "1", "-c:a", settings.audio_codec]
+    if probe.subtitle_codecs:
+        args += ["-c:s", subtitle_codec_for(output, settings.format, probe.subtitle_codecs)]
+    return args
+
+
+def resolve_codec(output: str, settings: EncodeSettings) -> tuple[str, int | None]:
+    """The encoder and CRF the output gets: the user's, else the extension's default."""
+    default_codec, default_crf = default_codec_for(output, settings.format)
+    codec = settings.codec or default_codec
+    crf = settings.crf if settings.crf is not None else (default_crf if settings.codec is None else None)
+    return codec, crf
+
+
+def _muxer_args(output: str, settings: EncodeSettings) -> list[str]:
+    args = []
+    muxer = output_muxer(output, settings.format)
+    if muxer:
+        args += ["-f", muxer]
+    if output == "-" and (settings.format or "") in _MP4_FAMILY:
+        args += ["-movflags", "frag_keyframe+empty_moov"]
+    return args + ["-y", "pipe:1" if output == "-" else output]
+
+
 def build_encode_args(ffmpeg: str, output: str, settings: EncodeSettings, *, full_range: bool,
                       source: InputSpec | None = None, probe: ProbeInfo | None = None) -> list[str]:
     """Encode y4m from stdin into `output`; copy audio, subtitles, chapters and metadata from a file source.
@@ -105,22 +139,9 @@ def build_encode_args(ffmpeg: str, output: str, settings: EncodeSettings, *, ful
     so the caller passes `settings.format` when the temporary name hides the extension.
     """
     args = [ffmpeg, *COMMON, "-f", "yuv4mpegpipe", "-i", "pipe:0"]
-    copy_from_source = (settings.copy_streams and source is not None and not source.is_stdin
-                        and source.raw is None and probe is not None
-                        and can_carry_audio(output, settings.format))
-    if copy_from_source:
-        assert source is not None and probe is not None
-        args += ["-i", source.path, "-map", "0:v:0", "-map", "1:a?", "-map", "1:s?",
-                 "-map_chapters", "1", "-map_metadata", "1",
-                 "-c:a", settings.audio_codec]
-        if probe.subtitle_codecs:
-            args += ["-c:s", subtitle_codec_for(output, settings.format, probe.subtitle_codecs)]
-    else:
-        args += ["-map", "0:v:0"]
-    default_codec, default_crf = default_codec_for(output, settings.format)
-    codec = settings.codec or default_codec
+    args += build_source_copy_args(output, settings, source, probe)
+    codec, crf = resolve_codec(output, settings)
     args += ["-c:v", codec]
-    crf = settings.crf if settings.crf is not None else (default_crf if settings.codec is None else None)
     if crf is not None:
         args += ["-crf", str(crf)]
         if codec in ("libvpx-vp9", "libvpx"):
@@ -130,10 +151,15 @@ def build_encode_args(ffmpeg: str, output: str, settings: EncodeSettings, *, ful
     args += build_color_args(probe.color if probe else ColorTags(), full_range)
     args += ["-fps_mode", "passthrough", "-strict", "-1"]
     args += list(settings.extra_args)
-    muxer = output_muxer(output, settings.format)
-    if muxer:
-        args += ["-f", muxer]
-    if output == "-" and (settings.format or "") in _MP4_FAMILY:
-        args += ["-movflags", "frag_keyframe+empty_moov"]
-    args += ["-y", "pipe:1" if output == "-" else output]
-    return args
+    return args + _muxer_args(output, settings)
+
+
+def build_join_args(ffmpeg: str, concat_list: str, output: str, settings: EncodeSettings, *,
+                    source: InputSpec, probe: ProbeInfo) -> list[str]:
+    """Join encoded chunk files once (concat demuxer, no re-encode), then mux the source's streams."""
+    args = [ffmpeg, *COMMON, "-f", "concat", "-safe", "0", "-i", concat_list]
+    args += build_source_copy_args(output, settings, source, probe)
+    if output_muxer(output, settings.format) not in ("yuv4mpegpipe", "rawvideo"):
+        args += ["-c:v", "copy"]  # y4m and raw re-wrap uncompressed frames instead: still lossless
+    args += ["-fps_mode", "passthrough", "-strict", "-1"]
+    return args + _muxer_args(output, settings)

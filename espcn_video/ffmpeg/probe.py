@@ -13,7 +13,7 @@ from fractions import Fraction
 
 from espcn_video.errors import InputError
 
-_DURATION = re.compile(r"^\s*Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_DURATION = re.compile(r"^\s*Duration: (?:(\d+):(\d+):(\d+(?:\.\d+)?)|N/A)(?:, start: (-?[\d.]+))?")
 _STREAM = re.compile(r"^\s*Stream #0:(\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: (Video|Audio|Subtitle|Data|Attachment): (.*)$")
 _SIZE = re.compile(r"(?<![\w])(\d{1,5})x(\d{1,5})(?![\w])")
 _FPS = re.compile(r"([\d.]+)(k?) fps")
@@ -42,6 +42,7 @@ class ProbeInfo:
     audio_streams: int = 0
     subtitle_codecs: tuple[str, ...] = field(default_factory=tuple)
     chapters: int = 0
+    start_s: float = 0.0  # the container's start time; input -ss positions count from it
 
     @property
     def has_video(self) -> bool:
@@ -78,6 +79,7 @@ def _parse_pix_fmt(desc: str) -> tuple[str | None, ColorTags]:
 
 def parse_probe_output(stderr: str) -> ProbeInfo:
     duration = fps = None
+    start = 0.0
     vcodec = pix_fmt = None
     width = height = None
     color = ColorTags()
@@ -87,7 +89,9 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
     in_chapters = False
     for line in stderr.splitlines():
         if m := _DURATION.match(line):
-            duration = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+            if m.group(1) is not None:
+                duration = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+            start = float(m.group(4)) if m.group(4) else 0.0
             continue
         if line.strip() == "Chapters:":
             in_chapters = True
@@ -121,7 +125,8 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
                 width, height = int(sm.group(1)), int(sm.group(2))
             if fm := _FPS.search(desc):
                 fps = float(fm.group(1)) * (1000 if fm.group(2) else 1)
-    return ProbeInfo(duration, vcodec, pix_fmt, width, height, fps, color, audio, tuple(subs), chapters)
+    return ProbeInfo(duration, vcodec, pix_fmt, width, height, fps, color, audio, tuple(subs), chapters,
+                     start)
 
 
 def build_probe_args(ffmpeg: str, path: str) -> list[str]:

@@ -1,0 +1,151 @@
+"""Frame-exact chunk plans from packet timestamps, found by ffmpeg alone (no ffprobe, no decode).
+
+`ffmpeg -copyts -i IN -map 0:v:0 -c copy -f framecrc -` lists every video packet with its pts
+and key flag in the stream's time base. Sorted, the pts are the frames in presentation order,
+so a chunk is a half-open pts range [start, end) and its frame count is known before any
+decoding. A chunk decodes from a coarse seek a few seconds before its start (open GOPs and
+imprecise container seeks then still give every frame) and keeps its frames by timestamp.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+import subprocess
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from espcn_video.errors import FFmpegError, InputError
+from espcn_video.ffmpeg.args import COMMON
+from espcn_video.ffmpeg.y4m import PIPE_PIX_FMTS
+
+NOPTS = -9223372036854775808
+SEEK_MARGIN_S = 3.0
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    start_pts: int
+    end_pts: int | None  # None: to the end of the stream
+    frames: int
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    source: str
+    time_base: str  # "1/12800"
+    container_start_s: float
+    frame_gap_pts: int  # the smallest gap between two frames, for a half-frame tolerance
+    total_frames: int
+    chunks: list[Chunk] = field(default_factory=list)
+
+    @property
+    def tb(self) -> Fraction:
+        return Fraction(self.time_base)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(doc: dict[str, Any]) -> ChunkPlan:
+        chunks = [Chunk(**c) for c in doc["chunks"]]
+        return ChunkPlan(**{**doc, "chunks": chunks})
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2)
+
+
+def build_packet_list_args(ffmpeg: str, path: str) -> list[str]:
+    return [ffmpeg, *COMMON, "-copyts", "-i", path, "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "pipe:1"]
+
+
+_TB = re.compile(r"^#tb 0: (\d+)/(\d+)")
+
+
+def parse_framecrc(text: str, source: str) -> tuple[Fraction, list[int], list[int]]:
+    """(time base, sorted frame pts, sorted keyframe pts) from framecrc output."""
+    tb: Fraction | None = None
+    pts_all: list[int] = []
+    keys: list[int] = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            if m := _TB.match(line):
+                tb = Fraction(int(m.group(1)), int(m.group(2)))
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 6:
+            continue
+        pts = int(parts[2])
+        if pts == NOPTS:
+            raise InputError(f"{source}: packets carry no timestamps (a raw elementary stream?); "
+                             "chunking needs them: run without --chunks or remux into .mkv first")
+        pts_all.append(pts)
+        if not any(p.startswith("F=") for p in parts[6:]):
+            keys.append(pts)
+    if tb is None or not pts_all:
+        raise InputError(f"{source}: no video packets found")
+    if len(set(pts_all)) != len(pts_all):
+        raise InputError(f"{source}: duplicate packet timestamps; cannot split frame-exactly")
+    return tb, sorted(pts_all), sorted(keys)
+
+
+def list_packets(ffmpeg: str, path: str) -> tuple[Fraction, list[int], list[int]]:
+    cmd = build_packet_list_args(ffmpeg, path)
+    done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=3600)
+    if done.returncode != 0:
+        raise FFmpegError("packet listing", cmd, done.returncode, done.stderr.decode(errors="replace"))
+    return parse_framecrc(done.stdout.decode(errors="replace"), path)
+
+
+def plan_chunks(source: str, tb: Fraction, frame_pts: list[int], key_pts: list[int],
+                container_start_s: float, *, chunks: int | None = None,
+                target_s: float = 20.0) -> ChunkPlan:
+    """Split into `chunks` parts, or parts of about `target_s`; boundaries prefer keyframes."""
+    n = len(frame_pts)
+    span = frame_pts[-1] - frame_pts[0]
+    gap = min((b - a for a, b in zip(frame_pts, frame_pts[1:])), default=1)
+    step = span / chunks if chunks else max(1, int(target_s / tb))
+    wanted = chunks or max(1, round(span / step) if span else 1)
+    wanted = max(1, min(wanted, n))
+    keyset = set(key_pts)
+    starts = [0]
+    for k in range(1, wanted):
+        i = bisect.bisect_left(frame_pts, frame_pts[0] + k * step)
+        # Prefer the next keyframe within a quarter chunk: less decoding before the chunk.
+        window = n // wanted // 4 + 1
+        j = next((m for m in range(i, min(n, i + window + 1)) if frame_pts[m] in keyset), i)
+        if starts[-1] < j < n:
+            starts.append(j)
+    plan = []
+    for c, s in enumerate(starts):
+        e = starts[c + 1] if c + 1 < len(starts) else n
+        plan.append(Chunk(c, frame_pts[s], frame_pts[e] if e < n else None, e - s))
+    return ChunkPlan(source, f"{tb.numerator}/{tb.denominator}", container_start_s, gap, n, plan)
+
+
+def build_chunk_decode_args(ffmpeg: str, path: str, plan: ChunkPlan, chunk: Chunk,
+                            margin_s: float = SEEK_MARGIN_S) -> list[str]:
+    """Decode one chunk to y4m: coarse seek before it, keep frames with start <= pts < end.
+
+    -copyts keeps the file's own timestamps, so the select bounds are the packet pts times;
+    the half-frame tolerance absorbs the rounding of pts * time_base to seconds.
+    """
+    tb = plan.tb
+    half = float(plan.frame_gap_pts * tb) / 2
+    start_s = float(chunk.start_pts * tb)
+    seek = max(0.0, start_s - plan.container_start_s - margin_s)
+    args = [ffmpeg, *COMMON]
+    if seek > 0:
+        args += ["-ss", f"{seek:.6f}"]
+    expr = f"gte(t,{start_s - half:.6f})"
+    if chunk.end_pts is not None:
+        end_s = float(chunk.end_pts * tb)
+        args += ["-to", f"{end_s - plan.container_start_s + margin_s:.6f}"]
+        expr += f"*lt(t,{end_s - half:.6f})"
+    args += ["-noaccurate_seek", "-copyts", "-i", path, "-map", "0:v:0",
+             "-vf", f"select='{expr}',format=" + "|".join(PIPE_PIX_FMTS),
+             "-fps_mode", "passthrough", "-strict", "-1", "-f", "yuv4mpegpipe", "pipe:1"]
+    return args

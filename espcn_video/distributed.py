@@ -1,0 +1,269 @@
+"""Chunked, resumable upscaling on Dask distributed, built on the same pipeline as `upscale`.
+
+The driver plans frame-exact chunks from packet timestamps, submits one task per missing chunk
+(Dask retries a task that raises and reschedules one whose worker died), records each finished
+chunk in a manifest beside OUT, joins the parts once with the concat demuxer and muxes the
+source's audio, subtitles and metadata in. A part is written under a temporary name and renamed
+only after its frame count matched the plan, so a part on disk is always whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from espcn_video.chunking import (SEEK_MARGIN_S, Chunk, ChunkPlan, build_chunk_decode_args,
+                                  list_packets, plan_chunks)
+from espcn_video.config import EncodeSettings, InputSpec, UpscaleSettings
+from espcn_video.errors import EspcnVideoError, FrameCountMismatch, InputError, OutputError, UsageError
+from espcn_video.ffmpeg.args import build_encode_args, build_join_args, resolve_codec
+from espcn_video.ffmpeg.locate import locate_ffmpeg
+from espcn_video.ffmpeg.probe import ColorTags, ProbeInfo, probe_file
+from espcn_video.ffmpeg.process import FFmpegProcess
+from espcn_video.ffmpeg.y4m import Y4MHeader
+from espcn_video.model.engines import TorchEngine, default_threads
+from espcn_video.model.presets import load_preset
+from espcn_video.pipeline import encoder_sink, run_pipeline
+from espcn_video.upscale import check_input, check_output, temporary_output
+from espcn_video.upscaling import FrameUpscaler
+
+TASK_RETRIES = 2
+PART_FORMAT = "nut"  # carries any codec, rawvideo included, and concatenates cleanly
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """Everything a worker needs; plain data so it pickles to any machine with the package."""
+
+    source: str
+    plan: ChunkPlan
+    chunk: Chunk
+    preset: str
+    encode: EncodeSettings
+    color: ColorTags
+    part_path: str
+    threads: int | None
+
+
+@dataclass
+class ChunkedOutcome:
+    plan: ChunkPlan
+    frames: int
+    wall_s: float
+    chunks_run: list[int] = field(default_factory=list)
+    chunks_reused: list[int] = field(default_factory=list)
+    workers: int = 0
+
+
+def process_chunk(job: ChunkJob) -> dict[str, Any]:
+    """Run one chunk through the pipeline into its part file (the Dask task)."""
+    t0 = time.perf_counter()
+    ffmpeg = locate_ffmpeg()
+    model, preset = load_preset(job.preset)
+    upscaler = FrameUpscaler(preset.scale, TorchEngine(model, threads=job.threads))
+    final = Path(job.part_path)
+    tmp = final.with_name(f".{final.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}.{PART_FORMAT}")
+    probe = ProbeInfo(None, None, None, None, None, None, job.color)
+
+    def build_encoder(header: Y4MHeader) -> list[str]:
+        return build_encode_args(ffmpeg.path, str(tmp), job.encode, full_range=header.full_range, probe=probe)
+
+    try:
+        frames = -1
+        # A container seek may overshoot (MPEG-TS seeks by bytes): then decode from the start.
+        for margin in (SEEK_MARGIN_S, math.inf):
+            decode = build_chunk_decode_args(ffmpeg.path, job.source, job.plan, job.chunk, margin)
+            # After a seek the decoder may complain about references it never saw; the frame
+            # count check below is what proves the chunk whole.
+            result = run_pipeline(decode, encoder_sink(build_encoder), upscaler, strict_decode=False)
+            frames = result.frames_written
+            if frames == job.chunk.frames:
+                break
+        if frames != job.chunk.frames:
+            raise FrameCountMismatch(job.chunk.frames, frames)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"index": job.chunk.index, "frames": frames, "bytes": final.stat().st_size,
+            "wall_s": round(time.perf_counter() - t0, 3)}
+
+
+@contextlib.contextmanager
+def open_client(scheduler: str | None, local_workers: int) -> Iterator[Any]:
+    """A Dask client: to a running scheduler, or to a local cluster kept on loopback."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise UsageError("chunked upscaling needs Dask: pip install 'espcn-video[distributed]'") from exc
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise EspcnVideoError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+        with client:
+            yield client
+        return
+    with LocalCluster(n_workers=local_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _fingerprint(source: Path, settings: UpscaleSettings, chunks: int | None) -> str:
+    stat = source.stat()
+    doc = {"source": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+           "preset": settings.preset, "encode": asdict(settings.encode), "chunks": chunks}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _load_or_make_plan(parts: Path, settings: UpscaleSettings, probe: ProbeInfo, chunks: int | None,
+                       resume: bool) -> tuple[ChunkPlan, dict[str, Any]]:
+    source = Path(settings.input.path)
+    fingerprint = _fingerprint(source, settings, chunks)
+    plan_file, manifest_file = parts / "plan.json", parts / "manifest.json"
+    if parts.exists():
+        if not resume:
+            raise OutputError(f"{parts} holds the parts of an earlier run: add --resume to finish it, "
+                              "or remove the folder")
+        doc = json.loads(plan_file.read_text())
+        if doc.get("fingerprint") != fingerprint:
+            raise OutputError(f"{parts}: the earlier run used another input or settings; remove the folder")
+        manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {"done": {}}
+        return ChunkPlan.from_json(doc["plan"]), manifest
+    ffmpeg = locate_ffmpeg()
+    tb, frame_pts, key_pts = list_packets(ffmpeg.path, str(source))
+    plan = plan_chunks(str(source), tb, frame_pts, key_pts, probe.start_s, chunks=chunks)
+    parts.mkdir()
+    _write_json(plan_file, {"fingerprint": fingerprint, "plan": plan.to_json()})
+    manifest: dict[str, Any] = {"done": {}}
+    _write_json(manifest_file, manifest)
+    return plan, manifest
+
+
+def _whole_parts(parts: Path, manifest: dict[str, Any]) -> set[int]:
+    """Chunks whose part file is on disk with the size the manifest recorded."""
+    done = set()
+    for key, rec in manifest["done"].items():
+        part = parts / f"part-{int(key):05d}.{PART_FORMAT}"
+        if part.exists() and part.stat().st_size == rec["bytes"]:
+            done.add(int(key))
+    return done
+
+
+def upscale_chunked(settings: UpscaleSettings, *, chunks: int | None, scheduler: str | None = None,
+                    local_workers: int = 2, resume: bool = False,
+                    on_progress: Callable[[int, int], None] | None = None) -> ChunkedOutcome:
+    """Plan, run missing chunks on Dask, join; `chunks=None` means parts of about 20 s."""
+    source = settings.input
+    if source.is_stdin or source.raw is not None or settings.output == "-":
+        raise UsageError("--chunks needs a video file in and a file out (not stdin, stdout or raw .yuv)")
+    check_input(source)
+    parts = Path(settings.output).with_name(Path(settings.output).name + ".parts")
+    check_output(source, settings.output, settings.overwrite or resume)
+    t0 = time.perf_counter()
+    load_preset(settings.preset)  # fail fast on the driver, not on every worker
+    ffmpeg = locate_ffmpeg()
+    probe = probe_file(ffmpeg.path, source.path)
+    plan, manifest = _load_or_make_plan(parts, settings, probe, chunks, resume)
+    reused = _whole_parts(parts, manifest)
+    codec, crf = resolve_codec(settings.output, settings.encode)
+    part_encode = replace(settings.encode, codec=codec, crf=crf, format=PART_FORMAT, copy_streams=False)
+    threads = settings.threads or (None if scheduler else max(1, default_threads() // local_workers))
+    jobs = [ChunkJob(source.path, plan, c, settings.preset, part_encode, probe.color,
+                     str(parts / f"part-{c.index:05d}.{PART_FORMAT}"), threads)
+            for c in plan.chunks if c.index not in reused]
+    frames_done = sum(plan.chunks[i].frames for i in reused)
+    if on_progress:
+        on_progress(frames_done, plan.total_frames)
+    workers = 0
+    if jobs:
+        with open_client(scheduler, local_workers) as client:
+            from dask.distributed import as_completed
+            workers = len(client.scheduler_info().get("workers", {}))
+            futures = [client.submit(process_chunk, job, retries=TASK_RETRIES, pure=False) for job in jobs]
+            for future in as_completed(futures):
+                rec = future.result()
+                manifest["done"][str(rec["index"])] = rec
+                _write_json(parts / "manifest.json", manifest)
+                frames_done += rec["frames"]
+                if on_progress:
+                    on_progress(frames_done, plan.total_frames)
+    _join(parts, plan, settings, probe)
+    shutil.rmtree(parts)
+    return ChunkedOutcome(plan, plan.total_frames, time.perf_counter() - t0,
+                          [j.chunk.index for j in jobs], sorted(reused), workers)
+
+
+def _join(parts: Path, plan: ChunkPlan, settings: UpscaleSettings, probe: ProbeInfo) -> None:
+    listing = parts / "concat.txt"
+    listing.write_text("".join(f"file 'part-{c.index:05d}.{PART_FORMAT}'\n" for c in plan.chunks))
+    target = temporary_output(settings.output)
+    ffmpeg = locate_ffmpeg()
+    cmd = build_join_args(ffmpeg.path, str(listing), str(target), settings.encode,
+                          source=settings.input, probe=probe)
+    try:
+        with FFmpegProcess("join", cmd) as proc:
+            proc.check()
+        os.replace(target, settings.output)
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def batch_jobs(inputs: list[str], out_dir: str, suffix: str) -> list[tuple[InputSpec, str]]:
+    """Each input file and the output name it gets in `out_dir`."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise OutputError(f"{out_dir}: no such folder")
+    pairs = []
+    for name in inputs:
+        path = Path(name)
+        if not path.is_file():
+            raise InputError(f"{name}: no such file")
+        pairs.append((InputSpec(name), str(out / (path.stem + suffix))))
+    names = [p[1] for p in pairs]
+    if len(set(names)) != len(names):
+        raise UsageError("two inputs would write the same output name in --out-dir")
+    return pairs
+
+
+def _upscale_one(settings: UpscaleSettings) -> dict[str, Any]:
+    from espcn_video.stats import run_summary
+    from espcn_video.upscale import upscale_video
+    outcome = upscale_video(settings)
+    return {"input": settings.input.path, "output": settings.output, **run_summary(outcome.result)}
+
+
+def run_batch(all_settings: list[UpscaleSettings], *, scheduler: str | None, local_workers: int,
+              on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """One Dask task per file; every file is attempted, failures are reported per file."""
+    results: list[dict[str, Any]] = []
+    with open_client(scheduler, local_workers) as client:
+        from dask.distributed import as_completed
+        futures = {client.submit(_upscale_one, s, retries=TASK_RETRIES, pure=False): s for s in all_settings}
+        for future in as_completed(futures):
+            s = futures[future]
+            try:
+                rec = future.result()
+            except EspcnVideoError as exc:
+                rec = {"input": s.input.path, "output": s.output, "error": str(exc)}
+            results.append(rec)
+            if on_done:
+                on_done(rec)
+    order = {s.input.path: i for i, s in enumerate(all_settings)}
+    return sorted(results, key=lambda r: order[r["input"]])
