@@ -1,0 +1,210 @@
+"""`espcn-video train | eval | presets`: thin commands over model/train.py, evaluate.py, model/presets.py."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from espcn_video.cli.common import emit_json, guarded, stderr_console
+from espcn_video.errors import UsageError
+from espcn_video.model.espcn import SUPPORTED_SCALES
+
+SHARED_TRAIN_SETS = ("T91", "General100", "BSD200")
+SHARED_TEST_SETS = ("Set5", "Set14")
+
+
+def shared_data_root() -> Path:
+    """../shared/data relative to the working directory (a project checkout's neighbour).
+
+    Kept relative so preset metadata records no machine-specific absolute paths.
+    """
+    return Path("..") / "shared" / "data"
+
+
+def default_data_dirs() -> tuple[Path, ...]:
+    root = shared_data_root() / "train"
+    return tuple(root / name for name in SHARED_TRAIN_SETS if (root / name).is_dir())
+
+
+def default_eval_dirs() -> tuple[tuple[str, Path], ...]:
+    root = shared_data_root() / "test"
+    return tuple((name, root / name) for name in SHARED_TEST_SETS if (root / name).is_dir())
+
+
+def finite_or_none(value: Any) -> Any:
+    """JSON has no inf/nan: identical images give PSNR inf, reported as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def resolve_steps(steps: int | None, epochs: int | None) -> int:
+    from espcn_video.model.train import STEPS_PER_EPOCH
+    if steps is not None and epochs is not None:
+        raise UsageError("give --steps or --epochs, not both")
+    if steps is not None:
+        return steps
+    return (epochs if epochs is not None else 60) * STEPS_PER_EPOCH
+
+
+class TrainReporter:
+    """Rich progress when stderr is a terminal; otherwise one log line per validation."""
+
+    def __init__(self, console_is_tty: bool) -> None:
+        self.console = stderr_console()
+        self.tty = console_is_tty
+        self.progress: Progress | None = None
+        self.task: Any = None
+        self.started = time.monotonic()
+        self.first_step: int | None = None
+
+    def data(self, report: Any) -> None:
+        skipped = report.skip_counts()
+        self.console.print(f"data: {len(report.train)} training images, {len(report.val)} held out for validation"
+                           + (f", skipped {skipped}" if skipped else ""))
+
+    def step(self, step: int, total: int, loss: float, val_psnr_db: float | None) -> None:
+        if self.first_step is None:
+            self.first_step, self.started = step - 1, time.monotonic()
+        if self.tty:
+            self._draw(step, total, loss, val_psnr_db)
+        elif val_psnr_db is not None:
+            rate = (step - self.first_step) / max(time.monotonic() - self.started, 1e-9)
+            self.console.print(f"step {step}/{total}  loss {loss:.6f}  val {val_psnr_db:.3f} dB  {rate:.1f} steps/s")
+
+    def _draw(self, step: int, total: int, loss: float, val_psnr_db: float | None) -> None:
+        if self.progress is None:
+            self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"),
+                                     TimeElapsedColumn(), TimeRemainingColumn(), console=self.console)
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=total, completed=step, loss="-", val="-")
+        fields: dict[str, Any] = {"loss": f"{loss:.6f}"}
+        if val_psnr_db is not None:
+            fields["val"] = f"{val_psnr_db:.3f} dB"
+        self.progress.update(self.task, completed=step, **fields)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+@click.command("train")
+@click.option("--scale", type=click.Choice([str(s) for s in SUPPORTED_SCALES]), default="3", show_default=True)
+@click.option("--arch", type=click.Choice(["espcn", "srcnn"]), default="espcn", show_default=True,
+              help="srcnn: the paper's baseline, on the MATLAB-bicubic-upscaled Y, 33x33 patches.")
+@click.option("--data", "data_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="Training image folder (repeatable). Default: ../shared/data/train/{T91,General100,BSD200}.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output state_dict. Default presets/ARCH-xSCALE.pt; metadata goes to .json, checkpoints to .ckpt.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Optimiser steps (the cosine schedule spans them).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Steps in units of 1000 (one 'epoch' = 1000 steps of random patches). Default 60.")
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate, cosine-decayed to 1e-5.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--degrade", default="bicubic", show_default=True, help="bicubic (MATLAB, antialiased) or gaussian[:SIGMA].")
+@click.option("--resume", is_flag=True, help="Continue exactly from OUT's .ckpt (same settings required).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads. Default: all cores.")
+@click.option("--val-every", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Validate on the held-out ~5% of training images every N steps.")
+@click.option("--no-eval", is_flag=True, help="Skip measuring Set5/Set14 after training.")
+@guarded
+def train_cmd(scale: str, arch: str, data_dirs: tuple[Path, ...], out: Path | None, steps: int | None,
+              epochs: int | None, batch: int, lr: float, seed: int, degrade: str, resume: bool, device: str,
+              threads: int | None, val_every: int, no_eval: bool) -> None:
+    """Train an ESPCN (or SRCNN) preset on the Y channel; JSON summary on stdout."""
+    from espcn_video.model.train import TrainConfig, train
+    dirs = data_dirs or default_data_dirs()
+    if not dirs:
+        raise UsageError("no --data given and ../shared/data/train has none of T91, General100, BSD200")
+    config = TrainConfig(scale=int(scale), arch=arch, data_dirs=tuple(dirs), steps=resolve_steps(steps, epochs),
+                         out=out or Path("presets") / f"{arch}-x{scale}.pt", batch=batch, lr=lr, seed=seed,
+                         degrade=degrade, device=device, threads=threads or os.cpu_count(), resume=resume,
+                         val_every=val_every, eval_dirs=() if no_eval else default_eval_dirs())
+    reporter = TrainReporter(sys.stderr.isatty())
+    try:
+        result = train(config, reporter.step, reporter.data)
+    finally:
+        reporter.close()
+    emit_json(finite_or_none({"command": "train", "out": str(result.out), "metadata": str(result.out.with_suffix(".json")),
+                              "steps": result.steps, "train_seconds": round(result.train_seconds, 1),
+                              "val_psnr_db": result.val_psnr_db, "data": result.data.as_dict(),
+                              "eval": result.metadata["eval"]}))
+
+
+def eval_table(report: dict[str, Any]) -> Table:
+    keys = list(report["mean"])
+    table = Table(title=f"{report['folder']}  x{report['scale']}  {report['degradation']}  (Y, shave {report['scale']})")
+    table.add_column("image")
+    for key in keys:
+        table.add_column(f"{key} PSNR dB", justify="right")
+        table.add_column(f"{key} SSIM", justify="right")
+    for row in [*report["images"], {"name": "mean", **report["mean"]}]:
+        cells = [row["name"]]
+        for key in keys:
+            cells += [f"{row[key]['psnr_db']:.2f}", f"{row[key]['ssim']:.4f}"]
+        table.add_row(*cells, end_section=row is report["images"][-1])
+    return table
+
+
+@click.command("eval")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--preset", default=None, help="Preset name or .pt file. Default: espcn-xSCALE.")
+@click.option("--scale", type=click.Choice([str(s) for s in SUPPORTED_SCALES]), default=None,
+              help="Scale to check against the preset (default: the preset's; 3 when no preset).")
+@click.option("--degrade", default="bicubic", show_default=True, help="How LR is made: bicubic or gaussian[:SIGMA].")
+@click.option("--json", "as_json", is_flag=True, help="Also write the results as JSON on stdout.")
+@guarded
+def eval_cmd(dirs: tuple[Path, ...], preset: str | None, scale: str | None, degrade: str, as_json: bool) -> None:
+    """PSNR/SSIM of a preset vs bicubic on HR image folders (SR-paper conventions)."""
+    from espcn_video.evaluate import evaluate_folder
+    from espcn_video.model.presets import default_preset_name
+    scale_int = int(scale) if scale else None
+    name = preset or default_preset_name(scale_int or 3)
+    console = stderr_console()
+    reports = []
+    for folder in dirs:
+        report = evaluate_folder(folder, name, scale_int, degrade)
+        console.print(eval_table(report))
+        for skip in report["skipped"]:
+            console.print(f"skipped {skip['name']}: {skip['reason']}")
+        reports.append(report)
+    if as_json:
+        emit_json(finite_or_none({"command": "eval", "preset": name, "folders": reports}))
+
+
+@click.command("presets")
+@click.option("--json", "as_json", is_flag=True, help="Write the list as JSON on stdout.")
+@guarded
+def presets_cmd(as_json: bool) -> None:
+    """List the shipped presets with their Set5/Set14 PSNR."""
+    from espcn_video.model.presets import list_presets, presets_dir
+    presets = list_presets()
+    table = Table(title=f"presets in {presets_dir()}")
+    for column in ("name", "arch", "scale", "Set5 PSNR dB (bicubic)", "Set14 PSNR dB (bicubic)"):
+        table.add_column(column, justify="right" if column != "name" else "left")
+    for info in presets:
+        cells = [info.name, info.arch, f"x{info.scale}"]
+        for test_set in SHARED_TEST_SETS:
+            numbers = info.metadata.get("eval", {}).get(test_set)
+            cells.append(f"{numbers['psnr_db']:.2f} ({numbers['bicubic_psnr_db']:.2f})" if numbers else "-")
+        table.add_row(*cells)
+    stderr_console().print(table)
+    if as_json:
+        emit_json(finite_or_none({"command": "presets", "presets": [
+            {"name": i.name, "arch": i.arch, "scale": i.scale, "path": str(i.path), "eval": i.metadata.get("eval", {})}
+            for i in presets]}))

@@ -1,0 +1,147 @@
+"""Still-image evaluation with the conventions of SR papers, so numbers compare with published ones.
+
+Convention (the SRCNN/ESPCN MATLAB code): HR is the Y of BT.601 studio-range YCbCr rounded to
+8-bit code values and mod-cropped to the scale; LR = MATLAB antialiased bicubic of HR/255 (not
+quantised), or Gaussian blur + decimation when asked; the model's output and the bicubic
+baseline (MATLAB bicubic upscale of that LR) are clipped to [0, 255] and rounded like a saved
+PNG; PSNR (peak 255) and SSIM are measured on Y after shaving `scale` pixels from each border.
+The mean is the mean of per-image values.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from espcn_video.errors import DataError, PresetError
+from espcn_video.metrics import compute_psnr, compute_ssim
+from espcn_video.metrics import SSIM_WINDOW
+from espcn_video.model.degrade import (
+    UnusableImage,
+    degrade,
+    imresize,
+    list_images,
+    matlab_round,
+    mod_crop,
+    parse_degradation,
+    read_y_plane,
+)
+from espcn_video.model.espcn import ESPCN, SRCNN
+from espcn_video.model.presets import load_preset, presets_dir
+
+
+def upscale_y(model: nn.Module, lr_y01: np.ndarray, scale: int, device: str | torch.device = "cpu") -> np.ndarray:
+    """Model output for one LR Y plane in [0, 1]; float64, not clipped.
+
+    SRCNN works on the MATLAB-bicubic upscale (as in its paper); ESPCN on the LR itself.
+    """
+    source = imresize(lr_y01, scale) if isinstance(model, SRCNN) else lr_y01
+    tensor = torch.from_numpy(np.ascontiguousarray(source, dtype=np.float32))[None, None].to(device)
+    with torch.inference_mode():
+        out = model(tensor)
+    return out[0, 0].to("cpu", torch.float64).numpy()
+
+
+def to_code_values(y01: np.ndarray) -> np.ndarray:
+    """[0, 1] float -> 8-bit code values as float64: what writing and re-reading a PNG gives."""
+    return matlab_round(np.clip(y01 * 255.0, 0.0, 255.0))
+
+
+def score(ref: np.ndarray, dist: np.ndarray, scale: int) -> dict[str, float]:
+    return {
+        "psnr_db": compute_psnr(ref, dist, peak=255.0, crop_border=scale),
+        "ssim": compute_ssim(ref, dist, peak=255.0, crop_border=scale),
+    }
+
+
+def arch_of(model: nn.Module) -> str:
+    return "srcnn" if isinstance(model, SRCNN) else "espcn"
+
+
+def _resolve_model(model_or_preset: nn.Module | str | os.PathLike[str], scale: int | None) -> tuple[nn.Module, int, str | None]:
+    if isinstance(model_or_preset, nn.Module):
+        model_scale = getattr(model_or_preset, "scale", None)
+        if scale is None:
+            scale = model_scale
+        if scale is None:
+            raise PresetError("an SRCNN model needs an explicit scale")
+        if model_scale is not None and model_scale != scale:
+            raise PresetError(f"the model is x{model_scale}, asked to evaluate x{scale}")
+        return model_or_preset.eval(), scale, None
+    model, info = load_preset(model_or_preset)
+    if scale is not None and info.scale != scale:
+        raise PresetError(f"preset {info.name} is x{info.scale}, asked to evaluate x{scale}")
+    return model, info.scale, info.name
+
+
+def _baseline_srcnn(main_arch: str, scale: int) -> nn.Module | None:
+    """The shipped srcnn-x{scale} preset for the comparison column, when there is one."""
+    if main_arch == "srcnn" or not (presets_dir() / f"srcnn-x{scale}.pt").is_file():
+        return None
+    model, _ = load_preset(f"srcnn-x{scale}")
+    return model
+
+
+def evaluate_image(hr_y: np.ndarray, models: dict[str, nn.Module], scale: int, degradation_spec: str = "bicubic") -> dict[str, dict[str, float]]:
+    """Scores of each model and of bicubic for one HR Y plane in [16, 235] code values."""
+    degradation = parse_degradation(degradation_spec)
+    hr = mod_crop(hr_y, scale)
+    lr01 = degrade(hr / 255.0, scale, degradation)
+    result = {key: score(hr, to_code_values(upscale_y(model, lr01, scale)), scale) for key, model in models.items()}
+    result["bicubic"] = score(hr, to_code_values(imresize(lr01, scale)), scale)
+    return result
+
+
+def _mean(images: list[dict[str, Any]], key: str) -> dict[str, float]:
+    return {metric: float(np.mean([img[key][metric] for img in images])) for metric in ("psnr_db", "ssim")}
+
+
+def evaluate_folder(
+    folder: str | os.PathLike[str],
+    model_or_preset: nn.Module | str | os.PathLike[str],
+    scale: int | None = None,
+    degradation: str = "bicubic",
+) -> dict[str, Any]:
+    """Per-image and mean PSNR/SSIM of the model, bicubic (and SRCNN when shipped) on a folder."""
+    try:
+        parsed = parse_degradation(degradation)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    model, scale, preset_name = _resolve_model(model_or_preset, scale)
+    main_key = arch_of(model)
+    models = {main_key: model}
+    srcnn = _baseline_srcnn(main_key, scale)
+    if srcnn is not None:
+        models["srcnn"] = srcnn
+    folder_path = Path(folder)
+    if not folder_path.is_dir():
+        raise DataError(f"evaluation folder {folder_path} does not exist")
+    images: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    min_side = (SSIM_WINDOW + 2 * scale) * scale
+    for path in list_images(folder_path):
+        try:
+            hr_y, _ = read_y_plane(path)
+        except UnusableImage as exc:
+            skipped.append({"name": path.name, "reason": exc.reason})
+            continue
+        if min(hr_y.shape) < min_side:
+            skipped.append({"name": path.name, "reason": f"smaller than {min_side}x{min_side}"})
+            continue
+        images.append({"name": path.name, **evaluate_image(hr_y, models, scale, parsed.spec())})
+    if not images:
+        raise DataError(f"no usable images in {folder_path}")
+    return {
+        "folder": str(folder_path),
+        "model": preset_name,
+        "scale": scale,
+        "degradation": parsed.spec(),
+        "mean": {key: _mean(images, key) for key in (*models, "bicubic")},
+        "images": images,
+        "skipped": skipped,
+    }

@@ -1,0 +1,185 @@
+"""Shipped weights: `presets/<name>.pt` (a plain state_dict) plus `presets/<name>.json` metadata.
+
+Weights load with `torch.load(..., weights_only=True)`, so a preset file can never run code.
+The architecture comes from the tensor shapes, never from trust in the JSON: a file whose keys
+or shapes do not make an ESPCN or SRCNN of ours is refused with a PresetError.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from espcn_video.errors import PresetError
+from espcn_video.model.espcn import ESPCN, SRCNN, SUPPORTED_SCALES
+
+PRESETS_ENV = "ESPCN_VIDEO_PRESETS"
+EXPECTED_KEYS = frozenset(f"conv{i}.{p}" for i in (1, 2, 3) for p in ("weight", "bias"))
+# The kernel sizes of conv1..conv3 tell the two architectures apart (same key names).
+KERNELS = {"espcn": (5, 3, 3), "srcnn": (9, 5, 5)}
+_SCALE_IN_NAME = re.compile(r"-x(\d+)$")
+
+
+@dataclass(frozen=True)
+class PresetInfo:
+    name: str
+    path: Path
+    scale: int
+    arch: str
+    metadata: dict[str, Any] = field(compare=False, repr=False)
+
+
+def presets_dir() -> Path:
+    """$ESPCN_VIDEO_PRESETS, else <package>/presets (wheel), else <package>/../presets (checkout)."""
+    env = os.environ.get(PRESETS_ENV)
+    if env:
+        return Path(env)
+    package_dir = Path(__file__).resolve().parents[1]
+    bundled = package_dir / "presets"
+    return bundled if bundled.is_dir() else package_dir.parent / "presets"
+
+
+def default_preset_name(scale: int) -> str:
+    return f"espcn-x{scale}"
+
+
+def list_presets() -> list[PresetInfo]:
+    """Every loadable preset in presets_dir(), by name; unreadable files are left out."""
+    folder = presets_dir()
+    found: list[PresetInfo] = []
+    for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
+        try:
+            _, info = _load_path(path)
+        except PresetError:
+            continue
+        found.append(info)
+    return found
+
+
+def load_preset(name_or_path: str | os.PathLike[str]) -> tuple[nn.Module, PresetInfo]:
+    """A preset name (`espcn-x3`) or a .pt path -> (model in eval mode on the CPU, info)."""
+    text = os.fspath(name_or_path)
+    looks_like_path = text.endswith(".pt") or os.sep in text or "/" in text or Path(text).is_file()
+    if looks_like_path:
+        path = Path(text)
+        if not path.is_file():
+            raise PresetError(f"preset file {text} does not exist")
+        return _load_path(path)
+    path = presets_dir() / f"{text}.pt"
+    if not path.is_file():
+        names = [info.name for info in list_presets()]
+        available = ", ".join(names) if names else f"none (no .pt files in {presets_dir()})"
+        raise PresetError(f"unknown preset {text!r}; available: {available}")
+    return _load_path(path)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """torch.load with weights_only=True; every failure becomes one PresetError line."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PresetError(f"{path}: not a readable torch weights file (corrupt or not ours): {first_line}") from None
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise PresetError(f"{path}: not a state_dict (a dict of tensors), got {type(obj).__name__}")
+    return obj
+
+
+def _shape_problem(state: dict[str, torch.Tensor], arch: str) -> str | None:
+    """None when the shapes make a consistent network of `arch`, else what is wrong."""
+    w1, w2, w3 = (state[f"conv{i}.weight"] for i in (1, 2, 3))
+    if any(w.ndim != 4 for w in (w1, w2, w3)):
+        return "conv weights are not 4-D"
+    if (w1.shape[2], w2.shape[2], w3.shape[2]) != KERNELS[arch]:
+        return f"kernel sizes {w1.shape[2]}-{w2.shape[2]}-{w3.shape[2]} are not {arch}'s"
+    if w2.shape[1] != w1.shape[0] or w3.shape[1] != w2.shape[0]:
+        return "layer widths do not chain"
+    for i, w in ((1, w1), (2, w2), (3, w3)):
+        if tuple(state[f"conv{i}.bias"].shape) != (w.shape[0],):
+            return f"conv{i}.bias does not match conv{i}.weight"
+    return None
+
+
+def infer_architecture(state: dict[str, torch.Tensor], where: str) -> tuple[str, int | None, dict[str, int]]:
+    """(arch, scale or None for SRCNN, constructor sizes) from the tensor shapes alone."""
+    keys = set(state)
+    if keys != EXPECTED_KEYS:
+        missing = sorted(EXPECTED_KEYS - keys)
+        extra = sorted(keys - EXPECTED_KEYS)
+        raise PresetError(
+            f"{where}: not an ESPCN state_dict (missing keys {missing or '-'}, unexpected {extra[:4] or '-'})"
+        )
+    kernel = state["conv1.weight"].shape[-1] if state["conv1.weight"].ndim == 4 else -1
+    arch = "srcnn" if kernel == KERNELS["srcnn"][0] else "espcn"
+    problem = _shape_problem(state, arch)
+    if problem:
+        raise PresetError(f"{where}: not an ESPCN state_dict of ours: {problem}")
+    channels = int(state["conv1.weight"].shape[1])
+    sizes = {"channels": channels, "n1": int(state["conv1.weight"].shape[0]), "n2": int(state["conv2.weight"].shape[0])}
+    if arch == "srcnn":
+        if state["conv3.weight"].shape[0] != channels:
+            raise PresetError(f"{where}: SRCNN output channels differ from its input channels")
+        return arch, None, sizes
+    # ESPCN's last conv makes C·r² channels for the periodic shuffle.
+    r2, rem = divmod(int(state["conv3.weight"].shape[0]), channels)
+    scale = math.isqrt(r2)
+    if rem or scale * scale != r2 or scale not in SUPPORTED_SCALES:
+        raise PresetError(f"{where}: conv3 makes {state['conv3.weight'].shape[0]} channels, not C·r² for r in {SUPPORTED_SCALES}")
+    return arch, scale, sizes
+
+
+def build_model(arch: str, scale: int, sizes: dict[str, int]) -> nn.Module:
+    if arch == "srcnn":
+        return SRCNN(sizes["channels"], sizes["n1"], sizes["n2"])
+    return ESPCN(scale, sizes["channels"], sizes["n1"], sizes["n2"])
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    meta_path = path.with_suffix(".json")
+    if not meta_path.is_file():
+        return {}
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PresetError(f"{meta_path}: unreadable preset metadata: {exc}") from None
+    if not isinstance(meta, dict):
+        raise PresetError(f"{meta_path}: preset metadata is not a JSON object")
+    return meta
+
+
+def _resolve_scale(path: Path, arch: str, inferred: int | None, meta: dict[str, Any]) -> int:
+    declared = meta.get("scale")
+    if declared is not None and not isinstance(declared, int):
+        raise PresetError(f"{path.with_suffix('.json')}: scale {declared!r} is not an integer")
+    if inferred is not None:
+        if declared is not None and declared != inferred:
+            raise PresetError(f"{path}: metadata says x{declared} but the weights are x{inferred}")
+        return inferred
+    if declared is not None:
+        return declared
+    match = _SCALE_IN_NAME.search(path.stem)
+    if match:
+        return int(match.group(1))
+    raise PresetError(f"{path}: {arch} weights do not carry a scale; put {path.stem}.json beside it")
+
+
+def _load_path(path: Path) -> tuple[nn.Module, PresetInfo]:
+    state = read_state_dict(path)
+    arch, inferred, sizes = infer_architecture(state, str(path))
+    meta = _read_metadata(path)
+    if meta.get("arch", arch) != arch:
+        raise PresetError(f"{path}: metadata says {meta.get('arch')} but the weights are {arch}")
+    scale = _resolve_scale(path, arch, inferred, meta)
+    model = build_model(arch, scale, sizes)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    info = PresetInfo(name=str(meta.get("name") or path.stem), path=path, scale=scale, arch=arch, metadata=meta)
+    return model, info

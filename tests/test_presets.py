@@ -1,0 +1,138 @@
+"""Shipped presets reproduce their recorded numbers; load_preset refuses what is not ours."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from espcn_video.cli.model_cmds import eval_cmd, presets_cmd
+from espcn_video.errors import PresetError
+from espcn_video.evaluate import evaluate_folder
+from espcn_video.model.espcn import ESPCN
+from espcn_video.model.presets import (
+    PRESETS_ENV, default_preset_name, list_presets, load_preset, presets_dir,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"
+SHIPPED = REPO / "presets"
+SHIPPED_NAMES = ("espcn-x2", "espcn-x3", "espcn-x4")
+
+
+@pytest.fixture()
+def preset_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private presets folder with one seeded ESPCN x2, selected by the env override."""
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    torch.manual_seed(7)
+    torch.save(ESPCN(2).state_dict(), folder / "mine-x2.pt")
+    monkeypatch.setenv(PRESETS_ENV, str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("name", SHIPPED_NAMES)
+def test_shipped_preset_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PRESETS_ENV, raising=False)
+    assert (SHIPPED / f"{name}.pt").is_file(), f"{name}.pt is not in presets/"
+    model, info = load_preset(name)
+    assert info.name == name and info.arch == "espcn" and info.scale == int(name[-1])
+    assert info.metadata["training"]["data"] and "Set5" in info.metadata["eval"]
+    assert not model.training
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "test" / "Set5").is_dir(),
+                    reason=f"Set5 not found at {SHARED_DATA / 'test' / 'Set5'} (../shared/data is absent)")
+@pytest.mark.parametrize("name", SHIPPED_NAMES)
+def test_shipped_preset_reproduces_its_set5_number(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PRESETS_ENV, raising=False)
+    if not (SHIPPED / f"{name}.pt").is_file():
+        pytest.fail(f"{name}.pt is not in presets/")
+    recorded = json.loads((SHIPPED / f"{name}.json").read_text())["eval"]["Set5"]
+    report = evaluate_folder(SHARED_DATA / "test" / "Set5", name)
+    assert report["mean"]["espcn"]["psnr_db"] == pytest.approx(recorded["psnr_db"], abs=0.01)
+    assert report["mean"]["bicubic"]["psnr_db"] == pytest.approx(recorded["bicubic_psnr_db"], abs=0.01)
+
+
+def test_x3_beats_bicubic_by_a_decibel_on_set5() -> None:
+    path = SHIPPED / "espcn-x3.json"
+    if not path.is_file():
+        pytest.fail("presets/espcn-x3.json is missing")
+    set5 = json.loads(path.read_text())["eval"]["Set5"]
+    assert set5["psnr_db"] - set5["bicubic_psnr_db"] >= 1.0
+
+
+def test_presets_dir_and_default_name(preset_folder: Path) -> None:
+    assert presets_dir() == preset_folder
+    assert default_preset_name(3) == "espcn-x3"
+    assert [(i.name, i.scale, i.arch) for i in list_presets()] == [("mine-x2", 2, "espcn")]
+
+
+def test_unknown_name_lists_the_available_ones(preset_folder: Path) -> None:
+    with pytest.raises(PresetError, match=r"unknown preset 'nope'; available: mine-x2"):
+        load_preset("nope")
+
+
+def test_wrong_keys_are_not_an_espcn_state_dict(tmp_path: Path) -> None:
+    path = tmp_path / "other.pt"
+    torch.save({"fc.weight": torch.zeros(3, 3)}, path)
+    with pytest.raises(PresetError, match="not an ESPCN state_dict"):
+        load_preset(str(path))
+
+
+def test_wrong_shapes_are_refused(tmp_path: Path) -> None:
+    state = ESPCN(3).state_dict()
+    state["conv3.weight"] = torch.zeros(5, 32, 3, 3)
+    state["conv3.bias"] = torch.zeros(5)
+    torch.save(state, tmp_path / "odd.pt")
+    with pytest.raises(PresetError, match="not C·r²"):
+        load_preset(str(tmp_path / "odd.pt"))
+    state = ESPCN(3).state_dict()
+    state["conv2.weight"] = torch.zeros(32, 16, 3, 3)
+    torch.save(state, tmp_path / "chain.pt")
+    with pytest.raises(PresetError, match="do not chain"):
+        load_preset(str(tmp_path / "chain.pt"))
+
+
+def test_corrupt_and_foreign_files_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "junk.pt").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(PresetError, match="corrupt"):
+        load_preset(str(tmp_path / "junk.pt"))
+    torch.save({"conv1.weight": [1, 2, 3]}, tmp_path / "list.pt")
+    with pytest.raises(PresetError, match="not a state_dict"):
+        load_preset(str(tmp_path / "list.pt"))
+    with pytest.raises(PresetError, match="does not exist"):
+        load_preset(str(tmp_path / "absent.pt"))
+
+
+def test_scale_comes_from_shapes_and_must_agree_with_json(tmp_path: Path) -> None:
+    torch.save(ESPCN(4).state_dict(), tmp_path / "bare.pt")
+    model, info = load_preset(str(tmp_path / "bare.pt"))
+    assert info.scale == 4 and info.name == "bare" and info.metadata == {}
+    assert model(torch.zeros(1, 1, 5, 6)).shape == (1, 1, 20, 24)
+    (tmp_path / "bare.json").write_text(json.dumps({"name": "bare", "arch": "espcn", "scale": 2}))
+    with pytest.raises(PresetError, match="metadata says x2 but the weights are x4"):
+        load_preset(str(tmp_path / "bare.pt"))
+
+
+def test_eval_and_presets_commands(preset_folder: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (40, 44, 3), dtype=np.uint8)).save(folder / "a.png")
+    runner = CliRunner()
+    result = runner.invoke(eval_cmd, [str(folder), "--preset", "mine-x2", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["schema_version"] == 1 and doc["folders"][0]["scale"] == 2
+    assert set(doc["folders"][0]["mean"]) == {"espcn", "bicubic"}
+    result = runner.invoke(eval_cmd, [str(folder), "--preset", "nope"])
+    assert result.exit_code == 1 and "unknown preset 'nope'" in result.stderr
+    result = runner.invoke(presets_cmd, ["--json"])
+    assert result.exit_code == 0
+    assert [p["name"] for p in json.loads(result.stdout)["presets"]] == ["mine-x2"]
