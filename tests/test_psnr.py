@@ -1,0 +1,300 @@
+"""`espcn-video psnr`: argv builders as whole lists, golden cross-checks against ffmpeg's psnr and
+ssim filters, the SR report end to end (JSON, CSV, PNG), the degradations, and the error paths."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from espcn_video.cli import main
+from espcn_video.config import InputSpec, RawInput
+from espcn_video.errors import UsageError
+from espcn_video.evaluate_video import (VideoDegradation, build_degrade_decode_args, build_vmaf_args,
+                                        parse_video_degradation)
+from espcn_video.model.degrade import gaussian_degrade, imresize
+from espcn_video.upscaling import FrameUpscaler
+from espcn_video.video_metrics import psnr_from_mse
+from espcn_video.ffmpeg.y4m import Y4MHeader
+from tests.conftest import decode_y4m, parse_y4m_bytes, run_cli
+
+pytestmark = pytest.mark.timeout(240)
+
+SITED = "in_chroma_loc=center:out_chroma_loc=center"
+HEAD = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error"]
+TAIL = ["-fps_mode", "passthrough", "-strict", "-1", "-f", "yuv4mpegpipe", "pipe:1"]
+RAW = ["-f", "rawvideo", "-pix_fmt", "yuv420p10le", "-video_size", "1920x1080", "-framerate", "50/1", "-i", "a.yuv"]
+
+
+def psnr(*args: str) -> Result:
+    return CliRunner().invoke(main, ["psnr", *args], catch_exceptions=False)
+
+
+# -- argv builders ----------------------------------------------------------------------------
+
+def test_bicubic_decode_args() -> None:
+    args = build_degrade_decode_args("ffmpeg", InputSpec("a.y4m"), size=(64, 48), pix_fmt="yuv420p", scale=2,
+                                     degradation=VideoDegradation("bicubic"))
+    assert args == [*HEAD, "-i", "a.y4m", "-map", "0:v:0", "-vf",
+                    f"format=yuv420p,scale=32:24:flags=bicubic+accurate_rnd+bitexact:param0=0:param1=0.5:{SITED},"
+                    "format=yuv420p", *TAIL]
+
+
+def test_gaussian_decode_args_crop_and_frames() -> None:
+    """50x35 at x2: both decodes keep the top-left 50x34; even scale: taps shifted by two zeros."""
+    args = build_degrade_decode_args("ffmpeg", InputSpec("a.mp4"), size=(50, 35), pix_fmt="yuv420p10le", scale=2,
+                                     degradation=parse_video_degradation("gaussian:1"), frames=5)
+    luma, chroma = "0m='18 221 991 1635 991 221 18 0 0':0rdiv=1/4095", "m='1 436 3222 436 1 0 0'"
+    conv = [f"convolution={luma}:0mode={mode}:1{chroma}:1rdiv=1/4096:1mode={mode}:2{chroma}:2rdiv=1/4096:2mode={mode}"
+            for mode in ("row", "column")]
+    assert args == [*HEAD, "-i", "a.mp4", "-map", "0:v:0", "-vf",
+                    f"crop=50:34:0:0:exact=1,format=yuv420p10le,{conv[0]},{conv[1]},"
+                    f"scale=25:17:flags=neighbor+bitexact:{SITED},format=yuv420p10le",
+                    "-fps_mode", "passthrough", "-frames:v", "5", "-strict", "-1", "-f", "yuv4mpegpipe", "pipe:1"]
+
+
+def test_area_and_reference_decode_args_for_raw_yuv() -> None:
+    raw = InputSpec("a.yuv", RawInput(1920, 1080, "yuv420p10le", Fraction(50)))
+    area = build_degrade_decode_args("ffmpeg", raw, size=(1920, 1080), pix_fmt="yuv420p10le", scale=3,
+                                     degradation=parse_video_degradation("area"))
+    assert area == [*HEAD, *RAW, "-map", "0:v:0", "-vf",
+                    f"format=yuv420p10le,scale=640:360:flags=area+accurate_rnd+bitexact:{SITED},format=yuv420p10le", *TAIL]
+    ref = build_degrade_decode_args("ffmpeg", raw, size=(1920, 1080), pix_fmt="yuv420p10le", scale=4,
+                                    degradation=None, frames=3)
+    assert ref == [*HEAD, *RAW, "-map", "0:v:0", "-vf", "format=yuv420p10le", "-fps_mode", "passthrough",
+                   "-frames:v", "3", "-strict", "-1", "-f", "yuv4mpegpipe", "pipe:1"]
+
+
+def test_vmaf_args() -> None:
+    args = build_vmaf_args("ffmpeg", InputSpec("a b.mp4"), "crop=48:32:0:0:exact=1,format=yuv420p",
+                           "/tmp/x:y/vmaf.json", 2, 7)
+    assert args == [*HEAD, "-f", "yuv4mpegpipe", "-i", "pipe:0", "-i", "a b.mp4", "-filter_complex",
+                    "[0:v]settb=1,setpts=N[dist];[1:v]crop=48:32:0:0:exact=1,format=yuv420p,trim=end_frame=7,"
+                    "settb=1,setpts=N[ref];[dist][ref]libvmaf=log_fmt=json:log_path=/tmp/x\\\\:y/vmaf.json"
+                    ":n_threads=2:shortest=1", "-f", "null", "-"]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("lanczos", "choose bicubic, area or gaussian"), ("gaussian:x", "SIGMA must be a number"),
+    ("gaussian:0", "SIGMA must be in"), ("gaussian:9", "at most 49 taps")])
+def test_bad_degradations(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_video_degradation(text)
+
+
+# -- golden cross-checks against ffmpeg ------------------------------------------------------
+
+def _ffmpeg_filters(ffmpeg: str, dist: Path, ref: Path, tmp: Path) -> tuple[list[float], list[float], list[float], float]:
+    """psnr_y per frame (full precision, from the metadata), psnr_y of the stats_file, SSIM Y, average."""
+    meta, stats, ssim = tmp / "meta.txt", tmp / "psnr.log", tmp / "ssim.log"
+    done = subprocess.run([ffmpeg, "-nostdin", "-hide_banner", "-i", str(dist), "-i", str(ref), "-lavfi",
+                           f"[0:v][1:v]psnr=stats_file={stats},metadata=mode=print:file={meta};"
+                           f"[0:v][1:v]ssim=stats_file={ssim}", "-f", "null", "-"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    average = float(re.search(r"PSNR y:([\d.]+)", done.stderr).group(1))  # type: ignore[union-attr]
+    return ([float(v) for v in re.findall(r"lavfi\.psnr\.psnr\.y=([\d.]+)", meta.read_text())],
+            [float(v) for v in re.findall(r"psnr_y:([\d.]+)", stats.read_text())],
+            [float(v) for v in re.findall(r"Y:([\d.]+)", ssim.read_text())], average)
+
+
+def _pair(clips: Callable[..., Path], stem: str, pix_fmt: str) -> tuple[Path, Path]:
+    src = "testsrc2=s=66x50:r=10:d=1"
+    ref = clips(f"{stem}_ref.y4m", "-pix_fmt", pix_fmt, "-strict", "-1", src=src)
+    dist = clips(f"{stem}_dist.y4m", "-vf", "noise=alls=12:allf=t", "-pix_fmt", pix_fmt, "-strict", "-1", src=src)
+    return dist, ref
+
+
+def _check_against_ffmpeg(report: dict, ffmpeg: str, dist: Path, ref: Path, tmp: Path) -> None:
+    full, stats, ssim, average = _ffmpeg_filters(ffmpeg, dist, ref, tmp)
+    method = report["clips"][0]["methods"]["dist"]
+    ours = method["per_frame"]["psnr_y_db"]
+    assert len(ours) == len(full) == len(stats) == len(ssim) == 10
+    assert np.allclose(ours, full, atol=0.01) and np.allclose(ours, stats, atol=0.01)
+    assert np.allclose(method["per_frame"]["ssim_y"], ssim, atol=0.001)
+    assert method["y"]["psnr_of_mean_mse_db"] == pytest.approx(average, abs=0.01)  # ffmpeg's "average"
+
+
+def test_dist_matches_ffmpeg_psnr_and_ssim_filters(ffmpeg: str, clips: Callable[..., Path], tmp_path: Path) -> None:
+    dist, ref = _pair(clips, "eight", "yuv420p")
+    done = run_cli("psnr", "--dist", str(dist), str(ref), "--json")  # a real child process, once
+    assert done.returncode == 0, done.stderr.decode()
+    report = json.loads(done.stdout)
+    assert report["schema_version"] == 1 and report["command"] == "psnr" and report["mode"] == "compare"
+    assert set(report) >= {"ffmpeg", "crop_border", "frames_limit", "methods", "clips", "overall"}
+    clip = report["clips"][0]
+    assert clip["bits"] == 8 and clip["peak"] == 255 and clip["frames"] == 10 and clip["size"] == [66, 50]
+    assert set(clip["methods"]["dist"]) >= {"frames", "y", "u", "v", "ssim_y", "worst_frame", "per_frame"}
+    assert set(clip["methods"]["dist"]["y"]) == {"mean_psnr_db", "psnr_of_mean_mse_db", "min_psnr_db", "max_psnr_db",
+                                                 "mean_mse", "identical_frames", "identical"}
+    assert b"Per clip and method" in done.stderr  # the table goes to stderr, data to stdout
+    _check_against_ffmpeg(report, ffmpeg, dist, ref, tmp_path)
+
+
+def test_ten_bit_dist_matches_ffmpeg_with_peak_1023(ffmpeg: str, clips: Callable[..., Path], tmp_path: Path) -> None:
+    dist, ref = _pair(clips, "ten", "yuv420p10le")
+    result = psnr("--dist", str(dist), str(ref), "--json", "-q")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["clips"][0]["bits"] == 10 and report["clips"][0]["peak"] == 1023
+    _check_against_ffmpeg(report, ffmpeg, dist, ref, tmp_path)
+
+
+def test_identical_clips_have_null_psnr_and_vmaf_per_frame(clips: Callable[..., Path]) -> None:
+    ref = clips("ident.y4m", "-pix_fmt", "yuv420p", src="testsrc2=s=64x64:r=10:d=0.5")
+    result = psnr("--dist", str(ref), str(ref), "--vmaf", "--frames", "4", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    method = json.loads(result.stdout)["clips"][0]["methods"]["dist"]
+    assert method["frames"] == 4 and method["y"]["identical"] is True
+    assert method["y"]["mean_psnr_db"] is None and method["per_frame"]["psnr_y_db"] == [None] * 4
+    assert method["ssim_y"]["mean"] == 1.0
+    assert len(method["per_frame"]["vmaf"]) == 4 and all(90.0 <= v <= 100.0 for v in method["per_frame"]["vmaf"])
+
+
+# -- degradations and the SR report ----------------------------------------------------------
+
+def _run_decode(cmd: list[str]) -> tuple[Y4MHeader, list[list[np.ndarray]]]:
+    """Our decode argv exactly as built, its y4m parsed by the pipeline's reader."""
+    return parse_y4m_bytes(subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout)
+
+
+def _lr_and_ref(ffmpeg: str, clip: Path, scale: int, degradation: str) -> tuple[list, list]:
+    kwargs = dict(size=(66, 50), pix_fmt="yuv420p", scale=scale, frames=2)
+    lr = build_degrade_decode_args(ffmpeg, InputSpec(str(clip)), degradation=parse_video_degradation(degradation), **kwargs)
+    ref = build_degrade_decode_args(ffmpeg, InputSpec(str(clip)), degradation=None, **kwargs)
+    return _run_decode(lr)[1], _run_decode(ref)[1]
+
+
+@pytest.mark.parametrize("scale,degradation", [(3, "bicubic"), (4, "bicubic"), (2, "gaussian"), (3, "gaussian:1.2")])
+def test_degradation_matches_the_training_code_away_from_borders(ffmpeg: str, clips: Callable[..., Path],
+                                                                scale: int, degradation: str) -> None:
+    """ffmpeg's LR equals MATLAB imresize / gaussian_degrade (model/degrade.py) to within rounding."""
+    clip = clips("smooth.y4m", "-pix_fmt", "yuv420p", src="testsrc2=s=66x50:r=10:d=1")
+    lr, ref = _lr_and_ref(ffmpeg, clip, scale, degradation)
+    for lr_frame, ref_frame in zip(lr, ref):
+        hr = ref_frame[0].astype(np.float64)
+        assert hr.shape == (50 - 50 % scale, 66 - 66 % scale)
+        if degradation == "bicubic":
+            want = imresize(hr, 1 / scale)
+        else:
+            want = gaussian_degrade(hr, scale, parse_video_degradation(degradation).sigma)
+        inner = (slice(3, -3), slice(3, -3))
+        assert np.abs(lr_frame[0].astype(np.float64) - np.clip(np.round(want), 0, 255))[inner].max() <= 1
+
+
+def test_sr_report_on_a_folder_writes_json_csv_and_png(ffmpeg: str, clips: Callable[..., Path],
+                                                        random_preset: Callable[[int], Path], tmp_path: Path) -> None:
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    for name, src in (("a.y4m", "testsrc2=s=48x32:r=10:d=0.5"), ("b_odd.y4m", "testsrc=s=51x35:r=10:d=0.5")):
+        (folder / name).write_bytes(clips(name, "-pix_fmt", "yuv420p", src=src).read_bytes())
+    (folder / "notes.txt").write_text("not a clip")
+    csv_path, png_path = tmp_path / "frames.csv", tmp_path / "curves.png"
+    result = psnr(str(folder), "--preset", str(random_preset(2)), "--frames", "4", "--json",
+                  "--csv", str(csv_path), "--plot", str(png_path))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["mode"] == "sr" and report["scale"] == 2 and report["methods"] == ["espcn", "bicubic", "lanczos"]
+    assert report["degradation"]["spec"] == "bicubic" and report["frames_limit"] == 4
+    a, b = report["clips"]
+    assert (a["name"], a["size"], a["cropped"]) == ("a", [48, 32], False)
+    assert (b["name"], b["size"], b["source_size"], b["lr_size"], b["cropped"]) == ("b_odd", [50, 34], [51, 35], [25, 17], True)
+    for clip in (a, b):
+        assert clip["frames"] == 4
+        for method in report["methods"]:
+            assert len(clip["methods"][method]["per_frame"]["psnr_y_db"]) == 4
+        assert clip["methods"]["bicubic"]["gain_over_bicubic_db"]["mean_psnr_db"] == 0.0
+    assert set(report["overall"]["espcn"]) >= {"clips", "frames", "y", "ssim_y", "worst_frame", "gain_over_bicubic_db"}
+    assert report["overall"]["espcn"]["frames"] == 8
+    rows = csv_path.read_text().splitlines()
+    assert rows[0] == "clip,method,frame,psnr_y_db,psnr_u_db,psnr_v_db,ssim_y" and len(rows) == 1 + 2 * 3 * 4
+    assert rows[1].startswith("a,espcn,0,")
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Y-PSNR (dB), mean of per-frame PSNR: x2" in result.stderr and "average (clips)" in result.stderr
+    # The bicubic column is exactly our upsampler on ffmpeg's LR frames, scored against the crop.
+    lr_cmd = build_degrade_decode_args(ffmpeg, InputSpec(str(folder / "b_odd.y4m")), size=(51, 35), pix_fmt="yuv420p",
+                                       scale=2, degradation=VideoDegradation("bicubic"), frames=4)
+    header, lr = _run_decode(lr_cmd)
+    _, ref = decode_y4m(ffmpeg, folder / "b_odd.y4m", "-vf", "crop=50:34:0:0:exact=1", "-frames:v", "4")
+    up = FrameUpscaler(2, None)
+    want = [psnr_from_mse(float(np.mean((up.upscale(f, header.geometry)[0].astype(float) - r[0]) ** 2)), 255)
+            for f, r in zip(lr, ref)]
+    assert np.allclose(b["methods"]["bicubic"]["per_frame"]["psnr_y_db"], want, atol=1e-3)
+
+
+# -- errors: one line, the file and the numbers, exit 1 or 2, no traceback --------------------
+
+def _fails(result: Result, code: int, message: str) -> None:
+    assert result.exit_code == code, result.output
+    assert result.stderr == f"espcn-video: error: {message}\n"
+    assert "Traceback" not in result.output
+
+
+def test_sizes_differ(clips: Callable[..., Path]) -> None:
+    small, big = clips("s48.y4m", "-pix_fmt", "yuv420p"), clips("s64.y4m", "-pix_fmt", "yuv420p", src="testsrc2=s=64x48:r=10:d=1")
+    _fails(psnr("--dist", str(big), str(small)), 1, f"sizes differ: {big} is 64x48, {small} is 48x32")
+
+
+def test_bit_depths_differ(clips: Callable[..., Path]) -> None:
+    eight, ten = clips("d8.y4m", "-pix_fmt", "yuv420p"), clips("d10.y4m", "-pix_fmt", "yuv420p10le", "-strict", "-1")
+    _fails(psnr("--dist", str(ten), str(eight)), 1,
+           f"bit depths differ: {ten} is 10-bit (yuv420p10le), {eight} is 8-bit (yuv420p)")
+
+
+@pytest.mark.parametrize("dist_seconds,dist_frames", [("0.8", 8), ("1.2", 12)])
+def test_frame_counts_differ(clips: Callable[..., Path], dist_seconds: str, dist_frames: int) -> None:
+    ref = clips("n10.y4m", "-pix_fmt", "yuv420p")
+    dist = clips(f"n{dist_frames}.y4m", "-pix_fmt", "yuv420p", src=f"testsrc2=s=48x32:r=10:d={dist_seconds}")
+    _fails(psnr("--dist", str(dist), str(ref)), 1,
+           f"frame counts differ: {dist} has {dist_frames} frames, {ref} has 10")
+
+
+def test_unreadable_clip(clips: Callable[..., Path], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a video" * 50)
+    result = psnr("--dist", str(bad), str(clips("n10.y4m", "-pix_fmt", "yuv420p")))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"espcn-video: error: {bad}: ffmpeg cannot read it: ")
+
+
+def test_raw_size_not_a_whole_number_of_frames(tmp_path: Path) -> None:
+    raw = tmp_path / "clip.yuv"
+    raw.write_bytes(bytes(2304 * 3 + 100))
+    _fails(psnr(str(raw), "--size", "48x32", "--methods", "bicubic"), 1,
+           f"{raw}: 7012 bytes is not a whole number of 48x32 yuv420p frames "
+           "(2304 bytes each; 3 frames and 100 bytes left over)")
+
+
+def test_unknown_method_is_a_usage_error(clips: Callable[..., Path]) -> None:
+    _fails(psnr(str(clips("n10.y4m", "-pix_fmt", "yuv420p")), "--methods", "espcn,edsr"), 2,
+           "unknown method 'edsr' in --methods; choose from espcn, bicubic, lanczos, srcnn")
+
+
+def test_srcnn_without_a_preset(clips: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ESPCN_VIDEO_PRESETS", str(tmp_path))
+    _fails(psnr(str(clips("n10.y4m", "-pix_fmt", "yuv420p")), "--methods", "srcnn", "--scale", "3"), 1,
+           f"no srcnn-x3 preset in {tmp_path}: the srcnn method needs one (espcn-video train --arch srcnn --scale 3)")
+
+
+def test_dist_takes_one_reference(clips: Callable[..., Path]) -> None:
+    ref = str(clips("n10.y4m", "-pix_fmt", "yuv420p"))
+    _fails(psnr("--dist", ref, ref, ref), 2, "--dist compares one DIST with one REF; got 2 REF arguments")
+
+
+def test_raw_yuv_format_from_uvg_names_and_flags() -> None:
+    from espcn_video.cli.psnr_cmd import build_clip_spec
+    uvg = build_clip_spec("Beauty_1920x1080_120fps_420_10bit_YUV.yuv", None, None, None)
+    assert uvg.raw == RawInput(1920, 1080, "yuv420p10le", Fraction(120))
+    assert build_clip_spec("ShakeNDry_1920x1080_120fps_420_8bit_YUV.yuv", None, None, None).raw == \
+        RawInput(1920, 1080, "yuv420p", Fraction(120))
+    assert build_clip_spec("x.yuv", "352x288", "yuv420p", "30000/1001").raw == \
+        RawInput(352, 288, "yuv420p", Fraction(30000, 1001))
+    assert build_clip_spec("foreman_cif.y4m", None, None, None).raw is None
+    with pytest.raises(UsageError, match="raw .yuv needs --size WxH"):
+        build_clip_spec("clip.yuv", None, None, None)
