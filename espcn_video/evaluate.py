@@ -31,7 +31,7 @@ from espcn_video.model.degrade import (
     parse_degradation,
     read_y_plane,
 )
-from espcn_video.model.espcn import ESPCN, SRCNN
+from espcn_video.model.espcn import SRCNN
 from espcn_video.model.presets import load_preset, presets_dir
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from espcn_video.model.engines import TorchEngine
 from espcn_video.model.presets import load_preset
@@ -52,7 +51,7 @@ def test_chroma_layouts_are_kept(ffmpeg: str, clips: Callable[..., Path], random
     out = tmp_path / "out.y4m"
     _upscale(src, out, random_preset(2))
     first_line = out.read_bytes().split(b"\n", 1)[0].decode()
-    assert f"W96 H64" in first_line and f"C{header_cs}" in first_line.replace("C420jpeg", "C420")
+    assert "W96 H64" in first_line and f"C{header_cs}" in first_line.replace("C420jpeg", "C420")
     assert len(decode_y4m(ffmpeg, out)[1]) == 10
 
 

@@ -8,7 +8,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from espcn_video.evaluate_video import LanczosEngine, gaussian_taps, lanczos_phase_taps
+from espcn_video.baselines import LanczosEngine, lanczos_phase_taps
+from espcn_video.ffmpeg.degrade_args import gaussian_taps
 from espcn_video.ffmpeg.y4m import FrameGeometry
 from espcn_video.video_metrics import (VideoScorer, add_gains, plane_mse, pooled_summary, psnr_from_mse,
                                        ssim_ffmpeg, summarize_plane)

@@ -205,8 +205,9 @@ def psnr_cmd(refs: tuple[str, ...], dist: str | None, scale: int | None, preset:
     REF is a .y4m, a raw .yuv, any file ffmpeg reads, or a folder of them. With --dist DIST, DIST
     is compared with REF as is.
     """
-    from espcn_video.evaluate_video import PsnrSettings, compare_clips, evaluate_clips, frame_rows, has_libvmaf
-    from espcn_video.evaluate_video import parse_video_degradation
+    from espcn_video.evaluate_video import PsnrSettings, compare_clips, evaluate_clips, frame_rows
+    from espcn_video.ffmpeg.locate import has_libvmaf
+    from espcn_video.ffmpeg.degrade_args import parse_video_degradation
     from espcn_video.ffmpeg.locate import locate_ffmpeg
     check_output_file("--csv", csv_path)
     check_output_file("--plot", plot_path)

@@ -79,3 +79,11 @@ def list_encoders(path: str) -> frozenset[str]:
         if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] in "VAS":
             names.add(parts[1])
     return frozenset(names)
+
+
+@functools.lru_cache(maxsize=4)
+def has_libvmaf(ffmpeg: str) -> bool:
+    """Whether this ffmpeg was built with libvmaf (the imageio-ffmpeg build is)."""
+    out = subprocess.run([ffmpeg, "-hide_banner", "-filters"], capture_output=True, text=True, timeout=30,
+                         stdin=subprocess.DEVNULL)
+    return any(line.split()[1:2] == ["libvmaf"] for line in out.stdout.splitlines())

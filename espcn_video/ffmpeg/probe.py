@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import subprocess
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 from espcn_video.errors import InputError
 

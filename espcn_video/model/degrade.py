@@ -233,7 +233,7 @@ def read_y_plane(path: str | os.PathLike[str]) -> tuple[np.ndarray, str | None]:
             pixels, note = _pixels_as_rgb_or_gray(im)
     except UnusableImage:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise UnusableImage("unreadable or corrupt") from None
     # rgb_to_y reads float as [0, 1]; these are 8-bit code values.
     return matlab_round(rgb_to_y(pixels / 255.0)), note
