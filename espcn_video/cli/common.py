@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 
-from espcn_video.errors import EspcnVideoError
+from espcn_video.errors import EspcnVideoError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,3 +65,24 @@ def emit_json(payload: dict[str, Any]) -> None:
     doc = {"schema_version": SCHEMA_VERSION, **payload}
     sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     sys.stdout.flush()
+
+
+def parse_size(text: str | None, option: str = "--input-size") -> tuple[int, int] | None:
+    """'1920x1080' -> (1920, 1080); None stays None."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"(\d+)[xX](\d+)", text.strip())
+    if not m or int(m.group(1)) == 0 or int(m.group(2)) == 0:
+        raise UsageError(f"{option} {text!r}: expected WxH, e.g. 1920x1080")
+    return int(m.group(1)), int(m.group(2))
+
+
+def parse_rate(text: str, option: str = "--input-rate") -> Fraction:
+    """'25', '30000/1001' or '30000:1001' -> a positive Fraction."""
+    try:
+        rate = Fraction(text.replace(":", "/"))
+    except (ValueError, ZeroDivisionError):
+        raise UsageError(f"{option} {text!r}: expected a number or N/D, e.g. 25 or 30000/1001") from None
+    if rate <= 0:
+        raise UsageError(f"{option} {text!r}: must be positive")
+    return rate

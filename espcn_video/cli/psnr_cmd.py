@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from espcn_video.cli.common import emit_json, guarded, stderr_console
+from espcn_video.cli.common import emit_json, guarded, parse_rate, parse_size, stderr_console
 from espcn_video.config import InputSpec, RawInput
 from espcn_video.errors import InputError, OutputError, UsageError
 from espcn_video.model.espcn import SUPPORTED_SCALES
@@ -21,23 +20,6 @@ from espcn_video.model.espcn import SUPPORTED_SCALES
 VIDEO_SUFFIXES = frozenset({".y4m", ".yuv", ".mp4", ".mkv", ".mov", ".avi", ".webm", ".nut", ".m4v", ".ts",
                             ".264", ".h264", ".265", ".hevc", ".ivf", ".obu", ".mpg", ".mpeg", ".flv", ".mxf"})
 DEFAULT_METHODS = ("espcn", "bicubic", "lanczos")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"(\d+)[xX](\d+)", text.strip())
-    if not m or int(m.group(1)) == 0 or int(m.group(2)) == 0:
-        raise UsageError(f"--size {text!r}: expected WxH, e.g. 1920x1080")
-    return int(m.group(1)), int(m.group(2))
-
-
-def parse_rate(text: str) -> Fraction:
-    try:
-        rate = Fraction(text.replace(":", "/"))
-    except (ValueError, ZeroDivisionError):
-        raise UsageError(f"--rate {text!r}: expected a number or N/D, e.g. 25 or 30000/1001") from None
-    if rate <= 0:
-        raise UsageError(f"--rate {text!r}: must be positive")
-    return rate
 
 
 def raw_from_name(name: str, pix_fmt: str | None, rate: str | None) -> RawInput | None:
@@ -51,7 +33,7 @@ def raw_from_name(name: str, pix_fmt: str | None, rate: str | None) -> RawInput 
     chroma = re.search(r"(?<!\d)(420|422|444)(?!\d)", lower)
     depth = f"{bits.group(1)}le" if bits and bits.group(1) != "8" else ""
     fmt = pix_fmt or f"yuv{chroma.group(1) if chroma else '420'}p{depth}"
-    return RawInput(int(size.group(1)), int(size.group(2)), fmt, parse_rate(rate or (fps.group(1) if fps else "25")))
+    return RawInput(int(size.group(1)), int(size.group(2)), fmt, parse_rate(rate or (fps.group(1) if fps else "25"), "--rate"))
 
 
 def build_clip_spec(path: str, size: str | None, pix_fmt: str | None, rate: str | None) -> InputSpec:
@@ -59,8 +41,8 @@ def build_clip_spec(path: str, size: str | None, pix_fmt: str | None, rate: str 
     if not path.lower().endswith(".yuv") and size is None:
         return InputSpec(path)
     if size is not None:
-        w, h = parse_size(size)
-        return InputSpec(path, RawInput(w, h, pix_fmt or "yuv420p", parse_rate(rate or "25")))
+        w, h = parse_size(size, "--size")  # type: ignore[misc]
+        return InputSpec(path, RawInput(w, h, pix_fmt or "yuv420p", parse_rate(rate or "25", "--rate")))
     raw = raw_from_name(Path(path).name, pix_fmt, rate)
     if raw is None:
         raise UsageError(f"{path}: raw .yuv needs --size WxH (and --pix-fmt, --rate), or a name with WxH in it")

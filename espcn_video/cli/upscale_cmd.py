@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 import sys
-from fractions import Fraction
 from typing import Any
 
 import click
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-from espcn_video.cli.common import emit_json, guarded, stderr_console
+from espcn_video.cli.common import emit_json, guarded, parse_rate, parse_size, stderr_console
 from espcn_video.config import EncodeSettings, InputSpec, RawInput, UpscaleSettings
 from espcn_video.errors import EspcnVideoError, UsageError
 from espcn_video.ffmpeg.probe import ProbeInfo
@@ -22,25 +20,6 @@ from espcn_video.model.presets import default_preset_name
 from espcn_video.pipeline import Counters
 from espcn_video.report import print_run_summary, write_rows
 from espcn_video.stats import run_summary, timing_rows
-
-
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    m = re.fullmatch(r"(\d+)[xX](\d+)", text.strip())
-    if not m or int(m.group(1)) == 0 or int(m.group(2)) == 0:
-        raise UsageError(f"--input-size {text!r}: expected WxH, e.g. 1920x1080")
-    return int(m.group(1)), int(m.group(2))
-
-
-def parse_rate(text: str) -> Fraction:
-    try:
-        rate = Fraction(text.replace(":", "/"))
-    except (ValueError, ZeroDivisionError):
-        raise UsageError(f"--input-rate {text!r}: expected a number or N/D, e.g. 25 or 30000/1001") from None
-    if rate <= 0:
-        raise UsageError(f"--input-rate {text!r}: must be positive")
-    return rate
 
 
 def build_input_spec(path: str, size: str | None, pix_fmt: str | None, rate: str | None) -> InputSpec:
