@@ -45,6 +45,8 @@ class UpscaleSettings:
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     threads: int | None = None
     device: str = "cpu"
+    backend: str = "auto"  # torch, openvino, onnxruntime; auto: fastest within the quality bound
+    precision: str = "auto"  # fp32, bf16, fp16, int8
     overwrite: bool = False
     queue_size: int = 4
     strict_decode: bool = True  # a decoder that reports errors fails the run

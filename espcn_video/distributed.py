@@ -32,7 +32,8 @@ from espcn_video.ffmpeg.locate import locate_ffmpeg
 from espcn_video.ffmpeg.probe import ColorTags, ProbeInfo, probe_file
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.y4m import Y4MHeader
-from espcn_video.model.engines import TorchEngine, default_threads
+from espcn_video.model.engines import create_engine, default_threads
+from espcn_video.model.export import ranges_from_metadata
 from espcn_video.model.presets import load_preset
 from espcn_video.pipeline import encoder_sink, run_pipeline
 from espcn_video.upscale import check_input, check_output, temporary_output
@@ -54,6 +55,8 @@ class ChunkJob:
     color: ColorTags
     part_path: str
     threads: int | None
+    backend: str = "auto"
+    precision: str = "auto"
 
 
 @dataclass
@@ -71,7 +74,9 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
     t0 = time.perf_counter()
     ffmpeg = locate_ffmpeg()
     model, preset = load_preset(job.preset)
-    upscaler = FrameUpscaler(preset.scale, TorchEngine(model, threads=job.threads))
+    upscaler = FrameUpscaler(preset.scale, create_engine(
+        model, backend=job.backend, precision=job.precision, threads=job.threads,
+        calibration=ranges_from_metadata(preset.metadata, model)))
     final = Path(job.part_path)
     tmp = final.with_name(f".{final.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}.{PART_FORMAT}")
     probe = ProbeInfo(None, None, None, None, None, None, job.color)
@@ -128,7 +133,8 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
 def _fingerprint(source: Path, settings: UpscaleSettings, chunks: int | None) -> str:
     stat = source.stat()
     doc = {"source": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-           "preset": settings.preset, "encode": asdict(settings.encode), "chunks": chunks}
+           "preset": settings.preset, "encode": asdict(settings.encode), "chunks": chunks,
+           "backend": settings.backend, "precision": settings.precision}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -186,7 +192,8 @@ def upscale_chunked(settings: UpscaleSettings, *, chunks: int | None, scheduler:
     part_encode = replace(settings.encode, codec=codec, crf=crf, format=PART_FORMAT, copy_streams=False)
     threads = settings.threads or (None if scheduler else max(1, default_threads() // local_workers))
     jobs = [ChunkJob(source.path, plan, c, settings.preset, part_encode, probe.color,
-                     str(parts / f"part-{c.index:05d}.{PART_FORMAT}"), threads)
+                     str(parts / f"part-{c.index:05d}.{PART_FORMAT}"), threads,
+                     settings.backend, settings.precision)
             for c in plan.chunks if c.index not in reused]
     frames_done = sum(plan.chunks[i].frames for i in reused)
     if on_progress:

@@ -8,13 +8,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from espcn_video.config import InputSpec, UpscaleSettings
 from espcn_video.errors import InputError, OutputError, UsageError
 from espcn_video.ffmpeg.args import build_decode_args, build_encode_args
 from espcn_video.ffmpeg.locate import FFmpegBinary, locate_ffmpeg
 from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader
-from espcn_video.model.engines import TorchEngine
+from espcn_video.model.engines import LumaEngine, create_engine
+from espcn_video.model.export import ranges_from_metadata
 from espcn_video.model.presets import PresetInfo, load_preset
 from espcn_video.pipeline import Counters, RunResult, encoder_sink, run_pipeline
 from espcn_video.upscaling import FrameUpscaler
@@ -71,6 +74,13 @@ def check_y4m_size(path: Path, size: int) -> None:
                          f"{body % per_frame} bytes of a partial one")
 
 
+def build_engine(model: torch.nn.Module, preset: PresetInfo, settings: UpscaleSettings) -> LumaEngine:
+    """The engine the settings ask for; int8 only with the preset's calibrated ranges."""
+    return create_engine(model, backend=settings.backend, precision=settings.precision,
+                         threads=settings.threads, device=settings.device,
+                         calibration=ranges_from_metadata(preset.metadata, model))
+
+
 def temporary_output(output: str) -> Path:
     out = Path(output)
     return out.with_name(f".{out.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}{out.suffix}")
@@ -104,8 +114,7 @@ def upscale_video(settings: UpscaleSettings, *, on_start: Callable[[Y4MHeader, P
     probe = None
     if not source.is_stdin and source.raw is None:
         probe = probe_file(ffmpeg.path, source.path)
-    engine = TorchEngine(model, device=settings.device, threads=settings.threads)
-    upscaler = FrameUpscaler(preset.scale, engine)
+    upscaler = FrameUpscaler(preset.scale, build_engine(model, preset, settings))
     target = temporary_output(settings.output) if settings.output != "-" else None
     encode_to = str(target) if target is not None else "-"
 

@@ -30,6 +30,12 @@ class FrameUpscaler:
                 return upscale_planes_bicubic(planes, self.scale, shapes, lr.peak)
             return (upscale_planes_bicubic(planes[:1], self.scale, shapes[:1], lr.peak)
                     + upscale_planes_bicubic(planes[1:], self.scale, shapes[1:], lr.peak))
+        start = getattr(self.engine, "start_luma", None)
+        if len(planes) > 1 and start is not None:
+            # The engine runs on its own threads: resample chroma meanwhile.
+            pending = start(planes[0], lr.peak)
+            chroma = upscale_planes_bicubic(planes[1:], self.scale, shapes[1:], lr.peak)
+            return [pending(), *chroma]
         out = [self.engine.upscale_luma(planes[0], lr.peak)]
         if len(planes) > 1:
             out += upscale_planes_bicubic(planes[1:], self.scale, shapes[1:], lr.peak)

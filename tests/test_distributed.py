@@ -52,7 +52,7 @@ def _same_frames(a: list[list[np.ndarray]], b: list[list[np.ndarray]]) -> bool:
 
 def _run(src: Path, out: Path, preset: Path, *extra: str, env: dict[str, str] | None = None) -> dict:
     done = run_cli("upscale", str(src), str(out), "--preset", str(preset), "--codec", "ffv1", "--json",
-                   *extra, env=env, timeout=300)
+                   "--backend", "torch", "--precision", "fp32", *extra, env=env, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
     return json.loads(done.stdout)
 
@@ -115,15 +115,19 @@ def test_resume_runs_only_missing_chunks(sources: dict[str, Path], ffmpeg: str, 
     src = sources["opengop.mp4"]
     out = tmp_path / "out.mkv"
     parts = tmp_path / "out.mkv.parts"
+    fp32 = ("--backend", "torch", "--precision", "fp32")
     done = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)), "--codec", "ffv1",
-                   "--chunks", "3", env=fake("fail-last-chunk"), timeout=300)
+                   "--chunks", "3", *fp32, env=fake("fail-last-chunk"), timeout=300)
     assert done.returncode == 1 and "injected failure of the last chunk" in done.stderr.decode()
     assert not out.exists()
     manifest = json.loads((parts / "manifest.json").read_text())
     assert sorted(manifest["done"]) == ["0", "1"]
     again = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)), "--codec", "ffv1",
-                    "--chunks", "3")
+                    "--chunks", "3", *fp32)
     assert again.returncode == 1 and "add --resume to finish it" in again.stderr.decode()
+    other = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)), "--codec", "ffv1",
+                    "--chunks", "3", "--resume", "--backend", "torch", "--precision", "bf16")
+    assert other.returncode == 1 and "the earlier run used another input or settings" in other.stderr.decode()
     summary = _run(src, out, random_preset(2), "--chunks", "3", "--resume")
     assert summary["chunks_run"] == [2] and summary["chunks_reused"] == [0, 1]
     whole = tmp_path / "whole.mkv"

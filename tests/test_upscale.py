@@ -18,7 +18,9 @@ pytestmark = pytest.mark.timeout(240)
 
 
 def _upscale(src: Path, out: Path, preset: Path, *extra: str) -> dict:
-    done = run_cli("upscale", str(src), str(out), "--preset", str(preset), "--json", *extra)
+    # The fp32 reference engine: golden comparisons must not depend on this CPU's bf16/int8 support.
+    done = run_cli("upscale", str(src), str(out), "--preset", str(preset), "--json",
+                   "--backend", "torch", "--precision", "fp32", *extra)
     assert done.returncode == 0, done.stderr.decode()
     return json.loads(done.stdout)
 
@@ -145,3 +147,20 @@ def test_subtitles_and_chapters_are_kept(ffmpeg: str, random_preset: Callable[[i
     _upscale(src, out, random_preset(2), "--encoder-preset", "ultrafast")
     info = probe_file(ffmpeg, str(out))
     assert info.subtitle_codecs == (sub_codec,) and info.chapters == 2
+
+
+def test_default_engine_stays_close_to_the_fp32_reference(ffmpeg: str, clips: Callable[..., Path],
+                                                          tmp_path: Path) -> None:
+    """The fast default (bf16 or int8 where the CPU has it) through the real pipeline, shipped x3 preset."""
+    src = clips("natural.y4m", "-pix_fmt", "yuv420p", src="testsrc2=s=96x64:r=10:d=0.3")
+    out = tmp_path / "fast.y4m"
+    done = run_cli("upscale", str(src), str(out), "--scale", "3", "--json")
+    assert done.returncode == 0, done.stderr.decode()
+    summary = json.loads(done.stdout)
+    _, lr = decode_y4m(ffmpeg, src)
+    _, hr = decode_y4m(ffmpeg, out)
+    model, _ = load_preset("espcn-x3")
+    reference = TorchEngine(model).upscale_luma(lr[0][0], 255).astype(np.float64)
+    mse = float(np.mean((hr[0][0].astype(np.float64) - reference) ** 2))
+    assert len(hr) == 3 and summary["method"]
+    assert mse < 1.0, (summary["method"], mse)  # PSNR against fp32 above 48 dB

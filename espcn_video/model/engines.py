@@ -1,16 +1,38 @@
 """Inference engines behind one small interface: a Y plane in, a Y plane r times larger out.
 
-TorchEngine (fp32, eager, inference_mode) is the reference path on every CPU.
+TorchEngine (fp32, eager, inference_mode) is the reference path on every CPU. The fast engines
+are checked against it (tests/test_engines.py) and chosen by create_engine:
+
+- openvino: the graph from model/export.py with the convert/round tail inside it; bf16 where
+  the CPU has bf16 dot products, int8 (VNNI) on the convolutions where they are worth it.
+- onnxruntime: the same graph in fp32; the fastest fp32 path measured where OpenVINO is absent.
+- torch bf16: oneDNN convolutions with tanh fused as a post-op, channels_last, no extra package.
+
+Which one "auto" picks is a measurement (docs/bench.md), not a guess: see speed_order().
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import importlib.util
 import os
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
+
+from espcn_video.errors import EspcnVideoError, UsageError
+
+BACKENDS = ("torch", "openvino", "onnxruntime")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+# OpenVINO int8 runs conv2 only: 80% of the work, and Set5 cost with calibrated ranges -0.05 dB
+# (x2), -0.03 (x3), -0.02 (x4). int8 conv1 (exact input, int8 weights) cost another 0.02-0.04 dB
+# and int8 conv3 another 0.03-0.05 for a few ms a frame (docs/bench.md).
+INT8_LAYERS = (1,)
 
 
 class LumaEngine(Protocol):
@@ -18,6 +40,10 @@ class LumaEngine(Protocol):
     name: str
 
     def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray: ...
+
+
+class EngineUnavailable(EspcnVideoError):
+    """A backend or precision that this machine or installation cannot run."""
 
 
 def to_unit_float(plane: np.ndarray, peak: int) -> torch.Tensor:
@@ -36,6 +62,8 @@ class TorchEngine:
     """ESPCN in eager PyTorch fp32: the reference every faster engine is checked against."""
 
     name = "torch-fp32"
+    backend = "torch"
+    precision = "fp32"
 
     def __init__(self, model: nn.Module, device: str = "cpu", threads: int | None = None) -> None:
         if threads:
@@ -53,3 +81,304 @@ class TorchEngine:
 
 def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+# -- what this CPU and installation offer ----------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def cpu_info() -> tuple[str, frozenset[str]]:
+    """(model name, flags) from /proc/cpuinfo; ("unknown", {}) where there is none."""
+    model, flags = "unknown", frozenset()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown":
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = frozenset(value.split())
+    except OSError:
+        pass
+    return model, flags
+
+
+def cpu_has_bf16() -> bool:
+    """bf16 dot products in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated, slower than fp32."""
+    flags = cpu_info()[1]
+    return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def cpu_has_int8_dot() -> bool:
+    flags = cpu_info()[1]
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & flags)
+
+
+def have_package(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def tune_malloc() -> None:
+    """Keep large buffers in glibc's heap instead of a fresh mmap per allocation.
+
+    Eager torch allocates 15-60 MB activations on every call; above glibc's mmap threshold each
+    is a new mapping whose pages fault on first touch, which cost about half of eager fp32's
+    time. The heap keeps freed blocks, so the next frame reuses warm pages. Process-wide and
+    harmless elsewhere: only the peak RSS stays claimed.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc: nothing to tune
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 1 << 30)
+    libc.mallopt(m_trim_threshold, 1 << 30)
+
+
+# -- fast engines ----------------------------------------------------------------------------
+
+class TorchFastEngine:
+    """Torch without extra packages: bf16 oneDNN convolutions with tanh fused in (CPU), or a
+    half-precision copy of the model (CUDA)."""
+
+    backend = "torch"
+
+    def __init__(self, model: nn.Module, precision: str, device: str = "cpu", threads: int | None = None) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        self.scale = int(getattr(model, "scale"))
+        self.precision = precision
+        self.name = f"torch-{precision}"
+        self.device = torch.device(device)
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+        if self.device.type == "cpu":
+            from espcn_video.model.export import espcn_layers
+            self.layers = espcn_layers(model)
+            self._packed: dict[tuple[int, int], list[tuple[torch.Tensor, torch.Tensor, int, bool]]] = {}
+        else:
+            self.model = model.to(self.device, self.dtype).eval()
+
+    def _weights(self, shape: tuple[int, int]) -> list[tuple[torch.Tensor, torch.Tensor, int, bool]]:
+        """Weights reordered once per frame size into oneDNN's blocked layout (what
+        torch.compile's freezing does): unpacked, every call reorders them, 85 ms -> 37 ms."""
+        if shape not in self._packed:
+            self._packed[shape] = [
+                (torch.ops.mkldnn._reorder_convolution_weight(
+                    torch.from_numpy(layer.weight).to(self.dtype), [layer.padding] * 2, [1, 1], [1, 1], 1,
+                    [1, layer.weight.shape[1], *shape]),
+                 torch.from_numpy(layer.bias).to(self.dtype), layer.padding, layer.tanh)
+                for layer in self.layers]
+        return self._packed[shape]
+
+    def _forward_cpu(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self._weights((x.shape[2], x.shape[3]))
+        x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        for weight, bias, pad, tanh in weights:
+            x = torch.ops.mkldnn._convolution_pointwise(
+                x, weight, bias, [pad, pad], [1, 1], [1, 1], 1, "tanh" if tanh else "none", [None], "")
+        return torch.pixel_shuffle(x, self.scale)
+
+    @torch.inference_mode()
+    def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:
+        lr = to_unit_float(y, peak).to(self.device)
+        hr = self._forward_cpu(lr) if self.device.type == "cpu" else self.model(lr.to(self.dtype))
+        return from_unit_float(hr.float().cpu(), peak, y.dtype)
+
+
+class OpenVINOEngine:
+    """The ESPCN graph compiled by OpenVINO for each frame size and bit depth it meets (once per video)."""
+
+    backend = "openvino"
+
+    def __init__(self, model: nn.Module, precision: str, threads: int | None = None,
+                 calibration: Sequence[np.ndarray] | None = None) -> None:
+        import openvino as ov
+        self.core = ov.Core()
+        self.model = model
+        self.scale = int(getattr(model, "scale"))
+        self.precision = precision
+        self.name = f"openvino-{precision}"
+        self.threads = threads or default_threads()
+        self.calibration = calibration
+        self._requests: dict[tuple[int, int, int], Any] = {}
+
+    def _request(self, shape: tuple[int, int], peak: int) -> Any:
+        key = (*shape, peak)
+        if key not in self._requests:
+            from espcn_video.model.export import build_openvino_model
+            int8 = INT8_LAYERS if self.precision == "int8" else ()
+            graph = build_openvino_model(self.model, peak, shape, int8, self.calibration)
+            config = {
+                "INFERENCE_NUM_THREADS": self.threads,
+                "INFERENCE_PRECISION_HINT": "f32" if self.precision == "fp32" else "bf16",
+                "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+                # Decode and encode share the cores: pinned workers would fight them for a core.
+                "ENABLE_CPU_PINNING": False,
+            }
+            if self.precision == "int8" and not cpu_has_bf16():
+                config["INFERENCE_PRECISION_HINT"] = "f32"
+            self._requests[key] = self.core.compile_model(graph, "CPU", config).create_infer_request()
+        return self._requests[key]
+
+    def start_luma(self, y: np.ndarray, peak: int) -> Callable[[], np.ndarray]:
+        """Start the network on OpenVINO's threads; calling the result waits for the plane.
+
+        The caller's thread is free meanwhile (e.g. for the chroma resampler).
+        """
+        request = self._request(y.shape, peak)
+        lr = np.ascontiguousarray(y)[None, None]
+        request.start_async({0: lr}, share_inputs=True)
+        return _PendingPlane(request, lr)
+
+    def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:
+        return self.start_luma(y, peak)()
+
+
+class _PendingPlane:
+    """An OpenVINO request in flight; holds the input it shares (not copies) until it is done."""
+
+    def __init__(self, request: Any, lr: np.ndarray) -> None:
+        self.request = request
+        self.lr: np.ndarray | None = lr
+
+    def __call__(self) -> np.ndarray:
+        self.request.wait()
+        self.lr = None
+        # The output tensor is reused by the next call; the pipeline keeps frames in queues.
+        return self.request.get_output_tensor(0).data[0, 0].copy()
+
+
+class OnnxRuntimeEngine:
+    """The ESPCN graph in ONNX Runtime fp32 (one session per bit depth, any frame size)."""
+
+    backend = "onnxruntime"
+    precision = "fp32"
+    name = "onnxruntime-fp32"
+
+    def __init__(self, model: nn.Module, threads: int | None = None) -> None:
+        self.model = model
+        self.scale = int(getattr(model, "scale"))
+        self.threads = threads or default_threads()
+        self._sessions: dict[int, Any] = {}
+
+    def _session(self, peak: int) -> Any:
+        if peak not in self._sessions:
+            import onnxruntime as ort
+            from espcn_video.model.export import build_onnx_model
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            # Spinning workers would burn the cores that decode and encode need between frames.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self._sessions[peak] = ort.InferenceSession(build_onnx_model(self.model, peak), options,
+                                                        providers=["CPUExecutionProvider"])
+        return self._sessions[peak]
+
+    def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:
+        out = self._session(peak).run(None, {"lr": np.ascontiguousarray(y)[None, None]})[0]
+        return out[0, 0]
+
+
+# -- choosing ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EngineOption:
+    backend: str
+    precision: str
+    available: bool
+    reason: str = ""  # why not, when unavailable
+
+
+def engine_options(device: str = "cpu") -> list[EngineOption]:
+    """Every backend/precision pair and whether it runs here (for `bench` and error messages)."""
+    if device.startswith("cuda"):
+        ok = torch.cuda.is_available()
+        why = "" if ok else "torch sees no CUDA device"
+        return [EngineOption("torch", p, ok, why) for p in ("fp32", "fp16", "bf16")]
+    ov, ort_ok = have_package("openvino"), have_package("onnxruntime") and have_package("onnx")
+    bf16 = cpu_has_bf16()
+    no_bf16 = "this CPU has no bf16 dot product (avx512_bf16 or amx_bf16)"
+    no_ov = "openvino is not installed (pip install 'espcn-video[fast]')"
+    torch_bf16 = (bf16 and torch.backends.mkldnn.is_available()
+                  and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+                  and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight"))
+    return [
+        EngineOption("torch", "fp32", True),
+        EngineOption("torch", "bf16", torch_bf16, "" if torch_bf16 else no_bf16),
+        EngineOption("openvino", "fp32", ov, "" if ov else no_ov),
+        EngineOption("openvino", "bf16", ov and bf16, no_ov if not ov else ("" if bf16 else no_bf16)),
+        EngineOption("openvino", "int8", ov, "" if ov else no_ov),
+        EngineOption("onnxruntime", "fp32", ort_ok,
+                     "" if ort_ok else "onnxruntime and onnx are not installed (pip install 'espcn-video[fast]' onnx)"),
+    ]
+
+
+def speed_order(device: str = "cpu") -> list[tuple[str, str]]:
+    """(backend, precision) pairs, fastest first, as measured on two cores (docs/bench.md).
+
+    Every pair before fp32 keeps Set5 x3 PSNR within 0.05 dB of fp32: bf16 by 0.01-0.02 dB;
+    int8 (conv2 only) by 0.03 dB with calibrated ranges, so create_engine offers it to "auto"
+    only when a preset brings them (tests/test_engines.py checks the bound on every preset).
+    """
+    if device.startswith("cuda"):
+        return [("torch", "fp16"), ("torch", "bf16"), ("torch", "fp32")]
+    order = [("openvino", "int8"), ("openvino", "bf16"), ("torch", "bf16"),
+             ("onnxruntime", "fp32"), ("openvino", "fp32"), ("torch", "fp32")]
+    if not cpu_has_int8_dot():
+        order.remove(("openvino", "int8"))  # emulated int8 is slower than bf16 or fp32
+    return order
+
+
+def choose_engine(device: str = "cpu", backend: str = "auto", precision: str = "auto",
+                  allow_int8: bool = True) -> tuple[str, str]:
+    """Fill in "auto": the fastest available pair that matches what was asked.
+
+    When nothing available matches, the asked pair comes back as it is, so that create_engine
+    names why it cannot run.
+    """
+    available = {(o.backend, o.precision) for o in engine_options(device) if o.available}
+    ranked = [pair for pair in speed_order(device) if allow_int8 or pair[1] != "int8" or precision == "int8"]
+    for pair in ranked:
+        if pair in available and backend in ("auto", pair[0]) and precision in ("auto", pair[1]):
+            return pair
+    if backend == "auto":
+        backend = "torch"
+    if precision == "auto":
+        precision = next((p for b, p in ranked if b == backend), "fp32")
+    return backend, precision
+
+
+def create_engine(model: nn.Module, backend: str = "auto", precision: str = "auto",
+                  threads: int | None = None, device: str = "cpu",
+                  calibration: Sequence[np.ndarray] | None = None) -> LumaEngine:
+    """An engine for `model`; "auto" picks the fastest one that keeps the quality bound.
+
+    `calibration`: int8 activation ranges measured on training images (export.calibrate_ranges,
+    stored with a preset). Without it "auto" never picks int8, and an explicit int8 uses ranges
+    from the weights alone, which never clip but cost about 0.05 dB more.
+    """
+    if backend not in ("auto", *BACKENDS):
+        raise UsageError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
+    if precision not in ("auto", *PRECISIONS):
+        raise UsageError(f"unknown precision {precision!r}; choose auto, {', '.join(PRECISIONS)}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    backend, precision = choose_engine(device, backend, precision, allow_int8=calibration is not None)
+    option = next((o for o in engine_options(device) if (o.backend, o.precision) == (backend, precision)), None)
+    if option is None:
+        raise UsageError(f"backend {backend} has no {precision} on {device}")
+    if not option.available:
+        raise EngineUnavailable(f"{backend} {precision}: {option.reason}")
+    if device == "cpu":
+        tune_malloc()  # torch runs the chroma resampler beside every engine: 142 -> 31 ms at 4K
+    if backend != "torch":
+        # What torch still does beside another engine is the chroma resampler: small tensors on
+        # which a second OpenMP pool only fights the engine's threads for the same cores
+        # (measured on 2 cores: 5 ms per 1080p frame on one thread, 46-259 ms on two).
+        torch.set_num_threads(1)
+    if backend == "torch":
+        if precision == "fp32":
+            return TorchEngine(model, device=device, threads=threads)
+        return TorchFastEngine(model, precision, device=device, threads=threads)
+    if backend == "openvino":
+        return OpenVINOEngine(model, precision, threads=threads, calibration=calibration)
+    return OnnxRuntimeEngine(model, threads=threads)

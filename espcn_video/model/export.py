@@ -1,0 +1,222 @@
+"""ESPCN as an inference graph for OpenVINO and ONNX Runtime, built in memory from the weights.
+
+Both graphs take the integer Y plane (uint8 or uint16, shape (1, 1, H, W)) and return the
+integer high-res plane: the conversions to and from [0, 1] (divide, clamp, scale, round half to
+even like the torch reference) run inside the engine's threads instead of as separate numpy
+passes over a 1080p frame.
+
+The graphs are written out op by op rather than traced from torch: ESPCN is three convolutions,
+two tanh and a depth-to-space (ONNX "CRD", OpenVINO "depth_first": torch's PixelShuffle), and
+writing them out avoids depending on torch's exporter (which wants onnxscript) at run time.
+
+int8 (OpenVINO only): OpenVINO turns a FakeQuantize in front of a convolution with int8
+weights into a VNNI convolution. Its signed-activation kernels measured 3-4x the error of the
+same quantization done in fp32, its unsigned ones matched it exactly, so each tanh output is
+divided per channel by its range r_c (r_c moves into the weights), quantized to uint8 with zero
+point 128 (zero on the grid, so zero padding stays exact) and step 2/255. conv1's input is
+quantized only for 8-bit video, where 256 levels over [0, 1] are the code values themselves.
+r_c comes from calibration on training images (calibrate_ranges) or, lacking that, from the
+weights alone (activation_bounds: never clips, but coarser).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+ONNX_OPSET = 17
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    weight: np.ndarray  # (out, in, k, k) float32
+    bias: np.ndarray  # (out,) float32
+    padding: int
+    tanh: bool  # followed by tanh
+
+
+def espcn_layers(model: nn.Module) -> list[ConvLayer]:
+    """The three convolutions of an ESPCN as numpy arrays; refuses anything else."""
+    convs = [getattr(model, f"conv{i}", None) for i in (1, 2, 3)]
+    if not all(isinstance(c, nn.Conv2d) for c in convs) or not hasattr(model, "scale"):
+        raise TypeError(f"{type(model).__name__} is not an ESPCN (conv1..conv3 and a scale)")
+    layers = []
+    for i, conv in enumerate(convs):
+        assert isinstance(conv, nn.Conv2d)
+        pad = conv.padding[0] if isinstance(conv.padding, tuple) else conv.padding
+        assert isinstance(pad, int)
+        layers.append(ConvLayer(conv.weight.detach().cpu().float().numpy().copy(),
+                                conv.bias.detach().cpu().float().numpy().copy()
+                                if conv.bias is not None else np.zeros(conv.out_channels, np.float32),
+                                pad, tanh=i < 2))
+    return layers
+
+
+def quantize_weight_int8(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel int8: (int8 weights, float32 scale per channel)."""
+    absmax = np.abs(weight).reshape(weight.shape[0], -1).max(axis=1)
+    scale = np.where(absmax > 0, absmax / 127.0, 1.0).astype(np.float32)
+    q = np.clip(np.rint(weight / scale[:, None, None, None]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def activation_bounds(model: nn.Module) -> list[np.ndarray]:
+    """Per-channel max |tanh output| of conv1 and conv2 for any input in [0, 1], from the weights alone."""
+    lo, hi = np.zeros(1), np.ones(1)
+    bounds = []
+    for layer in espcn_layers(model)[:2]:
+        pos, neg = np.maximum(layer.weight, 0), np.minimum(layer.weight, 0)
+        top = layer.bias + (pos * hi[None, :, None, None]).sum((1, 2, 3)) + (neg * lo[None, :, None, None]).sum((1, 2, 3))
+        bottom = layer.bias + (pos * lo[None, :, None, None]).sum((1, 2, 3)) + (neg * hi[None, :, None, None]).sum((1, 2, 3))
+        lo, hi = np.tanh(bottom), np.tanh(top)
+        bounds.append(np.maximum(-lo, hi).astype(np.float32))
+    return bounds
+
+
+def calibrate_ranges(model: nn.Module, planes: Iterable[np.ndarray]) -> list[np.ndarray]:
+    """Per-channel max |tanh output| of conv1 and conv2 over low-res Y planes in [0, 1] (training images)."""
+    import torch
+    import torch.nn.functional as F
+    layers = espcn_layers(model)
+    ranges = [np.zeros(layer.weight.shape[0], np.float32) for layer in layers[:2]]
+    with torch.inference_mode():
+        for plane in planes:
+            x = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))[None, None]
+            for i, layer in enumerate(layers[:2]):
+                x = torch.tanh(F.conv2d(x, torch.from_numpy(layer.weight), torch.from_numpy(layer.bias),
+                                        padding=layer.padding))
+                ranges[i] = np.maximum(ranges[i], x.abs().amax(dim=(0, 2, 3)).numpy())
+    return ranges
+
+
+def calibration_planes(folders: Iterable[str | os.PathLike[str]], scale: int, limit: int = 40) -> Iterator[np.ndarray]:
+    """LR Y planes in [0, 1] of up to `limit` training images per folder, made as training makes them."""
+    from espcn_video.model.degrade import UnusableImage, imresize, list_images, mod_crop, read_y_plane
+    for folder in folders:
+        for path in list_images(folder)[:limit]:
+            try:
+                hr, _ = read_y_plane(path)
+            except UnusableImage:
+                continue
+            yield imresize(mod_crop(hr, scale) / 255.0, 1.0 / scale)
+
+
+def ranges_from_metadata(metadata: dict[str, Any], model: nn.Module) -> list[np.ndarray] | None:
+    """The preset's stored "int8_ranges" ([conv1 channels], [conv2 channels]) if they fit the model."""
+    stored = metadata.get("int8_ranges")
+    if not isinstance(stored, list) or len(stored) != 2:
+        return None
+    layers = espcn_layers(model)
+    ranges = [np.asarray(r, dtype=np.float32) for r in stored]
+    if any(r.shape != (layer.weight.shape[0],) or not np.all(np.isfinite(r)) for r, layer in zip(ranges, layers)):
+        return None
+    return ranges
+
+
+# -- OpenVINO --------------------------------------------------------------------------------
+
+def _opset() -> Any:
+    """opset13 builders: top-level in recent OpenVINO, under openvino.runtime in older releases."""
+    try:
+        import openvino.opset13 as ops
+    except ImportError:
+        import openvino.runtime.opset13 as ops  # type: ignore[no-redef]
+    return ops
+
+
+INT8_STEP = 2.0 / 255.0  # uint8 with zero point 128 over [-1, 1]
+
+
+def _int8_weight(weight: np.ndarray, in_scale: np.ndarray | None) -> Any:
+    """int8 weights per output channel, dequantized in the graph (the pattern OpenVINO fuses)."""
+    import openvino as ov
+    ops = _opset()
+    if in_scale is not None:
+        weight = weight * in_scale[None, :, None, None]
+    q, scale = quantize_weight_int8(weight.astype(np.float32))
+    return ops.multiply(ops.convert(ops.constant(q), ov.Type.f32), ops.constant(scale.reshape(-1, 1, 1, 1)))
+
+
+def _quantize_input(x: Any, index: int, ranges: Sequence[np.ndarray]) -> tuple[Any, np.ndarray | None]:
+    """FakeQuantize the input of conv `index`; returns it and the per-channel scale for the weights."""
+    ops = _opset()
+    if index == 0:  # 8-bit code values / 255: exactly the 256 uint8 levels
+        return ops.fake_quantize(x, np.float32(0), np.float32(1), np.float32(0), np.float32(1), 256), None
+    r = np.where(ranges[index - 1] > 1e-6, ranges[index - 1], 1.0).astype(np.float32)
+    x = ops.multiply(x, ops.constant((1.0 / r).reshape(1, -1, 1, 1)))
+    lo, hi = np.float32(-128 * INT8_STEP), np.float32(127 * INT8_STEP)
+    return ops.fake_quantize(x, lo, hi, lo, hi, 256), r
+
+
+def build_openvino_model(model: nn.Module, peak: int, shape: tuple[int, int],
+                         int8_layers: Collection[int] = (),
+                         ranges: Sequence[np.ndarray] | None = None) -> Any:
+    """ov.Model: integer (1, 1, H, W) plane in, integer (1, 1, rH, rW) plane out.
+
+    `int8_layers` names the convolutions (0, 1, 2) to run in int8 (conv 0 only when peak is
+    255); `ranges` are the per-channel activation ranges (default: activation_bounds).
+    """
+    import openvino as ov
+    ops = _opset()
+
+    int_type = ov.Type.u8 if peak <= 255 else ov.Type.u16
+    ranges = list(ranges) if ranges is not None else activation_bounds(model)
+    lr = ops.parameter([1, 1, shape[0], shape[1]], int_type, name="lr")
+    x = ops.multiply(ops.convert(lr, ov.Type.f32), np.float32(1.0 / peak))
+    for i, layer in enumerate(espcn_layers(model)):
+        if i in int8_layers and not (i == 0 and peak != 255):
+            x, in_scale = _quantize_input(x, i, ranges)
+            weight = _int8_weight(layer.weight, in_scale)
+        else:
+            weight = ops.constant(layer.weight)
+        p = layer.padding
+        x = ops.convolution(x, weight, [1, 1], [p, p], [p, p], [1, 1])
+        x = ops.add(x, ops.constant(layer.bias.reshape(1, -1, 1, 1)))
+        if layer.tanh:
+            x = ops.tanh(x)
+    # Round and narrow before the shuffle: depth-to-space then moves 1-2 bytes a pixel, not 4.
+    x = ops.multiply(ops.clamp(x, 0.0, 1.0), np.float32(peak))
+    x = ops.convert(ops.round(x, "half_to_even"), int_type)
+    hr = ops.depth_to_space(x, "depth_first", int(getattr(model, "scale")))
+    return ov.Model([hr], [lr], "espcn")
+
+
+# -- ONNX (ONNX Runtime) ---------------------------------------------------------------------
+
+def build_onnx_model(model: nn.Module, peak: int) -> bytes:
+    """Serialized ONNX: integer (1, 1, h, w) in, integer (1, 1, rh, rw) out, any h and w."""
+    from onnx import TensorProto, checker, helper, numpy_helper
+
+    int_type = TensorProto.UINT8 if peak <= 255 else TensorProto.UINT16
+    consts = {"inv_peak": np.float32(1.0 / peak), "peak": np.float32(peak),
+              "zero": np.float32(0.0), "one": np.float32(1.0)}
+    inits = [numpy_helper.from_array(np.array(v), k) for k, v in consts.items()]
+    nodes = [helper.make_node("Cast", ["lr"], ["lr_f"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["lr_f", "inv_peak"], ["x0"])]
+    prev = "x0"
+    for i, layer in enumerate(espcn_layers(model), 1):
+        inits += [numpy_helper.from_array(layer.weight, f"w{i}"), numpy_helper.from_array(layer.bias, f"b{i}")]
+        nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[layer.padding] * 4))
+        prev = f"c{i}"
+        if layer.tanh:
+            nodes.append(helper.make_node("Tanh", [prev], [f"t{i}"]))
+            prev = f"t{i}"
+    nodes += [
+        helper.make_node("DepthToSpace", [prev], ["ps"], blocksize=int(getattr(model, "scale")), mode="CRD"),
+        helper.make_node("Clip", ["ps", "zero", "one"], ["clipped"]),
+        helper.make_node("Mul", ["clipped", "peak"], ["scaled"]),
+        helper.make_node("Round", ["scaled"], ["rounded"]),  # ONNX Round is half to even
+        helper.make_node("Cast", ["rounded"], ["hr"], to=int_type),
+    ]
+    graph = helper.make_graph(
+        nodes, "espcn", [helper.make_tensor_value_info("lr", int_type, [1, 1, "h", "w"])],
+        [helper.make_tensor_value_info("hr", int_type, [1, 1, "rh", "rw"])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)])
+    proto.ir_version = 8  # readable by every onnxruntime >= 1.10
+    checker.check_model(proto)
+    return proto.SerializeToString()

@@ -1,0 +1,204 @@
+"""Fast engines against the torch fp32 reference: agreement on frames, and the Set5 quality bound.
+
+Tolerances, in 8-bit code values (scaled by peak/255 for 10-bit), on smooth random frames:
+fp32 engines differ only by rounding ties (max 1, mean <= 0.01); bf16 max 2, mean <= 0.15;
+int8 max 4, mean <= 0.3. The quality bound that matters is the PSNR one below.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from espcn_video.errors import UsageError
+from espcn_video.model.engines import (EngineOption, EngineUnavailable, TorchEngine, choose_engine,
+                                       create_engine, engine_options)
+from espcn_video.model.espcn import ESPCN
+from espcn_video.model.export import (activation_bounds, calibrate_ranges, calibration_planes,
+                                      ranges_from_metadata)
+from tests.conftest import REPO, SHARED_DATA
+
+pytestmark = pytest.mark.timeout(300)
+
+TOLERANCE = {"fp32": (1, 0.01), "bf16": (2, 0.15), "fp16": (2, 0.15), "int8": (4, 0.3)}
+PSNR_BOUND_DB = 0.05
+
+
+def available(device: str = "cpu") -> list[EngineOption]:
+    return [o for o in engine_options(device) if o.available]
+
+
+def smooth_plane(h: int, w: int, peak: int, seed: int) -> np.ndarray:
+    """Integrated noise: smooth like video, every level used."""
+    rng = np.random.default_rng(seed)
+    x = np.cumsum(np.cumsum(rng.normal(0, 1, (h, w)), 0), 1)
+    x = (x - x.min()) / np.ptp(x)
+    return np.round(x * peak).astype(np.uint8 if peak == 255 else np.uint16)
+
+
+FAST = [(o.backend, o.precision) for o in available() if (o.backend, o.precision) != ("torch", "fp32")]
+
+
+@pytest.mark.parametrize("backend,precision", FAST)
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("peak", [255, 1023])
+def test_fast_engine_agrees_with_fp32(backend: str, precision: str, scale: int, peak: int) -> None:
+    torch.manual_seed(100 + scale)
+    model = ESPCN(scale).eval()
+    y = smooth_plane(37, 53, peak, seed=scale)  # odd sizes on purpose
+    ref = TorchEngine(model).upscale_luma(y, peak).astype(np.int64)
+    engine = create_engine(model, backend, precision)
+    out = engine.upscale_luma(y, peak)
+    assert out.dtype == y.dtype and out.shape == (37 * scale, 53 * scale)
+    assert engine.scale == scale and engine.name == f"{backend}-{precision}"
+    diff = np.abs(out.astype(np.int64) - ref) / (peak / 255)
+    max_codes, mean_codes = TOLERANCE[precision]
+    assert diff.max() <= max_codes and diff.mean() <= mean_codes, (diff.max(), diff.mean())
+
+
+@pytest.mark.parametrize("backend,precision", FAST)
+def test_engine_handles_a_second_frame_size(backend: str, precision: str) -> None:
+    """Compiled graphs are per size: a new size must not reuse the old one's."""
+    torch.manual_seed(0)
+    engine = create_engine(ESPCN(2).eval(), backend, precision)
+    assert engine.upscale_luma(smooth_plane(16, 24, 255, 0), 255).shape == (32, 48)
+    assert engine.upscale_luma(smooth_plane(9, 11, 255, 1), 255).shape == (18, 22)
+
+
+def test_bad_names_are_usage_errors() -> None:
+    model = ESPCN(2).eval()
+    with pytest.raises(UsageError, match="unknown backend"):
+        create_engine(model, backend="tensorrt")
+    with pytest.raises(UsageError, match="unknown precision"):
+        create_engine(model, precision="fp8")
+    with pytest.raises(UsageError, match="has no int8"):
+        create_engine(model, backend="onnxruntime", precision="int8")
+
+
+def test_auto_never_picks_int8_without_calibration() -> None:
+    backend, precision = choose_engine("cpu", allow_int8=False)
+    assert precision != "int8"
+    assert choose_engine("cpu", "torch", "auto")[0] == "torch"
+    assert choose_engine("cpu", "auto", "fp32") in {("onnxruntime", "fp32"), ("openvino", "fp32"), ("torch", "fp32")}
+
+
+BLOCKED = """
+import sys
+for name in ("openvino", "onnxruntime"):
+    sys.modules[name] = None  # as if not installed: find_spec answers None, import fails
+from espcn_video.model.engines import create_engine, EngineUnavailable
+from espcn_video.model.espcn import ESPCN
+engine = create_engine(ESPCN(2).eval())
+print(engine.name)
+try:
+    create_engine(ESPCN(2).eval(), backend="openvino")
+except EngineUnavailable as exc:
+    print("unavailable:", exc)
+"""
+
+
+def test_missing_optional_packages_fall_back_to_torch() -> None:
+    done = subprocess.run([sys.executable, "-c", BLOCKED], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    name, message = done.stdout.strip().splitlines()
+    assert name.startswith("torch-")
+    assert "openvino is not installed" in message and "espcn-video[fast]" in message
+
+
+def test_calibrated_ranges_never_exceed_the_bounds_from_the_weights() -> None:
+    torch.manual_seed(3)
+    model = ESPCN(3).eval()
+    planes = [smooth_plane(40, 40, 255, s) / 255.0 for s in range(3)]
+    for calibrated, bound in zip(calibrate_ranges(model, planes), activation_bounds(model)):
+        assert calibrated.shape == bound.shape
+        assert np.all(calibrated <= bound + 1e-5)
+
+
+def test_ranges_from_metadata_checks_shapes() -> None:
+    model = ESPCN(3).eval()
+    good = [[0.5] * 64, [0.5] * 32]
+    assert [r.shape for r in ranges_from_metadata({"int8_ranges": good}, model)] == [(64,), (32,)]
+    assert ranges_from_metadata({"int8_ranges": [[0.5] * 3, [0.5] * 32]}, model) is None
+    assert ranges_from_metadata({}, model) is None
+
+
+# -- the quality bound on the shipped preset ----------------------------------------------------
+
+def _set5_lr(scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(HR Y, 8-bit LR Y) per Set5 image, SR-paper conventions, LR rounded like a video frame."""
+    from espcn_video.model.degrade import imresize, list_images, matlab_round, mod_crop, read_y_plane
+    pairs = []
+    for path in list_images(SHARED_DATA / "test" / "Set5"):
+        hr, _ = read_y_plane(path)
+        hr = mod_crop(hr, scale)
+        lr = matlab_round(np.clip(imresize(hr / 255.0, 1.0 / scale) * 255.0, 0, 255)).astype(np.uint8)
+        pairs.append((hr, lr))
+    return pairs
+
+
+def _mean_psnr(engine: object, pairs: list[tuple[np.ndarray, np.ndarray]], scale: int) -> float:
+    from espcn_video.metrics import compute_psnr
+    return float(np.mean([compute_psnr(hr, engine.upscale_luma(lr, 255).astype(np.float64),  # type: ignore[attr-defined]
+                                       peak=255.0, crop_border=scale) for hr, lr in pairs]))
+
+
+def _shipped(scale: int) -> tuple[torch.nn.Module, dict]:
+    from espcn_video.errors import PresetError
+    from espcn_video.model.presets import load_preset
+    if not (SHARED_DATA / "test" / "Set5").is_dir():
+        pytest.skip(f"{SHARED_DATA}/test/Set5 is absent")
+    try:
+        model, info = load_preset(f"espcn-x{scale}")
+    except PresetError as exc:
+        pytest.skip(f"the shipped espcn-x{scale} preset is absent: {exc}")
+    return model, info.metadata
+
+
+def _psnr_loss_db(model: torch.nn.Module, engine: object, scale: int) -> float:
+    pairs = _set5_lr(scale)
+    return _mean_psnr(TorchEngine(model), pairs, scale) - _mean_psnr(engine, pairs, scale)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_default_engine_keeps_set5_within_bound(scale: int) -> None:
+    """The engine `auto` picks, given the preset's stored int8 ranges as upscale passes them.
+
+    The issue's bound is on x3; every shipped preset is held to it at its own scale, so a preset
+    gets int8_ranges (and so the int8 default) only where int8 keeps it.
+    """
+    model, meta = _shipped(scale)
+    engine = create_engine(model, calibration=ranges_from_metadata(meta, model))
+    assert _psnr_loss_db(model, engine, scale) <= PSNR_BOUND_DB, engine.name
+
+
+@pytest.mark.parametrize("backend,precision", [pair for pair in FAST if pair[1] == "bf16"])
+def test_bf16_keeps_set5_x3_within_bound(backend: str, precision: str) -> None:
+    model, _ = _shipped(3)
+    assert _psnr_loss_db(model, create_engine(model, backend, precision), 3) <= PSNR_BOUND_DB
+
+
+@pytest.mark.skipif(not any(o.precision == "int8" for o in available()), reason="no int8 engine (openvino absent)")
+def test_int8_calibrated_on_training_images_keeps_set5_x3_within_bound() -> None:
+    """Ranges from T91 (training data, never Set5) are what makes int8 eligible as the default."""
+    model, _ = _shipped(3)
+    t91 = SHARED_DATA / "train" / "T91"
+    if not t91.is_dir():
+        pytest.skip(f"{t91} is absent")
+    engine = create_engine(model, "openvino", "int8", calibration=calibrate_ranges(model, calibration_planes([t91], 3)))
+    assert _psnr_loss_db(model, engine, 3) <= PSNR_BOUND_DB
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA device")
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_cuda_engine_agrees_with_cpu(precision: str) -> None:
+    torch.manual_seed(7)
+    model = ESPCN(3).eval()
+    y = smooth_plane(64, 96, 255, 7)
+    ref = TorchEngine(model).upscale_luma(y, 255).astype(np.int64)
+    out = create_engine(model, "torch", precision, device="cuda").upscale_luma(y, 255)
+    diff = np.abs(out.astype(np.int64) - ref)
+    assert diff.max() <= TOLERANCE[precision][0] and diff.mean() <= TOLERANCE[precision][1]
