@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from espcn_video.errors import UsageError
-from espcn_video.model.engines import (EngineOption, EngineUnavailable, TorchEngine, choose_engine,
+from espcn_video.model.engines import (EngineOption, TorchEngine, choose_engine,
                                        create_engine, engine_options)
 from espcn_video.model.espcn import ESPCN
 from espcn_video.model.export import (activation_bounds, calibrate_ranges, calibration_planes,
