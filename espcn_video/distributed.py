@@ -17,6 +17,7 @@ import math
 import os
 import secrets
 import shutil
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -121,7 +122,16 @@ def open_client(scheduler: str | None, local_workers: int) -> Iterator[Any]:
         return
     with LocalCluster(n_workers=local_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
-        yield client
+        try:
+            yield client
+        except BaseException:
+            # A worker inside a chunk does not stop for a graceful close (its task thread is in
+            # native code or blocked on a pipe): kill it, so Ctrl-C and errors return at once.
+            # Its ffmpeg children then see a broken pipe or EOF and exit; the part stays unpublished.
+            for nanny in list(cluster.workers.values()):
+                with contextlib.suppress(ProcessLookupError, TypeError, PermissionError):
+                    os.kill(nanny.pid, signal.SIGKILL)
+            raise
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
@@ -151,6 +161,8 @@ def _load_or_make_plan(parts: Path, settings: UpscaleSettings, probe: ProbeInfo,
         if doc.get("fingerprint") != fingerprint:
             raise OutputError(f"{parts}: the earlier run used another input or settings; remove the folder")
         manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {"done": {}}
+        for stale in parts.glob(".part-*.partial-*"):  # parts a killed worker never published
+            stale.unlink(missing_ok=True)
         return ChunkPlan.from_json(doc["plan"]), manifest
     ffmpeg = locate_ffmpeg()
     tb, frame_pts, key_pts = list_packets(ffmpeg.path, str(source))

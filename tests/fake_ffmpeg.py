@@ -9,6 +9,7 @@ FAKE_MODE picks the fault; FAKE_REAL_FFMPEG is the real binary used for everythi
   fail-once         the first decoder (while the file FAKE_ONCE exists) exits 1: a task retry
   kill-worker-once  the first decoder (while FAKE_ONCE exists) SIGKILLs its parent, the Dask worker
   fail-last-chunk   the decoder of the last chunk (no end bound) always exits 1
+  decoder-slow      decoder sends frame by frame, 0.3 s apart (a run to interrupt)
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ def fake_decoder(real: str, args: list[str], mode: str) -> int:
         proc.wait()
         sys.stderr.write("[flood] final error: decoding failed\n")
         return 1
+    if mode == "decoder-slow":
+        while chunk := proc.stdout.read(frame):
+            time.sleep(0.3)
+            out.write(chunk)
+            out.flush()
+        return proc.wait()
     if mode == "decoder-hangs":
         out.write(proc.stdout.read(3 * frame))
         out.flush()

@@ -133,3 +133,40 @@ def test_resume_runs_only_missing_chunks(sources: dict[str, Path], ffmpeg: str, 
     whole = tmp_path / "whole.mkv"
     _run(src, whole, random_preset(2))
     assert _same_frames(_frames(ffmpeg, whole), _frames(ffmpeg, out))
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_ctrl_c_stops_the_cluster_and_keeps_finished_parts(sources: dict[str, Path], tmp_path: Path,
+                                                           random_preset: Callable[[int], Path],
+                                                           fake: Callable[[str], dict[str, str]]) -> None:
+    import os
+    import signal
+    import time
+    out = tmp_path / "out.mkv"
+    proc = subprocess.Popen([sys.executable, "-m", "espcn_video", "upscale", str(sources["opengop.mp4"]), str(out),
+                             "--preset", str(random_preset(2)), "--codec", "ffv1", "--chunks", "3"],
+                            env={**os.environ, **fake("decoder-slow")}, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 90
+    parts = str(tmp_path / "out.mkv.parts")
+    while time.monotonic() < deadline and not _processes_mentioning(parts):
+        time.sleep(0.2)  # a worker is inside a chunk once a part's encoder runs
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err.decode() and time.monotonic() - t0 < 10
+    time.sleep(2.0)  # the killed workers' decoders exit at their next write
+    assert _processes_mentioning(parts) == [] and _processes_mentioning(str(sources["opengop.mp4"])) == []
+    assert not out.exists() and (tmp_path / "out.mkv.parts" / "plan.json").exists()
