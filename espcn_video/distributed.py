@@ -216,13 +216,22 @@ def upscale_chunked(settings: UpscaleSettings, *, chunks: int | None, scheduler:
             from dask.distributed import as_completed
             workers = len(client.scheduler_info().get("workers", {}))
             futures = [client.submit(process_chunk, job, retries=TASK_RETRIES, pure=False) for job in jobs]
+            first_error: BaseException | None = None
             for future in as_completed(futures):
-                rec = future.result()
+                try:
+                    rec = future.result()
+                except Exception as exc:  # noqa: BLE001 - the others still finish, for --resume
+                    first_error = first_error or exc
+                    continue
                 manifest["done"][str(rec["index"])] = rec
                 _write_json(parts / "manifest.json", manifest)
                 frames_done += rec["frames"]
                 if on_progress:
                     on_progress(frames_done, plan.total_frames)
+            if first_error is not None:
+                done = len(manifest["done"])
+                raise EspcnVideoError(f"{first_error} ({done} of {len(plan.chunks)} chunks done; "
+                                      "--resume runs the rest)") from first_error
     _join(parts, plan, settings, probe)
     shutil.rmtree(parts)
     return ChunkedOutcome(plan, plan.total_frames, time.perf_counter() - t0,
