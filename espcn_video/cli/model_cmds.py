@@ -208,3 +208,37 @@ def presets_cmd(as_json: bool) -> None:
         emit_json(finite_or_none({"command": "presets", "presets": [
             {"name": i.name, "arch": i.arch, "scale": i.scale, "path": str(i.path), "eval": i.metadata.get("eval", {})}
             for i in presets]}))
+
+
+@click.command("export")
+@click.option("--preset", required=True, help="Preset name (see `espcn-video presets`) or a .pt file.")
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--io", "io_kind", type=click.Choice(["float", "uint8", "uint16"]), default="float", show_default=True,
+              help="float: float32 Y in [0, 1] in and out (ffmpeg dnn_processing, OpenVINO, most tools); "
+                   "uint8/uint16: integer code values in and out, rounding inside the graph.")
+@click.option("-y", "--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.argument("out", metavar="OUT")
+@guarded
+def export_cmd(preset: str, fmt: str, io_kind: str, overwrite: bool, out: str) -> None:
+    """Write a preset as an ONNX graph: input 'lr' (1, 1, H, W) -> output 'hr' (1, 1, rH, rW), any H and W."""
+    from espcn_video.errors import OutputError
+    from espcn_video.model.export import build_onnx_model
+    from espcn_video.model.presets import load_preset
+
+    model, info = load_preset(preset)
+    if info.arch != "espcn":
+        raise UsageError(f"export supports ESPCN presets; {info.name} is {info.arch}")
+    target = Path(out)
+    if target.exists() and not overwrite:
+        raise OutputError(f"{out}: already exists (use -y/--overwrite to replace it)")
+    if not target.parent.is_dir():
+        raise OutputError(f"{out}: folder {target.parent} does not exist")
+    try:
+        blob = build_onnx_model(model, 65535 if io_kind == "uint16" else 255, float_io=io_kind == "float")
+    except ImportError:
+        raise UsageError("export needs the onnx package: pip install 'espcn-video[fast]'") from None
+    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    tmp.write_bytes(blob)
+    os.replace(tmp, target)
+    stderr_console().print(f"wrote {out}: {info.name} (x{info.scale}), {io_kind} input 'lr' -> output 'hr', "
+                           f"{len(blob)} bytes")

@@ -188,17 +188,19 @@ def build_openvino_model(model: nn.Module, peak: int, shape: tuple[int, int],
 
 # -- ONNX (ONNX Runtime) ---------------------------------------------------------------------
 
-def build_onnx_model(model: nn.Module, peak: int) -> bytes:
-    """Serialized ONNX: integer (1, 1, h, w) in, integer (1, 1, rh, rw) out, any h and w."""
+def build_onnx_model(model: nn.Module, peak: int, float_io: bool = False) -> bytes:
+    """Serialized ONNX, any h and w: integer (1, 1, h, w) in, integer (1, 1, rh, rw) out; or, with
+    `float_io`, float32 in [0, 1] in and out (what ffmpeg's dnn_processing and most tools feed)."""
     from onnx import TensorProto, checker, helper, numpy_helper
 
     int_type = TensorProto.UINT8 if peak <= 255 else TensorProto.UINT16
+    io_type = TensorProto.FLOAT if float_io else int_type
     consts = {"inv_peak": np.float32(1.0 / peak), "peak": np.float32(peak),
               "zero": np.float32(0.0), "one": np.float32(1.0)}
     inits = [numpy_helper.from_array(np.array(v), k) for k, v in consts.items()]
-    nodes = [helper.make_node("Cast", ["lr"], ["lr_f"], to=TensorProto.FLOAT),
-             helper.make_node("Mul", ["lr_f", "inv_peak"], ["x0"])]
-    prev = "x0"
+    nodes = [] if float_io else [helper.make_node("Cast", ["lr"], ["lr_f"], to=TensorProto.FLOAT),
+                                 helper.make_node("Mul", ["lr_f", "inv_peak"], ["x0"])]
+    prev = "lr" if float_io else "x0"
     for i, layer in enumerate(espcn_layers(model), 1):
         inits += [numpy_helper.from_array(layer.weight, f"w{i}"), numpy_helper.from_array(layer.bias, f"b{i}")]
         nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[layer.padding] * 4))
@@ -208,14 +210,17 @@ def build_onnx_model(model: nn.Module, peak: int) -> bytes:
             prev = f"t{i}"
     nodes += [
         helper.make_node("DepthToSpace", [prev], ["ps"], blocksize=int(getattr(model, "scale")), mode="CRD"),
-        helper.make_node("Clip", ["ps", "zero", "one"], ["clipped"]),
-        helper.make_node("Mul", ["clipped", "peak"], ["scaled"]),
-        helper.make_node("Round", ["scaled"], ["rounded"]),  # ONNX Round is half to even
-        helper.make_node("Cast", ["rounded"], ["hr"], to=int_type),
+        helper.make_node("Clip", ["ps", "zero", "one"], ["hr" if float_io else "clipped"]),
     ]
+    if not float_io:
+        nodes += [
+            helper.make_node("Mul", ["clipped", "peak"], ["scaled"]),
+            helper.make_node("Round", ["scaled"], ["rounded"]),  # ONNX Round is half to even
+            helper.make_node("Cast", ["rounded"], ["hr"], to=int_type),
+        ]
     graph = helper.make_graph(
-        nodes, "espcn", [helper.make_tensor_value_info("lr", int_type, [1, 1, "h", "w"])],
-        [helper.make_tensor_value_info("hr", int_type, [1, 1, "rh", "rw"])], inits)
+        nodes, "espcn", [helper.make_tensor_value_info("lr", io_type, [1, 1, "h", "w"])],
+        [helper.make_tensor_value_info("hr", io_type, [1, 1, "rh", "rw"])], inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)])
     proto.ir_version = 8  # readable by every onnxruntime >= 1.10
     checker.check_model(proto)

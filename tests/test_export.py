@@ -1,0 +1,54 @@
+"""`espcn-video export`: the ONNX graph runs in ONNX Runtime and matches the torch fp32 reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from espcn_video.model.engines import TorchEngine
+from espcn_video.model.presets import load_preset
+from tests.conftest import run_cli
+
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the fast extra)")
+pytest.importorskip("onnx", reason="onnx is not installed (the fast extra)")
+
+
+def _frame(h: int = 37, w: int = 53) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    ramp = np.add.outer(np.arange(h) * 3.0, np.arange(w) * 2.0)
+    return np.clip(ramp + rng.normal(0, 20, (h, w)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("io_kind", ["float", "uint8"])
+def test_exported_onnx_matches_torch(tmp_path: Path, io_kind: str) -> None:
+    out = tmp_path / f"x3-{io_kind}.onnx"
+    done = run_cli("export", "--preset", "espcn-x3", "--io", io_kind, str(out))
+    assert done.returncode == 0, done.stderr.decode()
+    assert f"wrote {out}: espcn-x3 (x3), {io_kind} input 'lr' -> output 'hr'" in done.stderr.decode()
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    y = _frame()
+    model, _ = load_preset("espcn-x3")
+    if io_kind == "float":
+        lr = (y.astype(np.float32) / 255)[None, None]
+        got = session.run(["hr"], {"lr": lr})[0]
+        with torch.inference_mode():
+            want = model(torch.from_numpy(lr)).clamp(0, 1).numpy()
+        assert got.shape == (1, 1, 111, 159) and np.allclose(got, want, atol=1e-5)
+    else:
+        got = session.run(["hr"], {"lr": y[None, None]})[0][0, 0]
+        want = TorchEngine(model).upscale_luma(y, 255)
+        assert got.dtype == np.uint8 and got.shape == want.shape
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1 and (got == want).mean() > 0.999
+
+
+def test_export_refuses_existing_output_and_unknown_preset(tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"keep")
+    done = run_cli("export", "--preset", "espcn-x3", str(out))
+    assert done.returncode == 1 and "already exists (use -y/--overwrite to replace it)" in done.stderr.decode()
+    assert out.read_bytes() == b"keep"
+    done = run_cli("export", "--preset", "espcn-x9", str(tmp_path / "n.onnx"))
+    assert done.returncode == 1 and "unknown preset 'espcn-x9'" in done.stderr.decode()
