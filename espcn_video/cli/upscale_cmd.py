@@ -78,6 +78,9 @@ class _Display:
 
     def stop(self) -> None:
         if self.progress is not None:
+            if self.task is not None:  # the estimate from duration x rate is only an estimate
+                done = self.progress.tasks[0].completed
+                self.progress.update(self.task, total=done)
             self.progress.stop()
 
 
