@@ -14,6 +14,7 @@ from espcn_video.errors import DataError, UsageError
 from espcn_video.model.degrade import (
     gaussian_degrade, imresize, mod_crop, parse_degradation, read_y_plane, rgb_to_y,
 )
+from espcn_video.model.espcn import ESPCN
 from espcn_video.model.presets import load_preset
 from espcn_video.model.train import TOO_SMALL, TrainConfig, train
 
@@ -211,3 +212,20 @@ def test_unusable_data_is_a_data_error(tmp_path: Path) -> None:
     (broken / "a.png").write_bytes(b"nope")
     with pytest.raises(DataError, match="no usable training images"):
         train(_config(broken, tmp_path))
+
+
+def test_init_starts_from_a_preset_and_checks_it_fits(image_folder: Path, tmp_path: Path) -> None:
+    first = train(_config(image_folder, tmp_path, steps=3))
+    start = torch.load(first.out, weights_only=True)
+    # One step at a negligible rate: the result is the --init weights, not the seed's fresh ones.
+    warm = train(_config(image_folder, tmp_path / "warm", steps=1, lr=1e-9, lr_min=1e-10, init_from=str(first.out)))
+    assert warm.metadata["training"]["init"]["preset"] == "tiny-x3"
+    assert warm.metadata["training"]["init"]["training"]["steps"] == 3
+    warm_w = torch.load(warm.out, weights_only=True)
+    torch.manual_seed(0)
+    fresh = ESPCN(3).state_dict()
+    for key, tensor in start.items():
+        assert torch.allclose(warm_w[key], tensor, atol=1e-6), key
+    assert not torch.allclose(fresh["conv1.weight"], start["conv1.weight"], atol=1e-4)
+    with pytest.raises(UsageError, match=r"--init .* is espcn x3, not espcn x2"):
+        train(_config(image_folder, tmp_path / "x2", scale=2, steps=1, init_from=str(first.out)))

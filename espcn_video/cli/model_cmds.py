@@ -117,6 +117,7 @@ class TrainReporter:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--degrade", default="bicubic", show_default=True, help="bicubic (MATLAB, antialiased) or gaussian[:SIGMA].")
 @click.option("--resume", is_flag=True, help="Continue exactly from OUT's .ckpt (same settings required).")
+@click.option("--init", "init_from", default=None, help="Start from this preset's weights (a warm restart).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads. Default: all cores.")
 @click.option("--val-every", type=click.IntRange(min=1), default=2000, show_default=True,
@@ -124,7 +125,7 @@ class TrainReporter:
 @click.option("--no-eval", is_flag=True, help="Skip measuring Set5/Set14 after training.")
 @guarded
 def train_cmd(scale: str, arch: str, data_dirs: tuple[Path, ...], out: Path | None, steps: int | None,
-              epochs: int | None, batch: int, lr: float, seed: int, degrade: str, resume: bool, device: str,
+              epochs: int | None, batch: int, lr: float, seed: int, degrade: str, resume: bool, init_from: str | None, device: str,
               threads: int | None, val_every: int, no_eval: bool) -> None:
     """Train an ESPCN (or SRCNN) preset on the Y channel; JSON summary on stdout."""
     from espcn_video.model.train import TrainConfig, train
@@ -133,7 +134,7 @@ def train_cmd(scale: str, arch: str, data_dirs: tuple[Path, ...], out: Path | No
         raise UsageError("no --data given and ../shared/data/train has none of T91, General100, BSD200")
     config = TrainConfig(scale=int(scale), arch=arch, data_dirs=tuple(dirs), steps=resolve_steps(steps, epochs),
                          out=out or Path("presets") / f"{arch}-x{scale}.pt", batch=batch, lr=lr, seed=seed,
-                         degrade=degrade, device=device, threads=threads or os.cpu_count(), resume=resume,
+                         degrade=degrade, device=device, threads=threads or os.cpu_count(), resume=resume, init_from=init_from,
                          val_every=val_every, eval_dirs=() if no_eval else default_eval_dirs())
     reporter = TrainReporter(sys.stderr.isatty())
     try:

@@ -58,6 +58,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     resume: bool = False
+    init_from: str | None = None  # a preset whose weights start the run (a warm restart)
     val_fraction: float = 0.05
     val_every: int = 2000
     checkpoint_interval_s: float = 60.0
@@ -238,6 +239,7 @@ def build_network(config: TrainConfig) -> nn.Module:
 def fingerprint(config: TrainConfig, report: DataReport) -> dict[str, Any]:
     """What must not change between a checkpoint and its --resume."""
     return {"arch": config.arch, "scale": config.scale, "steps": config.steps, "batch": config.batch,
+            "init": config.init_from,
             "lr": config.lr, "lr_min": config.lr_min, "seed": config.seed,
             "degrade": parse_degradation(config.degrade).spec(), "images": hashlib.sha256("\n".join(report.train + report.val).encode()).hexdigest()[:16]}
 
@@ -292,11 +294,33 @@ class TrainState:
 
 
 def new_state(config: TrainConfig, device: torch.device) -> TrainState:
-    model = build_network(config).to(device)
+    model = build_network(config)
+    if config.init_from:
+        model.load_state_dict(initial_weights(config))
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.lr_min)
     rng = np.random.default_rng([config.seed, 1])  # a stream apart from the validation split's
     return TrainState(model, optimizer, scheduler, rng)
+
+
+def initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
+    """The --init preset's weights, refused unless it is the same architecture and scale."""
+    from espcn_video.model.presets import load_preset
+    model, info = load_preset(str(config.init_from))
+    if (info.arch, info.scale) != (config.arch, config.scale):
+        raise UsageError(f"--init {config.init_from} is {info.arch} x{info.scale}, "
+                         f"not {config.arch} x{config.scale}")
+    return model.state_dict()
+
+
+def init_record(config: TrainConfig) -> dict[str, Any] | None:
+    """Where a warm restart started: the preset's name and its own training record."""
+    if not config.init_from:
+        return None
+    from espcn_video.model.presets import load_preset
+    _, info = load_preset(str(config.init_from))
+    return {"preset": info.name, "training": info.metadata.get("training")}
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -367,6 +391,7 @@ def build_metadata(config: TrainConfig, state: TrainState, report: DataReport, t
             "seed": config.seed, "train_seconds": round(state.elapsed_s, 1), "threads": threads,
             "device": device.type, "torch": torch.__version__, "images": report.as_dict(),
             "val_psnr_db": state.val_psnr_db,
+            "init": init_record(config),
         },
         "eval": {},
         "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
