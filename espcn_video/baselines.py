@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from espcn_video.model.engines import from_unit_float, to_unit_float
-from espcn_video.resample import upscale_unit_bicubic
+from espcn_video.resample import upscale_by_phases, upscale_unit_bicubic
 
 LANCZOS_LOBES = 3
 
@@ -34,13 +33,7 @@ class LanczosEngine:
 
     @torch.inference_mode()
     def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:
-        x, r, k = to_unit_float(y, peak), self.scale, self.taps.shape[1]
-        n, _, h, w = x.shape
-        pad = k // 2
-        horiz = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="replicate"), self.taps.view(r, 1, 1, k))
-        x = horiz.permute(0, 2, 3, 1).reshape(n, 1, h, w * r)
-        vert = F.conv2d(F.pad(x, (0, 0, pad, pad), mode="replicate"), self.taps.view(r, 1, k, 1))
-        return from_unit_float(vert.permute(0, 2, 1, 3).reshape(n, 1, h * r, w * r), peak, y.dtype)
+        return from_unit_float(upscale_by_phases(to_unit_float(y, peak), self.taps), peak, y.dtype)
 
 
 class SrcnnEngine:

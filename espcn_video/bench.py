@@ -34,6 +34,7 @@ from espcn_video.ffmpeg.locate import list_encoders, locate_ffmpeg
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header
 from espcn_video.model.engines import (LumaEngine, TorchEngine, cpu_info, create_engine, default_threads,
+                                       to_unit_float,
                                        engine_options, tune_malloc)
 from espcn_video.model.espcn import ESPCN, SRCNN
 from espcn_video.model.export import ranges_from_metadata
@@ -215,7 +216,7 @@ def time_reference(model: torch.nn.Module, frames: list[list[np.ndarray]], peak:
 @torch.inference_mode()
 def srcnn_upscale(model: SRCNN, y: np.ndarray, peak: int, scale: int) -> torch.Tensor:
     """Bicubic Y, then SRCNN in strips with a halo (same output as one piece, far less memory)."""
-    up = upscale_unit_bicubic(torch.from_numpy(y.astype(np.float32)).div_(peak)[None, None], scale)
+    up = upscale_unit_bicubic(to_unit_float(y, peak), scale)
     height, out = up.shape[2], torch.empty_like(up)
     for top in range(0, height, SRCNN_STRIP_ROWS):
         lo, hi = max(0, top - SRCNN_HALO), min(height, top + SRCNN_STRIP_ROWS + SRCNN_HALO)

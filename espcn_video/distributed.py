@@ -33,6 +33,7 @@ from espcn_video.ffmpeg.locate import locate_ffmpeg
 from espcn_video.ffmpeg.probe import ColorTags, ProbeInfo, probe_file
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.y4m import Y4MHeader
+from espcn_video.files import atomic_write_text
 from espcn_video.model.engines import create_engine, default_threads
 from espcn_video.model.export import ranges_from_metadata
 from espcn_video.model.presets import load_preset
@@ -135,9 +136,7 @@ def open_client(scheduler: str | None, local_workers: int) -> Iterator[Any]:
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(json.dumps(doc, indent=2) + "\n", path)
 
 
 def _fingerprint(source: Path, settings: UpscaleSettings, chunks: int | None) -> str:

@@ -41,14 +41,27 @@ def phase_taps(scale: int) -> np.ndarray:
     return taps / taps.sum(axis=1, keepdims=True)
 
 
+def upscale_by_phases(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) -> (N, 1, H*r, W*r) with separable per-phase taps (r, k), k odd and centred on
+    offset 0 (column j weighs source offset j - k // 2); edges replicated."""
+    n, _, h, w = x.shape
+    r, k = taps.shape
+    pad = k // 2
+    taps = taps.to(x.dtype)
+    horiz = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="replicate"), taps.view(r, 1, 1, k))
+    x = horiz.permute(0, 2, 3, 1).reshape(n, 1, h, w * r)
+    vert = F.conv2d(F.pad(x, (0, 0, pad, pad), mode="replicate"), taps.view(r, 1, k, 1))
+    return vert.permute(0, 2, 1, 3).reshape(n, 1, h * r, w * r)
+
+
+@functools.lru_cache(maxsize=16)
+def _bicubic_taps(scale: int) -> torch.Tensor:
+    return torch.from_numpy(phase_taps(scale)).to(torch.float32)
+
+
 def upscale_unit_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
     """(N, 1, H, W) float -> (N, 1, H*r, W*r), edges replicated."""
-    n, _, h, w = x.shape
-    taps = torch.from_numpy(phase_taps(scale)).to(x.dtype)
-    horiz = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), taps.view(scale, 1, 1, 5))
-    x = horiz.permute(0, 2, 3, 1).reshape(n, 1, h, w * scale)
-    vert = F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), taps.view(scale, 1, 5, 1))
-    return vert.permute(0, 2, 1, 3).reshape(n, 1, h * scale, w * scale)
+    return upscale_by_phases(x, _bicubic_taps(scale))
 
 
 @torch.inference_mode()

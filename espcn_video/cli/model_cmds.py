@@ -223,6 +223,7 @@ def presets_cmd(as_json: bool) -> None:
 def export_cmd(preset: str, fmt: str, io_kind: str, overwrite: bool, out: str) -> None:
     """Write a preset as an ONNX graph: input 'lr' (1, 1, H, W) -> output 'hr' (1, 1, rH, rW), any H and W."""
     from espcn_video.errors import OutputError
+    from espcn_video.files import atomic_write_bytes
     from espcn_video.model.export import build_onnx_model
     from espcn_video.model.presets import load_preset
 
@@ -238,8 +239,6 @@ def export_cmd(preset: str, fmt: str, io_kind: str, overwrite: bool, out: str) -
         blob = build_onnx_model(model, 65535 if io_kind == "uint16" else 255, float_io=io_kind == "float")
     except ImportError:
         raise UsageError("export needs the onnx package: pip install 'espcn-video[fast]'") from None
-    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    tmp.write_bytes(blob)
-    os.replace(tmp, target)
+    atomic_write_bytes(target, blob)
     stderr_console().print(f"wrote {out}: {info.name} (x{info.scale}), {io_kind} input 'lr' -> output 'hr', "
                            f"{len(blob)} bytes")

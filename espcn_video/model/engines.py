@@ -54,8 +54,10 @@ def to_unit_float(plane: np.ndarray, peak: int) -> torch.Tensor:
 
 def from_unit_float(t: torch.Tensor, peak: int, dtype: np.dtype) -> np.ndarray:
     """float in [0, 1] (any leading dims of size 1) -> rounded integer plane of `dtype`."""
-    out = t.clamp_(0.0, 1.0).mul_(float(peak)).round_()
-    return out.squeeze(0).squeeze(0).to(torch.int32).numpy().astype(dtype, copy=False)
+    out = t.clamp_(0.0, 1.0).mul_(float(peak)).round_().squeeze(0).squeeze(0)
+    if dtype == np.uint8:  # one conversion on the per-frame path; values are already in range
+        return out.to(torch.uint8).numpy()
+    return out.to(torch.int32).numpy().astype(dtype, copy=False)
 
 
 class TorchEngine:

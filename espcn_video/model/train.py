@@ -29,6 +29,7 @@ from torch import nn
 
 from espcn_video.errors import DataError, UsageError
 from espcn_video.evaluate import evaluate_folder, to_code_values, upscale_y
+from espcn_video.files import atomic_write_text
 from espcn_video.metrics import compute_psnr
 from espcn_video.model.degrade import (
     UnusableImage, degrade, imresize, list_images, mod_crop, parse_degradation, read_y_plane,
@@ -252,13 +253,6 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         torch.save(obj, fh)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
