@@ -182,14 +182,20 @@ def test_bf16_keeps_set5_x3_within_bound(backend: str, precision: str) -> None:
 
 
 @pytest.mark.skipif(not any(o.precision == "int8" for o in available()), reason="no int8 engine (openvino absent)")
-def test_int8_calibrated_on_training_images_keeps_set5_x3_within_bound() -> None:
-    """Ranges from T91 (training data, never Set5) are what makes int8 eligible as the default."""
+def test_int8_ranges_from_training_images_beat_ranges_from_weights() -> None:
+    """Calibrated on T91 (training data, never Set5), int8 loses far less than with weight bounds.
+
+    Measured with the shipped x3 (GPU-trained): 0.07 dB vs 0.13 dB. Both exceed the 0.05 dB bound,
+    so this preset carries no int8_ranges and `auto` runs it in bf16 (test above).
+    """
     model, _ = _shipped(3)
     t91 = SHARED_DATA / "train" / "T91"
     if not t91.is_dir():
         pytest.skip(f"{t91} is absent")
-    engine = create_engine(model, "openvino", "int8", calibration=calibrate_ranges(model, calibration_planes([t91], 3)))
-    assert _psnr_loss_db(model, engine, 3) <= PSNR_BOUND_DB
+    calibrated = _psnr_loss_db(model, create_engine(model, "openvino", "int8",
+                                                    calibration=calibrate_ranges(model, calibration_planes([t91], 3))), 3)
+    from_weights = _psnr_loss_db(model, create_engine(model, "openvino", "int8"), 3)
+    assert calibrated < 0.1 and calibrated < 0.7 * from_weights, (calibrated, from_weights)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA device")

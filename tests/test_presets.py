@@ -59,6 +59,28 @@ def test_shipped_preset_reproduces_its_set5_number(name: str, monkeypatch: pytes
     assert report["mean"]["bicubic"]["psnr_db"] == pytest.approx(recorded["bicubic_psnr_db"], abs=0.01)
 
 
+@pytest.mark.skipif(not (SHARED_DATA / "test" / "Set5").is_dir(),
+                    reason=f"Set5 not found at {SHARED_DATA / 'test' / 'Set5'} (../shared/data is absent)")
+def test_srcnn_preset_reproduces_its_number_and_joins_the_x3_eval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PRESETS_ENV, raising=False)
+    recorded = json.loads((SHIPPED / "srcnn-x3.json").read_text())["eval"]["Set5"]
+    report = evaluate_folder(SHARED_DATA / "test" / "Set5", "espcn-x3")  # SRCNN is the comparison column
+    assert report["mean"]["srcnn"]["psnr_db"] == pytest.approx(recorded["psnr_db"], abs=0.01)
+    assert set(report["mean"]) == {"espcn", "bicubic", "srcnn"}
+
+
+# The issue's floors (Set5, Set14): the paper's 91-image x3, public x2/x4 reproductions.
+FLOORS = {"espcn-x2": (36.5, 32.3), "espcn-x3": (32.55, 29.08), "espcn-x4": (30.3, 27.35)}
+
+
+@pytest.mark.parametrize("name", SHIPPED_NAMES)
+def test_recorded_numbers_meet_the_floor(name: str) -> None:
+    """The recorded numbers are checked against a fresh eval above; here they meet the floor."""
+    recorded = json.loads((SHIPPED / f"{name}.json").read_text())["eval"]
+    set5, set14 = FLOORS[name]
+    assert recorded["Set5"]["psnr_db"] >= set5 and recorded["Set14"]["psnr_db"] >= set14
+
+
 def test_x3_beats_bicubic_by_a_decibel_on_set5() -> None:
     path = SHIPPED / "espcn-x3.json"
     if not path.is_file():

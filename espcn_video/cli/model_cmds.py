@@ -120,13 +120,16 @@ class TrainReporter:
 @click.option("--init", "init_from", default=None, help="Start from this preset's weights (a warm restart).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads. Default: all cores.")
+@click.option("--loop", type=click.Choice(["auto", "host", "device"]), default="auto", show_default=True,
+              help="host: patches drawn in numpy (the CPU default); device: patches drawn on the device and, "
+                   "on a GPU, each step one CUDA graph (the CUDA default).")
 @click.option("--val-every", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Validate on the held-out ~5% of training images every N steps.")
 @click.option("--no-eval", is_flag=True, help="Skip measuring Set5/Set14 after training.")
 @guarded
 def train_cmd(scale: str, arch: str, data_dirs: tuple[Path, ...], out: Path | None, steps: int | None,
               epochs: int | None, batch: int, lr: float, seed: int, degrade: str, resume: bool, init_from: str | None, device: str,
-              threads: int | None, val_every: int, no_eval: bool) -> None:
+              threads: int | None, loop: str, val_every: int, no_eval: bool) -> None:
     """Train an ESPCN (or SRCNN) preset on the Y channel; JSON summary on stdout."""
     from espcn_video.model.train import TrainConfig, train
     dirs = data_dirs or default_data_dirs()
@@ -135,7 +138,7 @@ def train_cmd(scale: str, arch: str, data_dirs: tuple[Path, ...], out: Path | No
     config = TrainConfig(scale=int(scale), arch=arch, data_dirs=tuple(dirs), steps=resolve_steps(steps, epochs),
                          out=out or Path("presets") / f"{arch}-x{scale}.pt", batch=batch, lr=lr, seed=seed,
                          degrade=degrade, device=device, threads=threads or os.cpu_count(), resume=resume, init_from=init_from,
-                         val_every=val_every, eval_dirs=() if no_eval else default_eval_dirs())
+                         val_every=val_every, loop=loop, eval_dirs=() if no_eval else default_eval_dirs())
     reporter = TrainReporter(sys.stderr.isatty())
     try:
         result = train(config, reporter.step, reporter.data)

@@ -64,6 +64,7 @@ class TrainConfig:
     val_every: int = 2000
     checkpoint_interval_s: float = 60.0
     eval_dirs: tuple[tuple[str, Path], ...] = ()  # (name, folder) measured after training
+    loop: str = "auto"  # host (numpy patches, CPU default) | device (device_train; CUDA default)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -119,10 +120,25 @@ class TrainResult:
 # --- data ---------------------------------------------------------------------------------
 
 
-def read_hr_planes(config: TrainConfig) -> tuple[list[tuple[str, np.ndarray]], DataReport]:
-    """Mod-cropped HR Y planes (code values) of every usable image; skips counted with reasons."""
+def read_hr_planes(config: TrainConfig,
+                   preloaded: list[tuple[str, np.ndarray]] | None = None) -> tuple[list[tuple[str, np.ndarray]], DataReport]:
+    """Mod-cropped HR Y planes (code values) of every usable image; skips counted with reasons.
+
+    `preloaded` gives (label, full Y plane) pairs already read (a packed copy of the folders,
+    made by `pack_y_planes`), in place of reading `config.data_dirs`.
+    """
     report = DataReport()
     planes: list[tuple[str, np.ndarray]] = []
+    if preloaded is not None:
+        for label, hr_y in preloaded:
+            hr_y = mod_crop(hr_y.astype(np.float64), config.scale)
+            if min(hr_y.shape) < config.hr_patch:
+                report.skipped.append({"file": label, "reason": TOO_SMALL})
+                continue
+            planes.append((label, hr_y))
+        if not planes:
+            raise DataError("no usable training images in the packed planes")
+        return planes, report
     if not config.data_dirs:
         raise DataError("no training data folders given")
     for folder in config.data_dirs:
@@ -170,9 +186,35 @@ def make_planes(config: TrainConfig, hr_planes: list[np.ndarray]) -> PlaneSet:
     return planes
 
 
-def prepare_data(config: TrainConfig) -> tuple[PlaneSet, list[tuple[np.ndarray, np.ndarray]], DataReport]:
+def pack_y_planes(config: TrainConfig, out: Path) -> int:
+    """Write every usable image's full Y plane (uint8 code values) of `config.data_dirs` to one .npz.
+
+    The pack is what a remote trainer reads in place of the image folders (`read_hr_planes`'s
+    `preloaded`); the planes are not mod-cropped, so one pack serves every scale.
+    """
+    labels: list[str] = []
+    arrays: dict[str, np.ndarray] = {}
+    for folder in config.data_dirs:
+        for path in list_images(folder):
+            try:
+                hr_y, _ = read_y_plane(path)
+            except UnusableImage:
+                continue
+            arrays[f"plane{len(labels):05d}"] = hr_y.astype(np.uint8)
+            labels.append(f"{folder.name}/{path.name}")
+    np.savez_compressed(out, labels=np.array(labels), **arrays)
+    return len(labels)
+
+
+def load_y_planes(pack: Path) -> list[tuple[str, np.ndarray]]:
+    with np.load(pack) as data:
+        return [(str(label), data[f"plane{i:05d}"]) for i, label in enumerate(data["labels"])]
+
+
+def prepare_data(config: TrainConfig, preloaded: list[tuple[str, np.ndarray]] | None = None,
+                 ) -> tuple[PlaneSet, list[tuple[np.ndarray, np.ndarray]], DataReport]:
     """(training planes, validation (HR code values, LR in [0,1]) pairs, report)."""
-    labelled, report = read_hr_planes(config)
+    labelled, report = read_hr_planes(config, preloaded)
     val_idx = set(split_validation(len(labelled), config.val_fraction, config.seed).tolist())
     train_hr = [hr for i, (_, hr) in enumerate(labelled) if i not in val_idx]
     report.train = [name for i, (name, _) in enumerate(labelled) if i not in val_idx]
@@ -274,10 +316,7 @@ class TrainState:
                 "fingerprint": stamp}
 
     def restore(self, ckpt: dict[str, Any], stamp: dict[str, Any], where: Path) -> None:
-        saved = ckpt.get("fingerprint", {})
-        diffs = [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in stamp.items() if saved.get(k) != v]
-        if diffs:
-            raise UsageError(f"--resume: {where} was made with different settings: {', '.join(diffs)}")
+        check_fingerprint(ckpt, stamp, where)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -285,6 +324,14 @@ class TrainState:
         torch.set_rng_state(ckpt["torch_rng"])
         self.step, self.elapsed_s = int(ckpt["step"]), float(ckpt["elapsed_s"])
         self.val_psnr_db = ckpt.get("val_psnr_db")
+
+
+def check_fingerprint(ckpt: dict[str, Any], stamp: dict[str, Any], where: Path) -> None:
+    saved = dict(ckpt.get("fingerprint", {}))
+    saved.setdefault("loop", "host")  # checkpoints from before the device loop
+    diffs = [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in stamp.items() if saved.get(k) != v]
+    if diffs:
+        raise UsageError(f"--resume: {where} was made with different settings: {', '.join(diffs)}")
 
 
 def new_state(config: TrainConfig, device: torch.device) -> TrainState:
@@ -371,6 +418,72 @@ def run_steps(config: TrainConfig, state: TrainState, sampler: PatchSampler, val
     atomic_torch_save(state.checkpoint(stamp), config.checkpoint_path)
 
 
+def uses_device_loop(config: TrainConfig, device: torch.device) -> bool:
+    if config.loop not in ("auto", "host", "device"):
+        raise UsageError(f"unknown training loop {config.loop!r}; use auto, host or device")
+    return config.loop == "device" or (config.loop == "auto" and device.type == "cuda")
+
+
+def run_device_loop(config: TrainConfig, state: TrainState, planes: PlaneSet, val_pairs: list[tuple[np.ndarray, np.ndarray]],
+                    device: torch.device, stamp: dict[str, Any], on_progress: ProgressCallback | None,
+                    resume: dict[str, Any] | None) -> None:
+    """device_train's loop: patches drawn on the device, one CUDA graph per step on a GPU.
+
+    Same data, hold-out, schedule and checkpoints as run_steps; progress is reported every step
+    on the CPU and every 100 steps on a GPU (each report waits for the device).
+    """
+    from espcn_video.model.device_train import DevicePatchSource, GraphStepper, synchronize
+    if device.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = False
+    source = DevicePatchSource(planes.inputs, planes.targets, config.input_patch, config.stride, device)
+    optimizer_state = None
+    if resume is not None:
+        state.model.load_state_dict(resume["model"])
+        optimizer_state = resume["optimizer"]
+        state.step, state.elapsed_s = int(resume["step"]), float(resume["elapsed_s"])
+        state.val_psnr_db = resume.get("val_psnr_db")
+        torch.set_rng_state(resume["torch_rng"])
+        if device.type == "cuda" and resume.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(resume["cuda_rng"], device)
+    stepper = GraphStepper(state.model, source, config.batch, config.lr, config.lr_min, config.steps,
+                           start_step=state.step, optimizer_state=optimizer_state,
+                           use_graph=config.steps - state.step > 16)
+    state.optimizer = stepper.optimizer
+
+    def save() -> None:
+        synchronize(device)
+        state.step = stepper.step
+        ckpt = state.checkpoint(stamp)
+        del ckpt["scheduler"], ckpt["numpy_rng"]  # the schedule lives in the step count; no numpy RNG
+        ckpt["loop"] = "device"
+        ckpt["cuda_rng"] = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        atomic_torch_save(ckpt, config.checkpoint_path)
+
+    report_every = 100 if device.type == "cuda" else 1
+    started, last_save, base_elapsed = time.monotonic(), time.monotonic(), state.elapsed_s
+    try:
+        stepper.prepare()
+        while stepper.step < config.steps:
+            stepper.advance()
+            step = stepper.step
+            state.elapsed_s = base_elapsed + time.monotonic() - started
+            val = None
+            due_val = step % config.val_every == 0 or step >= config.steps
+            if due_val:
+                synchronize(device)
+                val = state.val_psnr_db = validate(state.model, val_pairs, config.scale, device)
+            if on_progress is not None and (due_val or step % report_every == 0):
+                on_progress(step, config.steps, stepper.take_mean_loss(), val)
+            if time.monotonic() - last_save >= config.checkpoint_interval_s:
+                save()
+                last_save = time.monotonic()
+    except KeyboardInterrupt:
+        save()
+        raise
+    state.step = stepper.step
+    save()
+
+
 def build_metadata(config: TrainConfig, state: TrainState, report: DataReport, threads: int, device: torch.device) -> dict[str, Any]:
     degradation = parse_degradation(config.degrade)
     return {
@@ -383,7 +496,8 @@ def build_metadata(config: TrainConfig, state: TrainState, report: DataReport, t
             "steps": config.steps, "epochs": config.steps / STEPS_PER_EPOCH,
             "steps_per_epoch": STEPS_PER_EPOCH, "lr": config.lr, "lr_min": config.lr_min,
             "seed": config.seed, "train_seconds": round(state.elapsed_s, 1), "threads": threads,
-            "device": device.type, "torch": torch.__version__, "images": report.as_dict(),
+            "device": device.type, "loop": "device" if uses_device_loop(config, device) else "host",
+            "torch": torch.__version__, "images": report.as_dict(),
             "val_psnr_db": state.val_psnr_db,
             "init": init_record(config),
         },
@@ -426,10 +540,19 @@ def train(config: TrainConfig, on_progress: ProgressCallback | None = None,
         on_data(report)
     state = new_state(config, device)
     stamp = fingerprint(config, report)
-    if config.resume:
-        state.restore(load_checkpoint(config.checkpoint_path), stamp, config.checkpoint_path)
-    sampler = PatchSampler(planes, config.input_patch, config.stride, state.rng)
-    run_steps(config, state, sampler, val_pairs, device, stamp, on_progress)
+    device_loop = uses_device_loop(config, device)
+    stamp["loop"] = "device" if device_loop else "host"
+    if device_loop:
+        resume = None
+        if config.resume:
+            resume = load_checkpoint(config.checkpoint_path)
+            check_fingerprint(resume, stamp, config.checkpoint_path)
+        run_device_loop(config, state, planes, val_pairs, device, stamp, on_progress, resume)
+    else:
+        if config.resume:
+            state.restore(load_checkpoint(config.checkpoint_path), stamp, config.checkpoint_path)
+        sampler = PatchSampler(planes, config.input_patch, config.stride, state.rng)
+        run_steps(config, state, sampler, val_pairs, device, stamp, on_progress)
     model = state.model.to("cpu").eval()
     atomic_torch_save({k: v.detach().clone() for k, v in model.state_dict().items()}, config.out)
     metadata = build_metadata(config, state, report, threads, device)

@@ -1,0 +1,165 @@
+"""device_train (the GPU training loop), run eagerly on the CPU: patch geometry, schedule, resume."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from espcn_video.model.device_train import DevicePatchSource, GraphStepper, cosine_lr
+from espcn_video.model.espcn import ESPCN
+from espcn_video.model.train import (
+    TrainConfig, load_y_planes, pack_y_planes, prepare_data, read_hr_planes, train,
+)
+
+CPU = torch.device("cpu")
+
+
+def _id_planes(scale: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Inputs whose pixels are unique ids; targets that repeat each id over its scale x scale block."""
+    inputs, targets, base = [], [], 0
+    for h, w in ((20, 23), (17, 30), (25, 17)):
+        ids = (base + np.arange(h * w, dtype=np.float64).reshape(h, w)).astype(np.float32)
+        base += h * w
+        inputs.append(ids)
+        targets.append(np.kron(ids, np.ones((scale, scale), np.float32)))
+    return inputs, targets
+
+
+def _dihedral(patch: np.ndarray, t: int) -> np.ndarray:
+    """Flip the source rows (bit 0) and columns (bit 1), then transpose (bit 2)."""
+    out = patch[::-1, :] if t & 1 else patch
+    out = out[:, ::-1] if t & 2 else out
+    return out.T if t & 4 else out
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_patches_stay_aligned_under_every_transform(scale: int) -> None:
+    inputs, targets = _id_planes(scale)
+    torch.manual_seed(0)
+    source = DevicePatchSource(inputs, targets, 17, scale, CPU)
+    assert source.total == 4 * 7 + 1 * 14 + 9 * 1  # patch positions of the three planes
+    torch.manual_seed(1)
+    image, top, left, transform, _ = source.draw(400)
+    torch.manual_seed(1)
+    x, y = source.batch(400)
+    assert x.shape == (400, 1, 17, 17) and y.shape == (400, 1, 17 * scale, 17 * scale)
+    assert sorted(set(transform.tolist())) == list(range(8))
+    for b in range(400):
+        i, t0, l0, t = int(image[b]), int(top[b]), int(left[b]), int(transform[b])
+        window = inputs[i][t0:t0 + 17, l0:l0 + 17]
+        np.testing.assert_array_equal(x[b, 0].numpy(), _dihedral(window, t))
+        # every target pixel lies under the input pixel it came from, after the same transform
+        np.testing.assert_array_equal(y[b, 0].numpy(), np.kron(x[b, 0].numpy(), np.ones((scale, scale), np.float32)))
+
+
+def test_every_patch_position_is_equally_likely() -> None:
+    inputs, targets = _id_planes(2)
+    source = DevicePatchSource(inputs, targets, 17, 2, CPU)
+    torch.manual_seed(3)
+    image = source.draw(60_000)[0].numpy()
+    shares = np.bincount(image, minlength=3) / image.size
+    np.testing.assert_allclose(shares, np.array([28, 14, 9]) / 51, atol=0.01)
+
+
+def test_source_refuses_planes_smaller_than_a_patch() -> None:
+    with pytest.raises(ValueError, match="smaller than a 17x17 patch"):
+        DevicePatchSource([np.zeros((16, 40), np.float32)], [np.zeros((32, 80), np.float32)], 17, 2, CPU)
+
+
+def test_cosine_lr_is_cosine_annealing() -> None:
+    model = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=50, eta_min=1e-5)
+    for step in range(51):
+        assert math.isclose(opt.param_groups[0]["lr"], cosine_lr(step, 50, 1e-3, 1e-5), rel_tol=1e-9)
+        assert math.isclose(float(cosine_lr(torch.tensor(float(step)), torch.tensor(50.0), 1e-3, 1e-5)),
+                            cosine_lr(step, 50, 1e-3, 1e-5), rel_tol=1e-6, abs_tol=1e-10)
+        opt.step()
+        sched.step()
+
+
+def test_stepper_learns_and_follows_its_schedule() -> None:
+    rng = np.random.default_rng(0)
+    hr = np.clip(np.cumsum(rng.normal(0, 0.02, (96, 96)), axis=1) % 1.0, 0, 1).astype(np.float32)
+    lr_plane = hr.reshape(48, 2, 48, 2).mean(axis=(1, 3))
+    torch.manual_seed(0)
+    stepper = GraphStepper(ESPCN(2), DevicePatchSource([lr_plane], [hr], 17, 2, CPU), 8, 1e-3, 1e-5, total_steps=40)
+    stepper.prepare()
+    first = None
+    for _ in range(40):
+        stepper.advance()
+        first = first if first is not None else stepper.take_mean_loss()
+    assert stepper.step == 40
+    assert stepper.take_mean_loss() < first
+    assert math.isclose(float(stepper.lr_t), 1e-5, rel_tol=1e-5)  # the schedule ended at lr_min
+
+
+# --- train(loop="device") ------------------------------------------------------------------
+
+
+@pytest.fixture()
+def folder(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(5)
+    out = tmp_path / "imgs"
+    out.mkdir()
+    yy, xx = np.mgrid[0:66, 0:72]
+    for i in range(5):
+        base = 127 + 60 * np.sin(xx / (4.0 + i) + rng.uniform(0, 6)) * np.cos(yy / 6.0)
+        rgb = np.clip(base[..., None] + rng.normal(0, 6, (66, 72, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(rgb).save(out / f"im{i}.png")
+    Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(out / "small.png")
+    return out
+
+
+def _config(folder: Path, out: Path, **overrides: object) -> TrainConfig:
+    base: dict[str, object] = dict(scale=3, out=out / "dev-x3.pt", data_dirs=(folder,), steps=12, threads=1,
+                                   val_every=6, checkpoint_interval_s=3600.0, device="cpu", loop="device")
+    base.update(overrides)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def test_device_loop_resumes_exactly(folder: Path, tmp_path: Path) -> None:
+    seen: list[tuple[int, float | None]] = []
+
+    def stop_at_5(step: int, total: int, loss: float, val: float | None) -> None:
+        seen.append((step, val))
+        if step == 5:
+            raise KeyboardInterrupt
+
+    config = _config(folder, tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, stop_at_5)
+    assert [s for s, _ in seen] == [1, 2, 3, 4, 5]
+    resumed_steps: list[int] = []
+    resumed = train(_config(folder, tmp_path / "a", resume=True), lambda s, t, l, v: resumed_steps.append(s))
+    assert resumed_steps == list(range(6, 13))
+    straight = train(_config(folder, tmp_path / "b"))
+    assert resumed.metadata["training"]["loop"] == straight.metadata["training"]["loop"] == "device"
+    assert resumed.steps == straight.steps == 12
+    a, b = torch.load(resumed.out, weights_only=True), torch.load(straight.out, weights_only=True)
+    for key in b:
+        assert torch.equal(a[key], b[key]), key
+    with pytest.raises(Exception, match="loop='device' \\(now 'host'\\)"):
+        train(_config(folder, tmp_path / "a", loop="host", resume=True))
+
+
+def test_packed_planes_read_like_the_folder(folder: Path, tmp_path: Path) -> None:
+    config = _config(folder, tmp_path)
+    pack = tmp_path / "planes.npz"
+    assert pack_y_planes(config, pack) == 6
+    preloaded = load_y_planes(pack)
+    from_files, report_files = read_hr_planes(config)
+    from_pack, report_pack = read_hr_planes(config, preloaded)
+    assert [label for label, _ in from_pack] == [label for label, _ in from_files] == [f"imgs/im{i}.png" for i in range(5)]
+    for (_, a), (_, b) in zip(from_files, from_pack):
+        np.testing.assert_array_equal(a, b)
+    assert report_pack.skip_counts() == report_files.skip_counts() == {"smaller than one HR patch": 1}
+    planes_f, val_f, _ = prepare_data(config)
+    planes_p, val_p, _ = prepare_data(config, preloaded)
+    for a, b in zip(planes_f.inputs, planes_p.inputs):
+        np.testing.assert_array_equal(a, b)

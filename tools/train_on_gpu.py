@@ -1,0 +1,100 @@
+"""Train the preset candidates side by side on one GPU within a time budget.
+
+    python tools/train_on_gpu.py --pack train_planes.npz --out OUTDIR --budget 470
+
+The pack holds the Y planes of ../shared/data/train (made here by `tools/train_on_gpu.py --make-pack`,
+since the image folders do not travel to a lent machine). Every run uses `train.TrainConfig`
+defaults except the batch and the optimiser-step count, which comes from a timing phase so the
+cosine schedule ends inside the budget. Writes OUTDIR/runs.pt (weights + metadata of each run,
+re-written every 90 s) and logs to stdout. Choosing between runs is done afterwards on the
+validation PSNR only (tools/finish_presets.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from espcn_video.files import atomic_write_bytes  # noqa: E402
+from espcn_video.model.multi_train import run_record, train_together  # noqa: E402
+from espcn_video.model.train import TrainConfig, load_y_planes, pack_y_planes  # noqa: E402
+
+DATA = tuple(Path("../shared/data/train") / n for n in ("T91", "General100", "BSD200"))
+
+# name, arch, scale, init preset, batch, lr
+RUNS = [
+    ("espcn-x2-gpu", "espcn", 2, None, 64, 1e-3),
+    ("espcn-x3-gpu", "espcn", 3, None, 64, 1e-3),
+    ("espcn-x4-gpu", "espcn", 4, None, 64, 1e-3),
+    ("espcn-x2-gpu-init", "espcn", 2, "espcn-x2", 64, 1e-3),
+    ("espcn-x3-gpu-init", "espcn", 3, "espcn-x3", 64, 1e-3),
+    ("espcn-x4-gpu-init", "espcn", 4, "espcn-x4", 64, 1e-3),
+    ("srcnn-x3-gpu", "srcnn", 3, None, 64, 5e-4),
+]
+
+# Warm restarts of the presets made by RUNS (longer schedules with restarts).
+RESTARTS = [
+    ("espcn-x2-r2", "espcn", 2, "espcn-x2", 64, 5e-4),
+    ("espcn-x3-r2", "espcn", 3, "espcn-x3", 64, 5e-4),
+    ("espcn-x4-r2", "espcn", 4, "espcn-x4", 64, 5e-4),
+    ("espcn-x3-r2-low", "espcn", 3, "espcn-x3", 64, 2e-4),
+]
+PLANS = {"first": RUNS, "restart": RESTARTS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pack", type=Path, required=True)
+    parser.add_argument("--make-pack", action="store_true", help="write the pack from ../shared/data/train and exit")
+    parser.add_argument("--out", type=Path, default=Path("gpu_runs"))
+    parser.add_argument("--budget", type=float, default=470.0, help="seconds from start to the end of training")
+    parser.add_argument("--timing", type=float, default=20.0)
+    parser.add_argument("--per-call", type=int, default=4)
+    parser.add_argument("--plan", choices=sorted(PLANS), default="first")
+    parser.add_argument("--only", default="", help="comma-separated run names (default: all)")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--eager", action="store_true")
+    args = parser.parse_args()
+    started = time.monotonic()
+    if args.make_pack:
+        n = pack_y_planes(TrainConfig(scale=2, out=Path("x.pt"), data_dirs=DATA), args.pack)
+        print(f"packed {n} planes into {args.pack}")
+        return
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}", flush=True)
+    preloaded = load_y_planes(args.pack)
+    print(f"{len(preloaded)} planes loaded in {time.monotonic() - started:.1f} s", flush=True)
+    wanted = set(filter(None, args.only.split(",")))
+    configs = [TrainConfig(scale=scale, out=args.out / f"{name}.pt", data_dirs=DATA, arch=arch, steps=10**8,
+                           batch=batch, lr=lr, init_from=init, device=args.device)
+               for name, arch, scale, init, batch, lr in PLANS[args.plan] if not wanted or name in wanted]
+    args.out.mkdir(parents=True, exist_ok=True)
+    records_path = args.out / "runs.pt"
+    wall_started = time.monotonic()
+
+    def save(runs: list) -> None:
+        import io
+        records = {}
+        for run in runs:
+            records[run.name] = run_record(run, device, time.monotonic() - wall_started)
+        buf = io.BytesIO()
+        torch.save(records, buf)
+        atomic_write_bytes(records_path, buf.getvalue())
+        print(f"saved {records_path} ({len(records)} runs)", flush=True)
+
+    runs = train_together(configs, device, preloaded=preloaded, budget_s=args.budget - (time.monotonic() - started),
+                          timing_s=args.timing, per_call=args.per_call, use_graph=not args.eager,
+                          log=lambda line: print(line, flush=True), on_checkpoint=None)
+    save(runs)
+    print(f"done in {time.monotonic() - started:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
