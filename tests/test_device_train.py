@@ -44,7 +44,7 @@ def test_patches_stay_aligned_under_every_transform(scale: int) -> None:
     source = DevicePatchSource(inputs, targets, 17, scale, CPU)
     assert source.total == 4 * 7 + 1 * 14 + 9 * 1  # patch positions of the three planes
     torch.manual_seed(1)
-    image, top, left, transform, _ = source.draw(400)
+    image, top, left, transform = source.draw(400)
     torch.manual_seed(1)
     x, y = source.batch(400)
     assert x.shape == (400, 1, 17, 17) and y.shape == (400, 1, 17 * scale, 17 * scale)
@@ -151,7 +151,7 @@ def test_device_loop_resumes_exactly(folder: Path, tmp_path: Path) -> None:
 def test_packed_planes_read_like_the_folder(folder: Path, tmp_path: Path) -> None:
     config = _config(folder, tmp_path)
     pack = tmp_path / "planes.npz"
-    assert pack_y_planes(config, pack) == 6
+    assert pack_y_planes(config.data_dirs, pack) == 6
     preloaded = load_y_planes(pack)
     from_files, report_files = read_hr_planes(config)
     from_pack, report_pack = read_hr_planes(config, preloaded)

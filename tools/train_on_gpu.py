@@ -5,8 +5,8 @@
 The pack holds the Y planes of ../shared/data/train (made here by `tools/train_on_gpu.py --make-pack`,
 since the image folders do not travel to a lent machine). Every run uses `train.TrainConfig`
 defaults except the batch and the optimiser-step count, which comes from a timing phase so the
-cosine schedule ends inside the budget. Writes OUTDIR/runs.pt (weights + metadata of each run,
-re-written every 90 s) and logs to stdout. Choosing between runs is done afterwards on the
+cosine schedule ends inside the budget. Writes OUTDIR/runs.pt (weights + metadata of each run)
+at the end and logs to stdout. Choosing between runs is done afterwards on the
 validation PSNR only (tools/finish_presets.py).
 """
 
@@ -21,9 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from espcn_video.files import atomic_write_bytes  # noqa: E402
 from espcn_video.model.multi_train import run_record, train_together  # noqa: E402
-from espcn_video.model.train import TrainConfig, load_y_planes, pack_y_planes  # noqa: E402
+from espcn_video.model.train import TrainConfig, atomic_torch_save, load_y_planes, pack_y_planes  # noqa: E402
 
 DATA = tuple(Path("../shared/data/train") / n for n in ("T91", "General100", "BSD200"))
 
@@ -63,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.monotonic()
     if args.make_pack:
-        n = pack_y_planes(TrainConfig(scale=2, out=Path("x.pt"), data_dirs=DATA), args.pack)
+        n = pack_y_planes(DATA, args.pack)
         print(f"packed {n} planes into {args.pack}")
         return
     device = torch.device(args.device)
@@ -75,24 +74,12 @@ def main() -> None:
     configs = [TrainConfig(scale=scale, out=args.out / f"{name}.pt", data_dirs=DATA, arch=arch, steps=10**8,
                            batch=batch, lr=lr, init_from=init, device=args.device)
                for name, arch, scale, init, batch, lr in PLANS[args.plan] if not wanted or name in wanted]
-    args.out.mkdir(parents=True, exist_ok=True)
-    records_path = args.out / "runs.pt"
-    wall_started = time.monotonic()
-
-    def save(runs: list) -> None:
-        import io
-        records = {}
-        for run in runs:
-            records[run.name] = run_record(run, device, time.monotonic() - wall_started)
-        buf = io.BytesIO()
-        torch.save(records, buf)
-        atomic_write_bytes(records_path, buf.getvalue())
-        print(f"saved {records_path} ({len(records)} runs)", flush=True)
-
     runs = train_together(configs, device, preloaded=preloaded, budget_s=args.budget - (time.monotonic() - started),
                           timing_s=args.timing, per_call=args.per_call, use_graph=not args.eager,
-                          log=lambda line: print(line, flush=True), on_checkpoint=None)
-    save(runs)
+                          log=lambda line: print(line, flush=True))
+    records_path = args.out / "runs.pt"
+    atomic_torch_save({run.name: run_record(run, device) for run in runs}, records_path)
+    print(f"saved {records_path} ({len(runs)} runs)", flush=True)
     print(f"done in {time.monotonic() - started:.0f} s", flush=True)
 
 

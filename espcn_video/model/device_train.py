@@ -40,7 +40,7 @@ class DevicePatchSource:
     """
 
     def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], input_patch: int, stride: int,
-                 device: torch.device, generator: torch.Generator | None = None) -> None:
+                 device: torch.device) -> None:
         if not inputs or len(inputs) != len(targets):
             raise ValueError("need as many input planes as target planes, and at least one")
         p, s = input_patch, stride
@@ -63,8 +63,7 @@ class DevicePatchSource:
         counts = np.array(pos_h, dtype=np.int64) * np.array(pos_w, dtype=np.int64)
         as_long = lambda values: torch.tensor(values, dtype=torch.int64, device=device)  # noqa: E731
         self.device = device
-        self.generator = generator
-        self.patch, self.stride = p, s
+        self.stride = s
         self.total = int(counts.sum())
         self.ends = as_long(np.cumsum(counts))  # exclusive end of each image's position range
         self.starts = as_long(np.cumsum(counts) - counts)
@@ -76,17 +75,17 @@ class DevicePatchSource:
         self.in_grid = torch.arange(p, device=device)
         self.tgt_grid = torch.arange(p * s, device=device)
 
-    def draw(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def draw(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(image index, top, left in input pixels, transform) of `size` patches."""
-        u = torch.randint(0, self.total, (size,), device=self.device, generator=self.generator)
+        u = torch.randint(0, self.total, (size,), device=self.device)
         image = torch.searchsorted(self.ends, u, right=True)
         k = u - self.starts[image]
         width = self.pos_w[image]
-        transform = torch.randint(0, 8, (size,), device=self.device, generator=self.generator)
-        return image, k // width, k % width, transform, u
+        transform = torch.randint(0, 8, (size,), device=self.device)
+        return image, k // width, k % width, transform
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, top, left, transform, _ = self.draw(size)
+        image, top, left, transform = self.draw(size)
         s = self.stride
         x = self.in_flat[self._index(self.in_grid, self.in_off[image], self.in_w[image], top, left, transform)]
         y = self.tgt_flat[self._index(self.tgt_grid, self.tgt_off[image], self.tgt_w[image], top * s, left * s, transform)]
@@ -118,8 +117,9 @@ def cosine_lr(step: torch.Tensor | float, total: torch.Tensor | float, lr: float
 class GraphStepper:
     """One model's optimiser and schedule on the device; `advance()` runs `per_call` steps.
 
-    On CUDA the steps are one captured graph (unless `use_graph` is False); elsewhere eager.
-    The total step count is a device tensor so it can be set after a timing run.
+    On CUDA the steps are one captured graph (unless `use_graph` is False or capture fails,
+    then `capture_error` says why); elsewhere eager. The total step count is a device tensor so it
+    can be set after a timing run. On CUDA, TF32 is switched off: full fp32, as on the CPU.
     """
 
     model: nn.Module
@@ -132,9 +132,9 @@ class GraphStepper:
     per_call: int = 1
     use_graph: bool = True
     optimizer_state: dict[str, Any] | None = None
-    name: str = ""
-    stream: Any = None
-    graph: Any = None
+    stream: Any = field(init=False, default=None)
+    graph: Any = field(init=False, default=None)
+    capture_error: str | None = field(init=False, default=None)
     step: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -155,6 +155,8 @@ class GraphStepper:
                 group["lr"] = self.lr_t
         if self.cuda:
             self.stream = torch.cuda.Stream(device=device)
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
 
     def set_total(self, total_steps: int) -> None:
         self.total_steps = total_steps
@@ -190,7 +192,6 @@ class GraphStepper:
             self.graph = graph
         except Exception as exc:  # noqa: BLE001 - reported by the caller, training goes on eagerly
             self.graph = None
-            self.use_graph = False
             torch.cuda.synchronize()
             self.capture_error = f"{type(exc).__name__}: {exc}"
 
@@ -224,19 +225,13 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_concurrently(steppers: Sequence[GraphStepper], until_step: Callable[[], int],
-                     on_round: Callable[[int], bool] | None = None) -> None:
-    """Advance all steppers round by round until each reaches `until_step()`.
+def run_concurrently(steppers: Sequence[GraphStepper], until: int, on_round: Callable[[int], None] | None = None) -> None:
+    """Advance all steppers round by round (each on its own stream) until each reaches `until`.
 
-    `on_round(step)` is called after each round; it may synchronise (validation, checkpoints)
-    and returns False to stop early.
+    `on_round(step)` runs after each round with the lowest step reached; it may synchronise.
     """
-    while True:
-        target = until_step()
-        live = [s for s in steppers if s.step < target]
-        if not live:
-            return
+    while live := [s for s in steppers if s.step < until]:
         for stepper in live:
             stepper.advance()
-        if on_round is not None and not on_round(min(s.step for s in steppers)):
-            return
+        if on_round is not None:
+            on_round(min(s.step for s in steppers))

@@ -19,9 +19,7 @@ import numpy as np
 import torch
 
 from espcn_video.model.device_train import DevicePatchSource, GraphStepper, run_concurrently, synchronize
-from espcn_video.model.train import (
-    DataReport, TrainConfig, build_metadata, build_network, initial_weights, prepare_data, validate,
-)
+from espcn_video.model.train import DataReport, TrainConfig, build_metadata, initial_model, prepare_data, validate
 
 Log = Callable[[str], None]
 
@@ -40,27 +38,53 @@ class Run:
     def name(self) -> str:
         return self.config.out.stem
 
+    def validate(self, device: torch.device) -> None:
+        """Validation PSNR now, with the mean training loss since the last one, on the curve."""
+        loss = self.stepper.take_mean_loss()
+        self.val_psnr_db = validate(self.stepper.model, self.val_pairs, self.config.scale, device)
+        self.stepper.model.train()
+        self.val_curve.append((self.stepper.step, self.val_psnr_db, loss))
+
 
 def build_run(config: TrainConfig, device: torch.device, preloaded: list[tuple[str, np.ndarray]] | None,
               per_call: int, use_graph: bool) -> Run:
     planes, val_pairs, report = prepare_data(config, preloaded)
-    model = build_network(config)  # seeded: the same initial weights as train.train
-    if config.init_from:
-        model.load_state_dict(initial_weights(config))
     source = DevicePatchSource(planes.inputs, planes.targets, config.input_patch, config.stride, device)
-    stepper = GraphStepper(model.to(device), source, config.batch, config.lr, config.lr_min, config.steps,
-                           per_call=per_call, use_graph=use_graph, name=config.out.stem)
+    stepper = GraphStepper(initial_model(config).to(device), source, config.batch, config.lr, config.lr_min,
+                           config.steps, per_call=per_call, use_graph=use_graph)
     return Run(config, stepper, val_pairs, report)
+
+
+def steps_within(runs: list[Run], device: torch.device, deadline: float, timing_s: float, per_call: int,
+                 validations: int, log: Log) -> int:
+    """Time `timing_s` of real training and one validation pass; the step count that ends by `deadline`."""
+    t0, s0 = time.monotonic(), runs[0].stepper.step
+    while time.monotonic() - t0 < timing_s:
+        for _ in range(16):
+            for run in runs:
+                run.stepper.advance()
+        synchronize(device)  # the clock measures finished work
+    rate = (runs[0].stepper.step - s0) / (time.monotonic() - t0)
+    v0 = time.monotonic()
+    for run in runs:
+        validate(run.stepper.model, run.val_pairs, run.config.scale, device)
+        run.stepper.model.train()
+    val_s = time.monotonic() - v0
+    remaining = deadline - time.monotonic() - validations * val_s
+    total = int(runs[0].stepper.step + rate * max(remaining, 0.0) * 0.97)
+    total = max(total - total % per_call, runs[0].stepper.step + per_call)
+    log(f"timing: {rate:.0f} steps/s per run with {len(runs)} runs, validation pass {val_s:.1f} s; "
+        f"{remaining:.0f} s of training left -> {total:,} steps each")
+    return total
 
 
 def train_together(configs: list[TrainConfig], device: torch.device, *, preloaded: list[tuple[str, np.ndarray]] | None = None,
                    budget_s: float | None = None, timing_s: float = 20.0, per_call: int = 4, use_graph: bool = True,
-                   val_times: int = 8, log: Log = print, on_checkpoint: Callable[[list[Run]], None] | None = None,
-                   checkpoint_every_s: float = 90.0) -> list[Run]:
-    """Train every config to its end; returns the runs (weights in run.stepper.model)."""
-    if device.type == "cuda":
-        torch.backends.cudnn.allow_tf32 = False  # full fp32, as on the CPU
-        torch.backends.cuda.matmul.allow_tf32 = False
+                   val_times: int = 8, log: Log = print) -> list[Run]:
+    """Train every config to its end; returns the runs (weights in run.stepper.model).
+
+    With `budget_s`, every run gets the step count that a timing phase says fits the budget.
+    """
     started = time.monotonic()
     runs = []
     for config in configs:
@@ -70,80 +94,50 @@ def train_together(configs: list[TrainConfig], device: torch.device, *, preloade
             f"{run.stepper.source.total:,} patch positions")
     for run in runs:
         run.stepper.prepare()
-        error = getattr(run.stepper, "capture_error", None)
-        log(f"{run.name}: {'graph of ' + str(per_call) + ' steps' if run.stepper.graph is not None else 'eager'}"
-            + (f" (capture failed: {error})" if error else ""))
+        how = f"graph of {per_call} steps" if run.stepper.graph is not None else "eager"
+        log(f"{run.name}: {how}" + (f" (capture failed: {run.stepper.capture_error})" if run.stepper.capture_error else ""))
     synchronize(device)
     train_started = time.monotonic()
-    target = {"steps": max(c.steps for c in configs)}
-
     if budget_s is not None:
-        deadline = started + budget_s
-        t0, s0 = time.monotonic(), runs[0].stepper.step
-        while time.monotonic() - t0 < timing_s:
-            for _ in range(16):
-                for run in runs:
-                    run.stepper.advance()
-            synchronize(device)  # the clock measures finished work
-        elapsed = time.monotonic() - t0
-        rate = (runs[0].stepper.step - s0) / elapsed
-        v0 = time.monotonic()
-        for run in runs:  # one validation pass, timed: the schedule leaves room for val_times + 1 more
-            validate(run.stepper.model, run.val_pairs, run.config.scale, device)
-            run.stepper.model.train()
-        val_s = time.monotonic() - v0
-        remaining = deadline - time.monotonic() - (val_times + 1) * val_s
-        total = int(runs[0].stepper.step + rate * max(remaining, 0.0) * 0.97)
-        total = max(total - total % per_call, runs[0].stepper.step + per_call)
-        log(f"timing: {rate:.0f} steps/s per run with {len(runs)} runs, validation pass {val_s:.1f} s; "
-            f"{remaining:.0f} s of training left -> {total:,} steps each")
+        total = steps_within(runs, device, started + budget_s, timing_s, per_call, val_times + 1, log)
         for run in runs:
-            run.stepper.set_total(total)
             run.config = replace(run.config, steps=total)
-        target["steps"] = total
     else:
+        total = max(c.steps for c in configs)
+    for run in runs:
+        run.stepper.set_total(run.config.steps)
+
+    val_every = max(per_call, total // val_times)
+    next_val = (runs[0].stepper.step // val_every + 1) * val_every
+
+    def on_round(step: int) -> None:
+        nonlocal next_val
+        if step < next_val and step < total:
+            return
+        next_val += val_every
+        synchronize(device)
         for run in runs:
-            run.stepper.set_total(run.config.steps)
+            run.validate(device)
+            log(f"{run.name}: step {run.stepper.step:,}/{total:,} loss {run.val_curve[-1][2]:.6f} "
+                f"val {run.val_psnr_db:.3f} dB  ({time.monotonic() - train_started:.0f} s)")
 
-    val_every = max(per_call, target["steps"] // val_times)
-    state = {"next_val": (runs[0].stepper.step // val_every + 1) * val_every, "last_ckpt": time.monotonic()}
-
-    def on_round(step: int) -> bool:
-        if step >= state["next_val"] or step >= target["steps"]:
-            state["next_val"] += val_every
-            synchronize(device)
-            for run in runs:
-                loss = run.stepper.take_mean_loss()
-                run.val_psnr_db = validate(run.stepper.model, run.val_pairs, run.config.scale, device)
-                run.stepper.model.train()
-                run.val_curve.append((run.stepper.step, run.val_psnr_db, loss))
-                log(f"{run.name}: step {run.stepper.step:,}/{target['steps']:,} loss {loss:.6f} "
-                    f"val {run.val_psnr_db:.3f} dB  ({time.monotonic() - train_started:.0f} s)")
-            if on_checkpoint is not None and time.monotonic() - state["last_ckpt"] >= checkpoint_every_s:
-                on_checkpoint(runs)
-                state["last_ckpt"] = time.monotonic()
-        return True
-
-    run_concurrently([r.stepper for r in runs], lambda: target["steps"], on_round)
+    run_concurrently([r.stepper for r in runs], total, on_round)
     synchronize(device)
     for run in runs:
-        if not run.val_curve or run.val_curve[-1][0] != run.stepper.step:
-            loss = run.stepper.take_mean_loss()
-            run.val_psnr_db = validate(run.stepper.model, run.val_pairs, run.config.scale, device)
-            run.val_curve.append((run.stepper.step, run.val_psnr_db, loss))
+        if run.val_curve[-1][0] != run.stepper.step:
+            run.validate(device)
         run.elapsed_s = time.monotonic() - train_started
-    log(f"trained {len(runs)} runs x {target['steps']:,} steps in {time.monotonic() - train_started:.0f} s")
+    log(f"trained {len(runs)} runs x {total:,} steps in {time.monotonic() - train_started:.0f} s")
     return runs
 
 
-def run_record(run: Run, device: torch.device, wall_s: float) -> dict[str, Any]:
+def run_record(run: Run, device: torch.device) -> dict[str, Any]:
     """Weights and metadata (as train.train writes them, plus the device and the curve)."""
     weights = {k: v.detach().to("cpu", copy=True) for k, v in run.stepper.model.state_dict().items()}
-    state = SimpleNamespace(elapsed_s=wall_s, val_psnr_db=run.val_psnr_db)
+    state = SimpleNamespace(elapsed_s=run.elapsed_s, val_psnr_db=run.val_psnr_db)
     meta = build_metadata(run.config, state, run.report, torch.get_num_threads(), device)  # type: ignore[arg-type]
     meta["training"]["device_name"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    meta["training"]["loop"] = ("device_train: patches drawn on the device, "
-                                f"{'CUDA graph' if run.stepper.graph is not None else 'eager'} steps, "
-                                "several runs side by side on one device")
+    meta["training"]["loop_detail"] = (f"{'CUDA graph' if run.stepper.graph is not None else 'eager'} steps, "
+                                       "several runs side by side on one device")
     meta["training"]["val_curve"] = [{"step": s, "val_psnr_db": v, "train_mse": l} for s, v, l in run.val_curve]
     return {"state_dict": weights, "metadata": meta}

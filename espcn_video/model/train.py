@@ -18,7 +18,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,19 +129,27 @@ def read_hr_planes(config: TrainConfig,
     """
     report = DataReport()
     planes: list[tuple[str, np.ndarray]] = []
-    if preloaded is not None:
-        for label, hr_y in preloaded:
-            hr_y = mod_crop(hr_y.astype(np.float64), config.scale)
-            if min(hr_y.shape) < config.hr_patch:
-                report.skipped.append({"file": label, "reason": TOO_SMALL})
-                continue
-            planes.append((label, hr_y))
-        if not planes:
-            raise DataError("no usable training images in the packed planes")
-        return planes, report
-    if not config.data_dirs:
+    source = _folder_planes(config.data_dirs, report) if preloaded is None else \
+        ((label, hr_y.astype(np.float64), None) for label, hr_y in preloaded)
+    for label, hr_y, note in source:
+        hr_y = mod_crop(hr_y, config.scale)
+        if min(hr_y.shape) < config.hr_patch:
+            report.skipped.append({"file": label, "reason": TOO_SMALL})
+            continue
+        if note:
+            report.notes[note] += 1
+        planes.append((label, hr_y))
+    if not planes:
+        where = "the packed planes" if preloaded is not None else ", ".join(map(str, config.data_dirs))
+        raise DataError(f"no usable training images in {where}")
+    return planes, report
+
+
+def _folder_planes(folders: tuple[Path, ...], report: DataReport) -> Iterator[tuple[str, np.ndarray, str | None]]:
+    """(label, full Y plane, conversion note) of each readable image; unreadable ones go to `report`."""
+    if not folders:
         raise DataError("no training data folders given")
-    for folder in config.data_dirs:
+    for folder in folders:
         if not folder.is_dir():
             raise DataError(f"training data folder {folder} does not exist")
         files = list_images(folder)
@@ -154,16 +162,7 @@ def read_hr_planes(config: TrainConfig,
             except UnusableImage as exc:
                 report.skipped.append({"file": label, "reason": exc.reason})
                 continue
-            hr_y = mod_crop(hr_y, config.scale)
-            if min(hr_y.shape) < config.hr_patch:
-                report.skipped.append({"file": label, "reason": TOO_SMALL})
-                continue
-            if note:
-                report.notes[note] += 1
-            planes.append((label, hr_y))
-    if not planes:
-        raise DataError(f"no usable training images in {', '.join(map(str, config.data_dirs))}")
-    return planes, report
+            yield label, hr_y, note
 
 
 def split_validation(count: int, fraction: float, seed: int) -> np.ndarray:
@@ -186,24 +185,17 @@ def make_planes(config: TrainConfig, hr_planes: list[np.ndarray]) -> PlaneSet:
     return planes
 
 
-def pack_y_planes(config: TrainConfig, out: Path) -> int:
-    """Write every usable image's full Y plane (uint8 code values) of `config.data_dirs` to one .npz.
+def pack_y_planes(folders: tuple[Path, ...], out: Path) -> int:
+    """Write the full Y plane (uint8 code values) of every readable image in `folders` to one .npz.
 
     The pack is what a remote trainer reads in place of the image folders (`read_hr_planes`'s
-    `preloaded`); the planes are not mod-cropped, so one pack serves every scale.
+    `preloaded`); the planes are not mod-cropped, so one pack serves every scale. Unreadable
+    files are left out (reading the folders reports them).
     """
-    labels: list[str] = []
-    arrays: dict[str, np.ndarray] = {}
-    for folder in config.data_dirs:
-        for path in list_images(folder):
-            try:
-                hr_y, _ = read_y_plane(path)
-            except UnusableImage:
-                continue
-            arrays[f"plane{len(labels):05d}"] = hr_y.astype(np.uint8)
-            labels.append(f"{folder.name}/{path.name}")
-    np.savez_compressed(out, labels=np.array(labels), **arrays)
-    return len(labels)
+    labelled = [(label, hr_y) for label, hr_y, _ in _folder_planes(folders, DataReport())]
+    np.savez_compressed(out, labels=np.array([label for label, _ in labelled]),
+                        **{f"plane{i:05d}": hr_y.astype(np.uint8) for i, (_, hr_y) in enumerate(labelled)})
+    return len(labelled)
 
 
 def load_y_planes(pack: Path) -> list[tuple[str, np.ndarray]]:
@@ -334,11 +326,16 @@ def check_fingerprint(ckpt: dict[str, Any], stamp: dict[str, Any], where: Path) 
         raise UsageError(f"--resume: {where} was made with different settings: {', '.join(diffs)}")
 
 
-def new_state(config: TrainConfig, device: torch.device) -> TrainState:
+def initial_model(config: TrainConfig) -> nn.Module:
+    """The seeded fresh network, or the --init preset's weights in it."""
     model = build_network(config)
     if config.init_from:
         model.load_state_dict(initial_weights(config))
-    model = model.to(device)
+    return model
+
+
+def new_state(config: TrainConfig, device: torch.device) -> TrainState:
+    model = initial_model(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.lr_min)
     rng = np.random.default_rng([config.seed, 1])  # a stream apart from the validation split's
@@ -433,8 +430,6 @@ def run_device_loop(config: TrainConfig, state: TrainState, planes: PlaneSet, va
     on the CPU and every 100 steps on a GPU (each report waits for the device).
     """
     from espcn_video.model.device_train import DevicePatchSource, GraphStepper, synchronize
-    if device.type == "cuda":
-        torch.backends.cudnn.allow_tf32 = False
     source = DevicePatchSource(planes.inputs, planes.targets, config.input_patch, config.stride, device)
     optimizer_state = None
     if resume is not None:
