@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from espcn_video.errors import DataError
 from espcn_video.model.device_train import DevicePatchSource, GraphStepper, cosine_lr
 from espcn_video.model.espcn import ESPCN
 from espcn_video.model.train import (
@@ -163,3 +164,10 @@ def test_packed_planes_read_like_the_folder(folder: Path, tmp_path: Path) -> Non
     planes_p, val_p, _ = prepare_data(config, preloaded)
     for a, b in zip(planes_f.inputs, planes_p.inputs):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_file_that_is_not_a_pack_is_a_data_error(tmp_path: Path) -> None:
+    bad = tmp_path / "planes.npz"
+    bad.write_text("nope")
+    with pytest.raises(DataError, match="not a pack of Y planes"):
+        load_y_planes(bad)

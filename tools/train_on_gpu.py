@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from espcn_video.errors import EspcnVideoError  # noqa: E402
 from espcn_video.model.multi_train import run_record, train_together  # noqa: E402
 from espcn_video.model.train import TrainConfig, atomic_torch_save, load_y_planes, pack_y_planes  # noqa: E402
 
@@ -84,4 +85,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except EspcnVideoError as exc:
+        sys.exit(f"train_on_gpu: error: {exc}")

@@ -199,8 +199,12 @@ def pack_y_planes(folders: tuple[Path, ...], out: Path) -> int:
 
 
 def load_y_planes(pack: Path) -> list[tuple[str, np.ndarray]]:
-    with np.load(pack) as data:
-        return [(str(label), data[f"plane{i:05d}"]) for i, label in enumerate(data["labels"])]
+    """The (label, Y plane) pairs of a `pack_y_planes` file; DataError for anything else."""
+    try:
+        with np.load(pack) as data:
+            return [(str(label), data[f"plane{i:05d}"]) for i, label in enumerate(data["labels"])]
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise DataError(f"{pack}: not a pack of Y planes made by pack_y_planes ({str(exc).splitlines()[0]})") from None
 
 
 def prepare_data(config: TrainConfig, preloaded: list[tuple[str, np.ndarray]] | None = None,
