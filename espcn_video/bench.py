@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 import subprocess
 import tempfile
 import time
@@ -43,6 +42,11 @@ from espcn_video.resample import upscale_planes_bicubic, upscale_unit_bicubic
 from espcn_video.sinks import EncoderSink
 from espcn_video.stats import peak_memory_mb, summarize_ms, summarize_stages
 from espcn_video.upscaling import FrameUpscaler
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None  # type: ignore[assignment]
 
 STANDARD_JOBS: tuple[tuple[int, tuple[int, int]], ...] = (
     (3, (640, 360)), (2, (960, 540)), (4, (480, 270)), (2, (1920, 1080)))
@@ -240,6 +244,9 @@ def time_srcnn(frames: list[list[np.ndarray]], peak: int, scale: int, count: int
 
 
 def _cpu_seconds() -> tuple[float, float]:
+    if resource is None:  # Windows: this process's time only
+        times = os.times()
+        return times.user + times.system, times.children_user + times.children_system
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
 

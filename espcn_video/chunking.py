@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import bisect
 import json
-import re
-import subprocess
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from espcn_video.errors import FFmpegError, InputError
-from espcn_video.ffmpeg.args import COMMON
-from espcn_video.ffmpeg.y4m import PIPE_PIX_FMTS
+from espcn_video.errors import InputError
+from espcn_video.ffmpeg.args import build_timed_decode_args
+from espcn_video.ffmpeg.timestamps import list_packets as list_file_packets
 
-NOPTS = -9223372036854775808
 SEEK_MARGIN_S = 3.0
 
 
@@ -58,46 +56,12 @@ class ChunkPlan:
         return json.dumps(self.to_json(), indent=2)
 
 
-def build_packet_list_args(ffmpeg: str, path: str) -> list[str]:
-    return [ffmpeg, *COMMON, "-copyts", "-i", path, "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "pipe:1"]
-
-
-_TB = re.compile(r"^#tb 0: (\d+)/(\d+)")
-
-
-def parse_framecrc(text: str, source: str) -> tuple[Fraction, list[int], list[int]]:
-    """(time base, sorted frame pts, sorted keyframe pts) from framecrc output."""
-    tb: Fraction | None = None
-    pts_all: list[int] = []
-    keys: list[int] = []
-    for line in text.splitlines():
-        if line.startswith("#"):
-            if m := _TB.match(line):
-                tb = Fraction(int(m.group(1)), int(m.group(2)))
-            continue
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) < 6:
-            continue
-        pts = int(parts[2])
-        if pts == NOPTS:
-            raise InputError(f"{source}: packets carry no timestamps (a raw elementary stream?); "
-                             "chunking needs them: run without --chunks or remux into .mkv first")
-        pts_all.append(pts)
-        if not any(p.startswith("F=") for p in parts[6:]):
-            keys.append(pts)
-    if tb is None or not pts_all:
-        raise InputError(f"{source}: no video packets found")
-    if len(set(pts_all)) != len(pts_all):
-        raise InputError(f"{source}: duplicate packet timestamps; cannot split frame-exactly")
-    return tb, sorted(pts_all), sorted(keys)
-
-
 def list_packets(ffmpeg: str, path: str) -> tuple[Fraction, list[int], list[int]]:
-    cmd = build_packet_list_args(ffmpeg, path)
-    done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=3600)
-    if done.returncode != 0:
-        raise FFmpegError("packet listing", cmd, done.returncode, done.stderr.decode(errors="replace"))
-    return parse_framecrc(done.stdout.decode(errors="replace"), path)
+    """Packet pts of the first video stream; duplicates make a frame-exact split impossible."""
+    tb, pts, keys = list_file_packets(ffmpeg, path)
+    if len(set(pts)) != len(pts):
+        raise InputError(f"{path}: duplicate packet timestamps; cannot split frame-exactly")
+    return tb, pts, keys
 
 
 def plan_chunks(source: str, tb: Fraction, frame_pts: list[int], key_pts: list[int],
@@ -127,25 +91,25 @@ def plan_chunks(source: str, tb: Fraction, frame_pts: list[int], key_pts: list[i
 
 
 def build_chunk_decode_args(ffmpeg: str, path: str, plan: ChunkPlan, chunk: Chunk,
-                            margin_s: float = SEEK_MARGIN_S) -> list[str]:
-    """Decode one chunk to y4m: coarse seek before it, keep frames with start <= pts < end.
+                            margin_s: float = SEEK_MARGIN_S, filters: Sequence[str] = ()) -> list[str]:
+    """Decode one chunk to y4m and timestamps: coarse seek before it, keep start <= pts < end.
 
     -copyts keeps the file's own timestamps, so the select bounds are the packet pts times;
-    the half-frame tolerance absorbs the rounding of pts * time_base to seconds.
+    the half-frame tolerance absorbs the rounding of pts * time_base to seconds. `filters`
+    (a deinterlacer) run before the select, so they see the frames around the chunk as an
+    unchunked run does.
     """
     tb = plan.tb
     half = float(plan.frame_gap_pts * tb) / 2
     start_s = float(chunk.start_pts * tb)
     seek = max(0.0, start_s - plan.container_start_s - margin_s)
-    args = [ffmpeg, *COMMON]
+    input_args: list[str] = []
     if seek > 0:
-        args += ["-ss", f"{seek:.6f}"]
+        input_args += ["-ss", f"{seek:.6f}"]
     expr = f"gte(t,{start_s - half:.6f})"
     if chunk.end_pts is not None:
         end_s = float(chunk.end_pts * tb)
-        args += ["-to", f"{end_s - plan.container_start_s + margin_s:.6f}"]
+        input_args += ["-to", f"{end_s - plan.container_start_s + margin_s:.6f}"]
         expr += f"*lt(t,{end_s - half:.6f})"
-    args += ["-noaccurate_seek", "-copyts", "-i", path, "-map", "0:v:0",
-             "-vf", f"select='{expr}',format=" + "|".join(PIPE_PIX_FMTS),
-             "-fps_mode", "passthrough", "-strict", "-1", "-f", "yuv4mpegpipe", "pipe:1"]
-    return args
+    input_args += ["-noaccurate_seek", "-copyts", "-i", path]
+    return build_timed_decode_args(ffmpeg, input_args, [*filters, f"select='{expr}'"])

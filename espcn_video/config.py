@@ -50,3 +50,5 @@ class UpscaleSettings:
     overwrite: bool = False
     queue_size: int = 4
     strict_decode: bool = True  # a decoder that reports errors fails the run
+    deinterlace: str = "auto"  # auto (when the source says interlaced), off, frame, field
+    timings_path: str | None = None  # per-frame timings file, checked before the run

@@ -21,6 +21,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +29,20 @@ from espcn_video.chunking import (SEEK_MARGIN_S, Chunk, ChunkPlan, build_chunk_d
                                   list_packets, plan_chunks)
 from espcn_video.config import EncodeSettings, InputSpec, UpscaleSettings
 from espcn_video.errors import EspcnVideoError, FrameCountMismatch, InputError, OutputError, UsageError
-from espcn_video.ffmpeg.args import build_encode_args, build_join_args, resolve_codec
+from espcn_video.ffmpeg.args import (OutputVideo, build_deinterlace_filter, build_encode_args, build_join_args,
+                                     resolve_codec)
 from espcn_video.ffmpeg.locate import locate_ffmpeg
-from espcn_video.ffmpeg.probe import ColorTags, ProbeInfo, probe_file
+from espcn_video.ffmpeg.mkv import build_hdr_colour
+from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
 from espcn_video.ffmpeg.process import FFmpegProcess
-from espcn_video.ffmpeg.y4m import Y4MHeader
+from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader
 from espcn_video.files import atomic_write_text
 from espcn_video.model.engines import create_engine, default_threads
 from espcn_video.model.export import ranges_from_metadata
 from espcn_video.model.presets import load_preset
-from espcn_video.pipeline import encoder_sink, run_pipeline
-from espcn_video.upscale import check_input, check_output, temporary_output
+from espcn_video.pipeline import RunResult, encoder_sink, run_pipeline
+from espcn_video.upscale import (check_input, check_output, choose_deinterlace, output_video_for, publish,
+                                 sweep_stale_temporaries, temporary_output, verify_output)
 from espcn_video.upscaling import FrameUpscaler
 
 TASK_RETRIES = 2
@@ -54,11 +58,12 @@ class ChunkJob:
     chunk: Chunk
     preset: str
     encode: EncodeSettings
-    color: ColorTags
+    probe: ProbeInfo  # the driver's, first frame included: colour, siting, HDR, time base
     part_path: str
     threads: int | None
     backend: str = "auto"
     precision: str = "auto"
+    deinterlace: str | None = None
 
 
 @dataclass
@@ -76,24 +81,33 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
     t0 = time.perf_counter()
     ffmpeg = locate_ffmpeg()
     model, preset = load_preset(job.preset)
+    probe = job.probe
+    siting = probe.frame.chroma_location if probe.frame is not None else None
     upscaler = FrameUpscaler(preset.scale, create_engine(
         model, backend=job.backend, precision=job.precision, threads=job.threads,
-        calibration=ranges_from_metadata(preset.metadata, model)))
+        calibration=ranges_from_metadata(preset.metadata, model)), siting)
     final = Path(job.part_path)
     tmp = final.with_name(f".{final.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}.{PART_FORMAT}")
-    probe = ProbeInfo(None, None, None, None, None, None, job.color)
+    codec = job.encode.codec or "ffv1"
+    frame = probe.frame
+    hdr_colour = build_hdr_colour(frame.mastering, frame.content_light) if frame is not None else b""
 
     def build_encoder(header: Y4MHeader) -> list[str]:
-        return build_encode_args(ffmpeg.path, str(tmp), job.encode, full_range=header.full_range, probe=probe)
+        video, _ = output_video_for(header, preset.scale, codec, probe, siting, job.deinterlace)
+        return build_encode_args(ffmpeg.path, str(tmp), job.encode, video=video, timed=True)
 
     try:
         frames = -1
         # A container seek may overshoot (MPEG-TS seeks by bytes): then decode from the start.
         for margin in (SEEK_MARGIN_S, math.inf):
-            decode = build_chunk_decode_args(ffmpeg.path, job.source, job.plan, job.chunk, margin)
+            decode = build_chunk_decode_args(ffmpeg.path, job.source, job.plan, job.chunk, margin,
+                                             build_deinterlace_filter(job.deinterlace))
             # After a seek the decoder may complain about references it never saw; the frame
-            # count check below is what proves the chunk whole.
-            result = run_pipeline(decode, encoder_sink(build_encoder), upscaler, strict_decode=False)
+            # count check below is what proves the chunk whole. -copyts keeps the file's own
+            # timestamps: take off its start as an unchunked decode does.
+            result = run_pipeline(decode, encoder_sink(build_encoder, timed=True, hdr_colour=hdr_colour), upscaler,
+                                  strict_decode=False, timed=True,
+                                  time_offset_us=round(job.plan.container_start_s * 1_000_000))
             frames = result.frames_written
             if frames == job.chunk.frames:
                 break
@@ -194,17 +208,24 @@ def upscale_chunked(settings: UpscaleSettings, *, chunks: int | None, scheduler:
     parts = Path(settings.output).with_name(Path(settings.output).name + ".parts")
     check_output(source, settings.output, settings.overwrite or resume)
     t0 = time.perf_counter()
+    if settings.deinterlace == "field":
+        raise UsageError("--deinterlace field doubles the frame count and cannot be split into chunks; "
+                         "use --deinterlace frame or run without --chunks")
+    if not settings.strict_decode:
+        raise UsageError("--ignore-decode-errors cannot be used with --chunks: each chunk is checked "
+                         "against the file's packet list instead, which a damaged file fails")
     load_preset(settings.preset)  # fail fast on the driver, not on every worker
     ffmpeg = locate_ffmpeg()
-    probe = probe_file(ffmpeg.path, source.path)
+    probe = probe_file(ffmpeg.path, source.path, first_frame=True)
+    deinterlace = choose_deinterlace(settings, probe)
     plan, manifest = _load_or_make_plan(parts, settings, probe, chunks, resume)
     reused = _whole_parts(parts, manifest)
     codec, crf = resolve_codec(settings.output, settings.encode)
     part_encode = replace(settings.encode, codec=codec, crf=crf, format=PART_FORMAT, copy_streams=False)
     threads = settings.threads or (None if scheduler else max(1, default_threads() // local_workers))
-    jobs = [ChunkJob(source.path, plan, c, settings.preset, part_encode, probe.color,
+    jobs = [ChunkJob(source.path, plan, c, settings.preset, part_encode, probe,
                      str(parts / f"part-{c.index:05d}.{PART_FORMAT}"), threads,
-                     settings.backend, settings.precision)
+                     settings.backend, settings.precision, deinterlace)
             for c in plan.chunks if c.index not in reused]
     frames_done = sum(plan.chunks[i].frames for i in reused)
     if on_progress:
@@ -231,25 +252,51 @@ def upscale_chunked(settings: UpscaleSettings, *, chunks: int | None, scheduler:
                 done = len(manifest["done"])
                 raise EspcnVideoError(f"{first_error} ({done} of {len(plan.chunks)} chunks done; "
                                       "--resume runs the rest)") from first_error
-    _join(parts, plan, settings, probe)
+    frames = _join(parts, plan, settings, probe, overwrite=settings.overwrite or resume)
     shutil.rmtree(parts)
-    return ChunkedOutcome(plan, plan.total_frames, time.perf_counter() - t0,
+    return ChunkedOutcome(plan, frames, time.perf_counter() - t0,
                           [j.chunk.index for j in jobs], sorted(reused), workers)
 
 
-def _join(parts: Path, plan: ChunkPlan, settings: UpscaleSettings, probe: ProbeInfo) -> None:
+def build_concat_listing(plan: ChunkPlan) -> str:
+    """Each part with its exact duration (the next chunk's start minus its own): the concat
+    demuxer then places every part at its chunk's start, whatever the last frame's duration."""
+    lines = []
+    for c in plan.chunks:
+        lines.append(f"file 'part-{c.index:05d}.{PART_FORMAT}'\n")
+        if c.end_pts is not None:
+            lines.append(f"duration {float((c.end_pts - c.start_pts) * plan.tb):.6f}\n")
+    return "".join(lines)
+
+
+def _join(parts: Path, plan: ChunkPlan, settings: UpscaleSettings, probe: ProbeInfo, *, overwrite: bool) -> int:
+    """Join the parts, check the joined file frame by frame against the source's packets, publish."""
     listing = parts / "concat.txt"
-    listing.write_text("".join(f"file 'part-{c.index:05d}.{PART_FORMAT}'\n" for c in plan.chunks))
+    listing.write_text(build_concat_listing(plan))
+    sweep_stale_temporaries(settings.output)
     target = temporary_output(settings.output)
     ffmpeg = locate_ffmpeg()
+    video_start_s = float(plan.chunks[0].start_pts * plan.tb) - plan.container_start_s
+    siting = probe.frame.chroma_location if probe.frame is not None else None
+    color = probe.best_color
+    video = OutputVideo(full_range=color.range == "pc" or (probe.pix_fmt or "").startswith("yuvj"),
+                        color=color, chroma_location=siting)
     cmd = build_join_args(ffmpeg.path, str(listing), str(target), settings.encode,
-                          source=settings.input, probe=probe)
+                          source=settings.input, probe=probe, video_start_s=video_start_s, video=video)
     try:
         with FFmpegProcess("join", cmd) as proc:
             proc.check()
-        os.replace(target, settings.output)
+        tb, pts, _ = list_packets(ffmpeg.path, settings.input.path)
+        expected = [p * tb - Fraction(round(plan.container_start_s * 1_000_000), 1_000_000) for p in pts]
+        result = RunResult(lr=FrameGeometry(1, 1, "gray"), hr=FrameGeometry(1, 1, "gray"), rate=Fraction(0),
+                           full_range=False, method="", frames_read=len(pts), frames_written=len(pts),
+                           wall_s=0.0, frame_times_s=expected)
+        check = verify_output(ffmpeg.path, target, settings.output, settings, result, Fraction(0))
+        publish(target, settings.output, overwrite)
     finally:
         target.unlink(missing_ok=True)
+    assert check.frames is not None
+    return check.frames
 
 
 def batch_jobs(inputs: list[str], out_dir: str, suffix: str) -> list[tuple[InputSpec, str]]:

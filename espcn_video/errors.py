@@ -84,9 +84,11 @@ _GENERIC = re.compile(
     r"Task finished with error code|Terminating thread with return code|Error sending frames to "
     r"consumers|Nothing was written into output file|Error submitting a packet|Error muxing a packet|"
     r"Conversion failed|Last message repeated|Error while filtering|Could not open encoder before EOF|"
-    r"Error writing trailer: Broken pipe|Error closing file: Broken pipe")
+    r"Error writing trailer: Broken pipe|Error closing file: Broken pipe|Error while opening encoder - maybe|"
+    r"Generic error in an external library")
 _ERRORISH = re.compile(r"error|invalid|fail|no such|no space|not found|unknown|unable|cannot|"
-                       r"could not|unsupported|denied|corrupt|incorrect", re.IGNORECASE)
+                       r"could not|unsupported|denied|corrupt|incorrect|not divisible|must be|out of range|"
+                       r"too (?:small|large|big|high|low)|exceed", re.IGNORECASE)
 
 
 def summarize_stderr(stderr_tail: str, max_lines: int = 2) -> str:

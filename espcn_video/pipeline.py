@@ -20,6 +20,7 @@ import numpy as np
 from espcn_video.errors import (EspcnVideoError, FrameCountMismatch, InputError, StageError,
                                 summarize_stderr)
 from espcn_video.ffmpeg.process import FFmpegProcess
+from espcn_video.ffmpeg.timestamps import FrameTimes
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header
 from espcn_video.sinks import EncoderSink, FrameSink
 from espcn_video.upscaling import FrameUpscaler
@@ -60,6 +61,8 @@ class RunResult:
     frames_written: int
     wall_s: float
     timings: list[FrameTiming] = field(default_factory=list)
+    frame_times_s: list[Fraction] = field(default_factory=list)  # each frame's pts, when known
+    pipe_time_base: Fraction | None = None  # the decoder's time base of those pts
 
     @property
     def fps(self) -> float:
@@ -71,6 +74,7 @@ class _Item:
     index: int
     planes: list[np.ndarray]
     read_ms: float
+    pts_s: Fraction | None = None
     model_ms: float = 0.0
 
 
@@ -78,8 +82,10 @@ class _Run:
     """State shared by the three stage threads of one run."""
 
     def __init__(self, dec: FFmpegProcess, sink: FrameSink, header: Y4MHeader,
-                 upscaler: FrameUpscaler, queue_size: int) -> None:
+                 upscaler: FrameUpscaler, queue_size: int, times: FrameTimes | None) -> None:
         self.dec, self.sink, self.header, self.upscaler = dec, sink, header, upscaler
+        self.times = times
+        self.frame_times_s: list[Fraction] = []
         self.to_model: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.to_writer: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.cancel = threading.Event()
@@ -142,7 +148,17 @@ class _Run:
                 self._decoder_error_first()
                 self.put(self.to_model, _END)
                 return
-            self.put(self.to_model, _Item(index, planes, (time.perf_counter() - t0) * 1e3))
+            pts_s = None
+            if self.times is not None:
+                try:
+                    pts_s = self.times.seconds(index, self.cancel.is_set)
+                except InterruptedError:
+                    raise _Cancelled from None
+                except EspcnVideoError:
+                    self._decoder_error_first()
+                    raise
+                self.frame_times_s.append(pts_s)
+            self.put(self.to_model, _Item(index, planes, (time.perf_counter() - t0) * 1e3, pts_s))
             index += 1
             self.counters.frames_read = index
 
@@ -168,11 +184,13 @@ class _Run:
         while True:
             item = self.get(self.to_writer)
             if item is _END:
+                if self.counters.frames_written == 0:  # an encoder given no frame fails; say why
+                    raise InputError("the input has no video frames (0 frames decoded)")
                 self.sink.finish()
                 return
             self._frame["writer"] = item.index
             t0 = time.perf_counter()
-            self.sink.write(item.index, item.planes)
+            self.sink.write(item.index, item.planes, item.pts_s)
             write_ms = (time.perf_counter() - t0) * 1e3
             self.timings.append(FrameTiming(item.index, item.read_ms, item.model_ms, write_ms))
             self.counters.frames_written += 1
@@ -181,28 +199,36 @@ class _Run:
 SinkFactory = Callable[[Y4MHeader, Y4MHeader], FrameSink]
 
 
-def encoder_sink(build_cmd: Callable[[Y4MHeader], list[str]], stdout: str = "devnull") -> SinkFactory:
+def encoder_sink(build_cmd: Callable[[Y4MHeader], list[str]], stdout: str = "devnull",
+                 timed: bool = False, hdr_colour: bytes = b"") -> SinkFactory:
     """The sink of `upscale`: an ffmpeg encoder whose command depends on the decoded header."""
-    return lambda lr, hr: EncoderSink(build_cmd(lr), hr, stdout)
+    return lambda lr, hr: EncoderSink(build_cmd(lr), hr, stdout, timed, hdr_colour)
 
 
 def run_pipeline(decode_cmd: Sequence[str], make_sink: SinkFactory, upscaler: FrameUpscaler, *,
                  decoder_stdin: str = "devnull", queue_size: int = 4, strict_decode: bool = True,
+                 timed: bool = False, time_offset_us: int = 0,
                  on_start: Callable[[Y4MHeader], None] | None = None,
                  on_progress: Callable[[Counters], None] | None = None) -> RunResult:
-    """Decode, super-resolve and hand frames to a sink; raise the first failure, named, after cleaning up."""
+    """Decode, super-resolve and hand frames to a sink; raise the first failure, named, after cleaning up.
+
+    `timed`: the decode command writes framecrc timestamps to stderr (build_timed_decode_args);
+    each frame then reaches the sink with its pts in seconds, less `time_offset_us`.
+    """
     t_start = time.perf_counter()
-    with FFmpegProcess("decoder", decode_cmd, stdin=decoder_stdin, stdout="pipe") as dec:
+    times = FrameTimes(time_offset_us) if timed else None
+    with FFmpegProcess("decoder", decode_cmd, stdin=decoder_stdin, stdout="pipe",
+                       stderr_router=times) as dec:
         header = read_header(dec.stdout, "decoder output")
         if header is None:
             dec.check(timeout_s=30.0)
-            raise InputError("the input has no video frames")
+            raise InputError("the input has no video frames (0 frames decoded)")
         hr_header = Y4MHeader(header.geometry.scaled(upscaler.scale), header.rate, header.sar,
                               "p", header.full_range)
         if on_start is not None:
             on_start(header)
         with make_sink(header, hr_header) as sink:
-            run = _Run(dec, sink, header, upscaler, queue_size)
+            run = _Run(dec, sink, header, upscaler, queue_size, times)
             _run_stages(run, on_progress)
             dec.check(timeout_s=30.0)
             if strict_decode and (complaint := summarize_stderr(dec.stderr_tail())):
@@ -211,13 +237,16 @@ def run_pipeline(decode_cmd: Sequence[str], make_sink: SinkFactory, upscaler: Fr
                 raise InputError(f"the input is corrupt or truncated: {complaint} "
                                  "(--ignore-decode-errors keeps such output)")
     counters = run.counters
+    if counters.frames_read == 0:
+        raise InputError("the input has no video frames (0 frames decoded)")
     if counters.frames_written != counters.frames_read:
         raise FrameCountMismatch(counters.frames_read, counters.frames_written)
     return RunResult(
         lr=header.geometry, hr=hr_header.geometry, rate=header.rate, full_range=header.full_range,
         method=upscaler.method, frames_read=counters.frames_read,
         frames_written=counters.frames_written, wall_s=time.perf_counter() - t_start,
-        timings=run.timings,
+        timings=run.timings, frame_times_s=run.frame_times_s,
+        pipe_time_base=times.time_base if times is not None else None,
     )
 
 

@@ -6,6 +6,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -82,7 +83,7 @@ class ReferenceSink:
         self.ref.kill()  # a reference left unread would block in its write; its count is known
         self.ref.__exit__(exc_type, exc, tb)
 
-    def write(self, index: int, planes: list[np.ndarray]) -> None:
+    def write(self, index: int, planes: list[np.ndarray], pts_s: Fraction | None = None) -> None:
         self.dist_frames += 1
         try:
             ref = None if self.ref_done else read_frame(self.ref.stdout, self.geometry, index, self.ref_name)

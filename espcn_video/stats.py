@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import resource
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from espcn_video.pipeline import FrameTiming, RunResult
+
+try:
+    import resource
+except ImportError:  # Windows: no getrusage; peak memory is then not reported
+    resource = None  # type: ignore[assignment]
 
 STAGES = ("read", "model", "write")
 
@@ -29,8 +33,10 @@ def summarize_stages(timings: list[FrameTiming]) -> dict[str, dict[str, float]]:
     return {stage: summarize_ms([getattr(t, f"{stage}_ms") for t in timings]) for stage in STAGES}
 
 
-def peak_memory_mb() -> dict[str, float]:
+def peak_memory_mb() -> dict[str, float | None]:
     """Peak resident memory of this process and of the largest reaped child (ffmpeg), in MB."""
+    if resource is None:
+        return {"python_mb": None, "largest_child_mb": None}
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
     return {"python_mb": round(own, 1), "largest_child_mb": round(children, 1)}

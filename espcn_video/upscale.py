@@ -1,26 +1,50 @@
-"""The `upscale` job: check input and output, probe, run the pipeline, publish OUT atomically."""
+"""The `upscale` job: check input and output, probe, run the pipeline, verify, publish OUT atomically."""
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import torch
 
 from espcn_video.config import InputSpec, UpscaleSettings
 from espcn_video.errors import InputError, OutputError, UsageError
-from espcn_video.ffmpeg.args import build_decode_args, build_encode_args
+from espcn_video.ffmpeg.args import (OutputVideo, build_deinterlace_filter, build_encode_args,
+                                     build_input_args, build_timed_decode_args, copies_from_source,
+                                     even_size_for, output_muxer, resolve_codec)
 from espcn_video.ffmpeg.locate import FFmpegBinary, locate_ffmpeg
 from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
+from espcn_video.ffmpeg.timestamps import list_packets
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader
 from espcn_video.model.engines import LumaEngine, create_engine
 from espcn_video.model.export import ranges_from_metadata
 from espcn_video.model.presets import PresetInfo, load_preset
-from espcn_video.pipeline import Counters, RunResult, encoder_sink, run_pipeline
+from espcn_video.ffmpeg.mkv import build_hdr_colour
+from espcn_video.pipeline import Counters, RunResult, run_pipeline
+from espcn_video.sinks import EncoderSink
 from espcn_video.upscaling import FrameUpscaler
+
+DEINTERLACE_MODES = ("auto", "off", "frame", "field")
+TIMINGS_SUFFIXES = (".csv", ".json")
+# Muxers that store no timestamps: frames are written in order, so only their count is checked.
+_UNTIMED_MUXERS = ("yuv4mpegpipe", "rawvideo")
+# y4m's 4:2:0 tokens carry the siting ffmpeg decoded (C420mpeg2 left, C420paldv top-left).
+_Y4M_SITING = {"420mpeg2": "left", "420paldv": "topleft", "420jpeg": "center"}
+
+
+@dataclass
+class OutputCheck:
+    """What was measured on the written file before it was published."""
+
+    frames: int | None = None  # video packets counted in the file
+    max_time_error_s: float | None = None  # largest |output pts - input pts|, relative to frame 0
+    start_offset_s: float | None = None  # output's first pts minus the input's
+    time_base: str | None = None
 
 
 @dataclass
@@ -29,6 +53,8 @@ class UpscaleOutcome:
     preset: PresetInfo
     ffmpeg: FFmpegBinary
     probe: ProbeInfo | None
+    check: OutputCheck = field(default_factory=OutputCheck)
+    notes: list[str] = field(default_factory=list)
 
 
 def check_input(source: InputSpec) -> None:
@@ -81,9 +107,48 @@ def build_engine(model: torch.nn.Module, preset: PresetInfo, settings: UpscaleSe
                          calibration=ranges_from_metadata(preset.metadata, model))
 
 
+_TEMP = re.compile(r"^\.(?P<stem>.*)\.partial-(?P<pid>\d+)-[0-9a-f]{6}(?P<suffix>.*)$")
+
+
 def temporary_output(output: str) -> Path:
     out = Path(output)
     return out.with_name(f".{out.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}{out.suffix}")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # not ours to signal, or a platform that cannot tell: assume alive
+    return True
+
+
+def sweep_stale_temporaries(output: str) -> list[Path]:
+    """Remove temporary outputs for OUT left by runs that died (SIGKILL, power loss)."""
+    out = Path(output)
+    removed: list[Path] = []
+    if not out.parent.is_dir():
+        return removed
+    for entry in out.parent.glob(f".{out.stem}.partial-*"):
+        m = _TEMP.match(entry.name)
+        if m and m["stem"] == out.stem and m["suffix"] == out.suffix and not pid_alive(int(m["pid"])):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def check_writable_file(path: str, what: str) -> None:
+    """An output file's folder must exist and be writable, before hours of work are spent."""
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"{what} {path}: is a folder; give a file name")
+    parent = target.parent
+    if not parent.exists():
+        raise OutputError(f"{what} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{what} {path}: folder {parent} is not writable")
 
 
 def check_output(source: InputSpec, output: str, overwrite: bool) -> None:
@@ -92,14 +157,94 @@ def check_output(source: InputSpec, output: str, overwrite: bool) -> None:
     out = Path(output)
     if not source.is_stdin and out.resolve() == Path(source.path).resolve():
         raise OutputError(f"{output}: output is the input file; choose another name")
-    if out.is_dir():
-        raise OutputError(f"{output}: is a folder; give a file name")
-    if out.exists() and not overwrite:
+    if out.exists() and not out.is_dir() and not overwrite:
         raise OutputError(f"{output}: already exists (use -y/--overwrite to replace it)")
-    if not out.parent.exists():
-        raise OutputError(f"{output}: folder {out.parent} does not exist")
-    if not os.access(out.parent, os.W_OK):
-        raise OutputError(f"{output}: folder {out.parent} is not writable")
+    check_writable_file(output, "OUT")
+
+
+def check_timings_path(path: str | None) -> None:
+    if path is None:
+        return
+    if Path(path).suffix.lower() not in TIMINGS_SUFFIXES:
+        raise UsageError(f"--timings {path}: use a .csv or .json file name")
+    check_writable_file(path, "--timings")
+
+
+def publish(target: Path, output: str, overwrite: bool) -> None:
+    """Move the verified file into place; without -y never over a file that appeared meanwhile."""
+    if overwrite:
+        os.replace(target, output)
+        return
+    try:
+        os.link(target, output)  # atomic and fails if OUT exists
+    except FileExistsError:
+        raise OutputError(f"{output}: appeared while this run was working; not replaced "
+                          "(run again with -y to replace it)") from None
+    except OSError:
+        if os.path.exists(output):  # no hard links on this file system: check, then rename
+            raise OutputError(f"{output}: appeared while this run was working; not replaced "
+                              "(run again with -y to replace it)") from None
+        os.replace(target, output)
+        return
+    target.unlink()
+
+
+def verify_output(ffmpeg: str, path: Path, output: str, settings: UpscaleSettings,
+                  result: RunResult, shift_s: Fraction) -> OutputCheck:
+    """Count the written file's video packets and compare their timestamps with the input's."""
+    tb, pts, _ = list_packets(ffmpeg, str(path))
+    check = OutputCheck(frames=len(pts), time_base=f"{tb.numerator}/{tb.denominator}")
+    if len(pts) != result.frames_written:
+        raise OutputError(f"{output}: the written file has {len(pts)} frames, "
+                          f"{result.frames_written} were encoded; not published")
+    muxer = output_muxer(output, settings.encode.format)
+    if muxer in _UNTIMED_MUXERS or not result.frame_times_s:
+        return check
+    want = [t + shift_s for t in result.frame_times_s]
+    got = [p * tb for p in pts]
+    check.start_offset_s = float(got[0] - want[0])
+    errors = [abs((g - got[0]) - (w - want[0])) for g, w in zip(got, want)]
+    check.max_time_error_s = float(max(errors))
+    tolerance = tb + Fraction(1, 1_000_000)  # one output tick, plus the pipe's microsecond
+    if max(errors) > tolerance:
+        worst = errors.index(max(errors))
+        raise OutputError(f"{output}: frame {worst} is at {float(got[worst] - got[0]):.6f} s in the written "
+                          f"file but {float(want[worst] - want[0]):.6f} s in the input; not published")
+    return check
+
+
+def output_video_for(header: Y4MHeader, scale: int, codec: str, probe: ProbeInfo | None,
+                     chroma_location: str | None, deinterlace: str | None) -> tuple[OutputVideo, str | None]:
+    """Everything the encoder sets on the frames, from the decoded header and the probe; and a
+    note when the encoder needs the size cropped to even."""
+    hr = header.geometry.scaled(scale)
+    crop = even_size_for(codec, hr.width, hr.height, hr.chroma_shift) if hr.has_chroma else None
+    note = None
+    if crop is not None:
+        note = f"cropped {hr.width}x{hr.height} to {crop[0]}x{crop[1]}: {codec} needs even sizes for {hr.pix_fmt}"
+    frame = probe.frame if probe is not None else None
+    video = OutputVideo(
+        full_range=header.full_range, color=probe.best_color if probe else OutputVideo().color,
+        chroma_location=chroma_location if header.geometry.has_chroma else None,
+        mastering=frame.mastering if frame else None, content_light=frame.content_light if frame else None,
+        time_base=probe.time_base if probe is not None and deinterlace != "field" else None,
+        crop=crop, source_start_s=probe.start_s if probe is not None else 0.0,
+        field_mode=(probe.interlaced or "prog") if probe is not None and deinterlace is None else "prog")
+    return video, note
+
+
+def choose_deinterlace(settings: UpscaleSettings, probe: ProbeInfo | None) -> str | None:
+    if settings.deinterlace not in DEINTERLACE_MODES:
+        raise UsageError(f"--deinterlace {settings.deinterlace}: choose {', '.join(DEINTERLACE_MODES)}")
+    if settings.deinterlace != "auto":
+        return None if settings.deinterlace == "off" else settings.deinterlace
+    if probe is None:
+        return "flagged"  # stdin: deinterlace each frame that says it is interlaced
+    return "frame" if probe.interlaced else None
+
+
+def build_decode_command(ffmpeg: str, source: InputSpec, deinterlace: str | None) -> list[str]:
+    return build_timed_decode_args(ffmpeg, build_input_args(source), build_deinterlace_filter(deinterlace))
 
 
 def upscale_video(settings: UpscaleSettings, *, on_start: Callable[[Y4MHeader, ProbeInfo | None], None] | None = None,
@@ -109,34 +254,84 @@ def upscale_video(settings: UpscaleSettings, *, on_start: Callable[[Y4MHeader, P
         raise UsageError("writing to stdout needs --format (e.g. --format nut or --format yuv4mpegpipe)")
     check_input(source)
     check_output(source, settings.output, settings.overwrite)
+    check_timings_path(settings.timings_path)
     model, preset = load_preset(settings.preset)
     ffmpeg = locate_ffmpeg()
     probe = None
-    if not source.is_stdin and source.raw is None:
-        probe = probe_file(ffmpeg.path, source.path)
-    upscaler = FrameUpscaler(preset.scale, build_engine(model, preset, settings))
-    target = temporary_output(settings.output) if settings.output != "-" else None
+    if not source.is_stdin:
+        probe = probe_file(ffmpeg.path, source.path, input_args=build_input_args(source)[:-2],
+                           first_frame=True)
+    deinterlace = choose_deinterlace(settings, probe)
+    siting = probe.frame.chroma_location if probe is not None and probe.frame is not None else None
+    upscaler = FrameUpscaler(preset.scale, build_engine(model, preset, settings), siting)
+    codec, _ = resolve_codec(settings.output, settings.encode)
+    notes = describe_input(settings, probe, deinterlace)
+    target = None
+    if settings.output != "-":
+        sweep_stale_temporaries(settings.output)
+        target = temporary_output(settings.output)
     encode_to = str(target) if target is not None else "-"
+    sinks: list[EncoderSink] = []
 
     def build_encoder(header: Y4MHeader) -> list[str]:
-        return build_encode_args(ffmpeg.path, encode_to, settings.encode, full_range=header.full_range,
-                                 source=source, probe=probe)
+        video, note = output_video_for(header, preset.scale, codec, probe, upscaler.chroma_location,
+                                       deinterlace)
+        if note:
+            notes.append(note)
+        return build_encode_args(ffmpeg.path, encode_to, settings.encode, source=source, probe=probe,
+                                 video=video, timed=True)
+
+    frame = probe.frame if probe is not None else None
+    hdr_colour = build_hdr_colour(frame.mastering, frame.content_light) if frame is not None else b""
+
+    def make_sink(lr: Y4MHeader, hr: Y4MHeader) -> EncoderSink:
+        sink = EncoderSink(build_encoder(lr), hr, "inherit" if target is None else "devnull", True, hdr_colour)
+        sinks.append(sink)
+        return sink
 
     def started(header: Y4MHeader) -> None:
+        if upscaler.chroma_location is None and header.geometry.chroma_shift == (1, 1):
+            upscaler.chroma_location = _Y4M_SITING.get(header.colorspace_token, None)
         if on_start is not None:
             on_start(header, probe)
 
     try:
         result = run_pipeline(
-            build_decode_args(ffmpeg.path, source),
-            encoder_sink(build_encoder, stdout="inherit" if target is None else "devnull"), upscaler,
+            build_decode_command(ffmpeg.path, source, deinterlace), make_sink, upscaler,
             decoder_stdin="inherit" if source.is_stdin else "devnull",
-            queue_size=settings.queue_size, strict_decode=settings.strict_decode,
+            queue_size=settings.queue_size, strict_decode=settings.strict_decode, timed=True,
             on_start=started, on_progress=on_progress,
         )
+        check = OutputCheck(frames=result.frames_written)
+        shift_us = sinks[0].shift_us if sinks else 0
+        if shift_us:
+            notes.append(f"timestamps shifted by {shift_us / 1e6:.6f} s: the input starts before 0")
         if target is not None:
-            os.replace(target, settings.output)
+            check = verify_output(ffmpeg.path, target, settings.output, settings, result,
+                                  Fraction(shift_us, 1_000_000))
+            publish(target, settings.output, settings.overwrite)
     finally:
         if target is not None and target.exists():
             target.unlink()
-    return UpscaleOutcome(result, preset, ffmpeg, probe)
+    return UpscaleOutcome(result, preset, ffmpeg, probe, check, notes)
+
+
+def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterlace: str | None) -> list[str]:
+    """Lines for the summary: whatever the run does beyond upscaling, said, never silent."""
+    notes = []
+    if deinterlace == "frame" or deinterlace == "field":
+        why = f"the source is interlaced ({probe.interlaced})" if probe and probe.interlaced else "--deinterlace"
+        rate = "one frame per frame" if deinterlace == "frame" else "one frame per field (double rate)"
+        notes.append(f"deinterlaced with bwdif, {rate}: {why}")
+    elif deinterlace == "flagged":
+        notes.append("stdin: frames flagged interlaced are deinterlaced with bwdif (--deinterlace off keeps them woven)")
+    elif probe is not None and probe.interlaced and settings.deinterlace == "off":
+        notes.append(f"the source is interlaced ({probe.interlaced}); kept woven (--deinterlace off)")
+    src = settings.input
+    if src.is_stdin and settings.encode.copy_streams:
+        notes.append("stdin: only the video of a pipe is read; audio, subtitles and chapters are not kept "
+                     "(give the file as IN to keep them)")
+    elif probe is not None and probe.audio_streams and not copies_from_source(
+            settings.output, settings.encode, src, probe) and settings.encode.copy_streams:
+        notes.append(f"{probe.audio_streams} audio stream(s) not kept: the output format has no place for them")
+    return notes

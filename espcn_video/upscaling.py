@@ -6,21 +6,32 @@ import numpy as np
 
 from espcn_video.ffmpeg.y4m import FrameGeometry
 from espcn_video.model.engines import LumaEngine
-from espcn_video.resample import upscale_planes_bicubic
+from espcn_video.resample import chroma_centres, upscale_planes_bicubic
 
 
 class FrameUpscaler:
-    """Super-resolves Y with `engine`; None means plain bicubic for every plane (the baseline)."""
+    """Super-resolves Y with `engine`; None means plain bicubic for every plane (the baseline).
 
-    def __init__(self, scale: int, engine: LumaEngine | None = None) -> None:
+    `chroma_location` (ffmpeg's name: left, center, topleft, ...) puts the chroma grid where the
+    source sited it; the output keeps the same siting.
+    """
+
+    def __init__(self, scale: int, engine: LumaEngine | None = None,
+                 chroma_location: str | None = None) -> None:
         if engine is not None and engine.scale != scale:
             raise ValueError(f"engine scale {engine.scale} != requested scale {scale}")
         self.scale = scale
         self.engine = engine
+        self.chroma_location = chroma_location
 
     @property
     def method(self) -> str:
         return "bicubic" if self.engine is None else self.engine.name
+
+    def _chroma(self, planes: list[np.ndarray], lr: FrameGeometry,
+                shapes: list[tuple[int, int]]) -> list[np.ndarray]:
+        centres = chroma_centres(self.chroma_location, lr.chroma_shift)
+        return upscale_planes_bicubic(planes, self.scale, shapes, lr.peak, centres)
 
     def upscale(self, planes: list[np.ndarray], lr: FrameGeometry) -> list[np.ndarray]:
         hr = lr.scaled(self.scale)
@@ -29,14 +40,14 @@ class FrameUpscaler:
             if len(planes) == 1:
                 return upscale_planes_bicubic(planes, self.scale, shapes, lr.peak)
             return (upscale_planes_bicubic(planes[:1], self.scale, shapes[:1], lr.peak)
-                    + upscale_planes_bicubic(planes[1:], self.scale, shapes[1:], lr.peak))
+                    + self._chroma(planes[1:], lr, shapes[1:]))
         start = getattr(self.engine, "start_luma", None)
         if len(planes) > 1 and start is not None:
             # The engine runs on its own threads: resample chroma meanwhile.
             pending = start(planes[0], lr.peak)
-            chroma = upscale_planes_bicubic(planes[1:], self.scale, shapes[1:], lr.peak)
+            chroma = self._chroma(planes[1:], lr, shapes[1:])
             return [pending(), *chroma]
         out = [self.engine.upscale_luma(planes[0], lr.peak)]
         if len(planes) > 1:
-            out += upscale_planes_bicubic(planes[1:], self.scale, shapes[1:], lr.peak)
+            out += self._chroma(planes[1:], lr, shapes[1:])
         return out

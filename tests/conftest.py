@@ -61,6 +61,19 @@ def random_preset(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], P
     return make
 
 
+@pytest.fixture
+def fake_ffmpeg(tmp_path: Path, ffmpeg: str) -> Callable[[str], dict[str, str]]:
+    """env(mode): the environment that makes the CLI run tests/fake_ffmpeg.py in that mode."""
+    wrapper = tmp_path / "ffmpeg"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{REPO / "tests" / "fake_ffmpeg.py"}" "$@"\n')
+    wrapper.chmod(0o755)
+
+    def env(mode: str) -> dict[str, str]:
+        return {"ESPCN_VIDEO_FFMPEG": str(wrapper), "FAKE_REAL_FFMPEG": ffmpeg, "FAKE_MODE": mode}
+
+    return env
+
+
 def run_cli(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None,
             timeout: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess[bytes]:
     """The CLI as a user runs it: a real child process, with a timeout so a hang fails."""
@@ -73,7 +86,7 @@ def run_cli(*args: str, stdin: bytes | None = None, env: dict[str, str] | None =
 def decode_y4m(ffmpeg: str, path: Path | str, *extra: str) -> tuple[Y4MHeader, list[list[np.ndarray]]]:
     """All frames of a video as planes, through ffmpeg -> y4m (the same reader the pipeline uses)."""
     cmd = [ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", *extra,
-           "-strict", "-1", "-f", "yuv4mpegpipe", "-"]
+           "-fps_mode", "passthrough", "-strict", "-1", "-f", "yuv4mpegpipe", "-"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     header = read_header(proc.stdout)

@@ -25,7 +25,7 @@ def main() -> int:
     args = sys.argv[1:]
     real = os.environ["FAKE_REAL_FFMPEG"]
     mode = os.environ.get("FAKE_MODE", "")
-    is_decoder = args[-1] == "pipe:1" and "yuv4mpegpipe" in args and "pipe:0" not in args
+    is_decoder = "pipe:1" in args and "yuv4mpegpipe" in args and "pipe:0" not in args
     is_encoder = "pipe:0" in args
     once = os.environ.get("FAKE_ONCE", "")
     if is_decoder and mode in ("fail-once", "kill-worker-once") and once and os.path.exists(once):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -24,18 +24,6 @@ def _one_error_line(done: subprocess.CompletedProcess[bytes]) -> str:
     assert len(lines) == 1, err
     assert lines[0].startswith("espcn-video: error: ")
     return lines[0]
-
-
-@pytest.fixture
-def fake_ffmpeg(tmp_path: Path, ffmpeg: str) -> Callable[[str], dict[str, str]]:
-    wrapper = tmp_path / "ffmpeg"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{REPO / "tests" / "fake_ffmpeg.py"}" "$@"\n')
-    wrapper.chmod(0o755)
-
-    def env(mode: str) -> dict[str, str]:
-        return {"ESPCN_VIDEO_FFMPEG": str(wrapper), "FAKE_REAL_FFMPEG": ffmpeg, "FAKE_MODE": mode}
-
-    return env
 
 
 @pytest.fixture
@@ -139,7 +127,8 @@ def test_no_ffmpeg_at_all(src: Path, tmp_path: Path, random_preset: Callable[[in
 
 
 @pytest.mark.parametrize("mode,expected", [
-    ("decoder-dies", "ffmpeg decoder failed (exit 1): [h264 @ 0x1] Invalid NAL unit size (corrupt input) (reader stage at frame 2)"),
+    # the fake's frames outrun the real decoder's timestamps: the reader stops at frame 1 or 2
+        ("decoder-dies", "ffmpeg decoder failed (exit 1): [h264 @ 0x1] Invalid NAL unit size (corrupt input) (reader stage at frame "),
     ("decoder-partial", "decoder output: frame 1 is truncated (1149 of 2304 bytes): the stream is corrupt or ended mid-frame (reader stage at frame 1)"),
     ("stderr-flood", "ffmpeg decoder failed (exit 1):"),
     ("encoder-no-space", "ffmpeg encoder failed (exit 1): [out#0/mp4] Error writing trailer: No space left on device"),
@@ -170,8 +159,90 @@ def _children(pid: int) -> set[int]:
     return kids
 
 
+def _start_and_wait_for_children(src: Path, out: Path, preset: Path, env: dict[str, str],
+                                 *extra: str) -> tuple[subprocess.Popen[bytes], set[int]]:
+    proc = subprocess.Popen([sys.executable, "-m", "espcn_video", "upscale", str(src), str(out), "--preset", str(preset),
+                             *extra], env={**os.environ, **env}, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    kids: set[int] = set()
+    while time.monotonic() < deadline and len(kids) < 2:  # decoder and encoder are running
+        kids = _children(proc.pid)
+        time.sleep(0.1)
+    assert len(kids) >= 2
+    return proc, kids
+
+
+def _gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+@pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_and_sigterm_leave_no_process_and_no_output(src: Path, tmp_path: Path,
+                                                           random_preset: Callable[[int], Path],
+                                                           fake_ffmpeg: Callable[[str], dict[str, str]],
+                                                           sig: signal.Signals, code: int, word: str) -> None:
+    out = tmp_path / "o.mp4"
+    proc, kids = _start_and_wait_for_children(src, out, random_preset(2), fake_ffmpeg("decoder-slow"))
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 1.0
+    assert proc.returncode == code, err.decode()
+    assert "Traceback" not in err.decode() and word in err.decode()
+    assert all(_gone(kid) for kid in kids)
+    assert [p.name for p in tmp_path.iterdir() if p.name != "ffmpeg"] == []
+
+
+def test_sigkill_takes_the_children_along_and_the_next_run_sweeps_the_partial(
+        src: Path, tmp_path: Path, random_preset: Callable[[int], Path],
+        fake_ffmpeg: Callable[[str], dict[str, str]]) -> None:
+    out = tmp_path / "o.mkv"
+    proc, kids = _start_and_wait_for_children(src, out, random_preset(2), fake_ffmpeg("decoder-slow"),
+                                              "--codec", "ffv1")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not list(tmp_path.glob(".o.partial-*")):
+        time.sleep(0.1)  # the encoder has written part of the file
+    proc.kill()
+    proc.communicate(timeout=30)
+    time.sleep(1.0)
+    assert all(_gone(kid) for kid in kids)  # PR_SET_PDEATHSIG: no encoder writes on
+    assert [p.name.startswith(".o.partial-") for p in tmp_path.iterdir() if p.name != "ffmpeg"] == [True]
+    done = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)), "--codec", "ffv1")
+    assert done.returncode == 0, done.stderr.decode()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "ffmpeg") == ["o.mkv"]
+
+
+def test_output_that_appears_during_the_run_is_not_replaced(src: Path, tmp_path: Path,
+                                                            random_preset: Callable[[int], Path],
+                                                            fake_ffmpeg: Callable[[str], dict[str, str]]) -> None:
+    out = tmp_path / "o.mkv"
+    proc, _ = _start_and_wait_for_children(src, out, random_preset(2), fake_ffmpeg("decoder-slow"))
+    out.write_text("another run's result")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "o.mkv: appeared while this run was working; not replaced" in err.decode()
+    assert out.read_text() == "another run's result"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "ffmpeg") == ["o.mkv"]
+
+
+def test_runs_without_posix_only_modules(src: Path, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
+    """Windows has no fcntl or resource: the package must import and upscale without them."""
+    out = tmp_path / "o.mkv"
+    code = ("import sys; sys.modules['fcntl'] = None; sys.modules['resource'] = None; "
+            "from espcn_video.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", code, "upscale", str(src), str(out), "--preset",
+                           str(random_preset(2)), "--codec", "ffv1", "--json"],
+                          capture_output=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr.decode()
+    import json
+    summary = json.loads(done.stdout)
+    assert summary["frames"] == 20 and summary["peak_memory"]["python_mb"] is None
+
+
 def test_ctrl_c_leaves_no_process_and_no_output(src: Path, tmp_path: Path, random_preset: Callable[[int], Path],
                                                 fake_ffmpeg: Callable[[str], dict[str, str]]) -> None:
+    """A decoder that hangs mid-stream: Ctrl-C still returns at once."""
     out = tmp_path / "o.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "espcn_video", "upscale", str(src), str(out),
                              "--preset", str(random_preset(2))],

@@ -9,9 +9,13 @@ import numpy as np
 import pytest
 
 from espcn_video.config import EncodeSettings, InputSpec, RawInput
-from espcn_video.errors import StreamFormatError, TruncatedFrame
-from espcn_video.ffmpeg.args import build_decode_args, build_encode_args
-from espcn_video.ffmpeg.probe import ColorTags, ProbeInfo, parse_probe_output
+from espcn_video.errors import EspcnVideoError, StreamFormatError, TruncatedFrame
+from espcn_video.ffmpeg import mkv
+from espcn_video.ffmpeg.args import (OutputVideo, build_deinterlace_filter, build_decode_args, build_encode_args,
+                                     build_hdr_args, build_timed_decode_args, even_size_for)
+from espcn_video.ffmpeg.probe import (ColorTags, FrameProps, MasteringDisplay, ProbeInfo, parse_first_frame,
+                                      parse_probe_output)
+from espcn_video.ffmpeg.timestamps import FrameTimes
 from espcn_video.ffmpeg.y4m import (FrameGeometry, Y4MHeader, parse_header, read_frame,
                                     read_header, write_frame)
 from espcn_video.resample import upscale_planes_bicubic
@@ -49,6 +53,7 @@ def test_encode_args_mp4_copies_streams_and_colour() -> None:
         "ff", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "yuv4mpegpipe", "-i", "pipe:0",
         "-i", "in.mkv", "-map", "0:v:0", "-map", "1:a?", "-map", "1:s?", "-map_chapters", "1",
         "-map_metadata", "1", "-c:a", "copy", "-c:s", "mov_text",
+        "-vf", "setparams=field_mode=prog:range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709",
         "-c:v", "libx264", "-crf", "18",
         "-color_range", "tv", "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
         "-fps_mode", "passthrough", "-strict", "-1", "-y", ".o.partial.mp4"]
@@ -59,7 +64,8 @@ def test_encode_args_y4m_has_no_audio_and_full_range() -> None:
                              source=InputSpec("in.mp4"), probe=_probe(color=ColorTags()))
     assert args == [
         "ff", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "yuv4mpegpipe", "-i", "pipe:0",
-        "-map", "0:v:0", "-c:v", "rawvideo", "-color_range", "pc", "-fps_mode", "passthrough",
+        "-map", "0:v:0", "-vf", "setparams=field_mode=prog:range=pc", "-c:v", "rawvideo",
+        "-color_range", "pc", "-fps_mode", "passthrough",
         "-strict", "-1", "-f", "yuv4mpegpipe", "-y", "o.y4m"]
 
 
@@ -69,7 +75,8 @@ def test_encode_args_stdout_mp4_user_codec_and_extras() -> None:
     args = build_encode_args("ff", "-", settings, full_range=False, source=InputSpec("-"), probe=None)
     assert args == [
         "ff", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "yuv4mpegpipe", "-i", "pipe:0",
-        "-map", "0:v:0", "-c:v", "libx265", "-crf", "22", "-preset", "fast", "-color_range", "tv",
+        "-map", "0:v:0", "-vf", "setparams=field_mode=prog:range=tv", "-c:v", "libx265", "-crf", "22",
+        "-preset", "fast", "-color_range", "tv",
         "-fps_mode", "passthrough", "-strict", "-1", "-tag:v", "hvc1", "-f", "mp4",
         "-movflags", "frag_keyframe+empty_moov", "-y", "pipe:1"]
 
@@ -89,7 +96,9 @@ At least one output file must be specified
 def test_parse_probe_output() -> None:
     info = parse_probe_output(PROBE_TEXT)
     assert info == ProbeInfo(62.5, "hevc", "yuv420p10le", 3840, 2160, 23.98,
-                             ColorTags("tv", "bt2020nc", "bt2020", "smpte2084"), 1, ("subrip",), 2)
+                             ColorTags("tv", "bt2020nc", "bt2020", "smpte2084"), 1, ("subrip",), 2,
+                             field_order="progressive", time_base=Fraction(1, 1000))
+    assert info.interlaced is None
     assert info.estimated_frames() == 1499
 
 
@@ -168,3 +177,95 @@ def test_odd_chroma_is_cropped_to_output_geometry() -> None:
     assert hr.plane_shapes[1] == (26, 50)
     out = upscale_planes_bicubic([np.zeros((9, 17), np.uint8)] * 2, 3, hr.plane_shapes[1:], 255)
     assert [o.shape for o in out] == [(26, 50), (26, 50)]
+
+
+# -- timestamps, the Matroska pipe, HDR, siting: the pure pieces of "nothing lost" --------------
+
+def test_timed_decode_args_split_frames_and_timestamps() -> None:
+    args = build_timed_decode_args("ff", ["-i", "in.mkv"], build_deinterlace_filter("frame"))
+    assert args == [
+        "ff", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "in.mkv", "-filter_complex",
+        "[0:v:0]bwdif=mode=send_frame:parity=auto:deint=all," + FORMATS + ",split=2[frames][times]",
+        "-map", "[frames]", "-fps_mode", "passthrough", "-strict", "-1", "-f", "yuv4mpegpipe", "pipe:1",
+        "-map", "[times]", "-c:v", "wrapped_avframe", "-fps_mode", "passthrough", "-enc_time_base", "filter",
+        "-flush_packets", "1", "-f", "framecrc", "pipe:2"]
+    assert build_deinterlace_filter(None) == [] and build_deinterlace_filter("off") == []
+    assert build_deinterlace_filter("field") == ["bwdif=mode=send_field:parity=auto:deint=all"]
+    assert build_deinterlace_filter("flagged") == ["bwdif=mode=send_frame:parity=auto:deint=interlaced"]
+
+
+HDR = MasteringDisplay((0.68, 0.32), (0.265, 0.69), (0.15, 0.06), (0.3127, 0.329), 0.0001, 1000.0)
+
+
+def test_timed_encode_args_keep_times_colour_siting_hdr_and_crop() -> None:
+    video = OutputVideo(color=ColorTags("tv", "bt2020nc", "bt2020", "smpte2084"), chroma_location="left",
+                        mastering=HDR, content_light=(1000, 400), time_base=Fraction(1, 90000),
+                        crop=(962, 542), source_start_s=1.4)
+    args = build_encode_args("ff", ".o.partial.mkv", EncodeSettings(codec="libx265"), source=InputSpec("in.ts"),
+                             probe=_probe(), video=video, timed=True)
+    assert args == [
+        "ff", "-nostdin", "-hide_banner", "-loglevel", "error", "-copyts", "-f", "matroska", "-i", "pipe:0",
+        "-itsoffset", "-1.400000", "-i", "in.ts", "-map", "0:v:0", "-map", "1:a?", "-map", "1:s?",
+        "-map_chapters", "1", "-map_metadata", "1", "-c:a", "copy", "-c:s", "copy",
+        "-vf", "setparams=field_mode=prog:range=tv:color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc:"
+               "chroma_location=left,crop=962:542:0:0",
+        "-c:v", "libx265", "-color_range", "tv", "-color_primaries", "bt2020", "-color_trc", "smpte2084",
+        "-colorspace", "bt2020nc", "-x265-params",
+        "master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):max-cll=1000,400",
+        "-enc_time_base", "1/90000", "-fps_mode", "passthrough", "-strict", "-1", "-y", ".o.partial.mkv"]
+    assert build_hdr_args("libsvtav1", video) == [
+        "-svtav1-params", "mastering-display=G(0.2650,0.6900)B(0.1500,0.0600)R(0.6800,0.3200)"
+                          "WP(0.3127,0.3290)L(1000.0000,0.0001):content-light=1000,400"]
+    assert build_hdr_args("libx264", video) == []
+
+
+def test_even_sizes_only_where_the_encoder_needs_them() -> None:
+    assert even_size_for("libx264", 963, 543, (1, 1)) == (962, 542)
+    assert even_size_for("libx264", 963, 543, (1, 0)) == (962, 543)  # 4:2:2: width only
+    assert even_size_for("libx264", 963, 543, (0, 0)) is None
+    assert even_size_for("h264_nvenc", 9, 9, (1, 1)) == (8, 8)
+    assert even_size_for("ffv1", 963, 543, (1, 1)) is None and even_size_for("libvpx-vp9", 9, 9, (1, 1)) is None
+
+
+def test_frame_times_route_framecrc_lines_and_take_off_the_start() -> None:
+    times = FrameTimes(offset_us=1_400_000)
+    assert times.route("#tb 0: 1/90000") and times.route("#software: Lavf63.1.102")
+    assert times.route("0,     126000,     126000,     3600,      424, 0x2b8d15f2")
+    assert not times.route("[h264 @ 0x1] error while decoding MB 3 4")
+    assert times.seconds(0, lambda: False) == 0
+    times.route("0,     129600,     129600,     3600,      424, 0x2b8d15f2")
+    assert times.seconds(1, lambda: False) == Fraction(1, 25)
+    times.close()
+    with pytest.raises(EspcnVideoError, match="no timestamp for frame 2"):
+        times.seconds(2, lambda: False)
+
+
+SHOWINFO = """Input #0, matroska,webm, from 'hdr.mkv':
+  Duration: 00:00:01.00, start: 0.000000, bitrate: 57 kb/s
+  Stream #0:0: Video: hevc (Main 10), yuv420p10le(tv, bt2020nc/bt2020/smpte2084, top first), 64x48 [SAR 1:1 DAR 4:3], 25 fps, 25 tbr, 90k tbn
+[Parsed_showinfo_0 @ 0x7f] n:   0 pts:      0 pts_time:0       duration:     40 duration_time:0.04    fmt:yuv420p10le cl:topleft sar:1/1 s:64x48 i:T iskey:1 type:I checksum:12749164
+[Parsed_showinfo_0 @ 0x7f]   side data - Mastering display metadata: has_primaries:1 has_luminance:1 r(0.6800,0.3200) g(0.2650,0.6900) b(0.1500 0.0600) wp(0.3127, 0.3290) min_luminance=0.000100, max_luminance=1000.000000
+[Parsed_showinfo_0 @ 0x7f]   side data - Content light level metadata: MaxCLL=1000, MaxFALL=400
+[Parsed_showinfo_0 @ 0x7f] color_range:tv color_space:bt2020nc color_primaries:bt2020 color_trc:smpte2084
+"""
+
+
+def test_first_frame_probe_reads_siting_fields_and_hdr() -> None:
+    info = parse_probe_output(SHOWINFO)
+    frame = parse_first_frame(SHOWINFO)
+    assert info.field_order == "top first" and info.time_base == Fraction(1, 90000)
+    assert info.color == ColorTags("tv", "bt2020nc", "bt2020", "smpte2084")
+    assert frame == FrameProps("topleft", "tff", HDR, (1000, 400), ColorTags("tv", "bt2020nc", "bt2020", "smpte2084"))
+
+
+def test_matroska_pipe_header_is_what_ffmpeg_needs() -> None:
+    head = mkv.build_stream_header(FrameGeometry(5, 3, "yuv420p10le"), sar=(4, 3), frame_duration_ns=40_000_000,
+                                   hdr_colour=mkv.build_hdr_colour(HDR, (1000, 400)))
+    assert head.startswith(b"\x1a\x45\xdf\xa3") and b"V_UNCOMPRESSED" in head and b"Y3\x0b\x0a" in head
+    assert b"\x18\x53\x80\x67" + mkv.UNKNOWN_SIZE in head  # a live Segment: no size, no seeking
+    buf = io.BytesIO()
+    mkv.write_frame(buf, [np.zeros((3, 5), "<u2"), np.ones((2, 3), "<u2"), np.ones((2, 3), "<u2")], 40_000)
+    cluster = buf.getvalue()
+    assert cluster.startswith(b"\x1f\x43\xb6\x75") and len(cluster) == 4 + 8 + (1 + 8 + 2) + 1 + 8 + 4 + 2 * 27
+    with pytest.raises(ValueError, match="negative timestamp"):
+        mkv.write_frame(buf, [np.zeros((1, 1), np.uint8)], -1)

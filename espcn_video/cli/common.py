@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any, TypeVar
@@ -26,6 +29,7 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_THRESHOLD = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports it
 
 SCHEMA_VERSION = 1
 
@@ -41,18 +45,46 @@ def fail(message: str, exit_code: int = EXIT_FAILURE) -> None:
     sys.exit(exit_code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, timeout, systemd, docker stop): the same clean-up as Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM unwinds the main thread like Ctrl-C: children killed, temporary files removed."""
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _exit_now(message: str, code: int) -> None:
+    """After an interrupt the children are dead and the temporary files gone (the finally blocks
+    ran on the way here); skip the second of interpreter teardown that torch and OpenVINO cost."""
+    click.echo(message, err=True)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def guarded(func: F) -> F:
-    """Turn project errors into one-line messages, Ctrl-C into exit 130, never a traceback."""
+    """Turn project errors into one-line messages, Ctrl-C into exit 130, SIGTERM into 143, never a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        install_signal_handlers()
         try:
             return func(*args, **kwargs)
         except EspcnVideoError as exc:
             fail(str(exc), exc.exit_code)
+        except Terminated:
+            _exit_now("espcn-video: terminated", EXIT_TERMINATED)
         except KeyboardInterrupt:
-            click.echo("espcn-video: interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+            _exit_now("espcn-video: interrupted", EXIT_INTERRUPTED)
         except BrokenPipeError:
             # stdout closed by the reader (e.g. `| head`): nothing left to say.
             sys.exit(EXIT_FAILURE)

@@ -109,6 +109,9 @@ class _Display:
 @click.option("--json", "as_json", is_flag=True, help="Summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 @click.option("--ignore-decode-errors", is_flag=True, help="Keep the output when the decoder reports a damaged input.")
+@click.option("--deinterlace", type=click.Choice(["auto", "off", "frame", "field"]), default="auto", show_default=True,
+              help="Interlaced input: auto deinterlaces (bwdif, one frame per frame) when the source says it is "
+                   "interlaced; frame/field force it (field doubles the rate); off keeps fields woven.")
 @click.option("-y", "--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--chunks", default=None, help="Split into chunks on Dask: 'auto' (about 20 s each) or a number.")
 @click.option("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://HOST:8786 (with --chunks).")
@@ -121,8 +124,8 @@ def upscale_cmd(input_path: str, output: str, scale: int | None, preset: str | N
                 encoder_preset: str | None, fmt: str | None, output_args: str, audio_codec: str,
                 no_copy_streams: bool, input_size: str | None, input_pix_fmt: str | None,
                 input_rate: str | None, timings_path: str | None, as_json: bool, quiet: bool,
-                ignore_decode_errors: bool, overwrite: bool, chunks: str | None, scheduler: str | None,
-                local_workers: int, resume: bool) -> None:
+                ignore_decode_errors: bool, deinterlace: str, overwrite: bool, chunks: str | None,
+                scheduler: str | None, local_workers: int, resume: bool) -> None:
     """Super-resolve IN into OUT: ESPCN on Y, bicubic U and V, audio and subtitles kept.
 
     IN and OUT may be '-' for stdin and stdout.
@@ -142,9 +145,14 @@ def upscale_cmd(input_path: str, output: str, scale: int | None, preset: str | N
                               extra_args=extra, audio_codec=audio_codec,
                               copy_streams=not no_copy_streams),
         threads=threads, device=device, backend=backend, precision=precision, overwrite=overwrite,
-        strict_decode=not ignore_decode_errors,
+        strict_decode=not ignore_decode_errors, deinterlace=deinterlace, timings_path=timings_path,
     )
     if chunks is not None or resume or scheduler:
+        refused = [name for name, used in (("--timings", timings_path is not None), ("--device", device != "cpu"))
+                   if used]
+        if refused:
+            raise UsageError(f"{', '.join(refused)} cannot be used with --chunks (each chunk runs on a "
+                             "Dask worker's CPU and keeps no per-frame timings)")
         run_chunked_cli(settings, chunks, scheduler, local_workers, resume, as_json, quiet)
         return
     from espcn_video.upscale import upscale_video
@@ -157,14 +165,31 @@ def upscale_cmd(input_path: str, output: str, scale: int | None, preset: str | N
         "input": input_path, "output": output, "preset": outcome.preset.name,
         "scale": outcome.preset.scale, "ffmpeg": {"path": outcome.ffmpeg.path, "version": outcome.ffmpeg.version},
         **run_summary(outcome.result),
+        "output_check": output_check_summary(outcome),
+        "notes": outcome.notes,
     }
+    summary["frames"] = outcome.check.frames if outcome.check.frames is not None else summary["frames"]
     if timings_path:
-        write_rows(timings_path, timing_rows(outcome.result.timings),
-                   {"schema_version": 1, "input": input_path, "output": output})
+        try:
+            write_rows(timings_path, timing_rows(outcome.result.timings),
+                       {"schema_version": 1, "input": input_path, "output": output})
+        except OSError as exc:
+            raise EspcnVideoError(f"--timings {timings_path}: cannot write it ({exc.strerror}); "
+                                  f"{output} was written") from None
     if as_json:
         emit_json(summary)
     elif not quiet:
         print_run_summary(stderr_console(), summary, f"espcn-video upscale {input_path} -> {output}")
+
+
+def output_check_summary(outcome: Any) -> dict[str, Any]:
+    """What was measured on the written file: frames counted, timestamps compared."""
+    check = outcome.check
+    doc: dict[str, Any] = {"frames_in_file": check.frames, "frames_read": outcome.result.frames_read}
+    if check.max_time_error_s is not None:
+        doc.update(time_base=check.time_base, max_time_error_s=round(check.max_time_error_s, 6),
+                   start_offset_s=round(check.start_offset_s or 0.0, 6))
+    return doc
 
 
 def parse_chunks(text: str | None) -> int | None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import PurePath
 
 from espcn_video.config import EncodeSettings, InputSpec
-from espcn_video.ffmpeg.probe import ColorTags, ProbeInfo
+from espcn_video.ffmpeg.probe import ColorTags, MasteringDisplay, ProbeInfo
 from espcn_video.ffmpeg.y4m import PIPE_PIX_FMTS
 
 COMMON = ["-nostdin", "-hide_banner", "-loglevel", "error"]
@@ -27,18 +30,49 @@ _MUXER_AUDIO = {"yuv4mpegpipe": False, "rawvideo": False, "image2": False, "imag
 _MP4_FAMILY = {".mp4", ".m4v", ".mov", "mp4", "mov", "ipod"}
 
 
+def build_input_args(source: InputSpec) -> list[str]:
+    """`-i IN`, with the size, format and rate a headerless .yuv needs."""
+    args: list[str] = []
+    if source.raw is not None:
+        raw = source.raw
+        args += ["-f", "rawvideo", "-pix_fmt", raw.pix_fmt, "-video_size", f"{raw.width}x{raw.height}",
+                 "-framerate", f"{raw.rate.numerator}/{raw.rate.denominator}"]
+    return [*args, "-i", source.path]
+
+
+def build_deinterlace_filter(mode: str | None) -> list[str]:
+    """bwdif at the frame rate ("frame") or the field rate ("field"); "flagged" touches only the
+    frames that say they are interlaced (for stdin, where nothing is probed first)."""
+    if mode in (None, "off"):
+        return []
+    if mode == "flagged":
+        return ["bwdif=mode=send_frame:parity=auto:deint=interlaced"]
+    send = "send_field" if mode == "field" else "send_frame"
+    return [f"bwdif=mode={send}:parity=auto:deint=all"]
+
+
+def build_timed_decode_args(ffmpeg: str, input_args: Sequence[str], filters: Sequence[str] = ()) -> list[str]:
+    """Decode the first video stream to y4m on stdout and each frame's pts to stderr.
+
+    y4m has no timestamps, so the filtered video is split: one branch is the y4m pipe, the other
+    a framecrc of wrapped frames on pipe:2, one line per frame in the filter's time base, flushed
+    per frame (see ffmpeg/timestamps.py). The format list lets ffmpeg pick the nearest layout.
+    """
+    chain = ",".join([*filters, "format=" + "|".join(PIPE_PIX_FMTS), "split=2[frames][times]"])
+    return [ffmpeg, *COMMON, *input_args, "-filter_complex", "[0:v:0]" + chain,
+            "-map", "[frames]", "-fps_mode", "passthrough", "-strict", "-1", "-f", "yuv4mpegpipe", "pipe:1",
+            "-map", "[times]", "-c:v", "wrapped_avframe", "-fps_mode", "passthrough", "-enc_time_base",
+            "filter", "-flush_packets", "1", "-f", "framecrc", "pipe:2"]
+
+
 def build_decode_args(ffmpeg: str, source: InputSpec) -> list[str]:
     """Decode the first video stream to y4m on stdout, in the pipeline format closest to the source.
 
     The format filter with a list lets ffmpeg pick the nearest supported layout and depth, so a
     10-bit source stays 10-bit and 4:2:2 stays 4:2:2; y4m carries the range tag.
     """
-    args = [ffmpeg, *COMMON]
-    if source.raw is not None:
-        raw = source.raw
-        args += ["-f", "rawvideo", "-pix_fmt", raw.pix_fmt, "-video_size", f"{raw.width}x{raw.height}",
-                 "-framerate", f"{raw.rate.numerator}/{raw.rate.denominator}"]
-    args += ["-i", source.path, "-map", "0:v:0", "-vf", "format=" + "|".join(PIPE_PIX_FMTS),
+    args = [ffmpeg, *COMMON, *build_input_args(source)]
+    args += ["-map", "0:v:0", "-vf", "format=" + "|".join(PIPE_PIX_FMTS),
              "-fps_mode", "passthrough", "-strict", "-1", "-f", "yuv4mpegpipe", "pipe:1"]
     return args
 
@@ -86,6 +120,36 @@ def subtitle_codec_for(output: str, fmt: str | None, source_codecs: tuple[str, .
     return "copy"
 
 
+@dataclass(frozen=True)
+class OutputVideo:
+    """What the encoder must set on the upscaled frames so that nothing of the source is lost."""
+
+    full_range: bool = False
+    color: ColorTags = ColorTags()
+    chroma_location: str | None = None
+    mastering: MasteringDisplay | None = None
+    content_light: tuple[int, int] | None = None  # MaxCLL, MaxFALL
+    time_base: Fraction | None = None  # the source's, restored at the encoder (timed input)
+    crop: tuple[int, int] | None = None  # (width, height): an encoder that needs even sizes
+    source_start_s: float = 0.0  # the source container's start time: audio is shifted by it
+    field_mode: str = "prog"  # setparams' field_mode: tff/bff only for woven fields kept on purpose
+
+
+# Encoders that take 4:2:0 (and 4:2:2) only at even sizes.
+_EVEN_ONLY = ("libx264", "libx265", "libsvtav1", "libaom-av1", "librav1e", "libopenh264", "libvvenc",
+              "libkvazaar", "mpeg2video", "mpeg4", "libxvid", "_nvenc", "_vaapi", "_qsv", "_amf",
+              "_videotoolbox", "_vulkan")
+
+
+def even_size_for(codec: str, width: int, height: int, chroma_shift: tuple[int, int]) -> tuple[int, int] | None:
+    """The cropped size when `codec` cannot take width x height with this subsampling, else None."""
+    if not any(codec == name or (name.startswith("_") and codec.endswith(name)) for name in _EVEN_ONLY):
+        return None
+    w = width - (width % 2 if chroma_shift[0] else 0)
+    h = height - (height % 2 if chroma_shift[1] else 0)
+    return (w, h) if (w, h) != (width, height) else None
+
+
 def build_color_args(color: ColorTags, full_range: bool) -> list[str]:
     args = ["-color_range", "pc" if full_range else (color.range or "tv")]
     if color.primaries:
@@ -97,16 +161,67 @@ def build_color_args(color: ColorTags, full_range: bool) -> list[str]:
     return args
 
 
+def build_output_filter(video: OutputVideo) -> str:
+    """setparams puts the source's colour, siting and progressive flag on every frame: since
+    ffmpeg 7.1 the -color_* output options are ignored when the input says nothing."""
+    params = [f"range={'pc' if video.full_range else (video.color.range or 'tv')}"]
+    for key, value in (("color_primaries", video.color.primaries), ("color_trc", video.color.transfer),
+                       ("colorspace", video.color.space), ("chroma_location", video.chroma_location)):
+        if value:
+            params.append(f"{key}={value}")
+    chain = [f"setparams=field_mode={video.field_mode}:" + ":".join(params)]
+    if video.crop is not None:
+        chain.append(f"crop={video.crop[0]}:{video.crop[1]}:0:0")
+    return ",".join(chain)
+
+
+def build_hdr_args(codec: str, video: OutputVideo) -> list[str]:
+    """HDR10 static metadata in the encoder's own terms (its SEI / OBU), for x265 and SVT-AV1."""
+    m, light = video.mastering, video.content_light
+    if m is None and light is None:
+        return []
+    if codec == "libx265":
+        params = []
+        if m is not None:
+            def xy(p: tuple[float, float]) -> str:
+                return f"({round(p[0] / 0.00002)},{round(p[1] / 0.00002)})"
+            params.append(f"master-display=G{xy(m.green)}B{xy(m.blue)}R{xy(m.red)}WP{xy(m.white)}"
+                          f"L({round(m.max_luminance * 10000)},{round(m.min_luminance * 10000)})")
+        if light is not None:
+            params.append(f"max-cll={light[0]},{light[1]}")
+        return ["-x265-params", ":".join(params)]
+    if codec == "libsvtav1":
+        params = []
+        if m is not None:
+            def fxy(p: tuple[float, float]) -> str:
+                return f"({p[0]:.4f},{p[1]:.4f})"
+            params.append(f"mastering-display=G{fxy(m.green)}B{fxy(m.blue)}R{fxy(m.red)}WP{fxy(m.white)}"
+                          f"L({m.max_luminance:.4f},{m.min_luminance:.4f})")
+        if light is not None:
+            params.append(f"content-light={light[0]},{light[1]}")
+        return ["-svtav1-params", ":".join(params)]
+    return []
+
+
+def copies_from_source(output: str, settings: EncodeSettings, source: InputSpec | None,
+                       probe: ProbeInfo | None) -> bool:
+    return (settings.copy_streams and source is not None and not source.is_stdin
+            and source.raw is None and probe is not None and can_carry_audio(output, settings.format))
+
+
 def build_source_copy_args(output: str, settings: EncodeSettings, source: InputSpec | None,
-                           probe: ProbeInfo | None, video_input: int = 0) -> list[str]:
-    """Input 1 is the source file: map our video, then its audio, subtitles, chapters, metadata."""
-    copy_from_source = (settings.copy_streams and source is not None and not source.is_stdin
-                        and source.raw is None and probe is not None
-                        and can_carry_audio(output, settings.format))
-    if not copy_from_source:
+                           probe: ProbeInfo | None, video_input: int = 0,
+                           source_offset_s: float | None = None) -> list[str]:
+    """Input 1 is the source file: map our video, then its audio, subtitles, chapters, metadata.
+
+    `source_offset_s`: with -copyts, shift the source's streams by this (minus its start time) so
+    they line up with video timestamps that the decoder already normalised.
+    """
+    if not copies_from_source(output, settings, source, probe):
         return ["-map", f"{video_input}:v:0"]
     assert source is not None and probe is not None
-    args = ["-i", source.path, "-map", f"{video_input}:v:0", "-map", "1:a?", "-map", "1:s?",
+    offset = ["-itsoffset", f"{source_offset_s:.6f}"] if source_offset_s else []
+    args = [*offset, "-i", source.path, "-map", f"{video_input}:v:0", "-map", "1:a?", "-map", "1:s?",
             "-map_chapters", "1", "-map_metadata", "1", "-c:a", settings.audio_codec]
     if probe.subtitle_codecs:
         args += ["-c:s", subtitle_codec_for(output, settings.format, probe.subtitle_codecs)]
@@ -131,35 +246,60 @@ def _muxer_args(output: str, settings: EncodeSettings) -> list[str]:
     return args + ["-y", "pipe:1" if output == "-" else output]
 
 
-def build_encode_args(ffmpeg: str, output: str, settings: EncodeSettings, *, full_range: bool,
-                      source: InputSpec | None = None, probe: ProbeInfo | None = None) -> list[str]:
-    """Encode y4m from stdin into `output`; copy audio, subtitles, chapters and metadata from a file source.
+def build_encode_args(ffmpeg: str, output: str, settings: EncodeSettings, *, full_range: bool = False,
+                      source: InputSpec | None = None, probe: ProbeInfo | None = None,
+                      video: OutputVideo | None = None, timed: bool = False) -> list[str]:
+    """Encode frames from stdin into `output`; copy audio, subtitles, chapters and metadata from a file source.
 
-    `output` is the temporary path (or "-" for stdout); muxer and codec follow the final name,
-    so the caller passes `settings.format` when the temporary name hides the extension.
+    `timed`: stdin is Matroska with each frame's timestamp (ffmpeg/mkv.py), kept as they are
+    (-copyts; the source's streams shifted by its start time as the decoder shifted the video);
+    else y4m. `output` is the temporary path (or "-" for stdout); muxer and codec follow the
+    final name, so the caller passes `settings.format` when the temporary name hides the extension.
     """
-    args = [ffmpeg, *COMMON, "-f", "yuv4mpegpipe", "-i", "pipe:0"]
-    args += build_source_copy_args(output, settings, source, probe)
+    if video is None:
+        video = OutputVideo(full_range=full_range, color=probe.color if probe else ColorTags())
+    args = [ffmpeg, *COMMON]
+    if timed:
+        args += ["-copyts", "-f", "matroska", "-i", "pipe:0"]
+        args += build_source_copy_args(output, settings, source, probe,
+                                       source_offset_s=-video.source_start_s)
+    else:
+        args += ["-f", "yuv4mpegpipe", "-i", "pipe:0"]
+        args += build_source_copy_args(output, settings, source, probe)
     codec, crf = resolve_codec(output, settings)
-    args += ["-c:v", codec]
+    args += ["-vf", build_output_filter(video), "-c:v", codec]
     if crf is not None:
         args += ["-crf", str(crf)]
         if codec in ("libvpx-vp9", "libvpx"):
             args += ["-b:v", "0"]
     if settings.preset:
         args += ["-preset", settings.preset]
-    args += build_color_args(probe.color if probe else ColorTags(), full_range)
+    args += build_color_args(video.color, video.full_range)
+    args += build_hdr_args(codec, video)
+    if timed and video.time_base is not None and video.time_base >= Fraction(1, 500_000):
+        # The pipe's microseconds round back to the source's own ticks.
+        args += ["-enc_time_base", f"{video.time_base.numerator}/{video.time_base.denominator}"]
     args += ["-fps_mode", "passthrough", "-strict", "-1"]
     args += list(settings.extra_args)
     return args + _muxer_args(output, settings)
 
 
 def build_join_args(ffmpeg: str, concat_list: str, output: str, settings: EncodeSettings, *,
-                    source: InputSpec, probe: ProbeInfo) -> list[str]:
-    """Join encoded chunk files once (concat demuxer, no re-encode), then mux the source's streams."""
-    args = [ffmpeg, *COMMON, "-f", "concat", "-safe", "0", "-i", concat_list]
-    args += build_source_copy_args(output, settings, source, probe)
+                    source: InputSpec, probe: ProbeInfo, video_start_s: float = 0.0,
+                    video: OutputVideo | None = None) -> list[str]:
+    """Join encoded chunk files once (concat demuxer, no re-encode), then mux the source's streams.
+
+    The concat demuxer starts the joined video at 0; -itsoffset puts it back at its first frame's
+    time, and the source's streams are shifted by its start time, as in an unchunked run.
+    """
+    args = [ffmpeg, *COMMON, "-copyts", "-itsoffset", f"{video_start_s:.6f}", "-f", "concat", "-safe", "0",
+            "-i", concat_list]
+    args += build_source_copy_args(output, settings, source, probe, source_offset_s=-probe.start_s)
     if output_muxer(output, settings.format) not in ("yuv4mpegpipe", "rawvideo"):
         args += ["-c:v", "copy"]  # y4m and raw re-wrap uncompressed frames instead: still lossless
+    if video is not None:  # the parts (NUT) carry no colour tags: set them on the stream copy
+        args += build_color_args(video.color, video.full_range)
+        if video.chroma_location:
+            args += ["-chroma_sample_location", video.chroma_location]
     args += ["-fps_mode", "passthrough", "-strict", "-1"]
     return args + _muxer_args(output, settings)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 import subprocess
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
 
 from espcn_video.errors import InputError
 
@@ -16,6 +18,7 @@ _DURATION = re.compile(r"^\s*Duration: (?:(\d+):(\d+):(\d+(?:\.\d+)?)|N/A)(?:, s
 _STREAM = re.compile(r"^\s*Stream #0:(\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: (Video|Audio|Subtitle|Data|Attachment): (.*)$")
 _SIZE = re.compile(r"(?<![\w])(\d{1,5})x(\d{1,5})(?![\w])")
 _FPS = re.compile(r"([\d.]+)(k?) fps")
+_TBN = re.compile(r"(\d+)(k?) tbn")
 _RANGES = {"tv": "tv", "pc": "pc"}
 
 
@@ -27,6 +30,29 @@ class ColorTags:
     space: str | None = None
     primaries: str | None = None
     transfer: str | None = None
+
+
+@dataclass(frozen=True)
+class MasteringDisplay:
+    """SMPTE ST 2086 mastering display colour volume: CIE xy chromaticities, luminance in cd/m2."""
+
+    red: tuple[float, float]
+    green: tuple[float, float]
+    blue: tuple[float, float]
+    white: tuple[float, float]
+    min_luminance: float
+    max_luminance: float
+
+
+@dataclass(frozen=True)
+class FrameProps:
+    """What the first decoded frame says (showinfo), beside what the container says."""
+
+    chroma_location: str | None = None  # left, center, topleft, top, bottomleft, bottom
+    interlaced: str | None = None  # None progressive, "tff" or "bff"
+    mastering: MasteringDisplay | None = None
+    content_light: tuple[int, int] | None = None  # MaxCLL, MaxFALL
+    color: ColorTags = ColorTags()
 
 
 @dataclass(frozen=True)
@@ -42,6 +68,27 @@ class ProbeInfo:
     subtitle_codecs: tuple[str, ...] = field(default_factory=tuple)
     chapters: int = 0
     start_s: float = 0.0  # the container's start time; input -ss positions count from it
+    field_order: str | None = None  # as `ffmpeg -i` prints it: "top first", "bottom first", ...
+    time_base: Fraction | None = None  # the video stream's (tbn)
+    frame: FrameProps | None = None  # from the first decoded frame, when probed with first_frame
+
+    @property
+    def interlaced(self) -> str | None:
+        """"tff"/"bff" when the decoded frames or the stream say interlaced, else None."""
+        if self.frame is not None and self.frame.interlaced:
+            return self.frame.interlaced
+        if self.field_order and "first" in self.field_order:
+            return "bff" if self.field_order.startswith("bottom") else "tff"
+        return None
+
+    @property
+    def best_color(self) -> ColorTags:
+        """The stream's tags, completed by the first decoded frame's (codec-level VUI)."""
+        if self.frame is None:
+            return self.color
+        f, c = self.frame.color, self.color
+        return ColorTags(c.range or f.range, c.space or f.space, c.primaries or f.primaries,
+                         c.transfer or f.transfer)
 
     @property
     def has_video(self) -> bool:
@@ -62,6 +109,8 @@ def _parse_pix_fmt(desc: str) -> tuple[str | None, ColorTags]:
     pix_fmt, inner = match.group(1), match.group(2) or ""
     rng = space = prim = trc = None
     for token in (t.strip() for t in inner.split(",")):
+        if "first" in token or token == "progressive":
+            continue
         if token in _RANGES:
             rng = token
         elif "/" in token:
@@ -76,10 +125,50 @@ def _parse_pix_fmt(desc: str) -> tuple[str | None, ColorTags]:
     return pix_fmt, ColorTags(rng, clean[0], clean[1], clean[2])
 
 
+def _parse_field_order(desc: str) -> str | None:
+    match = re.search(r"\((?:[^()]*, )?((?:top|bottom) (?:coded )?first(?: \(swapped\))?|progressive)[,)]", desc)
+    return match.group(1) if match else None
+
+
+_SHOWINFO_FRAME = re.compile(r"\] n:\s*0 .*? cl:(\w+) .*? i:([PTB])")
+_SHOWINFO_COLOR = re.compile(r"\] color_range:(\w+) color_space:([\w-]+) color_primaries:([\w-]+) color_trc:([\w-]+)")
+_XY = r"\(\s*([\d.]+)[, ]\s*([\d.]+)\)"
+_MASTERING = re.compile(rf"Mastering display metadata: has_primaries:(\d) has_luminance:(\d) r{_XY} g{_XY} b{_XY} "
+                        rf"wp{_XY} min_luminance=([\d.]+), max_luminance=([\d.]+)")
+_LIGHT = re.compile(r"Content light level metadata: MaxCLL=(\d+), MaxFALL=(\d+)")
+
+
+def parse_first_frame(stderr: str) -> FrameProps:
+    """showinfo's lines for frame 0: chroma siting, interlacing, colour, HDR10 side data."""
+    siting = interlaced = None
+    mastering = light = None
+    color = ColorTags()
+    seen_frame = False
+    for line in stderr.splitlines():
+        if m := _SHOWINFO_FRAME.search(line):
+            if seen_frame:
+                break
+            seen_frame = True
+            siting = None if m.group(1) in ("unspecified", "unknown") else m.group(1)
+            interlaced = {"T": "tff", "B": "bff"}.get(m.group(2))
+        elif not seen_frame:
+            continue
+        elif (m := _MASTERING.search(line)) and m.group(1) == "1" and m.group(2) == "1":
+            v = [float(x) for x in m.groups()[2:]]
+            mastering = MasteringDisplay((v[0], v[1]), (v[2], v[3]), (v[4], v[5]), (v[6], v[7]), v[8], v[9])
+        elif m := _LIGHT.search(line):
+            light = (int(m.group(1)), int(m.group(2)))
+        elif m := _SHOWINFO_COLOR.search(line):
+            vals = [None if v in ("unknown", "reserved", "unspecified") else v for v in m.groups()]
+            color = ColorTags(*vals)
+    return FrameProps(siting, interlaced, mastering, light, color)
+
+
 def parse_probe_output(stderr: str) -> ProbeInfo:
     duration = fps = None
     start = 0.0
-    vcodec = pix_fmt = None
+    vcodec = pix_fmt = field_order = None
+    time_base: Fraction | None = None
     width = height = None
     color = ColorTags()
     audio = 0
@@ -120,21 +209,29 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
                     break
             if cut is not None:
                 pix_fmt, color = _parse_pix_fmt(desc[cut + 1:])
+                field_order = _parse_field_order(desc[cut + 1:])
             if sm := _SIZE.search(desc[cut or 0:]):
                 width, height = int(sm.group(1)), int(sm.group(2))
             if fm := _FPS.search(desc):
                 fps = float(fm.group(1)) * (1000 if fm.group(2) else 1)
+            if tm := _TBN.search(desc):
+                time_base = Fraction(1, int(tm.group(1)) * (1000 if tm.group(2) else 1))
     return ProbeInfo(duration, vcodec, pix_fmt, width, height, fps, color, audio, tuple(subs), chapters,
-                     start)
+                     start, field_order, time_base)
 
 
-def build_probe_args(ffmpeg: str, path: str) -> list[str]:
-    return [ffmpeg, "-nostdin", "-hide_banner", "-i", path]
+def build_probe_args(ffmpeg: str, path: str, input_args: Sequence[str] = (),
+                     first_frame: bool = False) -> list[str]:
+    args = [ffmpeg, "-nostdin", "-hide_banner", *input_args, "-i", path]
+    if first_frame:  # decode one frame: its siting, field flags and HDR side data are the codec's
+        args += ["-map", "0:v:0?", "-frames:v", "1", "-vf", "showinfo", "-f", "null", "-"]
+    return args
 
 
-def probe_file(ffmpeg: str, path: str, timeout_s: float = 60.0) -> ProbeInfo:
-    """Run `ffmpeg -i path` (it exits 1: no output given) and parse what it printed."""
-    cmd = build_probe_args(ffmpeg, path)
+def probe_file(ffmpeg: str, path: str, timeout_s: float = 60.0, *, input_args: Sequence[str] = (),
+               first_frame: bool = False) -> ProbeInfo:
+    """Run `ffmpeg -i path` (with first_frame, decode one frame through showinfo) and parse it."""
+    cmd = build_probe_args(ffmpeg, path, input_args, first_frame)
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as exc:
@@ -147,4 +244,6 @@ def probe_file(ffmpeg: str, path: str, timeout_s: float = 60.0) -> ProbeInfo:
     info = parse_probe_output(text)
     if not info.has_video:
         raise InputError(f"{path}: no video stream")
+    if first_frame:
+        info = replace(info, frame=parse_first_frame(text))
     return info

@@ -3,22 +3,72 @@
 from __future__ import annotations
 
 import collections
-import fcntl
+import ctypes
+import os
+import signal
 import subprocess
+import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import IO
+from typing import IO, Protocol
 
 from espcn_video.errors import EspcnVideoError, FFmpegError, FFmpegNotFound
 
+try:
+    import fcntl
+except ImportError:  # Windows: pipes keep their default size
+    fcntl = None  # type: ignore[assignment]
+
 _F_SETPIPE_SZ = 1031  # Linux: bigger pipes mean fewer wake-ups per HD frame
+_PR_SET_PDEATHSIG = 1
 PIPE_BYTES = 1 << 20
 STDERR_TAIL_LINES = 40
 
 
+class StderrRouter(Protocol):
+    """Takes the data lines a child writes to stderr beside its log (e.g. framecrc timestamps)."""
+
+    def route(self, line: str) -> bool:
+        """True when the line was data for the router, not a log line for the tail."""
+
+    def close(self) -> None:
+        """stderr ended: no more lines will come."""
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def die_with_parent_hook() -> Callable[[], None] | None:
+    """A preexec hook that makes the child die with us, even when we are SIGKILLed (Linux).
+
+    The children live in their own session (a terminal's Ctrl-C must reach only us), so nothing
+    else would stop an encoder that outlives its parent and keeps writing a partial file.
+    """
+    prctl = _PRCTL
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the line above took effect
+            os._exit(1)
+
+    return hook
+
+
 def _grow_pipe(stream: IO[bytes] | None) -> None:
-    if stream is None:
+    if stream is None or fcntl is None:
         return
     try:
         fcntl.fcntl(stream.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
@@ -34,8 +84,9 @@ class FFmpegProcess:
     """
 
     def __init__(self, role: str, cmd: Sequence[str], *, stdin: str | IO[bytes] = "devnull",
-                 stdout: str | IO[bytes] = "devnull") -> None:
+                 stdout: str | IO[bytes] = "devnull", stderr_router: StderrRouter | None = None) -> None:
         self.role = role
+        self._router = stderr_router
         self.cmd = list(cmd)
         self._stdin_spec = stdin
         self._stdout_spec = stdout
@@ -59,6 +110,7 @@ class FFmpegProcess:
             self._proc = subprocess.Popen(
                 self.cmd, stdin=self._spec(self._stdin_spec), stdout=self._spec(self._stdout_spec),
                 stderr=subprocess.PIPE, start_new_session=True, bufsize=PIPE_BYTES,
+                preexec_fn=die_with_parent_hook(),
             )
         except FileNotFoundError as exc:
             raise FFmpegNotFound(f"cannot run ffmpeg {self.cmd[0]}: {exc.strerror}") from exc
@@ -72,8 +124,14 @@ class FFmpegProcess:
 
     def _drain_stderr(self) -> None:
         assert self._proc is not None and self._proc.stderr is not None
-        for raw in iter(self._proc.stderr.readline, b""):
-            self._tail.append(raw.decode("utf-8", errors="replace").rstrip())
+        try:
+            for raw in iter(self._proc.stderr.readline, b""):
+                line = raw.decode("utf-8", errors="replace").rstrip()
+                if self._router is None or not self._router.route(line):
+                    self._tail.append(line)
+        finally:
+            if self._router is not None:
+                self._router.close()
 
     @property
     def proc(self) -> subprocess.Popen[bytes]:

@@ -6,7 +6,7 @@ in-band: stdin input works without ffprobe, and every FRAME marker catches a des
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import BinaryIO
 
@@ -111,6 +111,7 @@ class Y4MHeader:
     sar: Fraction | None = None  # None: unknown (A0:0)
     interlace: str = "p"
     full_range: bool = False
+    colorspace_token: str = field(default="", compare=False)  # as read: C420mpeg2 says left-sited chroma
 
     def encode(self) -> bytes:
         """The header line we write to the encoder (always progressive, chroma centred)."""
@@ -160,7 +161,7 @@ def parse_header(line: bytes, source: str = "stream") -> Y4MHeader:
     if colorspace not in _COLORSPACES:
         raise StreamFormatError(f"{source}: unsupported y4m colour space C{colorspace}")
     geometry = FrameGeometry(width, height, _COLORSPACES[colorspace][0])
-    return Y4MHeader(geometry, rate, sar, interlace, full_range)
+    return Y4MHeader(geometry, rate, sar, interlace, full_range, colorspace)
 
 
 def _read_line(stream: BinaryIO, source: str, what: str) -> bytes:

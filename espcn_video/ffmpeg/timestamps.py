@@ -1,0 +1,116 @@
+"""Frame timestamps beside the y4m frames, and the packet timestamps of a written file.
+
+y4m carries no timestamps, so the decoder splits its filtered video: one branch goes to the y4m
+pipe, the other through `wrapped_avframe` to a `framecrc` muxer on stderr (`pipe:2`), one line
+per frame with its pts in the filter's time base. The stderr drain thread routes those lines
+here; the reader pairs frame n with line n. framecrc is flushed per packet, so each line is one
+write and cannot interleave with ffmpeg's log lines.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from collections.abc import Callable
+from fractions import Fraction
+
+from espcn_video.errors import EspcnVideoError, FFmpegError, InputError
+
+_FRAMECRC_LINE = re.compile(r"^(\d+),\s*(-?\d+),\s*(-?\d+),\s*(-?\d+),\s*(\d+),\s*0x[0-9a-f]+")
+_FRAMECRC_HEADER = re.compile(r"^#(software|tb|media_type|codec_id|dimensions|sar|format|version|hash)\b")
+_TB = re.compile(r"^#tb (\d+): (\d+)/(\d+)")
+NOPTS = -9223372036854775808
+WAIT_S = 0.1
+
+
+class FrameTimes:
+    """The decoder's frame timestamps, filled by its stderr drain thread, read by the reader."""
+
+    def __init__(self, offset_us: int = 0) -> None:
+        """`offset_us` is subtracted from every pts, rounded to the stream's ticks as ffmpeg does
+        when it moves a file's start to 0 (a chunk decodes with -copyts, the whole file without)."""
+        self.offset_us = offset_us
+        self.time_base: Fraction | None = None
+        self._pts: list[int] = []
+        self._ended = False
+        self._cond = threading.Condition()
+
+    def route(self, line: str) -> bool:
+        if m := _TB.match(line):
+            with self._cond:
+                self.time_base = Fraction(int(m.group(2)), int(m.group(3)))
+            return True
+        if _FRAMECRC_HEADER.match(line):
+            return True
+        if m := _FRAMECRC_LINE.match(line):
+            with self._cond:
+                self._pts.append(int(m.group(3)))
+                self._cond.notify_all()
+            return True
+        return False
+
+    def close(self) -> None:
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+
+    def seconds(self, index: int, cancelled: Callable[[], bool]) -> Fraction:
+        """Frame `index`'s time in seconds, waiting for its line; None-safe against a dead decoder."""
+        with self._cond:
+            while len(self._pts) <= index:
+                if self._ended:
+                    raise EspcnVideoError(f"the decoder gave no timestamp for frame {index}")
+                if cancelled():
+                    raise InterruptedError
+                self._cond.wait(WAIT_S)
+            pts = self._pts[index]
+            if self.time_base is None:
+                raise EspcnVideoError("the decoder's timestamp stream has no time base")
+            if pts == NOPTS:
+                raise InputError(f"frame {index} has no timestamp")
+            if self.offset_us:
+                ticks = Fraction(self.offset_us, 1_000_000) / self.time_base
+                pts -= int(ticks + Fraction(1, 2)) if ticks >= 0 else -int(-ticks + Fraction(1, 2))
+            return pts * self.time_base
+
+
+def build_packet_list_args(ffmpeg: str, path: str) -> list[str]:
+    """Every video packet's pts and key flag, without decoding (framecrc of a stream copy)."""
+    return [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-copyts", "-i", path,
+            "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "pipe:1"]
+
+
+def parse_framecrc(text: str, source: str) -> tuple[Fraction, list[int], list[int]]:
+    """(time base, frame pts in presentation order, keyframe pts) from framecrc output."""
+    tb: Fraction | None = None
+    pts_all: list[int] = []
+    keys: list[int] = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            if m := _TB.match(line):
+                tb = Fraction(int(m.group(2)), int(m.group(3)))
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 6:
+            continue
+        pts = int(parts[2])
+        if pts == NOPTS:
+            raise InputError(f"{source}: packets carry no timestamps (a raw elementary stream?)")
+        pts_all.append(pts)
+        if not any(p.startswith("F=") for p in parts[6:]):
+            keys.append(pts)
+    if tb is None or not pts_all:
+        raise InputError(f"{source}: no video packets found")
+    return tb, sorted(pts_all), sorted(keys)
+
+
+def list_packets(ffmpeg: str, path: str, timeout_s: float = 3600.0) -> tuple[Fraction, list[int], list[int]]:
+    cmd = build_packet_list_args(ffmpeg, path)
+    try:
+        done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise EspcnVideoError(f"{path}: listing its packets took over {timeout_s:.0f} s") from exc
+    if done.returncode != 0:
+        raise FFmpegError("packet listing", cmd, done.returncode, done.stderr.decode(errors="replace"))
+    return parse_framecrc(done.stdout.decode(errors="replace"), path)

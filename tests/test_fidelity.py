@@ -1,0 +1,294 @@
+"""Nothing lost, nothing changed: each test reads the published file back and compares it with the input.
+
+Frame counts and timestamps come from the files' own packets (framecrc of a stream copy), colour
+tags and HDR side data from ffmpeg's probe of the output and from showinfo on its first decoded
+frame, audio duration from decoding the audio.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
+from espcn_video.ffmpeg.timestamps import list_packets
+from espcn_video.resample import CHROMA_LOCATIONS, chroma_centres, upscale_planes_bicubic
+from tests.conftest import audio_seconds, decode_y4m, run_cli
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _make(ffmpeg: str, path: Path, *args: str) -> Path:
+    subprocess.run([ffmpeg, "-nostdin", "-v", "error", *args, "-y", str(path)], check=True, timeout=120)
+    return path
+
+
+def _upscale(src: Path | str, out: Path, preset: Path, *extra: str, ok: bool = True) -> dict:
+    done = run_cli("upscale", str(src), str(out), "--preset", str(preset), "--json",
+                   "--backend", "torch", "--precision", "fp32", *extra)
+    if ok:
+        assert done.returncode == 0, done.stderr.decode()
+        return json.loads(done.stdout)
+    return {"returncode": done.returncode, "stderr": done.stderr.decode()}
+
+
+def _times(ffmpeg: str, path: Path) -> tuple[Fraction, list[Fraction]]:
+    tb, pts, _ = list_packets(ffmpeg, str(path))
+    return tb, [p * tb for p in pts]
+
+
+def _probe(ffmpeg: str, path: Path) -> ProbeInfo:
+    return probe_file(ffmpeg, str(path), first_frame=True)
+
+
+def _assert_same_times(ffmpeg: str, src: Path, out: Path) -> None:
+    """Every frame of OUT at its input time, within one tick of OUT's time base."""
+    _, want = _times(ffmpeg, src)
+    tb, got = _times(ffmpeg, out)
+    assert len(got) == len(want)
+    assert max(abs(g - w) for g, w in zip(got, want)) <= tb
+
+
+@pytest.fixture(scope="module")
+def vfr(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
+    """100 frames over 7.92 s at irregular intervals, with 8 s of audio (the issue's case)."""
+    return _make(ffmpeg, tmp_path_factory.mktemp("vfr") / "vfr.mkv",
+                 "-f", "lavfi", "-i", "testsrc2=s=48x32:r=25:d=8", "-f", "lavfi", "-i", "sine=d=8",
+                 "-vf", "select='lt(n,51)+gte(n,54)*lte(n,198)*not(mod(198-n,3))'", "-fps_mode", "vfr",
+                 "-c:v", "libx264", "-c:a", "aac")
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_variable_frame_rate_keeps_every_timestamp_and_audio(vfr: Path, ffmpeg: str, tmp_path: Path,
+                                                              random_preset: Callable[[int], Path], ext: str) -> None:
+    out = tmp_path / f"out.{ext}"
+    summary = _upscale(vfr, out, random_preset(2))
+    tb_in, t_in = _times(ffmpeg, vfr)
+    assert len(t_in) == 100 and t_in[-1] == Fraction(792, 100)
+    _assert_same_times(ffmpeg, vfr, out)
+    assert summary["frames"] == 100 and summary["output_check"]["frames_in_file"] == 100
+    assert summary["output_check"]["max_time_error_s"] <= 0.001
+    assert abs(audio_seconds(ffmpeg, out) - audio_seconds(ffmpeg, vfr)) < 0.05
+
+
+def _tagged(ffmpeg: str, folder: Path, name: str, setparams: str, pix_fmt: str = "yuv420p") -> Path:
+    return _make(ffmpeg, folder / name, "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.5",
+                 "-vf", f"setparams={setparams},format={pix_fmt}", "-c:v", "ffv1")
+
+
+@pytest.mark.parametrize("name,setparams,triple", [
+    ("bt709", "color_primaries=bt709:color_trc=bt709:colorspace=bt709", ("bt709", "bt709", "bt709")),
+    ("bt601", "color_primaries=smpte170m:color_trc=smpte170m:colorspace=smpte170m",
+     ("smpte170m", "smpte170m", "smpte170m")),
+    ("pq", "color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc", ("bt2020nc", "bt2020", "smpte2084")),
+    ("hlg", "color_primaries=bt2020:color_trc=arib-std-b67:colorspace=bt2020nc",
+     ("bt2020nc", "bt2020", "arib-std-b67")),
+])
+@pytest.mark.parametrize("ext,codec", [("mkv", "ffv1"), ("mp4", "libx264")])
+def test_colour_triple_survives(ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path],
+                                name: str, setparams: str, triple: tuple[str, str, str], ext: str, codec: str) -> None:
+    pix_fmt = "yuv420p10le" if name in ("pq", "hlg") else "yuv420p"
+    src = _tagged(ffmpeg, tmp_path, f"{name}.mkv", setparams + ":range=tv", pix_fmt)
+    out = tmp_path / f"out.{ext}"
+    _upscale(src, out, random_preset(2), "--codec", codec)
+    info = _probe(ffmpeg, out)
+    assert (info.color.space, info.color.primaries, info.color.transfer) == triple
+    assert info.color.range == "tv" and info.pix_fmt == pix_fmt
+    assert len(_times(ffmpeg, out)[1]) == 5
+
+
+def test_full_range_tag_survives_into_mp4(ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
+    src = _make(ffmpeg, tmp_path / "full.mkv", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.5", "-vf",
+                "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709", "-pix_fmt", "yuvj420p",
+                "-color_range", "pc", "-c:v", "ffv1")
+    out = tmp_path / "out.mp4"
+    summary = _upscale(src, out, random_preset(2))
+    info = _probe(ffmpeg, out)
+    assert summary["full_range"] is True and info.color.range == "pc" and info.color.space == "bt709"
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_hdr10_metadata_survives_through_x265(ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path],
+                                              ext: str) -> None:
+    src = _make(ffmpeg, tmp_path / "hdr.mkv", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=0.5", "-vf",
+                "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,format=yuv420p10le",
+                "-c:v", "libx265", "-x265-params",
+                "master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):"
+                "max-cll=1000,400:log-level=error")
+    out = tmp_path / f"out.{ext}"
+    _upscale(src, out, random_preset(2), "--codec", "libx265")
+    info = _probe(ffmpeg, out)
+    assert info.video_codec == "hevc" and info.pix_fmt == "yuv420p10le"
+    assert (info.color.space, info.color.primaries, info.color.transfer) == ("bt2020nc", "bt2020", "smpte2084")
+    assert info.frame is not None and info.frame.content_light == (1000, 400)
+    m = info.frame.mastering  # in the HEVC bitstream (SEI), read back from a decoded frame
+    assert m is not None and m.red == (0.68, 0.32) and m.green == (0.265, 0.69) and m.blue == (0.15, 0.06)
+    assert m.white == (0.3127, 0.329) and (m.min_luminance, m.max_luminance) == (0.0001, 1000.0)
+    text = subprocess.run([ffmpeg, "-hide_banner", "-i", str(out)], capture_output=True, timeout=60).stderr.decode()
+    assert "Mastering display metadata" in text and "MaxCLL=1000, MaxFALL=400" in text  # in the container too
+
+
+def _ramp(shape: tuple[int, int], positions: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """A plane whose value is a linear function of each sample's luma-grid position."""
+    ys, xs = positions
+    return 40.0 + 3.0 * xs[None, :] + 2.0 * ys[:, None] + np.zeros(shape)
+
+
+@pytest.mark.parametrize("location", CHROMA_LOCATIONS)
+@pytest.mark.parametrize("shift", [(1, 1), (1, 0)])
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_chroma_siting_ramp_has_zero_shift(location: str, shift: tuple[int, int], scale: int) -> None:
+    """Keys' cubic reproduces a ramp: sited right, the upsampled ramp sits exactly on the output's
+    chroma sample positions (same siting), away from the replicated edges."""
+    sx, sy = shift
+    fx, fy = 1 << sx, 1 << sy
+    ch, cw = 12, 16
+    frac_x = {"left": 0.0, "topleft": 0.0, "bottomleft": 0.0}.get(location, 0.5)
+    frac_y = {"topleft": 0.0, "top": 0.0, "bottomleft": 1.0, "bottom": 1.0}.get(location, 0.5)
+    off_x, off_y = frac_x * (fx - 1), frac_y * (fy - 1)  # sample 0's position on its luma grid
+
+    def positions(n_h: int, n_w: int, luma_scale: int) -> tuple[np.ndarray, np.ndarray]:
+        # Output sample j on the HR luma grid is at fx*j + off; in LR luma units (PS grid)
+        # that is (fx*j + off + 0.5) / r - 0.5.
+        xs = (fx * np.arange(n_w) + off_x + 0.5) / luma_scale - 0.5
+        ys = (fy * np.arange(n_h) + off_y + 0.5) / luma_scale - 0.5
+        return ys, xs
+
+    lr = _ramp((ch, cw), positions(ch, cw, 1)).round().astype(np.float64)
+    lr_u16 = np.clip(lr * 16, 0, 65535).astype("<u2")  # 12-bit headroom: rounding stays below 1/16
+    up = upscale_planes_bicubic([lr_u16], scale, [(ch * scale, cw * scale)], 65535,
+                                chroma_centres(location, shift))[0].astype(np.float64) / 16
+    want = _ramp((ch * scale, cw * scale), positions(ch * scale, cw * scale, scale))
+    want = want - _ramp((1, 1), positions(1, 1, 1))[0, 0] + lr[0, 0]  # the same affine map
+    m = 3 * scale  # edges replicate: judge the interior
+    assert np.abs(up[m:-m, m:-m] - want[m:-m, m:-m]).max() < 0.05
+    if location != "center" and shift == (1, 1):  # and the centred grid would be visibly off
+        wrong = upscale_planes_bicubic([lr_u16], scale, [(ch * scale, cw * scale)], 65535)[0] / 16
+        assert np.abs(wrong[m:-m, m:-m] - want[m:-m, m:-m]).max() > 0.2
+
+
+def test_left_sited_source_keeps_its_siting(ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
+    src = _make(ffmpeg, tmp_path / "left.mp4", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.5",
+                "-pix_fmt", "yuv420p", "-c:v", "libx264")
+    assert _probe(ffmpeg, src).frame.chroma_location == "left"  # type: ignore[union-attr]
+    out = tmp_path / "out.mkv"
+    _upscale(src, out, random_preset(2), "--codec", "ffv1")
+    assert _probe(ffmpeg, out).frame.chroma_location == "left"  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="module")
+def interlaced(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
+    return _make(ffmpeg, tmp_path_factory.mktemp("il") / "tff.mkv", "-f", "lavfi", "-i",
+                 "testsrc2=s=48x32:r=50:d=0.8", "-vf", "tinterlace=mode=interleave_top,setfield=tff",
+                 "-c:v", "libx264", "-flags", "+ildct+ilme")
+
+
+@pytest.mark.parametrize("mode,frames,order", [("auto", 20, "progressive"), ("field", 40, "progressive"),
+                                                ("off", 20, "top")])
+def test_interlaced_is_never_silently_woven(interlaced: Path, ffmpeg: str, tmp_path: Path,
+                                            random_preset: Callable[[int], Path], mode: str, frames: int,
+                                            order: str) -> None:
+    assert _probe(ffmpeg, interlaced).interlaced == "tff"
+    out = tmp_path / "out.mkv"
+    summary = _upscale(interlaced, out, random_preset(2), "--deinterlace", mode)
+    info = _probe(ffmpeg, out)
+    assert summary["frames"] == frames and len(_times(ffmpeg, out)[1]) == frames
+    assert (info.field_order or "").startswith(order)
+    note = " ".join(summary["notes"])
+    assert ("deinterlaced with bwdif" in note) if mode != "off" else ("kept woven" in note)
+    if mode == "auto":
+        _assert_same_times(ffmpeg, interlaced, out)
+
+
+def test_ten_bit_422_keeps_depth_layout_and_times(ffmpeg: str, tmp_path: Path,
+                                                  random_preset: Callable[[int], Path]) -> None:
+    src = _make(ffmpeg, tmp_path / "p10.mkv", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=24000/1001:d=0.5",
+                "-pix_fmt", "yuv422p10le", "-c:v", "ffv1")
+    out = tmp_path / "out.mkv"
+    summary = _upscale(src, out, random_preset(2), "--codec", "ffv1")
+    info = _probe(ffmpeg, out)
+    assert summary["pix_fmt"] == "yuv422p10le" and info.pix_fmt == "yuv422p10le"
+    assert (info.width, info.height) == (96, 64)
+    _assert_same_times(ffmpeg, src, out)
+
+
+def test_two_audio_tracks_and_subtitles_are_kept(ffmpeg: str, tmp_path: Path,
+                                                 random_preset: Callable[[int], Path]) -> None:
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,100 --> 00:00:00,900\nhello\n")
+    src = _make(ffmpeg, tmp_path / "multi.mkv", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=1",
+                "-f", "lavfi", "-i", "sine=frequency=440:d=1", "-f", "lavfi", "-i", "sine=frequency=880:d=1",
+                "-i", str(srt), "-map", "0", "-map", "1", "-map", "2", "-map", "3",
+                "-c:v", "libx264", "-c:a", "aac", "-c:s", "srt")
+    out = tmp_path / "out.mkv"
+    summary = _upscale(src, out, random_preset(2))
+    info = _probe(ffmpeg, out)
+    assert summary["frames"] == 10 and info.audio_streams == 2 and info.subtitle_codecs == ("subrip",)
+    for track in (0, 1):
+        raw = subprocess.run([ffmpeg, "-v", "error", "-i", str(out), "-map", f"0:a:{track}", "-ac", "1",
+                              "-ar", "48000", "-f", "s16le", "-"], capture_output=True, check=True, timeout=60).stdout
+        assert abs(len(raw) / 2 / 48000 - 1.0) < 0.05
+    _assert_same_times(ffmpeg, src, out)
+
+
+def test_odd_size_is_cropped_for_x264_and_said(ffmpeg: str, tmp_path: Path,
+                                               random_preset: Callable[[int], Path]) -> None:
+    src = _make(ffmpeg, tmp_path / "odd.mkv", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=0.3",
+                "-vf", "scale=21:13", "-pix_fmt", "yuv420p", "-c:v", "ffv1")
+    out = tmp_path / "out.mp4"
+    summary = _upscale(src, out, random_preset(3))
+    info = _probe(ffmpeg, out)
+    assert (info.width, info.height) == (62, 38) and summary["frames"] == 3
+    assert "cropped 63x39 to 62x38: libx264 needs even sizes for yuv420p" in summary["notes"]
+    lossless = tmp_path / "out.mkv"  # FFV1 takes odd sizes: nothing cropped
+    _upscale(src, lossless, random_preset(3), "--codec", "ffv1")
+    assert (_probe(ffmpeg, lossless).width, _probe(ffmpeg, lossless).height) == (63, 39)
+
+
+def test_encoder_reason_reaches_the_user(ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
+    src = _make(ffmpeg, tmp_path / "s.mkv", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.3", "-c:v", "ffv1")
+    done = _upscale(src, tmp_path / "o.mp4", random_preset(2), "--output-args", "-vf scale=97:65", ok=False)
+    assert done["returncode"] == 1 and "width not divisible by 2 (97x65)" in done["stderr"]
+
+
+def test_zero_frames_is_an_error_and_one_frame_works(ffmpeg: str, tmp_path: Path,
+                                                     random_preset: Callable[[int], Path]) -> None:
+    one = _make(ffmpeg, tmp_path / "one.y4m", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.1",
+                "-pix_fmt", "yuv420p")
+    empty = tmp_path / "zero.y4m"
+    empty.write_bytes(one.read_bytes().split(b"\n", 1)[0] + b"\n")  # the header and no frame
+    done = _upscale(empty, tmp_path / "z.mp4", random_preset(2), ok=False)
+    assert done["returncode"] == 1 and "no video frames (0 frames decoded)" in done["stderr"]
+    assert list(tmp_path.glob("*z.*")) == []
+    out = tmp_path / "one.mkv"
+    assert _upscale(one, out, random_preset(2))["frames"] == 1 and len(_times(ffmpeg, out)[1]) == 1
+
+
+def test_stdin_says_its_audio_is_not_kept(ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
+    src = _make(ffmpeg, tmp_path / "a.mkv", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.5",
+                "-f", "lavfi", "-i", "sine=d=0.5", "-c:v", "libx264", "-c:a", "aac")
+    out = tmp_path / "o.mkv"
+    done = run_cli("upscale", "-", str(out), "--preset", str(random_preset(2)), "--json",
+                   "--backend", "torch", "--precision", "fp32", stdin=src.read_bytes())
+    assert done.returncode == 0, done.stderr.decode()
+    notes = json.loads(done.stdout)["notes"]
+    assert any("stdin: only the video of a pipe is read" in n for n in notes)
+    assert len(decode_y4m(ffmpeg, out)[1]) == 5
+
+
+def test_bad_timings_path_fails_before_the_run(ffmpeg: str, tmp_path: Path,
+                                               random_preset: Callable[[int], Path]) -> None:
+    src = _make(ffmpeg, tmp_path / "s.mkv", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.3", "-c:v", "ffv1")
+    out = tmp_path / "o.mkv"
+    done = _upscale(src, out, random_preset(2), "--timings", "/nonexistent/t.csv", ok=False)
+    assert done["returncode"] == 1 and "Traceback" not in done["stderr"]
+    assert "--timings /nonexistent/t.csv: folder /nonexistent does not exist" in done["stderr"]
+    assert not out.exists()
+    done = _upscale(src, out, random_preset(2), "--timings", str(tmp_path / "t.txt"), ok=False)
+    assert done["returncode"] == 2 and "use a .csv or .json file name" in done["stderr"]
