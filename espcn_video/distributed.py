@@ -9,6 +9,7 @@ only after its frame count matched the plan, so a part on disk is always whole.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -25,6 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from espcn_video.batch_files import expand_inputs, output_is_complete
 from espcn_video.chunking import (SEEK_MARGIN_S, Chunk, ChunkPlan, build_chunk_decode_args,
                                   list_packets, plan_chunks)
 from espcn_video.config import EncodeSettings, InputSpec, UpscaleSettings
@@ -323,15 +325,15 @@ def _join(parts: Path, plan: ChunkPlan, settings: UpscaleSettings, probe: ProbeI
 
 
 def batch_jobs(inputs: list[str], out_dir: str, suffix: str) -> list[tuple[InputSpec, str]]:
-    """Each input file and the output name it gets in `out_dir`."""
+    """Each input file, or each video file of an input folder, and the output name it gets in `out_dir`."""
     out = Path(out_dir)
     if not out.is_dir():
         raise OutputError(f"{out_dir}: no such folder")
     pairs = []
-    for name in inputs:
+    for name in expand_inputs(inputs, skip_suffix=suffix, skip_in=out):
         path = Path(name)
         if not path.is_file():
-            raise InputError(f"{name}: no such file")
+            raise InputError(f"{name}: no such file or folder")
         pairs.append((InputSpec(name), str(out / (path.stem + suffix))))
     names = [p[1] for p in pairs]
     if len(set(names)) != len(names):
@@ -339,26 +341,62 @@ def batch_jobs(inputs: list[str], out_dir: str, suffix: str) -> list[tuple[Input
     return pairs
 
 
+def find_done_outputs(pairs: list[tuple[InputSpec, str]]) -> tuple[list[dict[str, Any]], set[str]]:
+    """Records of the outputs already complete (same video frame count as the input), and the
+    outputs that exist but are not (to be redone over)."""
+    ffmpeg = locate_ffmpeg().path
+    done, partial = [], set()
+    for spec, out in pairs:
+        if not Path(out).exists():
+            continue
+        complete, frames = output_is_complete(ffmpeg, spec.path, out)
+        if complete:
+            done.append({"input": spec.path, "output": out, "status": "skipped", "frames": frames})
+        else:
+            partial.add(out)
+    return done, partial
+
+
 def _upscale_one(settings: UpscaleSettings) -> dict[str, Any]:
     from espcn_video.stats import run_summary
     from espcn_video.upscale import upscale_video
     outcome = upscale_video(settings)
-    return {"input": settings.input.path, "output": settings.output, **run_summary(outcome.result)}
+    return {"input": settings.input.path, "output": settings.output, "status": "done",
+            **run_summary(outcome.result)}
+
+
+def describe_task_error(exc: BaseException) -> str:
+    """One line for a failed task: our errors as they are, Dask's and Python's named by type."""
+    text = str(exc) if isinstance(exc, EspcnVideoError) else f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split())  # KilledWorker's message runs over several lines
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
 def run_batch(all_settings: list[UpscaleSettings], *, scheduler: str | None, local_workers: int,
               on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """One Dask task per file; every file is attempted, failures are reported per file."""
+    """One Dask task per file; every file is attempted and reported, failed ones with their error.
+
+    Workers are checked first (inputs readable, output folders writable, ffmpeg, the package).
+    A task that raises, or whose workers keep dying (KilledWorker), is one failed file: the
+    loop goes on to the end so that the other files' results are never lost.
+    """
+    if not all_settings:
+        return []
     results: list[dict[str, Any]] = []
     with open_client(scheduler, local_workers) as client:
         from dask.distributed import as_completed
+
+        from espcn_video.preflight import check_workers
+        out_dirs = sorted({str(Path(s.output).parent) for s in all_settings})
+        check_workers(client, [s.input.path for s in all_settings], out_dirs)
         futures = {client.submit(_upscale_one, s, retries=TASK_RETRIES, pure=False): s for s in all_settings}
         for future in as_completed(futures):
             s = futures[future]
             try:
                 rec = future.result()
-            except EspcnVideoError as exc:
-                rec = {"input": s.input.path, "output": s.output, "error": str(exc)}
+            except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - recorded per file
+                rec = {"input": s.input.path, "output": s.output, "status": "failed",
+                       "error": describe_task_error(exc)}
             results.append(rec)
             if on_done:
                 on_done(rec)
