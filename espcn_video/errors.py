@@ -130,3 +130,7 @@ class StageError(EspcnVideoError):
             msg = f"{where} failed: {type(cause).__name__}: {cause}"
         super().__init__(msg)
         self.exit_code = getattr(cause, "exit_code", 1)
+
+
+class WorkerSetupError(EspcnVideoError):
+    """A Dask worker lacks what the tasks need: the input, a writable output folder, ffmpeg, the package."""

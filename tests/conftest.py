@@ -75,11 +75,11 @@ def fake_ffmpeg(tmp_path: Path, ffmpeg: str) -> Callable[[str], dict[str, str]]:
 
 
 def run_cli(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None,
-            timeout: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess[bytes]:
+            timeout: float = CLI_TIMEOUT_S, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
     """The CLI as a user runs it: a real child process, with a timeout so a hang fails."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "espcn_video", *args], input=stdin,
-                          capture_output=True, timeout=timeout, env=full_env,
+                          capture_output=True, timeout=timeout, env=full_env, cwd=cwd,
                           stdin=None if stdin is not None else subprocess.DEVNULL)
 
 

@@ -8,6 +8,8 @@ FAKE_MODE picks the fault; FAKE_REAL_FFMPEG is the real binary used for everythi
   decoder-hangs     decoder sends the header and frames, then sleeps forever (for Ctrl-C)
   fail-once         the first decoder (while the file FAKE_ONCE exists) exits 1: a task retry
   kill-worker-once  the first decoder (while FAKE_ONCE exists) SIGKILLs its parent, the Dask worker
+  kill-worker-on    every decoder whose arguments contain FAKE_MATCH SIGKILLs its parent (a task
+                    that always kills its worker: Dask gives up with KilledWorker)
   fail-last-chunk   the decoder of the last chunk (no end bound) always exits 1
   decoder-slow      decoder sends frame by frame, 0.3 s apart (a run to interrupt)
 """
@@ -33,6 +35,9 @@ def main() -> int:
         if mode == "kill-worker-once":
             os.kill(os.getppid(), signal.SIGKILL)
         sys.stderr.write("[fake] injected decoder failure\n")
+        return 1
+    if is_decoder and mode == "kill-worker-on" and any(os.environ["FAKE_MATCH"] in a for a in args):
+        os.kill(os.getppid(), signal.SIGKILL)
         return 1
     if is_decoder and mode == "fail-last-chunk" and any("select=" in a and "*lt(" not in a for a in args):
         sys.stderr.write("[fake] injected failure of the last chunk\n")

@@ -1,11 +1,16 @@
-"""Chunked upscaling on a 2-worker LocalCluster on 127.0.0.1: frame-exact, retried, resumable."""
+"""Chunked upscaling and batch on Dask: a 2-worker LocalCluster on 127.0.0.1 (frame-exact, retried,
+resumable, nothing left behind), and real `dask scheduler` / `dask worker` daemons (--scheduler)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +20,8 @@ from espcn_video.chunking import list_packets, plan_chunks
 from tests.conftest import REPO, audio_seconds, decode_y4m, run_cli
 
 pytest.importorskip("distributed", reason="Dask distributed is not installed")
-pytestmark = pytest.mark.timeout(400)
+# signal, not thread: a timeout then fails only its test, and fixture teardowns still kill the daemons.
+pytestmark = pytest.mark.timeout(400, method="signal")
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +109,16 @@ def test_failed_chunk_is_retried_and_dead_worker_rescheduled(sources: dict[str, 
                                                              tmp_path: Path, random_preset: Callable[[int], Path],
                                                              fake: Callable[[str], dict[str, str]], mode: str) -> None:
     out = tmp_path / "out.mkv"
-    env = fake(mode)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    marker = uuid.uuid4().hex
+    env = {**fake(mode), "TMPDIR": str(scratch), "ESPCN_TEST_MARK": marker}
     summary = _run(sources["opengop.mp4"], out, random_preset(2), "--chunks", "3", env=env)
     assert summary["frames"] == 75 and not Path(env["FAKE_ONCE"]).exists()  # the fault did happen
     assert len(_frames(ffmpeg, out)) == 75
+    # The CLI returned, so its stderr pipe reached EOF: no worker, resource tracker or ffmpeg kept it.
+    assert _wait_for_no_processes_marked(marker) == []
+    assert list(scratch.iterdir()) == []  # Dask's scratch space went with the cluster
 
 
 def test_resume_runs_only_missing_chunks(sources: dict[str, Path], ffmpeg: str, tmp_path: Path,
@@ -170,3 +182,238 @@ def test_ctrl_c_stops_the_cluster_and_keeps_finished_parts(sources: dict[str, Pa
     time.sleep(2.0)  # the killed workers' decoders exit at their next write
     assert _processes_mentioning(parts) == [] and _processes_mentioning(str(sources["opengop.mp4"])) == []
     assert not out.exists() and (tmp_path / "out.mkv.parts" / "plan.json").exists()
+
+
+def _processes_marked(marker: str) -> list[int]:
+    """Processes whose environment holds ESPCN_TEST_MARK=marker: everything a test's CLI started."""
+    needle = f"ESPCN_TEST_MARK={marker}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                    if state != "Z":  # a zombie is exited, waiting for its parent to read it
+                        found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _wait_for_no_processes_marked(marker: str, timeout_s: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while (left := _processes_marked(marker)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def _kill_marked(marker: str) -> None:
+    for pid in _processes_marked(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def small_clips(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
+    """A folder of three 1 s clips (plus a file and a subfolder that batch must not take)."""
+    folder = tmp_path_factory.mktemp("batch_in")
+    for name, size in (("a.mp4", "48x32"), ("b.mkv", "32x24"), ("c.mov", "40x30")):
+        subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=s={size}:r=10:d=1",
+                        "-c:v", "libx264", "-y", str(folder / name)], check=True, timeout=60)
+    (folder / "notes.txt").write_text("not a video\n")
+    (folder / "sub").mkdir()
+    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=32x24:r=10:d=1",
+                    "-c:v", "libx264", "-y", str(folder / "sub" / "d.mp4")], check=True, timeout=60)
+    return folder
+
+
+def _batch(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+           ) -> tuple[subprocess.CompletedProcess[bytes], dict]:
+    done = run_cli("batch", *args, "--codec", "ffv1", "--json", env=env, cwd=cwd, timeout=300)
+    return done, (json.loads(done.stdout) if done.stdout.strip() else {})
+
+
+def _video_packets(ffmpeg: str, path: Path) -> int:
+    out = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+                          "-f", "framecrc", "-"], capture_output=True, check=True, timeout=60).stdout
+    return sum(1 for line in out.splitlines() if line.strip() and not line.startswith(b"#"))
+
+
+def test_batch_takes_a_folder_and_skips_complete_outputs(small_clips: Path, ffmpeg: str, tmp_path: Path,
+                                                         random_preset: Callable[[int], Path]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    # a: a complete earlier output (same frame count); b: one cut short by a crash; c: none yet
+    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(small_clips / "a.mp4"), "-c:v", "ffv1",
+                    "-y", str(out / "a_sr.mkv")], check=True, timeout=60)
+    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(small_clips / "b.mkv"), "-frames:v", "4",
+                    "-c:v", "ffv1", "-y", str(out / "b_sr.mkv")], check=True, timeout=60)
+    preset = ("--preset", str(random_preset(2)))
+    done, doc = _batch(str(small_clips), "--out-dir", str(out), *preset)
+    assert done.returncode == 0, done.stderr.decode()
+    results = doc["results"]
+    assert [Path(r["input"]).name for r in results] == ["a.mp4", "b.mkv", "c.mov"]  # sorted; no txt, no sub/
+    assert [r["status"] for r in results] == ["skipped", "done", "done"]
+    assert (doc["done"], doc["skipped"], doc["failed"]) == (2, 1, 0)
+    assert results[0]["frames"] == 10 and _video_packets(ffmpeg, out / "b_sr.mkv") == 10
+    assert decode_y4m(ffmpeg, out / "c_sr.mkv")[0].geometry.width == 80
+    again = run_cli("batch", str(small_clips), "--out-dir", str(out), *preset, "--codec", "ffv1", timeout=300)
+    err = again.stderr.decode()
+    lines = err.splitlines()  # no cluster is started: nothing to do
+    assert again.returncode == 0 and sum(ln.startswith("skipped (already done) ") for ln in lines) == 3, err
+    assert lines[-1] == "0 upscaled, 3 skipped (already done)"
+    forced, doc = _batch(str(small_clips / "a.mp4"), "--out-dir", str(out), *preset, "-y")
+    assert forced.returncode == 0 and [r["status"] for r in doc["results"]] == ["done"]
+    assert decode_y4m(ffmpeg, out / "a_sr.mkv")[0].geometry.width == 96  # now really upscaled
+
+
+def test_batch_reports_every_file_when_a_worker_dies(small_clips: Path, tmp_path: Path,
+                                                    random_preset: Callable[[int], Path],
+                                                    fake: Callable[[str], dict[str, str]]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    marker = uuid.uuid4().hex
+    # b's decoder kills its worker every time; with no deaths allowed Dask gives up on it at once
+    env = {**fake("kill-worker-on"), "FAKE_MATCH": "b.mkv", "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
+           "TMPDIR": str(scratch), "ESPCN_TEST_MARK": marker}
+    done, doc = _batch(str(small_clips), "--out-dir", str(out), "--preset", str(random_preset(2)), env=env)
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert [(Path(r["input"]).name, r["status"]) for r in doc["results"]] == [
+        ("a.mp4", "done"), ("b.mkv", "failed"), ("c.mov", "done")]
+    assert "KilledWorker" in doc["results"][1]["error"] and doc["failed"] == 1
+    assert err.strip().splitlines()[-1].startswith("espcn-video: error: 1 of 3 files failed")
+    assert (out / "a_sr.mkv").exists() and (out / "c_sr.mkv").exists() and not (out / "b_sr.mkv").exists()
+    assert _wait_for_no_processes_marked(marker) == [] and list(scratch.iterdir()) == []
+
+
+# The daemon asks for SIGKILL when pytest dies (PR_SET_PDEATHSIG survives exec), so even a run killed
+# from outside leaks no daemon; done in the new process, not in preexec_fn, which is unsafe with threads.
+_DIE_WITH_PARENT = ("import ctypes, os, sys; ctypes.CDLL(None).prctl(1, 9); "
+                    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+
+
+class Daemons:
+    """`dask scheduler` and `dask worker` processes for one test; all killed and reaped at the end."""
+
+    def __init__(self, root: Path, marker: str) -> None:
+        self.root = root
+        self.marker = marker
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.scheduler_file = root / "scheduler.json"
+
+    def _start(self, module: str, args: list[str], cwd: Path, env: dict[str, str]) -> None:
+        log = open(cwd / f"{module}.log", "wb")  # noqa: SIM115 - kept open for the daemon's life
+        self.procs.append(subprocess.Popen(
+            [sys.executable, "-c", _DIE_WITH_PARENT, "-m", f"distributed.cli.{module}", *args], cwd=cwd,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            # the scheduler's scratch folder goes under the test's folder, not /tmp/dask-scratch-space
+            env={**os.environ, "ESPCN_TEST_MARK": self.marker, "DASK_TEMPORARY_DIRECTORY": str(self.root), **env}))
+        log.close()
+
+    def start_scheduler(self) -> str:
+        self._start("dask_scheduler", ["--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                       "--scheduler-file", str(self.scheduler_file)], self.root, {})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.scheduler_file.exists():
+                try:
+                    return str(json.loads(self.scheduler_file.read_text())["address"])
+                except (ValueError, KeyError):
+                    pass  # written but not yet complete
+            assert self.procs[0].poll() is None, (self.root / "dask_scheduler.log").read_text()
+            time.sleep(0.2)
+        raise AssertionError("the dask scheduler did not start within 60 s")
+
+    def start_worker(self, name: str, env: dict[str, str] | None = None) -> Path:
+        cwd = self.root / name
+        cwd.mkdir()
+        self._start("dask_worker", ["--scheduler-file", str(self.scheduler_file), "--nworkers", "1",
+                                    "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
+                                    "--local-directory", str(cwd), "--death-timeout", "60", "--name", name],
+                    cwd, env or {})
+        return cwd
+
+    def worker_addresses(self, n: int) -> list[str]:
+        """Wait until n workers are connected; their addresses."""
+        from distributed import Client
+        with Client(scheduler_file=str(self.scheduler_file), timeout="30s") as client:
+            client.wait_for_workers(n, timeout=90)
+            return sorted(client.nthreads())
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):  # workers first, then the scheduler
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        # the nannies' worker processes and their ffmpeg children carry the marker too
+        deadline = time.monotonic() + 10
+        while _processes_marked(self.marker) and time.monotonic() < deadline:
+            _kill_marked(self.marker)
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Daemons]:
+    root = tmp_path / "dask"
+    root.mkdir()
+    marker = uuid.uuid4().hex
+    d = Daemons(root, marker)
+    try:
+        yield d
+    finally:
+        d.stop()
+    assert _processes_marked(marker) == []
+
+
+@pytest.mark.slow
+def test_scheduler_daemons_run_chunks_and_batch(daemons: Daemons, sources: dict[str, Path], small_clips: Path,
+                                                ffmpeg: str, tmp_path: Path,
+                                                random_preset: Callable[[int], Path]) -> None:
+    address = daemons.start_scheduler()
+    daemons.start_worker("w1")
+    daemons.start_worker("w2")  # each in its own folder: only absolute paths resolve on them
+    assert len(daemons.worker_addresses(2)) == 2
+    src = sources["opengop.mp4"]
+    whole, chunked = tmp_path / "whole.mkv", tmp_path / "chunked.mkv"
+    plain = _run(src, whole, random_preset(2))
+    summary = _run(src, chunked, random_preset(2), "--chunks", "3", "--scheduler", address)
+    assert summary["chunks"] == 3 and summary["workers"] == 2 and summary["frames"] == plain["frames"] == 75
+    assert _same_frames(_frames(ffmpeg, whole), _frames(ffmpeg, chunked))
+    out = tmp_path / "out"
+    out.mkdir()
+    done, doc = _batch(str(small_clips / "a.mp4"), str(small_clips / "c.mov"), "--out-dir", str(out),
+                       "--preset", str(random_preset(2)), "--scheduler", address)
+    assert done.returncode == 0, done.stderr.decode()
+    assert [r["status"] for r in doc["results"]] == ["done", "done"]
+    assert [_video_packets(ffmpeg, out / n) for n in ("a_sr.mkv", "c_sr.mkv")] == [10, 10]
+
+
+@pytest.mark.slow
+def test_preflight_names_the_worker_and_what_it_lacks(daemons: Daemons, small_clips: Path, tmp_path: Path,
+                                                      random_preset: Callable[[int], Path]) -> None:
+    address = daemons.start_scheduler()
+    # This worker runs in another folder (a relative input does not resolve there) and has no ffmpeg.
+    daemons.start_worker("lacking", {"ESPCN_VIDEO_FFMPEG": str(tmp_path / "no-such-ffmpeg")})
+    (worker,) = daemons.worker_addresses(1)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.mp4").write_bytes((small_clips / "a.mp4").read_bytes())
+    (tmp_path / "out").mkdir()
+    t0 = time.monotonic()
+    done, _ = _batch("in/a.mp4", "--out-dir", "out", "--preset", str(random_preset(2)), "--scheduler", address,
+                     cwd=tmp_path)
+    err = done.stderr.decode().strip()
+    assert done.returncode == 1 and time.monotonic() - t0 < 120, err
+    assert len(err.splitlines()) == 1 and err.startswith("espcn-video: error: 1 of 1 Dask workers"), err
+    assert f"{worker}: no input file in/a.mp4 (relative to the worker's folder {tmp_path / 'dask' / 'lacking'})" in err
+    assert "; no output folder out (relative to" in err and "; no usable ffmpeg" in err and "no-such-ffmpeg" in err
+    assert not (tmp_path / "out" / "a_sr.mkv").exists()

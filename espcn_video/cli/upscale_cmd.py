@@ -248,33 +248,61 @@ def run_chunked_cli(settings: UpscaleSettings, chunks: str | None, scheduler: st
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Model threads per task.")
 @click.option("--scheduler", default=None, help="Dask scheduler address; default a local cluster.")
 @click.option("--local-workers", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("-y", "--overwrite", is_flag=True)
+@click.option("-y", "--overwrite", is_flag=True,
+              help="Redo every file, also those whose output is already complete.")
 @click.option("--json", "as_json", is_flag=True, help="Results as JSON on stdout.")
 @guarded
 def batch_cmd(inputs: tuple[str, ...], out_dir: str, suffix: str, scale: int | None, preset: str | None,
               codec: str | None, crf: int | None, encoder_preset: str | None, threads: int,
               scheduler: str | None, local_workers: int, overwrite: bool, as_json: bool) -> None:
-    """Upscale many files on Dask: each file is one task."""
-    from espcn_video.distributed import batch_jobs, run_batch
+    """Upscale many files on Dask: each file is one task.
+
+    \b
+    INPUTS are video files or folders; a folder adds its video files
+    (.mp4 .mkv .mov .webm .avi .ts ... by extension), sorted by name,
+    not those of its subfolders.
+
+    A file whose output already exists with the same number of video
+    frames as the input is skipped (reported as skipped); any other
+    existing output (cut short, unreadable) is redone. -y redoes all.
+    Paths reach the workers as written: with --scheduler, give paths
+    that every worker sees.
+    """
+    from espcn_video.distributed import batch_jobs, find_done_outputs, run_batch
     if scale is not None and scale not in SUPPORTED_SCALES:
         raise UsageError(f"unsupported scale {scale}: choose 2, 3 or 4")
     name = resolve_preset(scale, preset)
     encode = EncodeSettings(codec=codec, crf=crf, preset=encoder_preset)
+    pairs = batch_jobs(list(inputs), out_dir, suffix)
+    skipped, partial = ([], set()) if overwrite else find_done_outputs(pairs)
+    skip = {r["input"] for r in skipped}
+    # An incomplete output (a crash, a full disk) is replaced without asking for -y.
     all_settings = [UpscaleSettings(input=spec, output=out, preset=name, encode=encode, threads=threads,
-                                    overwrite=overwrite) for spec, out in batch_jobs(list(inputs), out_dir, suffix)]
+                                    overwrite=overwrite or out in partial)
+                    for spec, out in pairs if spec.path not in skip]
     console = stderr_console()
 
     def done(rec: dict[str, Any]) -> None:
-        if not as_json:
-            if "error" in rec:
-                console.print(f"[red]failed[/red] {rec['input']}: {rec['error']}")
-            else:
-                console.print(f"done {rec['input']} -> {rec['output']}: {rec['frames']} frames, {rec['fps']:.2f} fps")
+        if as_json:
+            return
+        if rec["status"] == "failed":
+            console.print(f"[red]failed[/red] {rec['input']}: {rec['error']}")
+        elif rec["status"] == "skipped":
+            console.print(f"skipped (already done) {rec['input']} -> {rec['output']}: {rec['frames']} frames")
+        else:
+            console.print(f"done {rec['input']} -> {rec['output']}: {rec['frames']} frames, {rec['fps']:.2f} fps")
 
-    results = run_batch(all_settings, scheduler=scheduler, local_workers=local_workers, on_done=done)
+    for rec in skipped:
+        done(rec)
+    ran = run_batch(all_settings, scheduler=scheduler, local_workers=local_workers, on_done=done)
+    order = {spec.path: i for i, (spec, _) in enumerate(pairs)}
+    results = sorted(skipped + ran, key=lambda r: order[r["input"]])
+    failed = [r for r in results if r["status"] == "failed"]
     if as_json:
-        emit_json({"results": results})
-    failed = [r for r in results if "error" in r]
+        emit_json({"results": results, "done": len(ran) - len(failed), "skipped": len(skipped),
+                   "failed": len(failed)})
     if failed:
         raise EspcnVideoError(f"{len(failed)} of {len(results)} files failed (first: {failed[0]['input']}: "
                               f"{failed[0]['error']})")
+    if not as_json:
+        console.print(f"{len(ran)} upscaled, {len(skipped)} skipped (already done)")
