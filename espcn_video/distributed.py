@@ -38,12 +38,12 @@ from espcn_video.ffmpeg.locate import locate_ffmpeg
 from espcn_video.ffmpeg.mkv import build_hdr_colour
 from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
 from espcn_video.ffmpeg.process import FFmpegProcess
-from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader
+from espcn_video.ffmpeg.y4m import Y4MHeader
 from espcn_video.files import atomic_write_text
 from espcn_video.model.engines import create_engine, default_threads
 from espcn_video.model.export import ranges_from_metadata
 from espcn_video.model.presets import load_preset
-from espcn_video.pipeline import RunResult, encoder_sink, run_pipeline
+from espcn_video.pipeline import encoder_sink, run_pipeline
 from espcn_video.upscale import (check_input, check_output, choose_deinterlace, output_video_for, publish,
                                  sweep_stale_temporaries, temporary_output, verify_output)
 from espcn_video.upscaling import FrameUpscaler
@@ -363,10 +363,7 @@ def _join(parts: Path, plan: ChunkPlan, settings: UpscaleSettings, probe: ProbeI
             proc.check()
         tb, pts, _ = list_packets(ffmpeg.path, settings.input.path)
         expected = [p * tb - Fraction(round(plan.container_start_s * 1_000_000), 1_000_000) for p in pts]
-        result = RunResult(lr=FrameGeometry(1, 1, "gray"), hr=FrameGeometry(1, 1, "gray"), rate=Fraction(0),
-                           full_range=False, method="", frames_read=len(pts), frames_written=len(pts),
-                           wall_s=0.0, frame_times_s=expected)
-        check = verify_output(ffmpeg.path, target, settings.output, settings, result, Fraction(0))
+        check = verify_output(ffmpeg.path, target, settings.output, settings.encode.format, len(pts), expected)
         publish(target, settings.output, overwrite)
     finally:
         target.unlink(missing_ok=True)

@@ -26,6 +26,7 @@ from espcn_video.sinks import EncoderSink, FrameSink
 from espcn_video.upscaling import FrameUpscaler
 
 POLL_S = 0.1
+NO_FRAMES = "the input has no video frames (0 frames decoded)"
 _END = object()  # the sentinel, forwarded stage to stage
 
 
@@ -62,7 +63,6 @@ class RunResult:
     wall_s: float
     timings: list[FrameTiming] = field(default_factory=list)
     frame_times_s: list[Fraction] = field(default_factory=list)  # each frame's pts, when known
-    pipe_time_base: Fraction | None = None  # the decoder's time base of those pts
 
     @property
     def fps(self) -> float:
@@ -185,7 +185,7 @@ class _Run:
             item = self.get(self.to_writer)
             if item is _END:
                 if self.counters.frames_written == 0:  # an encoder given no frame fails; say why
-                    raise InputError("the input has no video frames (0 frames decoded)")
+                    raise InputError(NO_FRAMES)
                 self.sink.finish()
                 return
             self._frame["writer"] = item.index
@@ -222,7 +222,7 @@ def run_pipeline(decode_cmd: Sequence[str], make_sink: SinkFactory, upscaler: Fr
         header = read_header(dec.stdout, "decoder output")
         if header is None:
             dec.check(timeout_s=30.0)
-            raise InputError("the input has no video frames (0 frames decoded)")
+            raise InputError(NO_FRAMES)
         hr_header = Y4MHeader(header.geometry.scaled(upscaler.scale), header.rate, header.sar,
                               "p", header.full_range)
         if on_start is not None:
@@ -237,8 +237,6 @@ def run_pipeline(decode_cmd: Sequence[str], make_sink: SinkFactory, upscaler: Fr
                 raise InputError(f"the input is corrupt or truncated: {complaint} "
                                  "(--ignore-decode-errors keeps such output)")
     counters = run.counters
-    if counters.frames_read == 0:
-        raise InputError("the input has no video frames (0 frames decoded)")
     if counters.frames_written != counters.frames_read:
         raise FrameCountMismatch(counters.frames_read, counters.frames_written)
     return RunResult(
@@ -246,7 +244,6 @@ def run_pipeline(decode_cmd: Sequence[str], make_sink: SinkFactory, upscaler: Fr
         method=upscaler.method, frames_read=counters.frames_read,
         frames_written=counters.frames_written, wall_s=time.perf_counter() - t_start,
         timings=run.timings, frame_times_s=run.frame_times_s,
-        pipe_time_base=times.time_base if times is not None else None,
     )
 
 

@@ -189,18 +189,18 @@ def publish(target: Path, output: str, overwrite: bool) -> None:
     target.unlink()
 
 
-def verify_output(ffmpeg: str, path: Path, output: str, settings: UpscaleSettings,
-                  result: RunResult, shift_s: Fraction) -> OutputCheck:
-    """Count the written file's video packets and compare their timestamps with the input's."""
+def verify_output(ffmpeg: str, path: Path, output: str, muxer_name: str | None, frames: int,
+                  frame_times_s: list[Fraction], shift_s: Fraction = Fraction(0)) -> OutputCheck:
+    """Count the written file's video packets and compare their timestamps with the input's
+    (`frame_times_s`, shifted by `shift_s`), relative to the first frame."""
     tb, pts, _ = list_packets(ffmpeg, str(path))
     check = OutputCheck(frames=len(pts), time_base=f"{tb.numerator}/{tb.denominator}")
-    if len(pts) != result.frames_written:
-        raise OutputError(f"{output}: the written file has {len(pts)} frames, "
-                          f"{result.frames_written} were encoded; not published")
-    muxer = output_muxer(output, settings.encode.format)
-    if muxer in _UNTIMED_MUXERS or not result.frame_times_s:
+    if len(pts) != frames:
+        raise OutputError(f"{output}: the written file has {len(pts)} frames, {frames} were encoded; "
+                          "not published")
+    if output_muxer(output, muxer_name) in _UNTIMED_MUXERS or not frame_times_s:
         return check
-    want = [t + shift_s for t in result.frame_times_s]
+    want = [t + shift_s for t in frame_times_s]
     got = [p * tb for p in pts]
     check.start_offset_s = float(got[0] - want[0])
     errors = [abs((g - got[0]) - (w - want[0])) for g, w in zip(got, want)]
@@ -307,8 +307,8 @@ def upscale_video(settings: UpscaleSettings, *, on_start: Callable[[Y4MHeader, P
         if shift_us:
             notes.append(f"timestamps shifted by {shift_us / 1e6:.6f} s: the input starts before 0")
         if target is not None:
-            check = verify_output(ffmpeg.path, target, settings.output, settings, result,
-                                  Fraction(shift_us, 1_000_000))
+            check = verify_output(ffmpeg.path, target, settings.output, settings.encode.format,
+                                  result.frames_written, result.frame_times_s, Fraction(shift_us, 1_000_000))
             publish(target, settings.output, settings.overwrite)
     finally:
         if target is not None and target.exists():

@@ -80,6 +80,44 @@ def test_chunked_equals_unchunked_frame_for_frame(sources: dict[str, Path], ffmp
         assert len(a) == 75
 
 
+@pytest.fixture(scope="module")
+def twelve_seconds(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
+    """The issue's clip, smaller: 12 s at 25 fps, keyframes every 2 s, 3 B-frames, AAC audio."""
+    path = tmp_path_factory.mktemp("twelve") / "in.mp4"
+    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=48x32:rate=25:duration=12",
+                    "-f", "lavfi", "-i", "sine=frequency=440:duration=12", "-c:a", "aac", "-shortest",
+                    "-c:v", "libx264", "-g", "50", "-bf", "3", "-pix_fmt", "yuv420p",
+                    "-vf", "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709", "-y", str(path)],
+                   check=True, timeout=120)
+    return path
+
+
+@pytest.mark.slow
+def test_chunked_joins_are_frame_exact_for_2_to_5_chunks(twelve_seconds: Path, ffmpeg: str, tmp_path: Path,
+                                                         random_preset: Callable[[int], Path]) -> None:
+    """Chunk starts on keyframes (8.0 s with 3 chunks) once lost a frame; the join is now checked."""
+    from espcn_video.ffmpeg.probe import probe_file
+    from espcn_video.ffmpeg.timestamps import list_packets as packet_times
+    whole = tmp_path / "whole.mkv"
+    _run(twelve_seconds, whole, random_preset(2))
+    reference = _frames(ffmpeg, whole)
+    tb_in, pts_in, keys = packet_times(ffmpeg, str(twelve_seconds))
+    assert len(reference) == 300
+    for n in (2, 3, 4, 5):
+        out = tmp_path / f"chunked{n}.mkv"
+        summary = _run(twelve_seconds, out, random_preset(2), "--chunks", str(n), "--local-workers", "2")
+        assert summary["frames"] == 300 and summary["chunks"] == n
+        tb_out, pts_out, _ = packet_times(ffmpeg, str(out))
+        assert len(pts_out) == 300
+        assert all(abs(a * tb_out - b * tb_in) <= tb_out for a, b in zip(pts_out, pts_in))
+        assert _same_frames(reference, _frames(ffmpeg, out)), f"{n} chunks differ from the unchunked run"
+        info = probe_file(ffmpeg, str(out))
+        assert (info.color.space, info.color.primaries, info.color.transfer) == ("bt709", "bt709", "bt709")
+        assert abs(audio_seconds(ffmpeg, out) - audio_seconds(ffmpeg, twelve_seconds)) < 0.05
+    plan = plan_chunks("x", tb_in, pts_in, keys, 0.0, chunks=3)
+    assert [c.start_pts * tb_in for c in plan.chunks] == [0, 4, 8]  # keyframe-aligned, 8.0 s included
+
+
 def test_plan_is_frame_exact_from_packets(sources: dict[str, Path], ffmpeg: str) -> None:
     tb, pts, keys = list_packets(ffmpeg, str(sources["opengop.mp4"]))
     assert [p * tb * 25 for p in keys] == [0, 20, 40, 60]

@@ -244,16 +244,7 @@ def test_ctrl_c_leaves_no_process_and_no_output(src: Path, tmp_path: Path, rando
                                                 fake_ffmpeg: Callable[[str], dict[str, str]]) -> None:
     """A decoder that hangs mid-stream: Ctrl-C still returns at once."""
     out = tmp_path / "o.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "espcn_video", "upscale", str(src), str(out),
-                             "--preset", str(random_preset(2))],
-                            env={**os.environ, **fake_ffmpeg("decoder-hangs")}, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    kids: set[int] = set()
-    while time.monotonic() < deadline and len(kids) < 2:  # decoder and encoder are running
-        kids = _children(proc.pid)
-        time.sleep(0.1)
-    assert len(kids) >= 2
+    proc, kids = _start_and_wait_for_children(src, out, random_preset(2), fake_ffmpeg("decoder-hangs"))
     time.sleep(1.0)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
@@ -262,8 +253,7 @@ def test_ctrl_c_leaves_no_process_and_no_output(src: Path, tmp_path: Path, rando
     assert proc.returncode == 130, err.decode()
     assert "Traceback" not in err.decode() and "interrupted" in err.decode()
     time.sleep(0.2)
-    for kid in kids:
-        assert not Path(f"/proc/{kid}").exists() or "Z" in Path(f"/proc/{kid}/stat").read_text().split()[2]
+    assert all(_gone(kid) for kid in kids)
     assert [p.name for p in tmp_path.iterdir() if p.name != "ffmpeg"] == []
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import PurePath
@@ -175,32 +175,42 @@ def build_output_filter(video: OutputVideo) -> str:
     return ",".join(chain)
 
 
+def _x265_xy(p: tuple[float, float]) -> str:
+    return f"({round(p[0] / 0.00002)},{round(p[1] / 0.00002)})"  # units of 0.00002
+
+
+def _x265_luminance(v: float) -> str:
+    return str(round(v * 10000))  # units of 0.0001 cd/m2
+
+
+def _svt_xy(p: tuple[float, float]) -> str:
+    return f"({p[0]:.4f},{p[1]:.4f})"
+
+
+def _svt_luminance(v: float) -> str:
+    return f"{v:.4f}"
+
+
+# encoder -> (its params option, mastering key, light key, chromaticity and luminance formats)
+_HDR_PARAMS: dict[str, tuple[str, str, str, Callable[[tuple[float, float]], str], Callable[[float], str]]] = {
+    "libx265": ("-x265-params", "master-display", "max-cll", _x265_xy, _x265_luminance),
+    "libsvtav1": ("-svtav1-params", "mastering-display", "content-light", _svt_xy, _svt_luminance),
+}
+
+
 def build_hdr_args(codec: str, video: OutputVideo) -> list[str]:
     """HDR10 static metadata in the encoder's own terms (its SEI / OBU), for x265 and SVT-AV1."""
     m, light = video.mastering, video.content_light
-    if m is None and light is None:
+    if codec not in _HDR_PARAMS or (m is None and light is None):
         return []
-    if codec == "libx265":
-        params = []
-        if m is not None:
-            def xy(p: tuple[float, float]) -> str:
-                return f"({round(p[0] / 0.00002)},{round(p[1] / 0.00002)})"
-            params.append(f"master-display=G{xy(m.green)}B{xy(m.blue)}R{xy(m.red)}WP{xy(m.white)}"
-                          f"L({round(m.max_luminance * 10000)},{round(m.min_luminance * 10000)})")
-        if light is not None:
-            params.append(f"max-cll={light[0]},{light[1]}")
-        return ["-x265-params", ":".join(params)]
-    if codec == "libsvtav1":
-        params = []
-        if m is not None:
-            def fxy(p: tuple[float, float]) -> str:
-                return f"({p[0]:.4f},{p[1]:.4f})"
-            params.append(f"mastering-display=G{fxy(m.green)}B{fxy(m.blue)}R{fxy(m.red)}WP{fxy(m.white)}"
-                          f"L({m.max_luminance:.4f},{m.min_luminance:.4f})")
-        if light is not None:
-            params.append(f"content-light={light[0]},{light[1]}")
-        return ["-svtav1-params", ":".join(params)]
-    return []
+    option, mastering_key, light_key, xy, luminance = _HDR_PARAMS[codec]
+    params = []
+    if m is not None:
+        params.append(f"{mastering_key}=G{xy(m.green)}B{xy(m.blue)}R{xy(m.red)}WP{xy(m.white)}"
+                      f"L({luminance(m.max_luminance)},{luminance(m.min_luminance)})")
+    if light is not None:
+        params.append(f"{light_key}={light[0]},{light[1]}")
+    return [option, ":".join(params)]
 
 
 def copies_from_source(output: str, settings: EncodeSettings, source: InputSpec | None,
