@@ -234,13 +234,13 @@ def output_video_for(header: Y4MHeader, scale: int, codec: str, probe: ProbeInfo
 
 
 def choose_deinterlace(settings: UpscaleSettings, probe: ProbeInfo | None) -> str | None:
+    """auto: bwdif on the frames flagged interlaced, when the source says it is (a stdin source is
+    not probed, so the filter waits for the flags); frame/field: bwdif on every frame; off: none."""
     if settings.deinterlace not in DEINTERLACE_MODES:
         raise UsageError(f"--deinterlace {settings.deinterlace}: choose {', '.join(DEINTERLACE_MODES)}")
     if settings.deinterlace != "auto":
         return None if settings.deinterlace == "off" else settings.deinterlace
-    if probe is None:
-        return "flagged"  # stdin: deinterlace each frame that says it is interlaced
-    return "frame" if probe.interlaced else None
+    return "flagged" if probe is None or probe.interlaced else None
 
 
 def build_decode_command(ffmpeg: str, source: InputSpec, deinterlace: str | None) -> list[str]:
@@ -319,10 +319,12 @@ def upscale_video(settings: UpscaleSettings, *, on_start: Callable[[Y4MHeader, P
 def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterlace: str | None) -> list[str]:
     """Lines for the summary: whatever the run does beyond upscaling, said, never silent."""
     notes = []
-    if deinterlace == "frame" or deinterlace == "field":
-        why = f"the source is interlaced ({probe.interlaced})" if probe and probe.interlaced else "--deinterlace"
+    if deinterlace in ("frame", "field"):
         rate = "one frame per frame" if deinterlace == "frame" else "one frame per field (double rate)"
-        notes.append(f"deinterlaced with bwdif, {rate}: {why}")
+        notes.append(f"deinterlaced with bwdif, every frame, {rate}: --deinterlace {deinterlace}")
+    elif deinterlace == "flagged" and probe is not None:
+        notes.append(f"deinterlaced with bwdif, one frame per frame, the frames flagged interlaced: the source "
+                     f"is interlaced ({probe.interlaced}); --deinterlace off keeps the fields woven")
     elif deinterlace == "flagged":
         notes.append("stdin: frames flagged interlaced are deinterlaced with bwdif (--deinterlace off keeps them woven)")
     elif probe is not None and probe.interlaced and settings.deinterlace == "off":
