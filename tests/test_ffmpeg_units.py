@@ -233,7 +233,9 @@ def test_frame_times_route_framecrc_lines_and_take_off_the_start() -> None:
     assert times.route("0,     126000,     126000,     3600,      424, 0x2b8d15f2")
     assert not times.route("[h264 @ 0x1] error while decoding MB 3 4")
     assert times.seconds(0, lambda: False) == 0
-    times.route("0,     129600,     129600,     3600,      424, 0x2b8d15f2")
+    # a log line written in parts, with our line landed between its prefix and its message
+    assert not times.route("[in#0/matroska,webm @ 0x55c1b22397c0] 0,     129600,     129600,     3600,      424, "
+                           "0x2b8d15f2")
     assert times.seconds(1, lambda: False) == Fraction(1, 25)
     times.close()
     with pytest.raises(EspcnVideoError, match="no timestamp for frame 2"):

@@ -17,9 +17,12 @@ from fractions import Fraction
 
 from espcn_video.errors import EspcnVideoError, FFmpegError, InputError
 
-_FRAMECRC_LINE = re.compile(r"^(\d+),\s*(-?\d+),\s*(-?\d+),\s*(-?\d+),\s*(\d+),\s*0x[0-9a-f]+")
+# ffmpeg writes a log line in several writes (prefix, then message), so a framecrc line can land
+# between them: "[in#0 @ 0x55] 0,  1840,  1840,  40,  424, 0x0f3e1b9c". Hence search, not match.
+_FRAMECRC_ENTRY = re.compile(r"(?<![\w,])(\d+),\s+(-?\d+),\s+(-?\d+),\s+(-?\d+),\s+(\d+),\s+0x[0-9a-f]{8}\b")
 _FRAMECRC_HEADER = re.compile(r"^#(software|tb|media_type|codec_id|dimensions|sar|format|version|hash)\b")
 _TB = re.compile(r"^#tb (\d+): (\d+)/(\d+)")
+_TB_ANYWHERE = re.compile(r"#tb (\d+): (\d+)/(\d+)")
 NOPTS = -9223372036854775808
 WAIT_S = 0.1
 
@@ -37,18 +40,21 @@ class FrameTimes:
         self._cond = threading.Condition()
 
     def route(self, line: str) -> bool:
-        if m := _TB.match(line):
+        """Take the timestamp data in `line`; True when nothing else was in it (else it is also
+        a log line, cut into by our data, and goes to the log tail as it is)."""
+        if m := _TB_ANYWHERE.search(line):
             with self._cond:
                 self.time_base = Fraction(int(m.group(2)), int(m.group(3)))
-            return True
+            return m.start() == 0
         if _FRAMECRC_HEADER.match(line):
             return True
-        if m := _FRAMECRC_LINE.match(line):
-            with self._cond:
-                self._pts.append(int(m.group(3)))
-                self._cond.notify_all()
-            return True
-        return False
+        entries = list(_FRAMECRC_ENTRY.finditer(line))
+        if not entries:
+            return False
+        with self._cond:
+            self._pts.extend(int(m.group(3)) for m in entries)
+            self._cond.notify_all()
+        return entries[0].start() == 0 and entries[-1].end() == len(line.rstrip())
 
     def close(self) -> None:
         with self._cond:
