@@ -272,8 +272,7 @@ def time_ffmpeg_bicubic(ffmpeg: str, dec_cmd: list[str], settings: BenchSettings
                       vf=f"scale={hr[0]}:{hr[1]}:flags=bicubic")
     t0 = time.perf_counter()
     with FFmpegProcess("decoder", dec_cmd, stdout="pipe") as dec, \
-            FFmpegProcess("bicubic", enc, stdin=dec.stdout) as scaler:
-        dec.stdout.close()  # the scaler owns the read end now
+            FFmpegProcess("bicubic", enc, stdin=dec.stdout) as scaler:  # the scaler owns the read end
         scaler.check(timeout_s=600.0)
         dec.check(timeout_s=30.0)
     return frames / (time.perf_counter() - t0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -15,10 +16,12 @@ import torch
 from espcn_video.config import InputSpec, UpscaleSettings
 from espcn_video.errors import InputError, OutputError, UsageError
 from espcn_video.ffmpeg.args import (OutputVideo, build_deinterlace_filter, build_encode_args,
-                                     build_input_args, build_timed_decode_args, copies_from_source,
-                                     even_size_for, output_muxer, resolve_codec)
+                                     build_input_args, build_remux_args, build_timed_decode_args,
+                                     can_carry_audio, copies_from_source, even_size_for, output_muxer,
+                                     resolve_codec)
 from espcn_video.ffmpeg.locate import FFmpegBinary, locate_ffmpeg
 from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
+from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.timestamps import list_packets
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader
 from espcn_video.model.engines import LumaEngine, create_engine
@@ -27,6 +30,7 @@ from espcn_video.model.presets import PresetInfo, load_preset
 from espcn_video.ffmpeg.mkv import build_hdr_colour
 from espcn_video.pipeline import Counters, RunResult, run_pipeline
 from espcn_video.sinks import EncoderSink
+from espcn_video.stdin_spool import StdinSpool, stdin_has_only_video
 from espcn_video.upscaling import FrameUpscaler
 
 DEINTERLACE_MODES = ("auto", "off", "frame", "field")
@@ -110,9 +114,11 @@ def build_engine(model: torch.nn.Module, preset: PresetInfo, settings: UpscaleSe
 _TEMP = re.compile(r"^\.(?P<stem>.*)\.partial-(?P<pid>\d+)-[0-9a-f]{6}(?P<suffix>.*)$")
 
 
-def temporary_output(output: str) -> Path:
+def temporary_output(output: str, suffix: str | None = None) -> Path:
+    """A hidden name beside OUT; `suffix` for the other files a run keeps there (a stdin spool)."""
     out = Path(output)
-    return out.with_name(f".{out.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}{out.suffix}")
+    return out.with_name(f".{out.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}"
+                         f"{out.suffix if suffix is None else suffix}")
 
 
 def pid_alive(pid: int) -> bool:
@@ -133,7 +139,7 @@ def sweep_stale_temporaries(output: str) -> list[Path]:
         return removed
     for entry in out.parent.glob(f".{out.stem}.partial-*"):
         m = _TEMP.match(entry.name)
-        if m and m["stem"] == out.stem and m["suffix"] == out.suffix and not pid_alive(int(m["pid"])):
+        if m and m["stem"] == out.stem and not pid_alive(int(m["pid"])):
             entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
@@ -295,25 +301,53 @@ def upscale_video(settings: UpscaleSettings, *, on_start: Callable[[Y4MHeader, P
         if on_start is not None:
             on_start(header, probe)
 
+    spool = None
+    if (source.is_stdin and target is not None and settings.encode.copy_streams
+            and can_carry_audio(settings.output, settings.encode.format) and not stdin_has_only_video()):
+        spool = StdinSpool(temporary_output(settings.output, ".stdin"))
+    temporaries = [t for t in (target,) if t is not None]
     try:
-        result = run_pipeline(
-            build_decode_command(ffmpeg.path, source, deinterlace), make_sink, upscaler,
-            decoder_stdin="inherit" if source.is_stdin else "devnull",
-            queue_size=settings.queue_size, strict_decode=settings.strict_decode, timed=True,
-            on_start=started, on_progress=on_progress,
-        )
-        check = OutputCheck(frames=result.frames_written)
-        shift_us = sinks[0].shift_us if sinks else 0
-        if shift_us:
-            notes.append(f"timestamps shifted by {shift_us / 1e6:.6f} s: the input starts before 0")
-        if target is not None:
-            check = verify_output(ffmpeg.path, target, settings.output, settings.encode.format,
-                                  result.frames_written, result.frame_times_s, Fraction(shift_us, 1_000_000))
-            publish(target, settings.output, settings.overwrite)
+        with spool or contextlib.nullcontext():
+            result = run_pipeline(
+                build_decode_command(ffmpeg.path, source, deinterlace), make_sink, upscaler,
+                decoder_stdin=spool.decoder_stdin if spool else ("inherit" if source.is_stdin else "devnull"),
+                queue_size=settings.queue_size, strict_decode=settings.strict_decode, timed=True,
+                on_start=started, on_progress=on_progress,
+            )
+            check = OutputCheck(frames=result.frames_written)
+            shift_us = sinks[0].shift_us if sinks else 0
+            if shift_us:
+                notes.append(f"timestamps shifted by {shift_us / 1e6:.6f} s: the input starts before 0")
+            if target is not None:
+                if spool is not None:
+                    target = add_spooled_streams(ffmpeg.path, target, settings, spool, notes)
+                    temporaries.append(target)
+                check = verify_output(ffmpeg.path, target, settings.output, settings.encode.format,
+                                      result.frames_written, result.frame_times_s, Fraction(shift_us, 1_000_000))
+                publish(target, settings.output, settings.overwrite)
     finally:
-        if target is not None and target.exists():
-            target.unlink()
+        for path in temporaries:
+            path.unlink(missing_ok=True)
     return UpscaleOutcome(result, preset, ffmpeg, probe, check, notes)
+
+
+def add_spooled_streams(ffmpeg: str, video: Path, settings: UpscaleSettings, spool: StdinSpool,
+                        notes: list[str]) -> Path:
+    """Mux the piped input's audio, subtitles and chapters (spooled beside OUT) into the video."""
+    if not spool.wait():
+        notes.append("stdin: the pipe could not be kept whole on disk; only its video is in OUT")
+        return video
+    spooled = InputSpec(str(spool.path))
+    probe = probe_file(ffmpeg, str(spool.path))
+    if not (probe.audio_streams or probe.subtitle_codecs or probe.chapters):
+        return video
+    muxed = temporary_output(settings.output)
+    cmd = build_remux_args(ffmpeg, str(video), str(muxed), settings.encode, source=spooled, probe=probe)
+    with FFmpegProcess("stream copy", cmd) as proc:
+        proc.check()
+    notes.append(f"stdin: {probe.audio_streams} audio and {len(probe.subtitle_codecs)} subtitle stream(s) kept "
+                 "(the pipe was spooled beside OUT while it was read)")
+    return muxed
 
 
 def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterlace: str | None) -> list[str]:
@@ -330,9 +364,9 @@ def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterla
     elif probe is not None and probe.interlaced and settings.deinterlace == "off":
         notes.append(f"the source is interlaced ({probe.interlaced}); kept woven (--deinterlace off)")
     src = settings.input
-    if src.is_stdin and settings.encode.copy_streams:
-        notes.append("stdin: only the video of a pipe is read; audio, subtitles and chapters are not kept "
-                     "(give the file as IN to keep them)")
+    if src.is_stdin and settings.encode.copy_streams and settings.output == "-":
+        notes.append("stdin to stdout: only the video of the pipe is read; audio, subtitles and chapters are "
+                     "not kept (give a file as IN or OUT to keep them)")
     elif probe is not None and probe.audio_streams and not copies_from_source(
             settings.output, settings.encode, src, probe) and settings.encode.copy_streams:
         notes.append(f"{probe.audio_streams} audio stream(s) not kept: the output format has no place for them")

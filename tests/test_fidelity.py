@@ -270,16 +270,31 @@ def test_zero_frames_is_an_error_and_one_frame_works(ffmpeg: str, tmp_path: Path
     assert _upscale(one, out, random_preset(2))["frames"] == 1 and len(_times(ffmpeg, out)[1]) == 1
 
 
-def test_stdin_says_its_audio_is_not_kept(ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
-    src = _make(ffmpeg, tmp_path / "a.mkv", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.5",
-                "-f", "lavfi", "-i", "sine=d=0.5", "-c:v", "libx264", "-c:a", "aac")
+@pytest.mark.parametrize("container", ["matroska", "mp4"])
+def test_stdin_keeps_its_audio_and_subtitles(ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path],
+                                             container: str) -> None:
+    """A pipe is read once: its bytes are spooled beside OUT and its other streams muxed in after."""
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,100 --> 00:00:00,400\nhello\n")
+    ext = "mkv" if container == "matroska" else "mp4"
+    extra = ["-movflags", "frag_keyframe+empty_moov"] if container == "mp4" else []
+    src = _make(ffmpeg, tmp_path / f"a.{ext}", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.5",
+                "-f", "lavfi", "-i", "sine=d=0.5", "-i", str(srt), "-map", "0", "-map", "1", "-map", "2",
+                "-c:v", "libx264", "-c:a", "aac", "-c:s", "srt" if ext == "mkv" else "mov_text", *extra)
     out = tmp_path / "o.mkv"
     done = run_cli("upscale", "-", str(out), "--preset", str(random_preset(2)), "--json",
                    "--backend", "torch", "--precision", "fp32", stdin=src.read_bytes())
     assert done.returncode == 0, done.stderr.decode()
-    notes = json.loads(done.stdout)["notes"]
-    assert any("stdin: only the video of a pipe is read" in n for n in notes)
-    assert len(decode_y4m(ffmpeg, out)[1]) == 5
+    summary = json.loads(done.stdout)
+    assert any("stdin: 1 audio and 1 subtitle stream(s) kept" in n for n in summary["notes"])
+    info = _probe(ffmpeg, out)
+    assert info.audio_streams == 1 and len(info.subtitle_codecs) == 1 and summary["frames"] == 5
+    assert abs(audio_seconds(ffmpeg, out) - audio_seconds(ffmpeg, src)) < 0.05
+    _assert_same_times(ffmpeg, src, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([src.name, "o.mkv", "s.srt"])  # no spool left
+    to_stdout = run_cli("upscale", "-", "-", "--preset", str(random_preset(2)), "--format", "nut",
+                        "--backend", "torch", "--precision", "fp32", stdin=src.read_bytes())
+    assert to_stdout.returncode == 0 and "stdin to stdout: only the video of the pipe is read" in to_stdout.stderr.decode()
 
 
 def test_bad_timings_path_fails_before_the_run(ffmpeg: str, tmp_path: Path,

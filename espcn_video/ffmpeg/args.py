@@ -313,3 +313,16 @@ def build_join_args(ffmpeg: str, concat_list: str, output: str, settings: Encode
             args += ["-chroma_sample_location", video.chroma_location]
     args += ["-fps_mode", "passthrough", "-strict", "-1"]
     return args + _muxer_args(output, settings)
+
+
+def build_remux_args(ffmpeg: str, video_path: str, output: str, settings: EncodeSettings, *,
+                     source: InputSpec, probe: ProbeInfo) -> list[str]:
+    """The encoded video (timestamps kept) with the streams of `source`, no re-encode.
+
+    For stdin input: the bytes that fed the decoder were spooled to `source`, which is read
+    once the video is done, for its audio, subtitles, chapters and metadata.
+    """
+    args = [ffmpeg, *COMMON, "-copyts", "-i", video_path]
+    args += build_source_copy_args(output, settings, source, probe, source_offset_s=-probe.start_s)
+    args += ["-c:v", "copy", "-fps_mode", "passthrough", "-strict", "-1"]
+    return args + _muxer_args(output, settings)

@@ -79,7 +79,8 @@ def _grow_pipe(stream: IO[bytes] | None) -> None:
 class FFmpegProcess:
     """Popen in a context manager: stderr drained into a bounded tail, exit checked, kill and reap.
 
-    `stdin`/`stdout` are "pipe", "devnull", "inherit" or an open file object.
+    `stdin`/`stdout` are "pipe", "devnull", "inherit" or an open file object (a stdin file
+    object is handed over: closed in this process once the child has it).
     The child gets its own session so a terminal's Ctrl-C reaches only us; we stop it.
     """
 
@@ -116,6 +117,10 @@ class FFmpegProcess:
             raise FFmpegNotFound(f"cannot run ffmpeg {self.cmd[0]}: {exc.strerror}") from exc
         except OSError as exc:
             raise EspcnVideoError(f"cannot start ffmpeg {self.role}: {exc}") from exc
+        if not isinstance(self._stdin_spec, str):
+            # The child has its own copy of the read end: with ours closed, a writer feeding the
+            # pipe sees EPIPE when the child dies instead of blocking forever.
+            self._stdin_spec.close()
         _grow_pipe(self._proc.stdout)
         _grow_pipe(self._proc.stdin)
         self._drain = threading.Thread(target=self._drain_stderr, name=f"{self.role}-stderr", daemon=True)
