@@ -88,7 +88,7 @@ _GENERIC = re.compile(
     r"Generic error in an external library")
 _ERRORISH = re.compile(r"error|invalid|fail|no such|no space|not found|unknown|unable|cannot|"
                        r"could not|unsupported|denied|corrupt|incorrect|not divisible|must be|out of range|"
-                       r"too (?:small|large|big|high|low)|exceed", re.IGNORECASE)
+                       r"too (?:small|large|big|high|low)|exceed|only .{0,120}supported", re.IGNORECASE)
 
 
 def summarize_stderr(stderr_tail: str, max_lines: int = 2) -> str:

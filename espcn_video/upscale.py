@@ -215,7 +215,9 @@ def verify_output(ffmpeg: str, path: Path, output: str, muxer_name: str | None, 
     if max(errors) > tolerance:
         worst = errors.index(max(errors))
         raise OutputError(f"{output}: frame {worst} is at {float(got[worst] - got[0]):.6f} s in the written "
-                          f"file but {float(want[worst] - want[0]):.6f} s in the input; not published")
+                          f"file but {float(want[worst] - want[0]):.6f} s in the input; not published (a container "
+                          "that stores a fixed frame rate, such as AVI, cannot keep these timestamps: use .mkv "
+                          "or .mp4)")
     return check
 
 
