@@ -195,19 +195,24 @@ def test_ctrl_c_and_sigterm_leave_no_process_and_no_output(src: Path, tmp_path: 
 
 
 def test_sigkill_takes_the_children_along_and_the_next_run_sweeps_the_partial(
-        src: Path, tmp_path: Path, random_preset: Callable[[int], Path],
+        src: Path, tmp_path: Path, random_preset: Callable[[int], Path], clips: Callable[..., Path],
         fake_ffmpeg: Callable[[str], dict[str, str]]) -> None:
     out = tmp_path / "o.mkv"
-    proc, kids = _start_and_wait_for_children(src, out, random_preset(2), fake_ffmpeg("decoder-slow"),
-                                              "--codec", "ffv1")
-    deadline = time.monotonic() + 30
+    # Frames over the encoder pipe's 1 MB buffer reach the encoder one by one (tiny ones wait for
+    # the buffer to fill, so the partial file would appear only at the end): 1280x720 out.
+    long_src = clips("slow.mkv", "-c:v", "ffv1", "-pix_fmt", "yuv420p", src="testsrc2=s=640x360:r=10:d=3")
+    proc, kids = _start_and_wait_for_children(long_src, out, random_preset(2), fake_ffmpeg("decoder-slow"),
+                                              "--codec", "ffv1")  # 30 frames, 0.3 s apart: 9 s
+    deadline = time.monotonic() + 15
     while time.monotonic() < deadline and not list(tmp_path.glob(".o.partial-*")):
         time.sleep(0.1)  # the encoder has written part of the file
+    assert list(tmp_path.glob(".o.partial-*")), sorted(p.name for p in tmp_path.iterdir())
     proc.kill()
     proc.communicate(timeout=30)
     time.sleep(1.0)
     assert all(_gone(kid) for kid in kids)  # PR_SET_PDEATHSIG: no encoder writes on
-    assert [p.name.startswith(".o.partial-") for p in tmp_path.iterdir() if p.name != "ffmpeg"] == [True]
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "ffmpeg")
+    assert len(left) == 1 and left[0].startswith(".o.partial-"), left
     done = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)), "--codec", "ffv1")
     assert done.returncode == 0, done.stderr.decode()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "ffmpeg") == ["o.mkv"]
