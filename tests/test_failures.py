@@ -277,3 +277,27 @@ def test_file_cut_mid_way_is_an_error_unless_ignored(clips: Callable[..., Path],
     assert not out.exists()
     done = run_cli("upscale", str(cut), str(out), "--preset", str(random_preset(2)), "--ignore-decode-errors")
     assert done.returncode == 0 and out.exists()
+
+
+def test_help_and_version_start_without_torch() -> None:
+    """Commands load when they run: `--help` lists them from the registry, whose one-line help
+    must stay what each command says of itself."""
+    code = ("import sys, json; from espcn_video.cli import main\n"
+            "for args in (['--help'], ['--version']):\n"
+            "    try:\n"
+            "        main(args)\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print(json.dumps(sorted(m for m in ('torch', 'openvino', 'onnxruntime', 'dask') if m in sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().splitlines()[-1] == "[]"
+    assert "upscale  Super-resolve IN into OUT" in done.stdout.decode()
+    import click
+
+    from espcn_video.cli import COMMANDS, main
+    ctx = click.Context(main)
+    for name, (_, _, short_help) in COMMANDS.items():
+        command = main.get_command(ctx, name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(limit=1000) == short_help
