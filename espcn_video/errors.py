@@ -113,6 +113,7 @@ class FFmpegError(EspcnVideoError):
         )
 
     def command_line(self) -> str:
+        """The failed command as a shell line (the CLI adds it to the error under -v)."""
         return shlex.join(self.cmd)
 
 

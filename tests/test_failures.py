@@ -301,3 +301,22 @@ def test_help_and_version_start_without_torch() -> None:
         command = main.get_command(ctx, name)
         assert command is not None and command.name == name
         assert command.get_short_help_str(limit=1000) == short_help
+
+
+def test_verbose_logs_each_ffmpeg_command_and_a_failure_names_it(src: Path, tmp_path: Path,
+                                                                   random_preset: Callable[[int], Path]) -> None:
+    done = run_cli("-v", "upscale", str(src), str(tmp_path / "o.mkv"), "--preset", str(random_preset(2)),
+                   "--codec", "ffv1", "-q")
+    err = done.stderr.decode()
+    assert done.returncode == 0, err
+    for role in ("probe", "decoder", "encoder", "packet listing"):
+        assert f"espcn-video: ffmpeg {role}: " in err
+    assert "-filter_complex" in err and "espcn-video: ffmpeg encoder: exit 0" in err
+    bad = run_cli("-v", "upscale", str(src), str(tmp_path / "o.mp4"), "--preset", str(random_preset(2)),
+                  "--output-args", "-vf scale=97:65")
+    line = bad.stderr.decode().splitlines()[-1]
+    assert bad.returncode == 1 and line.startswith("espcn-video: error: ffmpeg encoder failed")
+    assert "width not divisible by 2" in line and "(command: " in line and "-f matroska -i pipe:0" in line
+    quiet = run_cli("upscale", str(src), str(tmp_path / "o2.mp4"), "--preset", str(random_preset(2)),
+                    "--output-args", "-vf scale=97:65")
+    assert "(command: " not in quiet.stderr.decode()

@@ -54,5 +54,9 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="espcn-video")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="Log every ffmpeg command line and exit status on stderr; a failed ffmpeg's error shows its command.")
+def main(verbose: bool) -> None:
     """Real-time ESPCN video super-resolution on the CPU, as an ffmpeg filter."""
+    from espcn_video.cli.common import set_verbose
+    set_verbose(verbose)

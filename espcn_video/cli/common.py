@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from espcn_video.errors import EspcnVideoError, UsageError
+from espcn_video.errors import EspcnVideoError, FFmpegError, StageError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,6 +33,28 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports it
 
 SCHEMA_VERSION = 1
+_verbose = False
+_LOG_HANDLER = logging.StreamHandler()  # stream set on use: tests swap sys.stderr
+_LOG_HANDLER.setFormatter(logging.Formatter("espcn-video: %(message)s"))
+
+
+def set_verbose(verbose: bool) -> None:
+    """-v: every ffmpeg command line and exit status on stderr; a failed ffmpeg's error names its command."""
+    global _verbose
+    _verbose = verbose
+    logger = logging.getLogger("espcn_video")
+    logger.removeHandler(_LOG_HANDLER)
+    if verbose:
+        _LOG_HANDLER.setStream(sys.stderr)
+        logger.addHandler(_LOG_HANDLER)
+    logger.setLevel(logging.DEBUG if verbose else logging.NOTSET)
+
+
+def _error_text(exc: EspcnVideoError) -> str:
+    cause = exc.cause if isinstance(exc, StageError) else exc
+    if _verbose and isinstance(cause, FFmpegError):
+        return f"{exc} (command: {cause.command_line()})"
+    return str(exc)
 
 
 def stderr_console() -> Console:
@@ -80,7 +103,7 @@ def guarded(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except EspcnVideoError as exc:
-            fail(str(exc), exc.exit_code)
+            fail(_error_text(exc), exc.exit_code)
         except Terminated:
             _exit_now("espcn-video: terminated", EXIT_TERMINATED)
         except KeyboardInterrupt:

@@ -6,13 +6,17 @@ tags, whether there are audio or subtitle streams and chapters, and the duration
 
 from __future__ import annotations
 
+import logging
 import re
+import shlex
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from espcn_video.errors import InputError
+
+log = logging.getLogger("espcn_video.ffmpeg")
 
 _DURATION = re.compile(r"^\s*Duration: (?:(\d+):(\d+):(\d+(?:\.\d+)?)|N/A)(?:, start: (-?[\d.]+))?")
 _STREAM = re.compile(r"^\s*Stream #0:(\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: (Video|Audio|Subtitle|Data|Attachment): (.*)$")
@@ -233,7 +237,9 @@ def probe_file(ffmpeg: str, path: str, timeout_s: float = 60.0, *, input_args: S
     """Run `ffmpeg -i path` (with first_frame, decode one frame through showinfo) and parse it."""
     cmd = build_probe_args(ffmpeg, path, input_args, first_frame)
     try:
+        log.debug("ffmpeg probe: %s", shlex.join(cmd))
         done = subprocess.run(cmd, capture_output=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+        log.debug("ffmpeg probe: exit %d (it has no output file; its stderr is the answer)", done.returncode)
     except subprocess.TimeoutExpired as exc:
         raise InputError(f"{path}: ffmpeg took over {timeout_s:.0f} s to open it") from exc
     text = done.stderr.decode("utf-8", errors="replace")

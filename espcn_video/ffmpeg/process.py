@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -13,7 +15,9 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import IO, Protocol
 
-from espcn_video.errors import EspcnVideoError, FFmpegError, FFmpegNotFound
+from espcn_video.errors import EspcnVideoError, FFmpegError, FFmpegNotFound, describe_returncode
+
+log = logging.getLogger("espcn_video.ffmpeg")
 
 try:
     import fcntl
@@ -107,6 +111,7 @@ class FFmpegProcess:
         return value  # type: ignore[return-value]
 
     def __enter__(self) -> FFmpegProcess:
+        log.debug("ffmpeg %s: %s", self.role, shlex.join(self.cmd))
         try:
             self._proc = subprocess.Popen(
                 self.cmd, stdin=self._spec(self._stdin_spec), stdout=self._spec(self._stdout_spec),
@@ -199,6 +204,8 @@ class FFmpegProcess:
         except subprocess.TimeoutExpired:
             self.kill()
             self._proc.wait()
+        log.debug("ffmpeg %s: %s%s", self.role, describe_returncode(self._proc.returncode),
+                  " (stopped by us)" if self.killed else "")
         if self._proc.stdout is not None:
             self._proc.stdout.close()
         if self._drain is not None:

@@ -9,13 +9,17 @@ write and cannot interleave with ffmpeg's log lines.
 
 from __future__ import annotations
 
+import logging
 import re
+import shlex
 import subprocess
 import threading
 from collections.abc import Callable
 from fractions import Fraction
 
 from espcn_video.errors import EspcnVideoError, FFmpegError, InputError
+
+log = logging.getLogger("espcn_video.ffmpeg")
 
 # ffmpeg writes a log line in several writes (prefix, then message), so a framecrc line can land
 # between them: "[in#0 @ 0x55] 0,  1840,  1840,  40,  424, 0x0f3e1b9c". Hence search, not match.
@@ -114,7 +118,9 @@ def parse_framecrc(text: str, source: str) -> tuple[Fraction, list[int], list[in
 def list_packets(ffmpeg: str, path: str, timeout_s: float = 3600.0) -> tuple[Fraction, list[int], list[int]]:
     cmd = build_packet_list_args(ffmpeg, path)
     try:
+        log.debug("ffmpeg packet listing: %s", shlex.join(cmd))
         done = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout_s)
+        log.debug("ffmpeg packet listing: exit %d", done.returncode)
     except subprocess.TimeoutExpired as exc:
         raise EspcnVideoError(f"{path}: listing its packets took over {timeout_s:.0f} s") from exc
     if done.returncode != 0:
