@@ -92,7 +92,8 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
         calibration=ranges_from_metadata(preset.metadata, model)), siting)
     final = Path(job.part_path)
     tmp = final.with_name(f".{final.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}.{PART_FORMAT}")
-    codec = job.encode.codec or "ffv1"
+    codec = job.encode.codec
+    assert codec is not None, "upscale_chunked resolves the parts' codec"
     frame = probe.frame
     hdr_colour = build_hdr_colour(frame.mastering, frame.content_light) if frame is not None else b""
 

@@ -62,7 +62,7 @@ class RunResult:
     frames_written: int
     wall_s: float
     timings: list[FrameTiming] = field(default_factory=list)
-    frame_times_s: list[Fraction] = field(default_factory=list)  # each frame's pts, when known
+    frame_times: FrameTimes | None = None  # each frame's pts, for a timed decode
 
     @property
     def fps(self) -> float:
@@ -85,7 +85,6 @@ class _Run:
                  upscaler: FrameUpscaler, queue_size: int, times: FrameTimes | None) -> None:
         self.dec, self.sink, self.header, self.upscaler = dec, sink, header, upscaler
         self.times = times
-        self.frame_times_s: list[Fraction] = []
         self.to_model: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.to_writer: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.cancel = threading.Event()
@@ -157,7 +156,6 @@ class _Run:
                 except EspcnVideoError:
                     self._decoder_error_first()
                     raise
-                self.frame_times_s.append(pts_s)
             self.put(self.to_model, _Item(index, planes, (time.perf_counter() - t0) * 1e3, pts_s))
             index += 1
             self.counters.frames_read = index
@@ -243,7 +241,7 @@ def run_pipeline(decode_cmd: Sequence[str], make_sink: SinkFactory, upscaler: Fr
         lr=header.geometry, hr=hr_header.geometry, rate=header.rate, full_range=header.full_range,
         method=upscaler.method, frames_read=counters.frames_read,
         frames_written=counters.frames_written, wall_s=time.perf_counter() - t_start,
-        timings=run.timings, frame_times_s=run.frame_times_s,
+        timings=run.timings, frame_times=times,
     )
 
 

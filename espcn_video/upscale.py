@@ -325,7 +325,9 @@ def upscale_video(settings: UpscaleSettings, *, on_start: Callable[[Y4MHeader, P
                     target = add_spooled_streams(ffmpeg.path, target, settings, spool, notes)
                     temporaries.append(target)
                 check = verify_output(ffmpeg.path, target, settings.output, settings.encode.format,
-                                      result.frames_written, result.frame_times_s, Fraction(shift_us, 1_000_000))
+                                      result.frames_written,
+                                      result.frame_times.all_seconds(result.frames_read) if result.frame_times else [],
+                                      Fraction(shift_us, 1_000_000))
                 publish(target, settings.output, settings.overwrite)
     finally:
         for path in temporaries:

@@ -14,6 +14,7 @@ import re
 import shlex
 import subprocess
 import threading
+from array import array
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -39,7 +40,8 @@ class FrameTimes:
         when it moves a file's start to 0 (a chunk decodes with -copyts, the whole file without)."""
         self.offset_us = offset_us
         self.time_base: Fraction | None = None
-        self._pts: list[int] = []
+        self._pts = array("q")  # 8 bytes a frame: a whole film's timestamps stay small
+        self._offset_ticks: int | None = None
         self._ended = False
         self._cond = threading.Condition()
 
@@ -74,15 +76,24 @@ class FrameTimes:
                 if cancelled():
                     raise InterruptedError
                 self._cond.wait(WAIT_S)
-            pts = self._pts[index]
             if self.time_base is None:
                 raise EspcnVideoError("the decoder's timestamp stream has no time base")
-            if pts == NOPTS:
+            if self._pts[index] == NOPTS:
                 raise InputError(f"frame {index} has no timestamp")
-            if self.offset_us:
-                ticks = Fraction(self.offset_us, 1_000_000) / self.time_base
-                pts -= int(ticks + Fraction(1, 2)) if ticks >= 0 else -int(-ticks + Fraction(1, 2))
-            return pts * self.time_base
+            return (self._pts[index] - self._offset()) * self.time_base
+
+    def _offset(self) -> int:
+        """offset_us in the stream's ticks, rounded half away from zero as av_rescale does."""
+        if self._offset_ticks is None:
+            assert self.time_base is not None
+            ticks = Fraction(self.offset_us, 1_000_000) / self.time_base
+            half = Fraction(1, 2)
+            self._offset_ticks = int(ticks + half) if ticks >= 0 else -int(-ticks + half)
+        return self._offset_ticks
+
+    def all_seconds(self, count: int) -> list[Fraction]:
+        """The first `count` frames' times (for the check of the written file)."""
+        return [self.seconds(i, lambda: False) for i in range(count)]
 
 
 def build_packet_list_args(ffmpeg: str, path: str) -> list[str]:
