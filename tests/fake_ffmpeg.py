@@ -16,6 +16,7 @@ FAKE_MODE picks the fault; FAKE_REAL_FFMPEG is the real binary used for everythi
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -55,6 +56,13 @@ def main() -> int:
 def fake_decoder(real: str, args: list[str], mode: str) -> int:
     proc = subprocess.Popen([real, *args], stdout=subprocess.PIPE)
     assert proc.stdout is not None
+    if mode in ("decoder-dies", "decoder-partial", "decoder-hangs"):
+        # The real decoder runs to its end first, so every frame's timestamp line is on stderr
+        # before the cut: the reader then fails on the frames alone, never on a missing
+        # timestamp that a killed decoder had not flushed yet (a race, seen once in CI).
+        data = proc.stdout.read()
+        proc.wait()
+        proc.stdout = io.BufferedReader(io.BytesIO(data))  # type: ignore[assignment]
     header = proc.stdout.readline()
     out = sys.stdout.buffer
     out.write(header)
