@@ -14,7 +14,7 @@ import torch
 
 from espcn_video.ffmpeg.locate import locate_ffmpeg
 from espcn_video.ffmpeg.y4m import Y4MHeader, read_frame, read_header
-from espcn_video.model.espcn import ESPCN
+from espcn_video.model.net import ESPCN
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from espcn_video.bench import STANDARD_JOBS, JobSpec, build_jobs, compare_runs
+from espcn_video.jobs.bench import STANDARD_JOBS, JobSpec, build_jobs, compare_runs
 from espcn_video.ffmpeg.locate import list_encoders
 from tests.conftest import run_cli
 

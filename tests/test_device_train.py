@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from espcn_video.errors import DataError
-from espcn_video.model.device_train import DevicePatchSource, GraphStepper, cosine_lr
-from espcn_video.model.espcn import ESPCN
-from espcn_video.model.train import (
+from espcn_video.training.device import DevicePatchSource, GraphStepper, cosine_lr
+from espcn_video.model.net import ESPCN
+from espcn_video.training.loop import (
     TrainConfig, load_y_planes, pack_y_planes, prepare_data, read_hr_planes, train,
 )
 

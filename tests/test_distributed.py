@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from espcn_video.chunking import list_packets, plan_chunks
+from espcn_video.jobs.chunk_plan import list_packets, plan_chunks
 from tests.conftest import REPO, audio_seconds, decode_y4m, run_cli
 
 pytest.importorskip("distributed", reason="Dask distributed is not installed")

@@ -17,8 +17,8 @@ import torch
 from espcn_video.errors import UsageError
 from espcn_video.model.engines import (EngineOption, TorchEngine, choose_engine,
                                        create_engine, engine_options)
-from espcn_video.model.espcn import ESPCN
-from espcn_video.model.export import (activation_bounds, calibrate_ranges, calibration_planes,
+from espcn_video.model.net import ESPCN
+from espcn_video.model.graphs import (activation_bounds, calibrate_ranges, calibration_planes,
                                       ranges_from_metadata)
 from tests.conftest import REPO, SHARED_DATA
 
@@ -91,7 +91,7 @@ import sys
 for name in ("openvino", "onnxruntime"):
     sys.modules[name] = None  # as if not installed: find_spec answers None, import fails
 from espcn_video.model.engines import create_engine, EngineUnavailable
-from espcn_video.model.espcn import ESPCN
+from espcn_video.model.net import ESPCN
 engine = create_engine(ESPCN(2).eval())
 print(engine.name)
 try:
@@ -130,7 +130,7 @@ def test_ranges_from_metadata_checks_shapes() -> None:
 
 def _set5_lr(scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(HR Y, 8-bit LR Y) per Set5 image, SR-paper conventions, LR rounded like a video frame."""
-    from espcn_video.model.degrade import imresize, list_images, matlab_round, mod_crop, read_y_plane
+    from espcn_video.quality.degrade import imresize, list_images, matlab_round, mod_crop, read_y_plane
     pairs = []
     for path in list_images(SHARED_DATA / "test" / "Set5"):
         hr, _ = read_y_plane(path)
@@ -141,7 +141,7 @@ def _set5_lr(scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _mean_psnr(engine: object, pairs: list[tuple[np.ndarray, np.ndarray]], scale: int) -> float:
-    from espcn_video.metrics import compute_psnr
+    from espcn_video.quality.image_metrics import compute_psnr
     return float(np.mean([compute_psnr(hr, engine.upscale_luma(lr, 255).astype(np.float64),  # type: ignore[attr-defined]
                                        peak=255.0, crop_border=scale) for hr, lr in pairs]))
 

@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from espcn_video.config import EncodeSettings, InputSpec, RawInput
+from espcn_video.settings import EncodeSettings, InputSpec, RawInput
 from espcn_video.errors import EspcnVideoError, StreamFormatError, TruncatedFrame
 from espcn_video.ffmpeg import mkv
 from espcn_video.ffmpeg.args import (OutputVideo, build_deinterlace_filter, build_decode_args, build_encode_args,
@@ -18,7 +18,7 @@ from espcn_video.ffmpeg.probe import (ColorTags, FrameProps, MasteringDisplay, P
 from espcn_video.ffmpeg.timestamps import FrameTimes
 from espcn_video.ffmpeg.y4m import (FrameGeometry, Y4MHeader, parse_header, read_frame,
                                     read_header, write_frame)
-from espcn_video.resample import upscale_planes_bicubic
+from espcn_video.frames.resample import upscale_planes_bicubic
 
 FORMATS = "format=yuv420p|yuv422p|yuv444p|gray|yuv420p10le|yuv422p10le|yuv444p10le|gray10le|yuv420p12le|yuv422p12le|yuv444p12le|gray12le"
 

@@ -18,7 +18,7 @@ import pytest
 
 from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
 from espcn_video.ffmpeg.timestamps import list_packets
-from espcn_video.resample import CHROMA_LOCATIONS, chroma_centres, upscale_planes_bicubic
+from espcn_video.frames.resample import CHROMA_LOCATIONS, chroma_centres, upscale_planes_bicubic
 from tests.conftest import audio_seconds, run_cli
 
 pytestmark = pytest.mark.timeout(300)

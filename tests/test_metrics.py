@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from espcn_video.metrics import compute_mse, compute_psnr, compute_ssim
+from espcn_video.quality.image_metrics import compute_mse, compute_psnr, compute_ssim
 
 
 def test_mse_one_at_peak_255_is_48_1308_db() -> None:

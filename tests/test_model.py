@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from espcn_video.errors import DataError, UsageError
-from espcn_video.model.degrade import (
+from espcn_video.quality.degrade import (
     gaussian_degrade, imresize, mod_crop, parse_degradation, read_y_plane, rgb_to_y,
 )
-from espcn_video.model.espcn import ESPCN
+from espcn_video.model.net import ESPCN
 from espcn_video.model.presets import load_preset
-from espcn_video.model.train import TOO_SMALL, TrainConfig, train
+from espcn_video.training.loop import TOO_SMALL, TrainConfig, train
 
 
 # --- PixelShuffle -------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from PIL import Image
 
 from espcn_video.cli.model_cmds import eval_cmd, presets_cmd
 from espcn_video.errors import PresetError
-from espcn_video.evaluate import evaluate_folder
-from espcn_video.model.espcn import ESPCN
+from espcn_video.quality.paper_eval import evaluate_folder
+from espcn_video.model.net import ESPCN
 from espcn_video.model.presets import (
     PRESETS_ENV, default_preset_name, list_presets, load_preset, presets_dir,
 )

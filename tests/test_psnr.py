@@ -15,12 +15,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from espcn_video.cli import main
-from espcn_video.config import InputSpec, RawInput
+from espcn_video.settings import InputSpec, RawInput
 from espcn_video.errors import UsageError
 from espcn_video.ffmpeg.degrade_args import (VideoDegradation, build_degrade_decode_args, build_vmaf_args, parse_video_degradation)
-from espcn_video.model.degrade import gaussian_degrade, imresize
-from espcn_video.upscaling import FrameUpscaler
-from espcn_video.video_metrics import psnr_from_mse
+from espcn_video.quality.degrade import gaussian_degrade, imresize
+from espcn_video.frames.upscaler import FrameUpscaler
+from espcn_video.quality.video_metrics import psnr_from_mse
 from espcn_video.ffmpeg.y4m import Y4MHeader
 from tests.conftest import decode_y4m, parse_y4m_bytes, run_cli
 

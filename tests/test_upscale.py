@@ -11,7 +11,7 @@ import pytest
 
 from espcn_video.model.engines import TorchEngine
 from espcn_video.model.presets import load_preset
-from espcn_video.resample import upscale_planes_bicubic
+from espcn_video.frames.resample import upscale_planes_bicubic
 from tests.conftest import audio_seconds, decode_y4m, parse_y4m_bytes, run_cli
 
 pytestmark = pytest.mark.timeout(240)

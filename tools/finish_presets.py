@@ -19,9 +19,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from espcn_video.files import atomic_write_text  # noqa: E402
-from espcn_video.model.espcn import ESPCN, SRCNN  # noqa: E402
-from espcn_video.model.export import calibrate_ranges, calibration_planes  # noqa: E402
-from espcn_video.model.train import TrainConfig, atomic_torch_save, measure_test_sets  # noqa: E402
+from espcn_video.model.net import ESPCN, SRCNN  # noqa: E402
+from espcn_video.model.graphs import calibrate_ranges, calibration_planes  # noqa: E402
+from espcn_video.training.loop import TrainConfig, atomic_torch_save, measure_test_sets  # noqa: E402
 
 PRESETS = Path(__file__).resolve().parents[1] / "presets"
 TEST = Path("../shared/data/test")

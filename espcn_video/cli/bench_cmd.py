@@ -14,7 +14,7 @@ from espcn_video.cli.common import SCHEMA_VERSION, emit_json, guarded, stderr_co
 from espcn_video.cli.upscale_cmd import parse_size
 from espcn_video.errors import InputError, UsageError
 from espcn_video.model.engines import BACKENDS, PRECISIONS
-from espcn_video.model.espcn import SUPPORTED_SCALES
+from espcn_video.model.net import SUPPORTED_SCALES
 
 RESULT_COLUMNS = (("sr fps", "sr_fps"), ("frame fps", "frame_fps"), ("pipeline fps", "pipeline_fps"),
                   ("ceiling fps", "ceiling_fps"), ("bicubic fps", "bicubic_fps"), ("srcnn fps", "srcnn_fps"),
@@ -84,7 +84,7 @@ def compare_table(rows: list[dict[str, Any]], a: Path, b: Path) -> Table:
 
 
 def run_compare(paths: tuple[Path, Path], as_json: bool) -> None:
-    from espcn_video.bench import compare_runs
+    from espcn_video.jobs.bench import compare_runs
     a, b = (read_result(p) for p in paths)
     rows = compare_runs(a, b)
     if not rows:
@@ -129,7 +129,7 @@ def bench_cmd(clip: str | None, scale: int | None, input_size: str | None, frame
         return
     if scale is not None and scale not in SUPPORTED_SCALES:
         raise UsageError(f"unsupported scale {scale}: choose 2, 3 or 4")
-    from espcn_video.bench import BenchSettings, build_jobs, run_bench
+    from espcn_video.jobs.bench import BenchSettings, build_jobs, run_bench
     settings = BenchSettings(
         jobs=build_jobs(clip, scale, parse_size(input_size)), frames=frames, backend=backend,
         precision=precision, threads=threads, device=device, encoder=encoder,

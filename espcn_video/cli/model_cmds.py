@@ -1,4 +1,4 @@
-"""`espcn-video train | eval | presets`: thin commands over model/train.py, evaluate.py, model/presets.py."""
+"""`espcn-video train | eval | presets`: thin commands over training/, quality/paper_eval.py, model/presets.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rich.table import Table
 
 from espcn_video.cli.common import emit_json, guarded, stderr_console
 from espcn_video.errors import UsageError
-from espcn_video.model.espcn import SUPPORTED_SCALES
+from espcn_video.model.net import SUPPORTED_SCALES
 
 SHARED_TRAIN_SETS = ("T91", "General100", "BSD200")
 SHARED_TEST_SETS = ("Set5", "Set14")
@@ -51,7 +51,7 @@ def finite_or_none(value: Any) -> Any:
 
 
 def resolve_steps(steps: int | None, epochs: int | None) -> int:
-    from espcn_video.model.train import STEPS_PER_EPOCH
+    from espcn_video.training.loop import STEPS_PER_EPOCH
     if steps is not None and epochs is not None:
         raise UsageError("give --steps or --epochs, not both")
     if steps is not None:
@@ -131,7 +131,7 @@ def train_cmd(scale: str, arch: str, data_dirs: tuple[Path, ...], out: Path | No
               epochs: int | None, batch: int, lr: float, seed: int, degrade: str, resume: bool, init_from: str | None, device: str,
               threads: int | None, loop: str, val_every: int, no_eval: bool) -> None:
     """Train an ESPCN (or SRCNN) preset on the Y channel; JSON summary on stdout."""
-    from espcn_video.model.train import TrainConfig, train
+    from espcn_video.training.loop import TrainConfig, train
     dirs = data_dirs or default_data_dirs()
     if not dirs:
         raise UsageError("no --data given and ../shared/data/train has none of T91, General100, BSD200")
@@ -175,7 +175,7 @@ def eval_table(report: dict[str, Any]) -> Table:
 @guarded
 def eval_cmd(dirs: tuple[Path, ...], preset: str | None, scale: str | None, degrade: str, as_json: bool) -> None:
     """PSNR/SSIM of a preset vs bicubic on HR image folders (SR-paper conventions)."""
-    from espcn_video.evaluate import evaluate_folder
+    from espcn_video.quality.paper_eval import evaluate_folder
     from espcn_video.model.presets import default_preset_name
     scale_int = int(scale) if scale else None
     name = preset or default_preset_name(scale_int or 3)
@@ -227,7 +227,7 @@ def export_cmd(preset: str, fmt: str, io_kind: str, overwrite: bool, out: str) -
     """Write a preset as an ONNX graph: input 'lr' (1, 1, H, W) -> output 'hr' (1, 1, rH, rW), any H and W."""
     from espcn_video.errors import OutputError
     from espcn_video.files import atomic_write_bytes
-    from espcn_video.model.export import build_onnx_model
+    from espcn_video.model.graphs import build_onnx_model
     from espcn_video.model.presets import load_preset
 
     model, info = load_preset(preset)

@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from espcn_video.cli.common import emit_json, guarded, parse_rate, parse_size, stderr_console
-from espcn_video.config import InputSpec, RawInput
+from espcn_video.settings import InputSpec, RawInput
 from espcn_video.errors import InputError, OutputError, UsageError
-from espcn_video.model.espcn import SUPPORTED_SCALES
+from espcn_video.model.net import SUPPORTED_SCALES
 
 VIDEO_SUFFIXES = frozenset({".y4m", ".yuv", ".mp4", ".mkv", ".mov", ".avi", ".webm", ".nut", ".m4v", ".ts",
                             ".264", ".h264", ".265", ".hevc", ".ivf", ".obu", ".mpg", ".mpeg", ".flv", ".mxf"})
@@ -66,7 +66,7 @@ def expand_clips(refs: tuple[str, ...], size: str | None, pix_fmt: str | None, r
 
 
 def parse_methods(text: str | None) -> tuple[str, ...]:
-    from espcn_video.evaluate_video import METHODS
+    from espcn_video.jobs.psnr import METHODS
     names = [m.strip().lower() for m in (text or ",".join(DEFAULT_METHODS)).split(",") if m.strip()]
     for name in names:
         if name not in METHODS:
@@ -187,7 +187,7 @@ def psnr_cmd(refs: tuple[str, ...], dist: str | None, scale: int | None, preset:
     REF is a .y4m, a raw .yuv, any file ffmpeg reads, or a folder of them. With --dist DIST, DIST
     is compared with REF as is.
     """
-    from espcn_video.evaluate_video import PsnrSettings, compare_clips, evaluate_clips, frame_rows
+    from espcn_video.jobs.psnr import PsnrSettings, compare_clips, evaluate_clips, frame_rows
     from espcn_video.ffmpeg.locate import has_libvmaf
     from espcn_video.ffmpeg.degrade_args import parse_video_degradation
     from espcn_video.ffmpeg.locate import locate_ffmpeg
@@ -236,8 +236,8 @@ def _preset_scale(preset: str) -> int:
 def _write_outputs(report: dict[str, Any], csv_path: str | None, plot_path: str | None,
                    frame_rows: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> None:
     if csv_path:
-        from espcn_video.report import write_rows
+        from espcn_video.cli.render import write_rows
         write_rows(csv_path, frame_rows(report))
     if plot_path:
-        from espcn_video.plots import plot_per_frame_psnr
+        from espcn_video.quality.plots import plot_per_frame_psnr
         plot_per_frame_psnr(report, plot_path)

@@ -11,16 +11,16 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, Text
                            TimeElapsedColumn, TimeRemainingColumn)
 
 from espcn_video.cli.common import emit_json, guarded, parse_rate, parse_size, stderr_console
-from espcn_video.config import EncodeSettings, InputSpec, RawInput, UpscaleSettings
+from espcn_video.settings import EncodeSettings, InputSpec, RawInput, UpscaleSettings
 from espcn_video.errors import EspcnVideoError, UsageError
 from espcn_video.ffmpeg.probe import ProbeInfo
 from espcn_video.ffmpeg.y4m import Y4MHeader
 from espcn_video.model.engines import BACKENDS, PRECISIONS
-from espcn_video.model.espcn import SUPPORTED_SCALES
+from espcn_video.model.net import SUPPORTED_SCALES
 from espcn_video.model.presets import default_preset_name
-from espcn_video.pipeline import Counters
-from espcn_video.report import print_run_summary, write_rows
-from espcn_video.stats import run_summary, timing_rows
+from espcn_video.frames.pipeline import Counters
+from espcn_video.cli.render import print_run_summary, write_rows
+from espcn_video.jobs.summary import run_summary, timing_rows
 
 
 def build_input_spec(path: str, size: str | None, pix_fmt: str | None, rate: str | None) -> InputSpec:
@@ -155,7 +155,7 @@ def upscale_cmd(input_path: str, output: str, scale: int | None, preset: str | N
                              "Dask worker's CPU and keeps no per-frame timings)")
         run_chunked_cli(settings, chunks, scheduler, local_workers, resume, as_json, quiet)
         return
-    from espcn_video.upscale import upscale_video
+    from espcn_video.jobs.upscale import upscale_video
     display = _Display(enabled=not quiet and sys.stderr.isatty())
     try:
         outcome = upscale_video(settings, on_start=display.start, on_progress=display.update)
@@ -202,7 +202,7 @@ def parse_chunks(text: str | None) -> int | None:
 
 def run_chunked_cli(settings: UpscaleSettings, chunks: str | None, scheduler: str | None,
                     local_workers: int, resume: bool, as_json: bool, quiet: bool) -> None:
-    from espcn_video.distributed import upscale_chunked
+    from espcn_video.jobs.chunked import upscale_chunked
     progress = None
     if not quiet and sys.stderr.isatty():
         progress = Progress(TextColumn("[bold]upscale (chunks)"), BarColumn(), MofNCompleteColumn(),
@@ -268,7 +268,7 @@ def batch_cmd(inputs: tuple[str, ...], out_dir: str, suffix: str, scale: int | N
     Paths reach the workers as written: with --scheduler, give paths
     that every worker sees.
     """
-    from espcn_video.distributed import batch_jobs, find_done_outputs, run_batch
+    from espcn_video.jobs.chunked import batch_jobs, find_done_outputs, run_batch
     if scale is not None and scale not in SUPPORTED_SCALES:
         raise UsageError(f"unsupported scale {scale}: choose 2, 3 or 4")
     name = resolve_preset(scale, preset)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import PurePath
 
-from espcn_video.config import EncodeSettings, InputSpec
+from espcn_video.settings import EncodeSettings, InputSpec
 from espcn_video.ffmpeg.probe import ColorTags, MasteringDisplay, ProbeInfo
 from espcn_video.ffmpeg.y4m import PIPE_PIX_FMTS
 

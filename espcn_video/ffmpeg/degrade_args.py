@@ -1,6 +1,6 @@
 """Pure argv builders for the psnr job: degrade a reference in its decode, decode it cropped, run VMAF.
 
-The exact definitions of each degradation are in espcn_video/evaluate_video.py's docstring.
+The exact definitions of each degradation are in espcn_video/jobs/psnr.py's docstring.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from espcn_video.config import InputSpec
+from espcn_video.settings import InputSpec
 from espcn_video.errors import UsageError
 from espcn_video.ffmpeg.args import COMMON, build_decode_args
 from espcn_video.ffmpeg.y4m import FrameGeometry

@@ -155,7 +155,7 @@ class TorchFastEngine:
         self.device = torch.device(device)
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
         if self.device.type == "cpu":
-            from espcn_video.model.export import espcn_layers
+            from espcn_video.model.graphs import espcn_layers
             self.layers = espcn_layers(model)
             self._packed: dict[tuple[int, int], list[tuple[torch.Tensor, torch.Tensor, int, bool]]] = {}
         else:
@@ -208,7 +208,7 @@ class OpenVINOEngine:
     def _request(self, shape: tuple[int, int], peak: int) -> Any:
         key = (*shape, peak)
         if key not in self._requests:
-            from espcn_video.model.export import build_openvino_model
+            from espcn_video.model.graphs import build_openvino_model
             int8 = INT8_LAYERS if self.precision == "int8" else ()
             graph = build_openvino_model(self.model, peak, shape, int8, self.calibration)
             config = {
@@ -267,7 +267,7 @@ class OnnxRuntimeEngine:
     def _session(self, peak: int) -> Any:
         if peak not in self._sessions:
             import onnxruntime as ort
-            from espcn_video.model.export import build_onnx_model
+            from espcn_video.model.graphs import build_onnx_model
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1

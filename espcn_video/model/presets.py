@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from espcn_video.errors import PresetError
-from espcn_video.model.espcn import ESPCN, SRCNN, SUPPORTED_SCALES
+from espcn_video.model.net import ESPCN, SRCNN, SUPPORTED_SCALES
 
 PRESETS_ENV = "ESPCN_VIDEO_PRESETS"
 EXPECTED_KEYS = frozenset(f"conv{i}.{p}" for i in (1, 2, 3) for p in ("weight", "bias"))

@@ -22,8 +22,8 @@ from espcn_video.errors import (EspcnVideoError, FrameCountMismatch, InputError,
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.timestamps import FrameTimes
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header
-from espcn_video.sinks import EncoderSink, FrameSink
-from espcn_video.upscaling import FrameUpscaler
+from espcn_video.frames.sinks import EncoderSink, FrameSink
+from espcn_video.frames.upscaler import FrameUpscaler
 
 POLL_S = 0.1
 NO_FRAMES = "the input has no video frames (0 frames decoded)"

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from espcn_video.errors import DataError, PresetError
-from espcn_video.metrics import compute_psnr, compute_ssim
-from espcn_video.metrics import SSIM_WINDOW
-from espcn_video.model.degrade import (
+from espcn_video.quality.image_metrics import compute_psnr, compute_ssim
+from espcn_video.quality.image_metrics import SSIM_WINDOW
+from espcn_video.quality.degrade import (
     UnusableImage,
     degrade,
     imresize,
@@ -31,7 +31,7 @@ from espcn_video.model.degrade import (
     parse_degradation,
     read_y_plane,
 )
-from espcn_video.model.espcn import SRCNN
+from espcn_video.model.net import SRCNN
 from espcn_video.model.presets import load_preset, presets_dir
 
 

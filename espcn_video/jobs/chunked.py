@@ -27,10 +27,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from espcn_video.batch_files import expand_inputs, output_is_complete
-from espcn_video.chunking import (SEEK_MARGIN_S, Chunk, ChunkPlan, build_chunk_decode_args,
+from espcn_video.jobs.batch import expand_inputs, output_is_complete
+from espcn_video.jobs.chunk_plan import (SEEK_MARGIN_S, Chunk, ChunkPlan, build_chunk_decode_args,
                                   list_packets, plan_chunks)
-from espcn_video.config import EncodeSettings, InputSpec, UpscaleSettings
+from espcn_video.settings import EncodeSettings, InputSpec, UpscaleSettings
 from espcn_video.errors import EspcnVideoError, FrameCountMismatch, InputError, OutputError, UsageError
 from espcn_video.ffmpeg.args import (OutputVideo, build_deinterlace_filter, build_encode_args, build_join_args,
                                      resolve_codec)
@@ -41,12 +41,12 @@ from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.y4m import Y4MHeader
 from espcn_video.files import atomic_write_text
 from espcn_video.model.engines import create_engine, default_threads
-from espcn_video.model.export import ranges_from_metadata
+from espcn_video.model.graphs import ranges_from_metadata
 from espcn_video.model.presets import load_preset
-from espcn_video.pipeline import encoder_sink, run_pipeline
-from espcn_video.upscale import (check_input, check_output, choose_deinterlace, output_video_for, publish,
+from espcn_video.frames.pipeline import encoder_sink, run_pipeline
+from espcn_video.jobs.upscale import (check_input, check_output, choose_deinterlace, output_video_for, publish,
                                  sweep_stale_temporaries, temporary_output, verify_output)
-from espcn_video.upscaling import FrameUpscaler
+from espcn_video.frames.upscaler import FrameUpscaler
 
 TASK_RETRIES = 2
 log = logging.getLogger(__name__)
@@ -308,7 +308,7 @@ def upscale_chunked(settings: UpscaleSettings, *, chunks: int | None, scheduler:
         with open_client(scheduler, local_workers) as client:
             from dask.distributed import as_completed
 
-            from espcn_video.preflight import check_workers
+            from espcn_video.jobs.preflight import check_workers
             check_workers(client, [source.path], [str(parts)])
             workers = len(client.scheduler_info().get("workers", {}))
             futures = [client.submit(process_chunk, job, retries=TASK_RETRIES, pure=False) for job in jobs]
@@ -406,8 +406,8 @@ def find_done_outputs(pairs: list[tuple[InputSpec, str]]) -> tuple[list[dict[str
 
 
 def _upscale_one(settings: UpscaleSettings) -> dict[str, Any]:
-    from espcn_video.stats import run_summary
-    from espcn_video.upscale import upscale_video
+    from espcn_video.jobs.summary import run_summary
+    from espcn_video.jobs.upscale import upscale_video
     outcome = upscale_video(settings)
     return {"input": settings.input.path, "output": settings.output, "status": "done",
             **run_summary(outcome.result)}
@@ -434,7 +434,7 @@ def run_batch(all_settings: list[UpscaleSettings], *, scheduler: str | None, loc
     with open_client(scheduler, local_workers) as client:
         from dask.distributed import as_completed
 
-        from espcn_video.preflight import check_workers
+        from espcn_video.jobs.preflight import check_workers
         out_dirs = sorted({str(Path(s.output).parent) for s in all_settings})
         check_workers(client, [s.input.path for s in all_settings], out_dirs)
         futures = {client.submit(_upscale_one, s, retries=TASK_RETRIES, pure=False): s for s in all_settings}

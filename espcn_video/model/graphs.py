@@ -96,7 +96,7 @@ def calibrate_ranges(model: nn.Module, planes: Iterable[np.ndarray]) -> list[np.
 
 def calibration_planes(folders: Iterable[str | os.PathLike[str]], scale: int, limit: int = 40) -> Iterator[np.ndarray]:
     """LR Y planes in [0, 1] of up to `limit` training images per folder, made as training makes them."""
-    from espcn_video.model.degrade import UnusableImage, imresize, list_images, mod_crop, read_y_plane
+    from espcn_video.quality.degrade import UnusableImage, imresize, list_images, mod_crop, read_y_plane
     for folder in folders:
         for path in list_images(folder)[:limit]:
             try:

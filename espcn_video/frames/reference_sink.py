@@ -16,7 +16,7 @@ import numpy as np
 from espcn_video.errors import EspcnVideoError, FFmpegError, InputError, summarize_stderr
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header, write_frame
-from espcn_video.video_metrics import VideoScorer
+from espcn_video.quality.video_metrics import VideoScorer
 
 def check_same_geometry(dist: FrameGeometry, ref: FrameGeometry, dist_name: str, ref_name: str) -> None:
     if (dist.width, dist.height) != (ref.width, ref.height):

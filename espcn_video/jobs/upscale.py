@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from espcn_video.config import InputSpec, UpscaleSettings
+from espcn_video.settings import InputSpec, UpscaleSettings
 from espcn_video.errors import InputError, OutputError, UsageError
 from espcn_video.ffmpeg.args import (OutputVideo, build_deinterlace_filter, build_encode_args,
                                      build_input_args, build_remux_args, build_timed_decode_args,
@@ -25,13 +25,13 @@ from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.timestamps import list_packets
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader
 from espcn_video.model.engines import LumaEngine, create_engine
-from espcn_video.model.export import ranges_from_metadata
+from espcn_video.model.graphs import ranges_from_metadata
 from espcn_video.model.presets import PresetInfo, load_preset
 from espcn_video.ffmpeg.mkv import build_hdr_colour
-from espcn_video.pipeline import Counters, RunResult, run_pipeline
-from espcn_video.sinks import EncoderSink
-from espcn_video.stdin_spool import StdinSpool, stdin_has_only_video
-from espcn_video.upscaling import FrameUpscaler
+from espcn_video.frames.pipeline import Counters, RunResult, run_pipeline
+from espcn_video.frames.sinks import EncoderSink
+from espcn_video.jobs.stdin_spool import StdinSpool, stdin_has_only_video
+from espcn_video.frames.upscaler import FrameUpscaler
 
 DEINTERLACE_MODES = ("auto", "off", "frame", "field")
 TIMINGS_SUFFIXES = (".csv", ".json")

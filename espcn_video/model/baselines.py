@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from espcn_video.model.engines import from_unit_float, to_unit_float
-from espcn_video.resample import upscale_by_phases, upscale_unit_bicubic
+from espcn_video.frames.resample import upscale_by_phases, upscale_unit_bicubic
 
 LANCZOS_LOBES = 3
 

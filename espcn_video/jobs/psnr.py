@@ -36,21 +36,21 @@ from typing import Any
 
 import numpy as np
 
-from espcn_video.config import InputSpec
+from espcn_video.settings import InputSpec
 from espcn_video.errors import EspcnVideoError, InputError, PresetError, UsageError
 from espcn_video.ffmpeg.args import build_decode_args
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header
 from espcn_video.model.engines import TorchEngine, default_threads
 from espcn_video.model.presets import PresetInfo, default_preset_name, load_preset, presets_dir
-from espcn_video.pipeline import run_pipeline
-from espcn_video.upscale import check_input
-from espcn_video.upscaling import FrameUpscaler
-from espcn_video.video_metrics import VideoScorer, add_gains, pooled_summary
-from espcn_video.baselines import LanczosEngine, SrcnnEngine
+from espcn_video.frames.pipeline import run_pipeline
+from espcn_video.jobs.upscale import check_input
+from espcn_video.frames.upscaler import FrameUpscaler
+from espcn_video.quality.video_metrics import VideoScorer, add_gains, pooled_summary
+from espcn_video.model.baselines import LanczosEngine, SrcnnEngine
 from espcn_video.ffmpeg.degrade_args import (VideoDegradation, build_degrade_decode_args, build_reference_filter,
                                              build_vmaf_args, hr_size_for)
-from espcn_video.reference_sink import ReferenceSink, VmafLog, check_decoder, check_same_geometry
+from espcn_video.frames.reference_sink import ReferenceSink, VmafLog, check_decoder, check_same_geometry
 
 def probe_clip(ffmpeg: str, source: InputSpec) -> Y4MHeader:
     """The reference's decoded header (size, pixel format after our format filter, bit depth)."""

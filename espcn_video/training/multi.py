@@ -1,9 +1,9 @@
-"""Several training runs side by side on one device (device_train's graphs, one stream each).
+"""Several training runs side by side on one device (training.device's graphs, one stream each).
 
 Used by `tools/train_on_gpu.py` to make the presets on a lent GPU: the three scales, warm
 restarts and the SRCNN baseline in one sitting. Each run's data, hold-out and initial weights
 are exactly those of `train.train` with the same TrainConfig; only the sampler and the loop
-differ (device_train). With `budget_s` the step count is chosen after a timing phase so that
+differ (training.device). With `budget_s` the step count is chosen after a timing phase so that
 the cosine schedule ends inside the budget; the chosen count is recorded in the metadata.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from espcn_video.model.device_train import DevicePatchSource, GraphStepper, run_concurrently, synchronize
-from espcn_video.model.train import DataReport, TrainConfig, build_metadata, initial_model, prepare_data, validate
+from espcn_video.training.device import DevicePatchSource, GraphStepper, run_concurrently, synchronize
+from espcn_video.training.loop import DataReport, TrainConfig, build_metadata, initial_model, prepare_data, validate
 
 Log = Callable[[str], None]
 

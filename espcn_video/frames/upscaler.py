@@ -6,7 +6,7 @@ import numpy as np
 
 from espcn_video.ffmpeg.y4m import FrameGeometry
 from espcn_video.model.engines import LumaEngine
-from espcn_video.resample import chroma_centres, upscale_planes_bicubic
+from espcn_video.frames.resample import chroma_centres, upscale_planes_bicubic
 
 
 class FrameUpscaler:

@@ -28,13 +28,13 @@ import torch
 from torch import nn
 
 from espcn_video.errors import DataError, UsageError
-from espcn_video.evaluate import evaluate_folder, to_code_values, upscale_y
+from espcn_video.quality.paper_eval import evaluate_folder, to_code_values, upscale_y
 from espcn_video.files import atomic_write_text
-from espcn_video.metrics import compute_psnr
-from espcn_video.model.degrade import (
+from espcn_video.quality.image_metrics import compute_psnr
+from espcn_video.quality.degrade import (
     UnusableImage, degrade, imresize, list_images, mod_crop, parse_degradation, read_y_plane,
 )
-from espcn_video.model.espcn import ESPCN, SRCNN, SUPPORTED_SCALES
+from espcn_video.model.net import ESPCN, SRCNN, SUPPORTED_SCALES
 
 STEPS_PER_EPOCH = 1000
 LR_PATCH = 17  # ESPCN trains on 17x17 LR patches (HR 17·r)
@@ -64,7 +64,7 @@ class TrainConfig:
     val_every: int = 2000
     checkpoint_interval_s: float = 60.0
     eval_dirs: tuple[tuple[str, Path], ...] = ()  # (name, folder) measured after training
-    loop: str = "auto"  # host (numpy patches, CPU default) | device (device_train; CUDA default)
+    loop: str = "auto"  # host (numpy patches, CPU default) | device (training.device; CUDA default)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -428,12 +428,12 @@ def uses_device_loop(config: TrainConfig, device: torch.device) -> bool:
 def run_device_loop(config: TrainConfig, state: TrainState, planes: PlaneSet, val_pairs: list[tuple[np.ndarray, np.ndarray]],
                     device: torch.device, stamp: dict[str, Any], on_progress: ProgressCallback | None,
                     resume: dict[str, Any] | None) -> None:
-    """device_train's loop: patches drawn on the device, one CUDA graph per step on a GPU.
+    """training.device's loop: patches drawn on the device, one CUDA graph per step on a GPU.
 
     Same data, hold-out, schedule and checkpoints as run_steps; progress is reported every step
     on the CPU and every 100 steps on a GPU (each report waits for the device).
     """
-    from espcn_video.model.device_train import DevicePatchSource, GraphStepper, synchronize
+    from espcn_video.training.device import DevicePatchSource, GraphStepper, synchronize
     source = DevicePatchSource(planes.inputs, planes.targets, config.input_patch, config.stride, device)
     optimizer_state = None
     if resume is not None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from espcn_video.pipeline import FrameTiming, RunResult
+from espcn_video.frames.pipeline import FrameTiming, RunResult
 
 try:
     import resource

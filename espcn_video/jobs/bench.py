@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from espcn_video.config import InputSpec
+from espcn_video.settings import InputSpec
 from espcn_video.errors import InputError, PresetError
 from espcn_video.ffmpeg.args import COMMON, build_decode_args
 from espcn_video.ffmpeg.locate import list_encoders, locate_ffmpeg
@@ -35,13 +35,13 @@ from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_he
 from espcn_video.model.engines import (LumaEngine, TorchEngine, cpu_info, create_engine, default_threads,
                                        to_unit_float,
                                        engine_options, tune_malloc)
-from espcn_video.model.espcn import ESPCN, SRCNN
-from espcn_video.model.export import ranges_from_metadata
-from espcn_video.pipeline import run_pipeline
-from espcn_video.resample import upscale_planes_bicubic, upscale_unit_bicubic
-from espcn_video.sinks import EncoderSink
-from espcn_video.stats import peak_memory_mb, summarize_ms, summarize_stages
-from espcn_video.upscaling import FrameUpscaler
+from espcn_video.model.net import ESPCN, SRCNN
+from espcn_video.model.graphs import ranges_from_metadata
+from espcn_video.frames.pipeline import run_pipeline
+from espcn_video.frames.resample import upscale_planes_bicubic, upscale_unit_bicubic
+from espcn_video.frames.sinks import EncoderSink
+from espcn_video.jobs.summary import peak_memory_mb, summarize_ms, summarize_stages
+from espcn_video.frames.upscaler import FrameUpscaler
 
 try:
     import resource
