@@ -10,7 +10,6 @@ training images), never on Set5/Set14: those are measured here for the metadata 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from espcn_video.files import atomic_write_text  # noqa: E402
+from espcn_video.files import atomic_write_json  # noqa: E402
 from espcn_video.model.net import ESPCN, SRCNN  # noqa: E402
 from espcn_video.model.graphs import calibrate_ranges, calibration_planes  # noqa: E402
 from espcn_video.training.loop import TrainConfig, atomic_torch_save, measure_test_sets  # noqa: E402
@@ -54,7 +53,7 @@ def main() -> None:
             meta["int8_ranges"] = [[round(float(v), 6) for v in r] for r in ranges]
             meta["int8_calibration"] = CALIBRATION_NOTE
         atomic_torch_save({k: v.detach().clone() for k, v in model.state_dict().items()}, config.out)
-        atomic_write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n", config.out.with_suffix(".json"))
+        atomic_write_json(config.out.with_suffix(".json"), meta)
         e = meta["eval"]
         print(f"{preset} <- {run_name}: val {meta['training']['val_psnr_db']:.3f} dB, "
               f"Set5 {e['Set5']['psnr_db']:.3f}, Set14 {e['Set14']['psnr_db']:.3f}", flush=True)

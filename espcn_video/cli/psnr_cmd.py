@@ -236,7 +236,7 @@ def _preset_scale(preset: str) -> int:
 def _write_outputs(report: dict[str, Any], csv_path: str | None, plot_path: str | None,
                    frame_rows: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> None:
     if csv_path:
-        from espcn_video.cli.render import write_rows
+        from espcn_video.files import write_rows
         write_rows(csv_path, frame_rows(report))
     if plot_path:
         from espcn_video.quality.plots import plot_per_frame_psnr

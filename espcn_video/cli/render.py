@@ -1,29 +1,11 @@
-"""Human and file renderings of results: rich tables on stderr, CSV/JSON files. No arithmetic."""
+"""Human renderings of results: rich tables and summary lines on stderr. No arithmetic."""
 
 from __future__ import annotations
 
-import csv
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-
-
-def write_rows(path: str, rows: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> None:
-    """CSV or JSON by extension, written atomically."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    if target.suffix.lower() == ".json":
-        tmp.write_text(json.dumps({**(extra or {}), "frames": rows}, indent=2) + "\n")
-    else:
-        with tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["index"])
-            writer.writeheader()
-            writer.writerows(rows)
-    os.replace(tmp, target)
 
 
 def print_run_summary(console: Console, summary: dict[str, Any], title: str) -> None:

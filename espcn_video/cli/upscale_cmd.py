@@ -19,7 +19,8 @@ from espcn_video.model.engines import BACKENDS, PRECISIONS
 from espcn_video.model.net import SUPPORTED_SCALES
 from espcn_video.model.presets import default_preset_name
 from espcn_video.frames.pipeline import Counters
-from espcn_video.cli.render import print_run_summary, write_rows
+from espcn_video.cli.render import print_run_summary
+from espcn_video.files import write_rows
 from espcn_video.jobs.summary import run_summary, timing_rows
 
 

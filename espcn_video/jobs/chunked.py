@@ -223,7 +223,7 @@ def _shut_down(cluster: Any) -> None:
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    atomic_write_text(json.dumps(doc, indent=2) + "\n", path)
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
 
 
 def _fingerprint(source: Path, settings: UpscaleSettings, chunks: int | None) -> str:

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from espcn_video.files import atomic_path
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only: never needs a display, safe in threads and on servers
@@ -39,9 +41,7 @@ def plot_per_frame_psnr(report: dict[str, Any], path: str | os.PathLike[str]) ->
         if report.get("mode") == "sr":
             fig.suptitle(f"x{report['scale']}, LR by {report['degradation']['spec']}", fontsize=11)
         fig.tight_layout()
-        target = Path(path)
-        tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}{target.suffix}")
-        fig.savefig(tmp, dpi=110, format=(target.suffix.lstrip(".").lower() or "png"))
-        os.replace(tmp, target)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format=(Path(path).suffix.lstrip(".").lower() or "png"))
     finally:
         plt.close(fig)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import time
 from collections import Counter
@@ -29,7 +28,7 @@ from torch import nn
 
 from espcn_video.errors import DataError, UsageError
 from espcn_video.quality.paper_eval import evaluate_folder, to_code_values, upscale_y
-from espcn_video.files import atomic_write_text
+from espcn_video.files import atomic_path, atomic_write_json
 from espcn_video.quality.image_metrics import compute_psnr
 from espcn_video.quality.degrade import (
     UnusableImage, degrade, imresize, list_images, mod_crop, parse_degradation, read_y_plane,
@@ -284,14 +283,8 @@ def fingerprint(config: TrainConfig, report: DataReport) -> dict[str, Any]:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write beside the target then os.replace: a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 @dataclass
@@ -556,5 +549,5 @@ def train(config: TrainConfig, on_progress: ProgressCallback | None = None,
     atomic_torch_save({k: v.detach().clone() for k, v in model.state_dict().items()}, config.out)
     metadata = build_metadata(config, state, report, threads, device)
     metadata["eval"] = measure_test_sets(config, model)
-    atomic_write_text(json.dumps(metadata, indent=2, allow_nan=False) + "\n", config.out.with_suffix(".json"))
+    atomic_write_json(config.out.with_suffix(".json"), metadata)
     return TrainResult(config.out, state.step, state.elapsed_s, state.val_psnr_db, report, metadata)
