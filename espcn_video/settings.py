@@ -5,6 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from espcn_video.errors import UsageError
+
+SUPPORTED_SCALES = (2, 3, 4)
+BACKENDS = ("torch", "openvino", "onnxruntime")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
+
+def check_scale(scale: int) -> int:
+    """The one scale check below the CLI (whose --scale option only offers 2, 3 and 4)."""
+    if scale not in SUPPORTED_SCALES:
+        raise UsageError(f"unsupported scale {scale}: choose 2, 3 or 4")
+    return scale
+
 
 @dataclass(frozen=True)
 class RawInput:

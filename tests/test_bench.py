@@ -53,7 +53,7 @@ def test_json_has_the_schema_keys(tiny_run: dict[str, Any]) -> None:
 
 
 def test_synthetic_clip_and_chosen_engine(random_preset: Callable[[int], Path]) -> None:
-    doc = _bench("--input-size", "64x36", "--scale", "3", "--frames", "3", "--preset", str(random_preset(3)),
+    doc = _bench("--lr-size", "64x36", "--scale", "3", "--frames", "3", "--preset", str(random_preset(3)),
                  "--backend", "torch", "--precision", "fp32", "--srcnn-frames", "0", "--reference-frames", "0")
     [job] = doc["jobs"]
     assert job["input"].startswith("lavfi testsrc2") and job["lr_size"] == [64, 36] and job["hr_size"] == [192, 108]
@@ -94,7 +94,7 @@ def test_compare_refuses_what_is_not_a_bench_result(tmp_path: Path) -> None:
 
 def test_bad_scale_is_a_usage_error() -> None:
     done = run_cli("bench", "--scale", "5")
-    assert done.returncode == 2 and b"unsupported scale 5" in done.stderr
+    assert done.returncode == 2 and b"'5' is not one of '2', '3', '4'" in done.stderr
 
 
 def test_job_selection() -> None:

@@ -13,9 +13,9 @@ from PIL import Image
 from espcn_video.errors import DataError
 from espcn_video.training.device import DevicePatchSource, GraphStepper, cosine_lr
 from espcn_video.model.net import ESPCN
-from espcn_video.training.loop import (
-    TrainConfig, load_y_planes, pack_y_planes, prepare_data, read_hr_planes, train,
-)
+from espcn_video.training.config import TrainConfig
+from espcn_video.training.data import load_y_planes, pack_y_planes, prepare_data, read_hr_planes
+from espcn_video.training.loop import train
 
 CPU = torch.device("cpu")
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from espcn_video.errors import UsageError
-from espcn_video.model.engines import (EngineOption, TorchEngine, choose_engine,
+from espcn_video.model.engines import (Backend, TorchEngine, choose_engine,
                                        create_engine, engine_options)
 from espcn_video.model.net import ESPCN
 from espcn_video.model.graphs import (activation_bounds, calibrate_ranges, calibration_planes,
@@ -28,7 +28,7 @@ TOLERANCE = {"fp32": (1, 0.01), "bf16": (2, 0.15), "fp16": (2, 0.15), "int8": (4
 PSNR_BOUND_DB = 0.05
 
 
-def available(device: str = "cpu") -> list[EngineOption]:
+def available(device: str = "cpu") -> list[Backend]:
     return [o for o in engine_options(device) if o.available]
 
 

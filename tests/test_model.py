@@ -16,7 +16,9 @@ from espcn_video.quality.degrade import (
 )
 from espcn_video.model.net import ESPCN
 from espcn_video.model.presets import load_preset
-from espcn_video.training.loop import TOO_SMALL, TrainConfig, train
+from espcn_video.training.config import TrainConfig
+from espcn_video.training.data import TOO_SMALL
+from espcn_video.training.loop import train
 
 
 # --- PixelShuffle -------------------------------------------------------------------------

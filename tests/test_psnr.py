@@ -265,7 +265,7 @@ def test_unreadable_clip(clips: Callable[..., Path], tmp_path: Path) -> None:
 def test_raw_size_not_a_whole_number_of_frames(tmp_path: Path) -> None:
     raw = tmp_path / "clip.yuv"
     raw.write_bytes(bytes(2304 * 3 + 100))
-    _fails(psnr(str(raw), "--size", "48x32", "--methods", "bicubic"), 1,
+    _fails(psnr(str(raw), "--input-size", "48x32", "--methods", "bicubic"), 1,
            f"{raw}: 7012 bytes is not a whole number of 48x32 yuv420p frames "
            "(2304 bytes each; 3 frames and 100 bytes left over)")
 
@@ -295,5 +295,5 @@ def test_raw_yuv_format_from_uvg_names_and_flags() -> None:
     assert build_clip_spec("x.yuv", "352x288", "yuv420p", "30000/1001").raw == \
         RawInput(352, 288, "yuv420p", Fraction(30000, 1001))
     assert build_clip_spec("foreman_cif.y4m", None, None, None).raw is None
-    with pytest.raises(UsageError, match="raw .yuv needs --size WxH"):
+    with pytest.raises(UsageError, match="raw .yuv needs --input-size WxH"):
         build_clip_spec("clip.yuv", None, None, None)

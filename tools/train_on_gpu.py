@@ -23,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from espcn_video.errors import EspcnVideoError  # noqa: E402
 from espcn_video.training.multi import run_record, train_together  # noqa: E402
-from espcn_video.training.loop import TrainConfig, atomic_torch_save, load_y_planes, pack_y_planes  # noqa: E402
+from espcn_video.training.checkpoints import atomic_torch_save  # noqa: E402
+from espcn_video.training.config import TrainConfig  # noqa: E402
+from espcn_video.training.data import load_y_planes, pack_y_planes  # noqa: E402
 
 DATA = tuple(Path("../shared/data/train") / n for n in ("T91", "General100", "BSD200"))
 

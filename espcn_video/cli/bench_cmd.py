@@ -10,11 +10,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from espcn_video.cli.common import SCHEMA_VERSION, emit_json, guarded, stderr_console
-from espcn_video.cli.upscale_cmd import parse_size
-from espcn_video.errors import InputError, UsageError
-from espcn_video.model.engines import BACKENDS, PRECISIONS
-from espcn_video.model.net import SUPPORTED_SCALES
+from espcn_video.cli.common import SCALE, SCHEMA_VERSION, emit_json, guarded, parse_size, stderr_console
+from espcn_video.errors import InputError
+from espcn_video.settings import BACKENDS, PRECISIONS
 
 RESULT_COLUMNS = (("sr fps", "sr_fps"), ("frame fps", "frame_fps"), ("pipeline fps", "pipeline_fps"),
                   ("ceiling fps", "ceiling_fps"), ("bicubic fps", "bicubic_fps"), ("srcnn fps", "srcnn_fps"),
@@ -96,8 +94,8 @@ def run_compare(paths: tuple[Path, Path], as_json: bool) -> None:
 
 @click.command("bench")
 @click.argument("clip", required=False, metavar="[CLIP]")
-@click.option("--scale", type=click.IntRange(min=1), default=None, help="Only this scale (2, 3 or 4); a CLIP's scale (default 2).")
-@click.option("--input-size", default=None, help="Low-res size WxH: one synthetic clip, or CLIP resized to it.")
+@click.option("--scale", type=SCALE, default=None, help="Only this scale; a CLIP's scale (default 2).")
+@click.option("--lr-size", default=None, metavar="WxH", help="Low-res size: one synthetic clip, or CLIP resized to it.")
 @click.option("--frames", type=click.IntRange(min=1), default=60, show_default=True, help="Frames per job.")
 @click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto", show_default=True)
@@ -115,7 +113,7 @@ def run_compare(paths: tuple[Path, Path], as_json: bool) -> None:
 @click.option("--compare", nargs=2, type=click.Path(path_type=Path), default=None, metavar="A.json B.json",
               help="Print two saved --json runs side by side as ratios B/A, and run nothing.")
 @guarded
-def bench_cmd(clip: str | None, scale: int | None, input_size: str | None, frames: int, backend: str,
+def bench_cmd(clip: str | None, scale: int | None, lr_size: str | None, frames: int, backend: str,
               precision: str, threads: int | None, device: str, encoder: str, encoder_preset: str | None,
               preset: str | None, srcnn_frames: int, reference_frames: int, as_json: bool,
               compare: tuple[Path, Path] | None) -> None:
@@ -127,11 +125,9 @@ def bench_cmd(clip: str | None, scale: int | None, input_size: str | None, frame
     if compare is not None:
         run_compare(compare, as_json)
         return
-    if scale is not None and scale not in SUPPORTED_SCALES:
-        raise UsageError(f"unsupported scale {scale}: choose 2, 3 or 4")
     from espcn_video.jobs.bench import BenchSettings, build_jobs, run_bench
     settings = BenchSettings(
-        jobs=build_jobs(clip, scale, parse_size(input_size)), frames=frames, backend=backend,
+        jobs=build_jobs(clip, scale, parse_size(lr_size, "--lr-size")), frames=frames, backend=backend,
         precision=precision, threads=threads, device=device, encoder=encoder,
         encoder_preset=encoder_preset, preset=preset, srcnn_frames=srcnn_frames,
         reference_frames=reference_frames)

@@ -22,6 +22,7 @@ import click
 from rich.console import Console
 
 from espcn_video.errors import EspcnVideoError, FFmpegError, StageError, UsageError
+from espcn_video.settings import SUPPORTED_SCALES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -120,6 +121,35 @@ def emit_json(payload: dict[str, Any]) -> None:
     doc = {"schema_version": SCHEMA_VERSION, **payload}
     sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     sys.stdout.flush()
+
+
+class ScaleChoice(click.Choice):  # type: ignore[type-arg]  # click.Choice is generic only in stubs of 8.2+
+    """--scale: shown as [2|3|4], an int after parsing; click itself refuses other values (exit 2)."""
+
+    name = "scale"
+
+    def __init__(self) -> None:
+        super().__init__([str(s) for s in SUPPORTED_SCALES])
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        return int(super().convert(str(value), param, ctx))
+
+
+SCALE = ScaleChoice()
+
+
+def raw_input_options(func: F) -> F:
+    """--input-size/--input-pix-fmt/--input-rate: what a headerless .yuv needs (every command that reads one)."""
+    for option in reversed((
+        click.option("--input-size", default=None, metavar="WxH",
+                     help="Raw .yuv input: frame size (psnr: else from a UVG-style name)."),
+        click.option("--input-pix-fmt", default=None,
+                     help="Raw .yuv input: ffmpeg pixel format (default yuv420p, or from the name)."),
+        click.option("--input-rate", default=None,
+                     help="Raw .yuv input: frame rate, e.g. 25 or 30000/1001 (default 25, or from the name)."),
+    )):
+        func = option(func)
+    return func
 
 
 def parse_size(text: str | None, option: str = "--input-size") -> tuple[int, int] | None:

@@ -13,9 +13,8 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from espcn_video.cli.common import emit_json, guarded, stderr_console
+from espcn_video.cli.common import SCALE, emit_json, guarded, stderr_console
 from espcn_video.errors import UsageError
-from espcn_video.model.net import SUPPORTED_SCALES
 
 SHARED_TRAIN_SETS = ("T91", "General100", "BSD200")
 SHARED_TEST_SETS = ("Set5", "Set14")
@@ -51,7 +50,7 @@ def finite_or_none(value: Any) -> Any:
 
 
 def resolve_steps(steps: int | None, epochs: int | None) -> int:
-    from espcn_video.training.loop import STEPS_PER_EPOCH
+    from espcn_video.training.config import STEPS_PER_EPOCH
     if steps is not None and epochs is not None:
         raise UsageError("give --steps or --epochs, not both")
     if steps is not None:
@@ -102,7 +101,7 @@ class TrainReporter:
 
 
 @click.command("train")
-@click.option("--scale", type=click.Choice([str(s) for s in SUPPORTED_SCALES]), default="3", show_default=True)
+@click.option("--scale", type=SCALE, default=3, show_default=True)
 @click.option("--arch", type=click.Choice(["espcn", "srcnn"]), default="espcn", show_default=True,
               help="srcnn: the paper's baseline, on the MATLAB-bicubic-upscaled Y, 33x33 patches.")
 @click.option("--data", "data_dirs", multiple=True, type=click.Path(path_type=Path),
@@ -127,15 +126,16 @@ class TrainReporter:
               help="Validate on the held-out ~5% of training images every N steps.")
 @click.option("--no-eval", is_flag=True, help="Skip measuring Set5/Set14 after training.")
 @guarded
-def train_cmd(scale: str, arch: str, data_dirs: tuple[Path, ...], out: Path | None, steps: int | None,
+def train_cmd(scale: int, arch: str, data_dirs: tuple[Path, ...], out: Path | None, steps: int | None,
               epochs: int | None, batch: int, lr: float, seed: int, degrade: str, resume: bool, init_from: str | None, device: str,
               threads: int | None, loop: str, val_every: int, no_eval: bool) -> None:
     """Train an ESPCN (or SRCNN) preset on the Y channel; JSON summary on stdout."""
-    from espcn_video.training.loop import TrainConfig, train
+    from espcn_video.training.config import TrainConfig
+    from espcn_video.training.loop import train
     dirs = data_dirs or default_data_dirs()
     if not dirs:
         raise UsageError("no --data given and ../shared/data/train has none of T91, General100, BSD200")
-    config = TrainConfig(scale=int(scale), arch=arch, data_dirs=tuple(dirs), steps=resolve_steps(steps, epochs),
+    config = TrainConfig(scale=scale, arch=arch, data_dirs=tuple(dirs), steps=resolve_steps(steps, epochs),
                          out=out or Path("presets") / f"{arch}-x{scale}.pt", batch=batch, lr=lr, seed=seed,
                          degrade=degrade, device=device, threads=threads or os.cpu_count(), resume=resume, init_from=init_from,
                          val_every=val_every, loop=loop, eval_dirs=() if no_eval else default_eval_dirs())
@@ -168,21 +168,20 @@ def eval_table(report: dict[str, Any]) -> Table:
 @click.command("eval")
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--preset", default=None, help="Preset name or .pt file. Default: espcn-xSCALE.")
-@click.option("--scale", type=click.Choice([str(s) for s in SUPPORTED_SCALES]), default=None,
+@click.option("--scale", type=SCALE, default=None,
               help="Scale to check against the preset (default: the preset's; 3 when no preset).")
 @click.option("--degrade", default="bicubic", show_default=True, help="How LR is made: bicubic or gaussian[:SIGMA].")
 @click.option("--json", "as_json", is_flag=True, help="Also write the results as JSON on stdout.")
 @guarded
-def eval_cmd(dirs: tuple[Path, ...], preset: str | None, scale: str | None, degrade: str, as_json: bool) -> None:
+def eval_cmd(dirs: tuple[Path, ...], preset: str | None, scale: int | None, degrade: str, as_json: bool) -> None:
     """PSNR/SSIM of a preset vs bicubic on HR image folders (SR-paper conventions)."""
     from espcn_video.quality.paper_eval import evaluate_folder
     from espcn_video.model.presets import default_preset_name
-    scale_int = int(scale) if scale else None
-    name = preset or default_preset_name(scale_int or 3)
+    name = preset or default_preset_name(scale or 3)
     console = stderr_console()
     reports = []
     for folder in dirs:
-        report = evaluate_folder(folder, name, scale_int, degrade)
+        report = evaluate_folder(folder, name, scale, degrade)
         console.print(eval_table(report))
         for skip in report["skipped"]:
             console.print(f"skipped {skip['name']}: {skip['reason']}")

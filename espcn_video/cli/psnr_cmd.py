@@ -12,10 +12,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from espcn_video.cli.common import emit_json, guarded, parse_rate, parse_size, stderr_console
+from espcn_video.cli.common import SCALE, emit_json, guarded, parse_rate, parse_size, raw_input_options, stderr_console
 from espcn_video.settings import InputSpec, RawInput
 from espcn_video.errors import InputError, OutputError, UsageError
-from espcn_video.model.net import SUPPORTED_SCALES
 
 VIDEO_SUFFIXES = frozenset({".y4m", ".yuv", ".mp4", ".mkv", ".mov", ".avi", ".webm", ".nut", ".m4v", ".ts",
                             ".264", ".h264", ".265", ".hevc", ".ivf", ".obu", ".mpg", ".mpeg", ".flv", ".mxf"})
@@ -33,19 +32,19 @@ def raw_from_name(name: str, pix_fmt: str | None, rate: str | None) -> RawInput 
     chroma = re.search(r"(?<!\d)(420|422|444)(?!\d)", lower)
     depth = f"{bits.group(1)}le" if bits and bits.group(1) != "8" else ""
     fmt = pix_fmt or f"yuv{chroma.group(1) if chroma else '420'}p{depth}"
-    return RawInput(int(size.group(1)), int(size.group(2)), fmt, parse_rate(rate or (fps.group(1) if fps else "25"), "--rate"))
+    return RawInput(int(size.group(1)), int(size.group(2)), fmt, parse_rate(rate or (fps.group(1) if fps else "25"), "--input-rate"))
 
 
 def build_clip_spec(path: str, size: str | None, pix_fmt: str | None, rate: str | None) -> InputSpec:
-    """A .y4m or any file ffmpeg reads as is; a raw .yuv with --size/--pix-fmt/--rate or a UVG name."""
+    """A .y4m or any file ffmpeg reads as is; a raw .yuv with --input-size/--input-pix-fmt/--input-rate or a UVG name."""
     if not path.lower().endswith(".yuv") and size is None:
         return InputSpec(path)
     if size is not None:
-        w, h = parse_size(size, "--size")  # type: ignore[misc]
-        return InputSpec(path, RawInput(w, h, pix_fmt or "yuv420p", parse_rate(rate or "25", "--rate")))
+        w, h = parse_size(size, "--input-size")  # type: ignore[misc]
+        return InputSpec(path, RawInput(w, h, pix_fmt or "yuv420p", parse_rate(rate or "25", "--input-rate")))
     raw = raw_from_name(Path(path).name, pix_fmt, rate)
     if raw is None:
-        raise UsageError(f"{path}: raw .yuv needs --size WxH (and --pix-fmt, --rate), or a name with WxH in it")
+        raise UsageError(f"{path}: raw .yuv needs --input-size WxH (and --input-pix-fmt, --input-rate), or a name with WxH in it")
     return InputSpec(path, raw)
 
 
@@ -161,16 +160,14 @@ def _progress(enabled: bool, total: int, per_clip: int) -> Callable[[str, str], 
 @click.command("psnr")
 @click.argument("refs", nargs=-1, required=True, metavar="REF...")
 @click.option("--dist", default=None, metavar="DIST", help="Compare DIST with one REF directly (like ffmpeg's psnr/ssim filters).")
-@click.option("--scale", type=int, default=None, help="2, 3 or 4 (default: the preset's, else 2).")
+@click.option("--scale", type=SCALE, default=None, help="Upscaling factor (default: the preset's, else 2).")
 @click.option("--preset", default=None, help="ESPCN preset name or .pt file (default espcn-xSCALE).")
 @click.option("--degrade", default=None, help="How LR is made: bicubic (default), area, gaussian[:SIGMA].")
 @click.option("--methods", default=None, help="Comma list of espcn, bicubic, lanczos, srcnn (default espcn,bicubic,lanczos).")
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Score only the first N frames.")
 @click.option("--crop-border", type=click.IntRange(min=0), default=0, show_default=True,
               help="Pixels shaved from each side before measuring (SR papers: the scale).")
-@click.option("--size", default=None, help="Raw .yuv: WxH (else taken from a UVG-style name).")
-@click.option("--pix-fmt", default=None, help="Raw .yuv: pixel format (default yuv420p, or from the name).")
-@click.option("--rate", default=None, help="Raw .yuv: frame rate (default 25, or from the name).")
+@raw_input_options
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Model and libvmaf threads.")
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON on stdout (with per-frame arrays).")
 @click.option("--csv", "csv_path", default=None, help="Per-frame rows (clip, method, frame, PSNR Y/U/V, SSIM Y, VMAF).")
@@ -179,8 +176,8 @@ def _progress(enabled: bool, total: int, per_clip: int) -> Callable[[str, str], 
 @click.option("-q", "--quiet", is_flag=True, help="No tables on stderr.")
 @guarded
 def psnr_cmd(refs: tuple[str, ...], dist: str | None, scale: int | None, preset: str | None, degrade: str | None,
-             methods: str | None, frames: int | None, crop_border: int, size: str | None, pix_fmt: str | None,
-             rate: str | None, threads: int | None, as_json: bool, csv_path: str | None, plot_path: str | None,
+             methods: str | None, frames: int | None, crop_border: int, input_size: str | None,
+             input_pix_fmt: str | None, input_rate: str | None, threads: int | None, as_json: bool, csv_path: str | None, plot_path: str | None,
              vmaf: bool, quiet: bool) -> None:
     """Score SR methods on reference clips: LR made by --degrade, PSNR/SSIM per frame vs REF.
 
@@ -201,17 +198,15 @@ def psnr_cmd(refs: tuple[str, ...], dist: str | None, scale: int | None, preset:
             raise UsageError(f"--dist compares one DIST with one REF; got {len(refs)} REF arguments")
         if any(v is not None for v in (scale, preset, degrade, methods)):
             raise UsageError("--dist compares two clips as they are: --scale, --preset, --degrade and --methods do not apply")
-        report = compare_clips(ffmpeg.path, build_clip_spec(dist, size, pix_fmt, rate),
-                               build_clip_spec(refs[0], size, pix_fmt, rate), frames=frames,
+        report = compare_clips(ffmpeg.path, build_clip_spec(dist, input_size, input_pix_fmt, input_rate),
+                               build_clip_spec(refs[0], input_size, input_pix_fmt, input_rate), frames=frames,
                                crop_border=crop_border, vmaf=vmaf, threads=threads)
     else:
         method_names = parse_methods(methods)
         degradation = parse_video_degradation(degrade or "bicubic")
         if scale is None:
             scale = _preset_scale(preset) if preset and "espcn" in method_names else 2
-        if scale not in SUPPORTED_SCALES:
-            raise UsageError(f"unsupported scale {scale}: choose 2, 3 or 4")
-        clips = expand_clips(refs, size, pix_fmt, rate)
+        clips = expand_clips(refs, input_size, input_pix_fmt, input_rate)
         settings = PsnrSettings(clips, scale, preset, degradation, method_names, frames, crop_border, vmaf, threads)
         on_run = _progress(not quiet and sys.stderr.isatty(), len(clips), len(method_names))
         report = evaluate_clips(ffmpeg.path, settings, on_run)

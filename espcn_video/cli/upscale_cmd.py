@@ -10,14 +10,11 @@ import click
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-from espcn_video.cli.common import emit_json, guarded, parse_rate, parse_size, stderr_console
-from espcn_video.settings import EncodeSettings, InputSpec, RawInput, UpscaleSettings
+from espcn_video.cli.common import SCALE, emit_json, guarded, parse_rate, parse_size, raw_input_options, stderr_console
+from espcn_video.settings import BACKENDS, PRECISIONS, EncodeSettings, InputSpec, RawInput, UpscaleSettings
 from espcn_video.errors import EspcnVideoError, UsageError
 from espcn_video.ffmpeg.probe import ProbeInfo
 from espcn_video.ffmpeg.y4m import Y4MHeader
-from espcn_video.model.engines import BACKENDS, PRECISIONS
-from espcn_video.model.net import SUPPORTED_SCALES
-from espcn_video.model.presets import default_preset_name
 from espcn_video.frames.pipeline import Counters
 from espcn_video.cli.render import print_run_summary
 from espcn_video.files import write_rows
@@ -36,15 +33,11 @@ def build_input_spec(path: str, size: str | None, pix_fmt: str | None, rate: str
     return InputSpec(path, RawInput(wh[0], wh[1], pix_fmt or "yuv420p", parse_rate(rate or "25")))
 
 
-def resolve_preset(scale: int | None, preset: str | None) -> str:
-    from espcn_video.model.presets import load_preset
-    if preset is None:
-        return default_preset_name(scale or 2)
-    if scale is not None:
-        _, info = load_preset(preset)
-        if info.scale != scale:
-            raise UsageError(f"--preset {preset} is x{info.scale} but --scale {scale} was given")
-    return preset
+def preset_for(scale: int | None, preset: str | None) -> str:
+    """The preset name or path the job loads, checked here so a misfit fails before any work."""
+    from espcn_video.model.presets import resolve_preset
+    _, info = resolve_preset(preset, scale=scale)
+    return preset if preset is not None else info.name
 
 
 class _Display:
@@ -88,7 +81,7 @@ class _Display:
 @click.command("upscale")
 @click.argument("input_path", metavar="IN")
 @click.argument("output", metavar="OUT")
-@click.option("--scale", type=click.IntRange(min=1), default=None, help="Upscaling factor: 2, 3 or 4 (default 2).")
+@click.option("--scale", type=SCALE, default=None, help="Upscaling factor (default: the preset's, else 2).")
 @click.option("--preset", default=None, help="Preset name (see `espcn-video presets`) or a .pt file.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Model threads (default: all cores).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
@@ -103,9 +96,7 @@ class _Display:
 @click.option("--output-args", default="", help="Extra ffmpeg output options, one shell-quoted string.")
 @click.option("--audio-codec", default="copy", show_default=True, help="Codec for audio taken from IN.")
 @click.option("--no-copy-streams", is_flag=True, help="Do not take audio, subtitles, chapters from IN.")
-@click.option("--input-size", default=None, help="Raw .yuv input: WxH.")
-@click.option("--input-pix-fmt", default=None, help="Raw .yuv input: pixel format (default yuv420p).")
-@click.option("--input-rate", default=None, help="Raw .yuv input: frame rate (default 25).")
+@raw_input_options
 @click.option("--timings", "timings_path", default=None, help="Per-frame timings file (.csv or .json).")
 @click.option("--json", "as_json", is_flag=True, help="Summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
@@ -131,8 +122,6 @@ def upscale_cmd(input_path: str, output: str, scale: int | None, preset: str | N
 
     IN and OUT may be '-' for stdin and stdout.
     """
-    if scale is not None and scale not in SUPPORTED_SCALES:
-        raise UsageError(f"unsupported scale {scale}: choose 2, 3 or 4")
     if output == "-" and as_json:
         raise UsageError("--json writes to stdout, which already carries the video (OUT is '-')")
     try:
@@ -141,7 +130,7 @@ def upscale_cmd(input_path: str, output: str, scale: int | None, preset: str | N
         raise UsageError(f"--output-args: {exc}") from None
     settings = UpscaleSettings(
         input=build_input_spec(input_path, input_size, input_pix_fmt, input_rate),
-        output=output, preset=resolve_preset(scale, preset),
+        output=output, preset=preset_for(scale, preset),
         encode=EncodeSettings(codec=codec, crf=crf, preset=encoder_preset, format=fmt,
                               extra_args=extra, audio_codec=audio_codec,
                               copy_streams=not no_copy_streams),
@@ -241,7 +230,7 @@ def run_chunked_cli(settings: UpscaleSettings, chunks: str | None, scheduler: st
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...")
 @click.option("--out-dir", required=True, help="Folder for the outputs (same names, --suffix added).")
 @click.option("--suffix", default="_sr.mkv", show_default=True, help="Output name suffix and extension.")
-@click.option("--scale", type=click.IntRange(min=1), default=None, help="2, 3 or 4 (default 2).")
+@click.option("--scale", type=SCALE, default=None, help="Upscaling factor (default: the preset's, else 2).")
 @click.option("--preset", default=None, help="Preset name or .pt file.")
 @click.option("--codec", default=None)
 @click.option("--crf", type=int, default=None)
@@ -270,9 +259,7 @@ def batch_cmd(inputs: tuple[str, ...], out_dir: str, suffix: str, scale: int | N
     that every worker sees.
     """
     from espcn_video.jobs.chunked import batch_jobs, find_done_outputs, run_batch
-    if scale is not None and scale not in SUPPORTED_SCALES:
-        raise UsageError(f"unsupported scale {scale}: choose 2, 3 or 4")
-    name = resolve_preset(scale, preset)
+    name = preset_for(scale, preset)
     encode = EncodeSettings(codec=codec, crf=crf, preset=encoder_preset)
     pairs = batch_jobs(list(inputs), out_dir, suffix)
     skipped, partial = ([], set()) if overwrite else find_done_outputs(pairs)

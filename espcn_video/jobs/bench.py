@@ -124,16 +124,14 @@ def machine_info(threads: int, ffmpeg_version: str) -> dict[str, Any]:
 
 
 def load_model(scale: int, preset: str | None) -> _Model:
-    from espcn_video.model.presets import load_preset
+    from espcn_video.model.presets import resolve_preset
     try:
-        model, info = load_preset(preset or f"espcn-x{scale}")
+        model, info = resolve_preset(preset, scale=scale)
     except PresetError:
         if preset is not None:
             raise
         torch.manual_seed(scale)  # weights do not change the speed; say so in the result
         return _Model(ESPCN(scale).eval(), "random")
-    if getattr(model, "scale", None) != scale:
-        raise PresetError(f"preset {info.name} is not an x{scale} ESPCN")
     return _Model(model, info.name, ranges_from_metadata(info.metadata, model))
 
 
@@ -352,7 +350,7 @@ def run_bench(settings: BenchSettings, on_job: Callable[[JobSpec], None] | None 
                 on_job(spec)
             jobs.append(_rounded(run_job(spec, settings, ffmpeg.path, folder)))
     return {"command": "bench", "machine": machine_info(threads, ffmpeg.version),
-            "engines": [vars(o) for o in engine_options(settings.device)], "jobs": jobs}
+            "engines": [o.describe() for o in engine_options(settings.device)], "jobs": jobs}
 
 
 def job_key(job: dict[str, Any]) -> tuple[Any, ...]:

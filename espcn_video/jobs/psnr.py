@@ -42,7 +42,7 @@ from espcn_video.ffmpeg.args import build_decode_args
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header
 from espcn_video.model.engines import TorchEngine, default_threads
-from espcn_video.model.presets import PresetInfo, default_preset_name, load_preset, presets_dir
+from espcn_video.model.presets import PresetInfo, load_preset, presets_dir, resolve_preset
 from espcn_video.frames.pipeline import run_pipeline
 from espcn_video.jobs.upscale import check_input
 from espcn_video.frames.upscaler import FrameUpscaler
@@ -95,10 +95,7 @@ def build_upscalers(settings: PsnrSettings) -> tuple[dict[str, FrameUpscaler], P
         elif name == "lanczos":
             upscalers[name] = FrameUpscaler(scale, LanczosEngine(scale))
         elif name == "espcn":
-            model, info = load_preset(settings.preset or default_preset_name(scale))
-            if info.arch != "espcn" or info.scale != scale:
-                raise UsageError(f"--preset {info.name} is {info.arch} x{info.scale}; "
-                                 f"the espcn method at --scale {scale} needs an ESPCN x{scale} preset")
+            model, info = resolve_preset(settings.preset, scale=scale)
             upscalers[name] = FrameUpscaler(scale, TorchEngine(model, threads=settings.threads))
         elif name == "srcnn":
             path = presets_dir() / f"srcnn-x{scale}.pt"

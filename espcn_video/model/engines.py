@@ -19,16 +19,15 @@ import importlib.util
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
 from espcn_video.errors import EspcnVideoError, UsageError
+from espcn_video.settings import BACKENDS, PRECISIONS
 
-BACKENDS = ("torch", "openvino", "onnxruntime")
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 # OpenVINO int8 runs conv2 only: 80% of the work. Set5 cost with calibrated ranges was -0.05 dB
 # (x2), -0.03 (x3), -0.02 (x4) with the first CPU-trained presets, but -0.13, -0.07 and -0.05 with
 # the better GPU-trained ones, over the 0.05 dB bound: those carry no int8_ranges, so "auto" runs
@@ -284,36 +283,127 @@ class OnnxRuntimeEngine:
 
 # -- choosing ----------------------------------------------------------------------------------
 
+_NO_BF16 = "this CPU has no bf16 dot product (avx512_bf16 or amx_bf16)"
+_NO_FAST = "is not installed (pip install 'espcn-video[fast]')"
+
+
 @dataclass(frozen=True)
-class EngineOption:
-    backend: str
-    precision: str
-    available: bool
-    reason: str = ""  # why not, when unavailable
+class Backend:
+    """One way to run the net: a backend at a precision on a device (as vs-mlrt's Backend types).
+
+    Each subclass knows its precisions, whether it runs on this machine (`reason` says why not)
+    and how to build its engine; names are checked once, in `backend_for`.
+    """
+
+    name: ClassVar[str] = ""
+    precisions: ClassVar[tuple[str, ...]] = ()
+    precision: str = "fp32"
+    device: str = "cpu"
+
+    @property
+    def backend(self) -> str:
+        return self.name
+
+    @property
+    def reason(self) -> str:
+        """Why this pair cannot run here; "" when it can."""
+        return ""
+
+    @property
+    def available(self) -> bool:
+        return not self.reason
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "precision": self.precision, "device": self.device,
+                "available": self.available, "reason": self.reason}
+
+    def build(self, model: nn.Module, threads: int | None,
+              calibration: Sequence[np.ndarray] | None) -> LumaEngine:
+        raise NotImplementedError
 
 
-def engine_options(device: str = "cpu") -> list[EngineOption]:
-    """Every backend/precision pair and whether it runs here (for `bench` and error messages)."""
+@dataclass(frozen=True)
+class TorchBackend(Backend):
+    name: ClassVar[str] = "torch"
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "fp16")
+
+    @property
+    def reason(self) -> str:
+        if self.device.startswith("cuda"):
+            return "" if torch.cuda.is_available() else "torch sees no CUDA device"
+        if self.precision == "fp16":
+            return "torch fp16 runs on CUDA only"
+        if self.precision == "bf16" and not torch_has_bf16():
+            return _NO_BF16
+        return ""
+
+    def build(self, model: nn.Module, threads: int | None,
+              calibration: Sequence[np.ndarray] | None) -> LumaEngine:
+        if self.precision == "fp32":
+            return TorchEngine(model, device=self.device, threads=threads)
+        return TorchFastEngine(model, self.precision, device=self.device, threads=threads)
+
+
+@dataclass(frozen=True)
+class OpenVINOBackend(Backend):
+    name: ClassVar[str] = "openvino"
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "int8")
+
+    @property
+    def reason(self) -> str:
+        if not have_package("openvino"):
+            return f"openvino {_NO_FAST}"
+        return _NO_BF16 if self.precision == "bf16" and not cpu_has_bf16() else ""
+
+    def build(self, model: nn.Module, threads: int | None,
+              calibration: Sequence[np.ndarray] | None) -> LumaEngine:
+        return OpenVINOEngine(model, self.precision, threads=threads, calibration=calibration)
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeBackend(Backend):
+    name: ClassVar[str] = "onnxruntime"
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+
+    @property
+    def reason(self) -> str:
+        ok = have_package("onnxruntime") and have_package("onnx")
+        return "" if ok else f"onnxruntime and onnx {_NO_FAST}"
+
+    def build(self, model: nn.Module, threads: int | None,
+              calibration: Sequence[np.ndarray] | None) -> LumaEngine:
+        return OnnxRuntimeEngine(model, threads=threads)
+
+
+BACKEND_TYPES: dict[str, type[Backend]] = {b.name: b for b in (TorchBackend, OpenVINOBackend, OnnxRuntimeBackend)}
+assert tuple(BACKEND_TYPES) == BACKENDS
+
+
+def torch_has_bf16() -> bool:
+    return (cpu_has_bf16() and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+            and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight"))
+
+
+def engine_options(device: str = "cpu") -> list[Backend]:
+    """Every backend/precision pair for `device` and whether it runs here (for `bench` and errors)."""
     if device.startswith("cuda"):
-        ok = torch.cuda.is_available()
-        why = "" if ok else "torch sees no CUDA device"
-        return [EngineOption("torch", p, ok, why) for p in ("fp32", "fp16", "bf16")]
-    ov, ort_ok = have_package("openvino"), have_package("onnxruntime") and have_package("onnx")
-    bf16 = cpu_has_bf16()
-    no_bf16 = "this CPU has no bf16 dot product (avx512_bf16 or amx_bf16)"
-    no_ov = "openvino is not installed (pip install 'espcn-video[fast]')"
-    torch_bf16 = (bf16 and torch.backends.mkldnn.is_available()
-                  and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-                  and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight"))
-    return [
-        EngineOption("torch", "fp32", True),
-        EngineOption("torch", "bf16", torch_bf16, "" if torch_bf16 else no_bf16),
-        EngineOption("openvino", "fp32", ov, "" if ov else no_ov),
-        EngineOption("openvino", "bf16", ov and bf16, no_ov if not ov else ("" if bf16 else no_bf16)),
-        EngineOption("openvino", "int8", ov, "" if ov else no_ov),
-        EngineOption("onnxruntime", "fp32", ort_ok,
-                     "" if ort_ok else "onnxruntime and onnx are not installed (pip install 'espcn-video[fast]' onnx)"),
-    ]
+        return [TorchBackend(p, device) for p in ("fp32", "fp16", "bf16")]
+    return [TorchBackend("fp32"), TorchBackend("bf16"), OpenVINOBackend("fp32"), OpenVINOBackend("bf16"),
+            OpenVINOBackend("int8"), OnnxRuntimeBackend("fp32")]
+
+
+def backend_for(backend: str, precision: str, device: str = "cpu") -> Backend:
+    """The one check of backend and precision names (both explicit here, after choose_engine)."""
+    kind = BACKEND_TYPES.get(backend)
+    if kind is None:
+        raise UsageError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose auto, {', '.join(PRECISIONS)}")
+    choice = kind(precision, device)
+    if choice not in engine_options(device):
+        raise UsageError(f"backend {backend} has no {precision} on {device}")
+    return choice
 
 
 def speed_order(device: str = "cpu") -> list[tuple[str, str]]:
@@ -361,18 +451,14 @@ def create_engine(model: nn.Module, backend: str = "auto", precision: str = "aut
     stored with a preset). Without it "auto" never picks int8, and an explicit int8 uses ranges
     from the weights alone, which never clip but cost about 0.05 dB more.
     """
-    if backend not in ("auto", *BACKENDS):
-        raise UsageError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
-    if precision not in ("auto", *PRECISIONS):
-        raise UsageError(f"unknown precision {precision!r}; choose auto, {', '.join(PRECISIONS)}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if backend != "auto" and precision != "auto":
+        backend_for(backend, precision, device)  # a wrong name fails before any choosing
     backend, precision = choose_engine(device, backend, precision, allow_int8=calibration is not None)
-    option = next((o for o in engine_options(device) if (o.backend, o.precision) == (backend, precision)), None)
-    if option is None:
-        raise UsageError(f"backend {backend} has no {precision} on {device}")
-    if not option.available:
-        raise EngineUnavailable(f"{backend} {precision}: {option.reason}")
+    choice = backend_for(backend, precision, device)
+    if not choice.available:
+        raise EngineUnavailable(f"{backend} {precision}: {choice.reason}")
     if device == "cpu":
         tune_malloc()  # torch runs the chroma resampler beside every engine: 142 -> 31 ms at 4K
     if backend != "torch":
@@ -380,10 +466,4 @@ def create_engine(model: nn.Module, backend: str = "auto", precision: str = "aut
         # which a second OpenMP pool only fights the engine's threads for the same cores
         # (measured on 2 cores: 5 ms per 1080p frame on one thread, 46-259 ms on two).
         torch.set_num_threads(1)
-    if backend == "torch":
-        if precision == "fp32":
-            return TorchEngine(model, device=device, threads=threads)
-        return TorchFastEngine(model, precision, device=device, threads=threads)
-    if backend == "openvino":
-        return OpenVINOEngine(model, precision, threads=threads, calibration=calibration)
-    return OnnxRuntimeEngine(model, threads=threads)
+    return choice.build(model, threads, calibration)

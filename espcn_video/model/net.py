@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-SUPPORTED_SCALES = (2, 3, 4)
+from espcn_video.settings import check_scale
+
 
 
 class ESPCN(nn.Module):
@@ -21,9 +22,7 @@ class ESPCN(nn.Module):
 
     def __init__(self, scale: int, channels: int = 1, n1: int = 64, n2: int = 32) -> None:
         super().__init__()
-        if scale not in SUPPORTED_SCALES:
-            raise ValueError(f"unsupported scale {scale}; choose one of {SUPPORTED_SCALES}")
-        self.scale = scale
+        self.scale = check_scale(scale)
         self.conv1 = nn.Conv2d(channels, n1, kernel_size=5, padding=2)
         self.conv2 = nn.Conv2d(n1, n2, kernel_size=3, padding=1)
         self.conv3 = nn.Conv2d(n2, channels * scale * scale, kernel_size=3, padding=1)

@@ -18,8 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from espcn_video.errors import PresetError
-from espcn_video.model.net import ESPCN, SRCNN, SUPPORTED_SCALES
+from espcn_video.errors import PresetError, UsageError
+from espcn_video.model.net import ESPCN, SRCNN
+from espcn_video.settings import SUPPORTED_SCALES
 
 PRESETS_ENV = "ESPCN_VIDEO_PRESETS"
 EXPECTED_KEYS = frozenset(f"conv{i}.{p}" for i in (1, 2, 3) for p in ("weight", "bias"))
@@ -47,8 +48,22 @@ def presets_dir() -> Path:
     return bundled if bundled.is_dir() else package_dir.parent / "presets"
 
 
-def default_preset_name(scale: int) -> str:
-    return f"espcn-x{scale}"
+def default_preset_name(scale: int, arch: str = "espcn") -> str:
+    return f"{arch}-x{scale}"
+
+
+def resolve_preset(name_or_path: str | os.PathLike[str] | None, *, scale: int | None = None,
+                   arch: str | None = "espcn", what: str = "--preset") -> tuple[nn.Module, PresetInfo]:
+    """The one preset check: the preset asked for (default: the shipped ARCH-xSCALE, x2 when no
+    scale is given), refused with a UsageError unless its architecture and scale are those asked
+    for (None: any). `what` names the option in the message."""
+    if name_or_path is None:
+        name_or_path = default_preset_name(scale or 2, arch or "espcn")
+    model, info = load_preset(name_or_path)
+    want = (arch or info.arch, scale or info.scale)
+    if (info.arch, info.scale) != want:
+        raise UsageError(f"{what} {info.name} is {info.arch} x{info.scale}, not {want[0]} x{want[1]}")
+    return model, info
 
 
 def list_presets() -> list[PresetInfo]:

@@ -32,7 +32,7 @@ from espcn_video.quality.degrade import (
     read_y_plane,
 )
 from espcn_video.model.net import SRCNN
-from espcn_video.model.presets import load_preset, presets_dir
+from espcn_video.model.presets import load_preset, presets_dir, resolve_preset
 
 
 def upscale_y(model: nn.Module, lr_y01: np.ndarray, scale: int, device: str | torch.device = "cpu") -> np.ndarray:
@@ -73,9 +73,7 @@ def _resolve_model(model_or_preset: nn.Module | str | os.PathLike[str], scale: i
         if model_scale is not None and model_scale != scale:
             raise PresetError(f"the model is x{model_scale}, asked to evaluate x{scale}")
         return model_or_preset.eval(), scale, None
-    model, info = load_preset(model_or_preset)
-    if scale is not None and info.scale != scale:
-        raise PresetError(f"preset {info.name} is x{info.scale}, asked to evaluate x{scale}")
+    model, info = resolve_preset(model_or_preset, scale=scale, arch=None)
     return model, info.scale, info.name
 
 

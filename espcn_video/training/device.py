@@ -1,6 +1,6 @@
 """Training on a GPU at small-batch speed: data on the device, one CUDA graph per step.
 
-The CPU loop (train.run_steps) draws patches in numpy and is bound by Python: on a GPU that
+The CPU loop (training.loop.run_steps) draws patches in numpy and is bound by Python: on a GPU that
 would leave the card idle, and this network's progress follows the number of optimiser steps.
 Here everything one step needs is on the device and has no host synchronisation, so the whole
 step (patch draw, forward, loss, backward, Adam, cosine learning rate) is captured once as a
@@ -8,7 +8,7 @@ CUDA graph and replayed:
 
 * `DevicePatchSource` keeps every training plane flattened on the device and draws aligned
   input/target patches with one of the 8 flips/rotations by index arithmetic (a gather), with
-  the same distribution as train.PatchSampler: every patch position of every image equally likely.
+  the same distribution as training.data.PatchSampler: every patch position of every image equally likely.
 * `GraphStepper` owns one model's Adam (capturable, learning rate as a device tensor) and its
   cosine schedule (computed on the device from a step counter), and captures K steps per graph.
 * `run_concurrently` replays several steppers on their own CUDA streams, so several models

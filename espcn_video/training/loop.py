@@ -6,6 +6,10 @@ in memory, with the 8 flips/rotations; Adam 1e-3 with cosine decay to 1e-5 over 
 batch 16 (many small steps beat big batches on a CPU). One epoch is defined as 1000 steps
 (STEPS_PER_EPOCH): patches are sampled, so there is no natural pass over the data.
 
+This module is the job itself: the host and device loops, validation, the metadata and
+`train`. Settings live in training.config, data and patches in training.data, and the model
+state and its checkpoints in training.checkpoints.
+
 Validation holds aside ~5% of the training images (chosen by the seed) and never Set5/Set14;
 those are measured once, after training, for the metadata only.
 """
@@ -13,12 +17,10 @@ those are measured once, after training, for the metadata only.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,84 +28,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from espcn_video.errors import DataError, UsageError
-from espcn_video.quality.paper_eval import evaluate_folder, to_code_values, upscale_y
-from espcn_video.files import atomic_path, atomic_write_json
+from espcn_video.errors import UsageError
+from espcn_video.files import atomic_write_json
+from espcn_video.quality.degrade import parse_degradation
 from espcn_video.quality.image_metrics import compute_psnr
-from espcn_video.quality.degrade import (
-    UnusableImage, degrade, imresize, list_images, mod_crop, parse_degradation, read_y_plane,
+from espcn_video.quality.paper_eval import evaluate_folder, to_code_values, upscale_y
+from espcn_video.training.checkpoints import (
+    TrainState, atomic_torch_save, check_fingerprint, fingerprint, init_record, load_checkpoint, new_state,
 )
-from espcn_video.model.net import ESPCN, SRCNN, SUPPORTED_SCALES
-
-STEPS_PER_EPOCH = 1000
-LR_PATCH = 17  # ESPCN trains on 17x17 LR patches (HR 17·r)
-SRCNN_PATCH = 33  # SRCNN trains on 33x33 patches of the bicubic-upscaled image
-TOO_SMALL = "smaller than one HR patch"
+from espcn_video.training.config import STEPS_PER_EPOCH, TrainConfig
+from espcn_video.training.data import DataReport, PatchSampler, PlaneSet, prepare_data
 
 ProgressCallback = Callable[[int, int, float, "float | None"], None]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    scale: int
-    out: Path
-    data_dirs: tuple[Path, ...]
-    arch: str = "espcn"
-    steps: int = 60 * STEPS_PER_EPOCH
-    batch: int = 16
-    lr: float = 1e-3
-    lr_min: float = 1e-5
-    seed: int = 0
-    degrade: str = "bicubic"
-    device: str = "auto"
-    threads: int | None = None
-    resume: bool = False
-    init_from: str | None = None  # a preset whose weights start the run (a warm restart)
-    val_fraction: float = 0.05
-    val_every: int = 2000
-    checkpoint_interval_s: float = 60.0
-    eval_dirs: tuple[tuple[str, Path], ...] = ()  # (name, folder) measured after training
-    loop: str = "auto"  # host (numpy patches, CPU default) | device (training.device; CUDA default)
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.out.with_suffix(".ckpt")
-
-    @property
-    def input_patch(self) -> int:
-        return SRCNN_PATCH if self.arch == "srcnn" else LR_PATCH
-
-    @property
-    def stride(self) -> int:
-        """HR pixels per input pixel: r for ESPCN (LR input), 1 for SRCNN (upscaled input)."""
-        return 1 if self.arch == "srcnn" else self.scale
-
-    @property
-    def hr_patch(self) -> int:
-        return self.input_patch * self.stride
-
-
-@dataclass
-class DataReport:
-    train: list[str] = field(default_factory=list)
-    val: list[str] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    notes: Counter[str] = field(default_factory=Counter)
-
-    def skip_counts(self) -> dict[str, int]:
-        return dict(Counter(item["reason"] for item in self.skipped))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"train": len(self.train), "val": len(self.val), "skipped": self.skip_counts(),
-                "skipped_files": self.skipped, "converted": dict(self.notes)}
-
-
-@dataclass
-class PlaneSet:
-    """Input and target planes (float32, [0, 1]) of the images, kept in memory."""
-
-    inputs: list[np.ndarray] = field(default_factory=list)
-    targets: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass
@@ -116,145 +52,6 @@ class TrainResult:
     metadata: dict[str, Any]
 
 
-# --- data ---------------------------------------------------------------------------------
-
-
-def read_hr_planes(config: TrainConfig,
-                   preloaded: list[tuple[str, np.ndarray]] | None = None) -> tuple[list[tuple[str, np.ndarray]], DataReport]:
-    """Mod-cropped HR Y planes (code values) of every usable image; skips counted with reasons.
-
-    `preloaded` gives (label, full Y plane) pairs already read (a packed copy of the folders,
-    made by `pack_y_planes`), in place of reading `config.data_dirs`.
-    """
-    report = DataReport()
-    planes: list[tuple[str, np.ndarray]] = []
-    source = _folder_planes(config.data_dirs, report) if preloaded is None else \
-        ((label, hr_y.astype(np.float64), None) for label, hr_y in preloaded)
-    for label, hr_y, note in source:
-        hr_y = mod_crop(hr_y, config.scale)
-        if min(hr_y.shape) < config.hr_patch:
-            report.skipped.append({"file": label, "reason": TOO_SMALL})
-            continue
-        if note:
-            report.notes[note] += 1
-        planes.append((label, hr_y))
-    if not planes:
-        where = "the packed planes" if preloaded is not None else ", ".join(map(str, config.data_dirs))
-        raise DataError(f"no usable training images in {where}")
-    return planes, report
-
-
-def _folder_planes(folders: tuple[Path, ...], report: DataReport) -> Iterator[tuple[str, np.ndarray, str | None]]:
-    """(label, full Y plane, conversion note) of each readable image; unreadable ones go to `report`."""
-    if not folders:
-        raise DataError("no training data folders given")
-    for folder in folders:
-        if not folder.is_dir():
-            raise DataError(f"training data folder {folder} does not exist")
-        files = list_images(folder)
-        if not files:
-            raise DataError(f"training data folder {folder} has no image files")
-        for path in files:
-            label = f"{folder.name}/{path.name}"
-            try:
-                hr_y, note = read_y_plane(path)
-            except UnusableImage as exc:
-                report.skipped.append({"file": label, "reason": exc.reason})
-                continue
-            yield label, hr_y, note
-
-
-def split_validation(count: int, fraction: float, seed: int) -> np.ndarray:
-    """Sorted indices of the deterministic validation hold-out (none when only one image)."""
-    if count < 2 or fraction <= 0:
-        return np.zeros(0, dtype=np.int64)
-    n_val = min(count - 1, max(1, round(count * fraction)))
-    return np.sort(np.random.default_rng(seed).permutation(count)[:n_val])
-
-
-def make_planes(config: TrainConfig, hr_planes: list[np.ndarray]) -> PlaneSet:
-    degradation = parse_degradation(config.degrade)
-    planes = PlaneSet()
-    for hr_y in hr_planes:
-        hr01 = hr_y / 255.0
-        lr01 = degrade(hr01, config.scale, degradation)
-        source = imresize(lr01, config.scale) if config.arch == "srcnn" else lr01
-        planes.inputs.append(source.astype(np.float32))
-        planes.targets.append(hr01.astype(np.float32))
-    return planes
-
-
-def pack_y_planes(folders: tuple[Path, ...], out: Path) -> int:
-    """Write the full Y plane (uint8 code values) of every readable image in `folders` to one .npz.
-
-    The pack is what a remote trainer reads in place of the image folders (`read_hr_planes`'s
-    `preloaded`); the planes are not mod-cropped, so one pack serves every scale. Unreadable
-    files are left out (reading the folders reports them).
-    """
-    labelled = [(label, hr_y) for label, hr_y, _ in _folder_planes(folders, DataReport())]
-    np.savez_compressed(out, labels=np.array([label for label, _ in labelled]),
-                        **{f"plane{i:05d}": hr_y.astype(np.uint8) for i, (_, hr_y) in enumerate(labelled)})
-    return len(labelled)
-
-
-def load_y_planes(pack: Path) -> list[tuple[str, np.ndarray]]:
-    """The (label, Y plane) pairs of a `pack_y_planes` file; DataError for anything else."""
-    try:
-        with np.load(pack) as data:
-            return [(str(label), data[f"plane{i:05d}"]) for i, label in enumerate(data["labels"])]
-    except (OSError, ValueError, KeyError, EOFError) as exc:
-        raise DataError(f"{pack}: not a pack of Y planes made by pack_y_planes ({str(exc).splitlines()[0]})") from None
-
-
-def prepare_data(config: TrainConfig, preloaded: list[tuple[str, np.ndarray]] | None = None,
-                 ) -> tuple[PlaneSet, list[tuple[np.ndarray, np.ndarray]], DataReport]:
-    """(training planes, validation (HR code values, LR in [0,1]) pairs, report)."""
-    labelled, report = read_hr_planes(config, preloaded)
-    val_idx = set(split_validation(len(labelled), config.val_fraction, config.seed).tolist())
-    train_hr = [hr for i, (_, hr) in enumerate(labelled) if i not in val_idx]
-    report.train = [name for i, (name, _) in enumerate(labelled) if i not in val_idx]
-    report.val = [name for i, (name, _) in enumerate(labelled) if i in val_idx]
-    degradation = parse_degradation(config.degrade)
-    val_pairs = [(hr, degrade(hr / 255.0, config.scale, degradation)) for i, (_, hr) in enumerate(labelled) if i in val_idx]
-    return make_planes(config, train_hr), val_pairs, report
-
-
-class PatchSampler:
-    """Random aligned input/target patches with the 8 dihedral transforms, from one numpy RNG."""
-
-    def __init__(self, planes: PlaneSet, input_patch: int, stride: int, rng: np.random.Generator) -> None:
-        self.planes = planes
-        self.patch = input_patch
-        self.stride = stride
-        self.rng = rng
-        self.positions = np.array([(h - input_patch + 1, w - input_patch + 1) for h, w in (p.shape for p in planes.inputs)])
-        # Weight images by their number of patch positions: every position equally likely.
-        counts = self.positions.prod(axis=1).astype(np.float64)
-        self.weights = counts / counts.sum()
-
-    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        p, s = self.patch, self.stride
-        which = self.rng.choice(len(self.weights), size=size, p=self.weights)
-        corners = np.floor(self.rng.random((size, 2)) * self.positions[which]).astype(np.int64)
-        transforms = self.rng.integers(0, 8, size=size)
-        inputs = np.empty((size, 1, p, p), dtype=np.float32)
-        targets = np.empty((size, 1, p * s, p * s), dtype=np.float32)
-        for b, (i, (y, x), t) in enumerate(zip(which, corners, transforms)):
-            src = self.planes.inputs[i][y : y + p, x : x + p]
-            dst = self.planes.targets[i][y * s : (y + p) * s, x * s : (x + p) * s]
-            inputs[b, 0] = _dihedral(src, int(t))
-            targets[b, 0] = _dihedral(dst, int(t))
-        return inputs, targets
-
-
-def _dihedral(patch: np.ndarray, transform: int) -> np.ndarray:
-    rotated = np.rot90(patch, transform % 4)
-    return rotated.T if transform >= 4 else rotated
-
-
-# --- model, checkpoints -------------------------------------------------------------------
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -263,111 +60,6 @@ def resolve_device(name: str) -> torch.device:
     if name != "cpu" and not name.startswith("cuda"):
         raise UsageError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device(name)
-
-
-def build_network(config: TrainConfig) -> nn.Module:
-    if config.arch not in ("espcn", "srcnn"):
-        raise UsageError(f"unknown architecture {config.arch!r}; use espcn or srcnn")
-    if config.scale not in SUPPORTED_SCALES:
-        raise UsageError(f"unsupported scale {config.scale}; choose one of {SUPPORTED_SCALES}")
-    torch.manual_seed(config.seed)  # same seed, same initial weights
-    return SRCNN() if config.arch == "srcnn" else ESPCN(config.scale)
-
-
-def fingerprint(config: TrainConfig, report: DataReport) -> dict[str, Any]:
-    """What must not change between a checkpoint and its --resume."""
-    return {"arch": config.arch, "scale": config.scale, "steps": config.steps, "batch": config.batch,
-            "init": config.init_from,
-            "lr": config.lr, "lr_min": config.lr_min, "seed": config.seed,
-            "degrade": parse_degradation(config.degrade).spec(), "images": hashlib.sha256("\n".join(report.train + report.val).encode()).hexdigest()[:16]}
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-@dataclass
-class TrainState:
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    rng: np.random.Generator
-    step: int = 0
-    elapsed_s: float = 0.0
-    val_psnr_db: float | None = None
-
-    def checkpoint(self, stamp: dict[str, Any]) -> dict[str, Any]:
-        return {"step": self.step, "elapsed_s": self.elapsed_s, "val_psnr_db": self.val_psnr_db,
-                "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "fingerprint": stamp}
-
-    def restore(self, ckpt: dict[str, Any], stamp: dict[str, Any], where: Path) -> None:
-        check_fingerprint(ckpt, stamp, where)
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.rng.bit_generator.state = ckpt["numpy_rng"]
-        torch.set_rng_state(ckpt["torch_rng"])
-        self.step, self.elapsed_s = int(ckpt["step"]), float(ckpt["elapsed_s"])
-        self.val_psnr_db = ckpt.get("val_psnr_db")
-
-
-def check_fingerprint(ckpt: dict[str, Any], stamp: dict[str, Any], where: Path) -> None:
-    saved = dict(ckpt.get("fingerprint", {}))
-    saved.setdefault("loop", "host")  # checkpoints from before the device loop
-    diffs = [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in stamp.items() if saved.get(k) != v]
-    if diffs:
-        raise UsageError(f"--resume: {where} was made with different settings: {', '.join(diffs)}")
-
-
-def initial_model(config: TrainConfig) -> nn.Module:
-    """The seeded fresh network, or the --init preset's weights in it."""
-    model = build_network(config)
-    if config.init_from:
-        model.load_state_dict(initial_weights(config))
-    return model
-
-
-def new_state(config: TrainConfig, device: torch.device) -> TrainState:
-    model = initial_model(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.lr_min)
-    rng = np.random.default_rng([config.seed, 1])  # a stream apart from the validation split's
-    return TrainState(model, optimizer, scheduler, rng)
-
-
-def initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
-    """The --init preset's weights, refused unless it is the same architecture and scale."""
-    from espcn_video.model.presets import load_preset
-    model, info = load_preset(str(config.init_from))
-    if (info.arch, info.scale) != (config.arch, config.scale):
-        raise UsageError(f"--init {config.init_from} is {info.arch} x{info.scale}, "
-                         f"not {config.arch} x{config.scale}")
-    return model.state_dict()
-
-
-def init_record(config: TrainConfig) -> dict[str, Any] | None:
-    """Where a warm restart started: the preset's name and its own training record."""
-    if not config.init_from:
-        return None
-    from espcn_video.model.presets import load_preset
-    _, info = load_preset(str(config.init_from))
-    return {"preset": info.name, "training": info.metadata.get("training")}
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UsageError(f"--resume: no checkpoint at {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a corrupt checkpoint is a data problem, not a crash
-        raise DataError(f"{path}: unreadable checkpoint: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
-
-
-# --- the job ------------------------------------------------------------------------------
 
 
 def validate(model: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], scale: int, device: torch.device) -> float | None:

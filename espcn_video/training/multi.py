@@ -2,7 +2,7 @@
 
 Used by `tools/train_on_gpu.py` to make the presets on a lent GPU: the three scales, warm
 restarts and the SRCNN baseline in one sitting. Each run's data, hold-out and initial weights
-are exactly those of `train.train` with the same TrainConfig; only the sampler and the loop
+are exactly those of `training.loop.train` with the same TrainConfig; only the sampler and the loop
 differ (training.device). With `budget_s` the step count is chosen after a timing phase so that
 the cosine schedule ends inside the budget; the chosen count is recorded in the metadata.
 """
@@ -19,7 +19,10 @@ import numpy as np
 import torch
 
 from espcn_video.training.device import DevicePatchSource, GraphStepper, run_concurrently, synchronize
-from espcn_video.training.loop import DataReport, TrainConfig, build_metadata, initial_model, prepare_data, validate
+from espcn_video.training.checkpoints import initial_model
+from espcn_video.training.config import TrainConfig
+from espcn_video.training.data import DataReport, prepare_data
+from espcn_video.training.loop import build_metadata, validate
 
 Log = Callable[[str], None]
 
@@ -132,7 +135,7 @@ def train_together(configs: list[TrainConfig], device: torch.device, *, preloade
 
 
 def run_record(run: Run, device: torch.device) -> dict[str, Any]:
-    """Weights and metadata (as train.train writes them, plus the device and the curve)."""
+    """Weights and metadata (as training.loop.train writes them, plus the device and the curve)."""
     weights = {k: v.detach().to("cpu", copy=True) for k, v in run.stepper.model.state_dict().items()}
     state = SimpleNamespace(elapsed_s=run.elapsed_s, val_psnr_db=run.val_psnr_db)
     meta = build_metadata(run.config, state, run.report, torch.get_num_threads(), device)  # type: ignore[arg-type]

@@ -1,0 +1,125 @@
+"""The trained model's state and its checkpoints: building the network, saving and resuming.
+
+`TrainState` is what a checkpoint holds (model, optimiser, schedule, RNGs, step, time). The
+fingerprint records the settings and images a checkpoint was made with, so that --resume refuses
+a checkpoint from a different run. A run starts from the seeded fresh network or, with
+--init, from a preset of the same architecture and scale (a warm restart).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from espcn_video.errors import DataError, UsageError
+from espcn_video.files import atomic_path
+from espcn_video.model.net import ESPCN, SRCNN
+from espcn_video.quality.degrade import parse_degradation
+from espcn_video.settings import check_scale
+from espcn_video.training.config import TrainConfig
+from espcn_video.training.data import DataReport
+
+
+def build_network(config: TrainConfig) -> nn.Module:
+    if config.arch not in ("espcn", "srcnn"):
+        raise UsageError(f"unknown architecture {config.arch!r}; use espcn or srcnn")
+    check_scale(config.scale)
+    torch.manual_seed(config.seed)  # same seed, same initial weights
+    return SRCNN() if config.arch == "srcnn" else ESPCN(config.scale)
+
+
+def fingerprint(config: TrainConfig, report: DataReport) -> dict[str, Any]:
+    """What must not change between a checkpoint and its --resume."""
+    return {"arch": config.arch, "scale": config.scale, "steps": config.steps, "batch": config.batch,
+            "init": config.init_from,
+            "lr": config.lr, "lr_min": config.lr_min, "seed": config.seed,
+            "degrade": parse_degradation(config.degrade).spec(), "images": hashlib.sha256("\n".join(report.train + report.val).encode()).hexdigest()[:16]}
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+@dataclass
+class TrainState:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    rng: np.random.Generator
+    step: int = 0
+    elapsed_s: float = 0.0
+    val_psnr_db: float | None = None
+
+    def checkpoint(self, stamp: dict[str, Any]) -> dict[str, Any]:
+        return {"step": self.step, "elapsed_s": self.elapsed_s, "val_psnr_db": self.val_psnr_db,
+                "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "fingerprint": stamp}
+
+    def restore(self, ckpt: dict[str, Any], stamp: dict[str, Any], where: Path) -> None:
+        check_fingerprint(ckpt, stamp, where)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.rng.bit_generator.state = ckpt["numpy_rng"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        self.step, self.elapsed_s = int(ckpt["step"]), float(ckpt["elapsed_s"])
+        self.val_psnr_db = ckpt.get("val_psnr_db")
+
+
+def check_fingerprint(ckpt: dict[str, Any], stamp: dict[str, Any], where: Path) -> None:
+    saved = dict(ckpt.get("fingerprint", {}))
+    saved.setdefault("loop", "host")  # checkpoints from before the device loop
+    diffs = [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in stamp.items() if saved.get(k) != v]
+    if diffs:
+        raise UsageError(f"--resume: {where} was made with different settings: {', '.join(diffs)}")
+
+
+def initial_model(config: TrainConfig) -> nn.Module:
+    """The seeded fresh network, or the --init preset's weights in it."""
+    model = build_network(config)
+    if config.init_from:
+        model.load_state_dict(initial_weights(config))
+    return model
+
+
+def new_state(config: TrainConfig, device: torch.device) -> TrainState:
+    model = initial_model(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.lr_min)
+    rng = np.random.default_rng([config.seed, 1])  # a stream apart from the validation split's
+    return TrainState(model, optimizer, scheduler, rng)
+
+
+def initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
+    """The --init preset's weights, refused unless it is the same architecture and scale."""
+    from espcn_video.model.presets import resolve_preset
+    model, _ = resolve_preset(str(config.init_from), scale=config.scale, arch=config.arch, what="--init")
+    return model.state_dict()
+
+
+def init_record(config: TrainConfig) -> dict[str, Any] | None:
+    """Where a warm restart started: the preset's name and its own training record."""
+    if not config.init_from:
+        return None
+    from espcn_video.model.presets import load_preset
+    _, info = load_preset(str(config.init_from))
+    return {"preset": info.name, "training": info.metadata.get("training")}
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UsageError(f"--resume: no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a corrupt checkpoint is a data problem, not a crash
+        raise DataError(f"{path}: unreadable checkpoint: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+

@@ -1,0 +1,56 @@
+"""TrainConfig: the settings of one training run, and the constants its defaults are made of.
+
+Kept apart from the job so that the data, checkpoint and loop modules (and the CLI, the
+multi-run trainer and the tools) all read one definition without importing each other.
+One epoch is defined as STEPS_PER_EPOCH steps: patches are sampled, so there is no natural
+pass over the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+STEPS_PER_EPOCH = 1000
+LR_PATCH = 17  # ESPCN trains on 17x17 LR patches (HR 17·r)
+SRCNN_PATCH = 33  # SRCNN trains on 33x33 patches of the bicubic-upscaled image
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    scale: int
+    out: Path
+    data_dirs: tuple[Path, ...]
+    arch: str = "espcn"
+    steps: int = 60 * STEPS_PER_EPOCH
+    batch: int = 16
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    seed: int = 0
+    degrade: str = "bicubic"
+    device: str = "auto"
+    threads: int | None = None
+    resume: bool = False
+    init_from: str | None = None  # a preset whose weights start the run (a warm restart)
+    val_fraction: float = 0.05
+    val_every: int = 2000
+    checkpoint_interval_s: float = 60.0
+    eval_dirs: tuple[tuple[str, Path], ...] = ()  # (name, folder) measured after training
+    loop: str = "auto"  # host (numpy patches, CPU default) | device (training.device; CUDA default)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out.with_suffix(".ckpt")
+
+    @property
+    def input_patch(self) -> int:
+        return SRCNN_PATCH if self.arch == "srcnn" else LR_PATCH
+
+    @property
+    def stride(self) -> int:
+        """HR pixels per input pixel: r for ESPCN (LR input), 1 for SRCNN (upscaled input)."""
+        return 1 if self.arch == "srcnn" else self.scale
+
+    @property
+    def hr_patch(self) -> int:
+        return self.input_patch * self.stride

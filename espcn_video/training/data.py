@@ -1,0 +1,184 @@
+"""Training data: images read to Y planes, the validation hold-out, and the patch sampler.
+
+HR planes are mod-cropped code values; training inputs are degraded from them (LR for ESPCN,
+LR upscaled again for SRCNN) and kept in memory as float32 in [0, 1]. About `val_fraction` of
+the images (chosen by the seed) are held out for validation. `pack_y_planes` / `load_y_planes`
+carry the planes to a remote trainer in one file. `PatchSampler` draws the host loop's random
+aligned patches with the 8 flips/rotations (training.device has the on-device equivalent).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from espcn_video.errors import DataError
+from espcn_video.quality.degrade import (
+    UnusableImage, degrade, imresize, list_images, mod_crop, parse_degradation, read_y_plane,
+)
+from espcn_video.training.config import TrainConfig
+
+TOO_SMALL = "smaller than one HR patch"
+
+
+@dataclass
+class DataReport:
+    train: list[str] = field(default_factory=list)
+    val: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    notes: Counter[str] = field(default_factory=Counter)
+
+    def skip_counts(self) -> dict[str, int]:
+        return dict(Counter(item["reason"] for item in self.skipped))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"train": len(self.train), "val": len(self.val), "skipped": self.skip_counts(),
+                "skipped_files": self.skipped, "converted": dict(self.notes)}
+
+
+@dataclass
+class PlaneSet:
+    """Input and target planes (float32, [0, 1]) of the images, kept in memory."""
+
+    inputs: list[np.ndarray] = field(default_factory=list)
+    targets: list[np.ndarray] = field(default_factory=list)
+
+
+
+def read_hr_planes(config: TrainConfig,
+                   preloaded: list[tuple[str, np.ndarray]] | None = None) -> tuple[list[tuple[str, np.ndarray]], DataReport]:
+    """Mod-cropped HR Y planes (code values) of every usable image; skips counted with reasons.
+
+    `preloaded` gives (label, full Y plane) pairs already read (a packed copy of the folders,
+    made by `pack_y_planes`), in place of reading `config.data_dirs`.
+    """
+    report = DataReport()
+    planes: list[tuple[str, np.ndarray]] = []
+    source = _folder_planes(config.data_dirs, report) if preloaded is None else \
+        ((label, hr_y.astype(np.float64), None) for label, hr_y in preloaded)
+    for label, hr_y, note in source:
+        hr_y = mod_crop(hr_y, config.scale)
+        if min(hr_y.shape) < config.hr_patch:
+            report.skipped.append({"file": label, "reason": TOO_SMALL})
+            continue
+        if note:
+            report.notes[note] += 1
+        planes.append((label, hr_y))
+    if not planes:
+        where = "the packed planes" if preloaded is not None else ", ".join(map(str, config.data_dirs))
+        raise DataError(f"no usable training images in {where}")
+    return planes, report
+
+
+def _folder_planes(folders: tuple[Path, ...], report: DataReport) -> Iterator[tuple[str, np.ndarray, str | None]]:
+    """(label, full Y plane, conversion note) of each readable image; unreadable ones go to `report`."""
+    if not folders:
+        raise DataError("no training data folders given")
+    for folder in folders:
+        if not folder.is_dir():
+            raise DataError(f"training data folder {folder} does not exist")
+        files = list_images(folder)
+        if not files:
+            raise DataError(f"training data folder {folder} has no image files")
+        for path in files:
+            label = f"{folder.name}/{path.name}"
+            try:
+                hr_y, note = read_y_plane(path)
+            except UnusableImage as exc:
+                report.skipped.append({"file": label, "reason": exc.reason})
+                continue
+            yield label, hr_y, note
+
+
+def split_validation(count: int, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of the deterministic validation hold-out (none when only one image)."""
+    if count < 2 or fraction <= 0:
+        return np.zeros(0, dtype=np.int64)
+    n_val = min(count - 1, max(1, round(count * fraction)))
+    return np.sort(np.random.default_rng(seed).permutation(count)[:n_val])
+
+
+def make_planes(config: TrainConfig, hr_planes: list[np.ndarray]) -> PlaneSet:
+    degradation = parse_degradation(config.degrade)
+    planes = PlaneSet()
+    for hr_y in hr_planes:
+        hr01 = hr_y / 255.0
+        lr01 = degrade(hr01, config.scale, degradation)
+        source = imresize(lr01, config.scale) if config.arch == "srcnn" else lr01
+        planes.inputs.append(source.astype(np.float32))
+        planes.targets.append(hr01.astype(np.float32))
+    return planes
+
+
+def pack_y_planes(folders: tuple[Path, ...], out: Path) -> int:
+    """Write the full Y plane (uint8 code values) of every readable image in `folders` to one .npz.
+
+    The pack is what a remote trainer reads in place of the image folders (`read_hr_planes`'s
+    `preloaded`); the planes are not mod-cropped, so one pack serves every scale. Unreadable
+    files are left out (reading the folders reports them).
+    """
+    labelled = [(label, hr_y) for label, hr_y, _ in _folder_planes(folders, DataReport())]
+    np.savez_compressed(out, labels=np.array([label for label, _ in labelled]),
+                        **{f"plane{i:05d}": hr_y.astype(np.uint8) for i, (_, hr_y) in enumerate(labelled)})
+    return len(labelled)
+
+
+def load_y_planes(pack: Path) -> list[tuple[str, np.ndarray]]:
+    """The (label, Y plane) pairs of a `pack_y_planes` file; DataError for anything else."""
+    try:
+        with np.load(pack) as data:
+            return [(str(label), data[f"plane{i:05d}"]) for i, label in enumerate(data["labels"])]
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise DataError(f"{pack}: not a pack of Y planes made by pack_y_planes ({str(exc).splitlines()[0]})") from None
+
+
+def prepare_data(config: TrainConfig, preloaded: list[tuple[str, np.ndarray]] | None = None,
+                 ) -> tuple[PlaneSet, list[tuple[np.ndarray, np.ndarray]], DataReport]:
+    """(training planes, validation (HR code values, LR in [0,1]) pairs, report)."""
+    labelled, report = read_hr_planes(config, preloaded)
+    val_idx = set(split_validation(len(labelled), config.val_fraction, config.seed).tolist())
+    train_hr = [hr for i, (_, hr) in enumerate(labelled) if i not in val_idx]
+    report.train = [name for i, (name, _) in enumerate(labelled) if i not in val_idx]
+    report.val = [name for i, (name, _) in enumerate(labelled) if i in val_idx]
+    degradation = parse_degradation(config.degrade)
+    val_pairs = [(hr, degrade(hr / 255.0, config.scale, degradation)) for i, (_, hr) in enumerate(labelled) if i in val_idx]
+    return make_planes(config, train_hr), val_pairs, report
+
+
+class PatchSampler:
+    """Random aligned input/target patches with the 8 dihedral transforms, from one numpy RNG."""
+
+    def __init__(self, planes: PlaneSet, input_patch: int, stride: int, rng: np.random.Generator) -> None:
+        self.planes = planes
+        self.patch = input_patch
+        self.stride = stride
+        self.rng = rng
+        self.positions = np.array([(h - input_patch + 1, w - input_patch + 1) for h, w in (p.shape for p in planes.inputs)])
+        # Weight images by their number of patch positions: every position equally likely.
+        counts = self.positions.prod(axis=1).astype(np.float64)
+        self.weights = counts / counts.sum()
+
+    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        p, s = self.patch, self.stride
+        which = self.rng.choice(len(self.weights), size=size, p=self.weights)
+        corners = np.floor(self.rng.random((size, 2)) * self.positions[which]).astype(np.int64)
+        transforms = self.rng.integers(0, 8, size=size)
+        inputs = np.empty((size, 1, p, p), dtype=np.float32)
+        targets = np.empty((size, 1, p * s, p * s), dtype=np.float32)
+        for b, (i, (y, x), t) in enumerate(zip(which, corners, transforms)):
+            src = self.planes.inputs[i][y : y + p, x : x + p]
+            dst = self.planes.targets[i][y * s : (y + p) * s, x * s : (x + p) * s]
+            inputs[b, 0] = _dihedral(src, int(t))
+            targets[b, 0] = _dihedral(dst, int(t))
+        return inputs, targets
+
+
+def _dihedral(patch: np.ndarray, transform: int) -> np.ndarray:
+    rotated = np.rot90(patch, transform % 4)
+    return rotated.T if transform >= 4 else rotated
+
