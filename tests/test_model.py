@@ -11,9 +11,8 @@ import torch
 from PIL import Image
 
 from espcn_video.errors import DataError, UsageError
-from espcn_video.quality.degrade import (
-    gaussian_degrade, imresize, mod_crop, parse_degradation, read_y_plane, rgb_to_y,
-)
+from espcn_video.quality.degrade import gaussian_degrade, imresize, mod_crop, parse_degradation
+from espcn_video.quality.images import read_y_plane, rgb_to_y
 from espcn_video.model.net import ESPCN
 from espcn_video.model.presets import load_preset
 from espcn_video.training.config import TrainConfig
@@ -106,8 +105,9 @@ def test_parse_degradation() -> None:
     assert parse_degradation("bicubic").spec() == "bicubic"
     assert parse_degradation("gaussian").sigma == pytest.approx(1.6)
     assert parse_degradation("Gaussian:2.5").spec() == "gaussian:2.5"
-    for bad in ("nearest", "gaussian:x", "gaussian:-1"):
-        with pytest.raises(ValueError):
+    assert parse_degradation("area").spec() == "area"
+    for bad in ("nearest", "gaussian:x", "gaussian:-1", "area:2"):
+        with pytest.raises(UsageError):
             parse_degradation(bad)
 
 

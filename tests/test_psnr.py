@@ -17,7 +17,8 @@ from click.testing import CliRunner, Result
 from espcn_video.cli import main
 from espcn_video.settings import InputSpec, RawInput
 from espcn_video.errors import UsageError
-from espcn_video.ffmpeg.degrade_args import (VideoDegradation, build_degrade_decode_args, build_vmaf_args, parse_video_degradation)
+from espcn_video.ffmpeg.psnr_args import build_degrade_decode_args, build_vmaf_args, hr_size_for
+from espcn_video.quality.degrade import area_degrade, build_degrade_filter, parse_degradation
 from espcn_video.quality.degrade import gaussian_degrade, imresize
 from espcn_video.frames.upscaler import FrameUpscaler
 from espcn_video.quality.video_metrics import psnr_from_mse
@@ -38,9 +39,13 @@ def psnr(*args: str) -> Result:
 
 # -- argv builders ----------------------------------------------------------------------------
 
+def lr_filter(spec: str, size: tuple[int, int], scale: int, pix_fmt: str) -> str:
+    return build_degrade_filter(parse_degradation(spec), hr_size_for(size, scale), scale, pix_fmt)
+
+
 def test_bicubic_decode_args() -> None:
     args = build_degrade_decode_args("ffmpeg", InputSpec("a.y4m"), size=(64, 48), pix_fmt="yuv420p", scale=2,
-                                     degradation=VideoDegradation("bicubic"))
+                                     degrade_filter=lr_filter("bicubic", (64, 48), 2, "yuv420p"))
     assert args == [*HEAD, "-i", "a.y4m", "-map", "0:v:0", "-vf",
                     f"format=yuv420p,scale=32:24:flags=bicubic+accurate_rnd+bitexact:param0=0:param1=0.5:{SITED},"
                     "format=yuv420p", *TAIL]
@@ -49,7 +54,7 @@ def test_bicubic_decode_args() -> None:
 def test_gaussian_decode_args_crop_and_frames() -> None:
     """50x35 at x2: both decodes keep the top-left 50x34; even scale: taps shifted by two zeros."""
     args = build_degrade_decode_args("ffmpeg", InputSpec("a.mp4"), size=(50, 35), pix_fmt="yuv420p10le", scale=2,
-                                     degradation=parse_video_degradation("gaussian:1"), frames=5)
+                                     degrade_filter=lr_filter("gaussian:1", (50, 35), 2, "yuv420p10le"), frames=5)
     luma, chroma = "0m='18 221 991 1635 991 221 18 0 0':0rdiv=1/4095", "m='1 436 3222 436 1 0 0'"
     conv = [f"convolution={luma}:0mode={mode}:1{chroma}:1rdiv=1/4096:1mode={mode}:2{chroma}:2rdiv=1/4096:2mode={mode}"
             for mode in ("row", "column")]
@@ -62,11 +67,11 @@ def test_gaussian_decode_args_crop_and_frames() -> None:
 def test_area_and_reference_decode_args_for_raw_yuv() -> None:
     raw = InputSpec("a.yuv", RawInput(1920, 1080, "yuv420p10le", Fraction(50)))
     area = build_degrade_decode_args("ffmpeg", raw, size=(1920, 1080), pix_fmt="yuv420p10le", scale=3,
-                                     degradation=parse_video_degradation("area"))
+                                     degrade_filter=lr_filter("area", (1920, 1080), 3, "yuv420p10le"))
     assert area == [*HEAD, *RAW, "-map", "0:v:0", "-vf",
                     f"format=yuv420p10le,scale=640:360:flags=area+accurate_rnd+bitexact:{SITED},format=yuv420p10le", *TAIL]
     ref = build_degrade_decode_args("ffmpeg", raw, size=(1920, 1080), pix_fmt="yuv420p10le", scale=4,
-                                    degradation=None, frames=3)
+                                    degrade_filter=None, frames=3)
     assert ref == [*HEAD, *RAW, "-map", "0:v:0", "-vf", "format=yuv420p10le", "-fps_mode", "passthrough",
                    "-frames:v", "3", "-strict", "-1", "-f", "yuv4mpegpipe", "pipe:1"]
 
@@ -85,7 +90,7 @@ def test_vmaf_args() -> None:
     ("gaussian:0", "SIGMA must be in"), ("gaussian:9", "at most 49 taps")])
 def test_bad_degradations(text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        parse_video_degradation(text)
+        parse_degradation(text)
 
 
 # -- golden cross-checks against ffmpeg ------------------------------------------------------
@@ -165,15 +170,17 @@ def _run_decode(cmd: list[str]) -> tuple[Y4MHeader, list[list[np.ndarray]]]:
 
 def _lr_and_ref(ffmpeg: str, clip: Path, scale: int, degradation: str) -> tuple[list, list]:
     kwargs = dict(size=(66, 50), pix_fmt="yuv420p", scale=scale, frames=2)
-    lr = build_degrade_decode_args(ffmpeg, InputSpec(str(clip)), degradation=parse_video_degradation(degradation), **kwargs)
-    ref = build_degrade_decode_args(ffmpeg, InputSpec(str(clip)), degradation=None, **kwargs)
+    lr = build_degrade_decode_args(ffmpeg, InputSpec(str(clip)), **kwargs,
+                                   degrade_filter=lr_filter(degradation, (66, 50), scale, "yuv420p"))
+    ref = build_degrade_decode_args(ffmpeg, InputSpec(str(clip)), degrade_filter=None, **kwargs)
     return _run_decode(lr)[1], _run_decode(ref)[1]
 
 
-@pytest.mark.parametrize("scale,degradation", [(3, "bicubic"), (4, "bicubic"), (2, "gaussian"), (3, "gaussian:1.2")])
+@pytest.mark.parametrize("scale,degradation", [(3, "bicubic"), (4, "bicubic"), (2, "gaussian"), (3, "gaussian:1.2"),
+                                               (2, "area"), (3, "area")])
 def test_degradation_matches_the_training_code_away_from_borders(ffmpeg: str, clips: Callable[..., Path],
                                                                 scale: int, degradation: str) -> None:
-    """ffmpeg's LR equals MATLAB imresize / gaussian_degrade (model/degrade.py) to within rounding."""
+    """ffmpeg's LR equals the numpy degradation of training and eval (quality/degrade.py) to within rounding."""
     clip = clips("smooth.y4m", "-pix_fmt", "yuv420p", src="testsrc2=s=66x50:r=10:d=1")
     lr, ref = _lr_and_ref(ffmpeg, clip, scale, degradation)
     for lr_frame, ref_frame in zip(lr, ref):
@@ -181,8 +188,10 @@ def test_degradation_matches_the_training_code_away_from_borders(ffmpeg: str, cl
         assert hr.shape == (50 - 50 % scale, 66 - 66 % scale)
         if degradation == "bicubic":
             want = imresize(hr, 1 / scale)
+        elif degradation == "area":
+            want = area_degrade(hr, scale)
         else:
-            want = gaussian_degrade(hr, scale, parse_video_degradation(degradation).sigma)
+            want = gaussian_degrade(hr, scale, parse_degradation(degradation).sigma)
         inner = (slice(3, -3), slice(3, -3))
         assert np.abs(lr_frame[0].astype(np.float64) - np.clip(np.round(want), 0, 255))[inner].max() <= 1
 
@@ -218,7 +227,7 @@ def test_sr_report_on_a_folder_writes_json_csv_and_png(ffmpeg: str, clips: Calla
     assert "Y-PSNR (dB), mean of per-frame PSNR: x2" in result.stderr and "average (clips)" in result.stderr
     # The bicubic column is exactly our upsampler on ffmpeg's LR frames, scored against the crop.
     lr_cmd = build_degrade_decode_args(ffmpeg, InputSpec(str(folder / "b_odd.y4m")), size=(51, 35), pix_fmt="yuv420p",
-                                       scale=2, degradation=VideoDegradation("bicubic"), frames=4)
+                                       scale=2, degrade_filter=lr_filter("bicubic", (51, 35), 2, "yuv420p"), frames=4)
     header, lr = _run_decode(lr_cmd)
     _, ref = decode_y4m(ffmpeg, folder / "b_odd.y4m", "-vf", "crop=50:34:0:0:exact=1", "-frames:v", "4")
     up = FrameUpscaler(2, None)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from espcn_video.model.baselines import LanczosEngine, lanczos_phase_taps
-from espcn_video.ffmpeg.degrade_args import gaussian_taps
+from espcn_video.quality.degrade import gaussian_taps
 from espcn_video.ffmpeg.y4m import FrameGeometry
 from espcn_video.quality.video_metrics import (VideoScorer, add_gains, plane_mse, pooled_summary, psnr_from_mse,
                                        ssim_ffmpeg, summarize_plane)

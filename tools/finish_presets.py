@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from espcn_video.files import atomic_write_json  # noqa: E402
 from espcn_video.model.net import ESPCN, SRCNN  # noqa: E402
-from espcn_video.model.graphs import calibrate_ranges, calibration_planes  # noqa: E402
+from espcn_video.model.graphs import calibrate_ranges  # noqa: E402
+from espcn_video.training.data import calibration_planes  # noqa: E402
 from espcn_video.training.checkpoints import atomic_torch_save  # noqa: E402
 from espcn_video.training.config import TrainConfig  # noqa: E402
 from espcn_video.training.loop import measure_test_sets  # noqa: E402

@@ -186,7 +186,7 @@ def psnr_cmd(refs: tuple[str, ...], dist: str | None, scale: int | None, preset:
     """
     from espcn_video.jobs.psnr import PsnrSettings, compare_clips, evaluate_clips, frame_rows
     from espcn_video.ffmpeg.locate import has_libvmaf
-    from espcn_video.ffmpeg.degrade_args import parse_video_degradation
+    from espcn_video.quality.degrade import parse_degradation
     from espcn_video.ffmpeg.locate import locate_ffmpeg
     check_output_file("--csv", csv_path)
     check_output_file("--plot", plot_path)
@@ -203,7 +203,7 @@ def psnr_cmd(refs: tuple[str, ...], dist: str | None, scale: int | None, preset:
                                crop_border=crop_border, vmaf=vmaf, threads=threads)
     else:
         method_names = parse_methods(methods)
-        degradation = parse_video_degradation(degrade or "bicubic")
+        degradation = parse_degradation(degrade or "bicubic")
         if scale is None:
             scale = _preset_scale(preset) if preset and "espcn" in method_names else 2
         clips = expand_clips(refs, input_size, input_pix_fmt, input_rate)

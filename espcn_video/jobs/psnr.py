@@ -48,8 +48,8 @@ from espcn_video.jobs.upscale import check_input
 from espcn_video.frames.upscaler import FrameUpscaler
 from espcn_video.quality.video_metrics import VideoScorer, add_gains, pooled_summary
 from espcn_video.model.baselines import LanczosEngine, SrcnnEngine
-from espcn_video.ffmpeg.degrade_args import (VideoDegradation, build_degrade_decode_args, build_reference_filter,
-                                             build_vmaf_args, hr_size_for)
+from espcn_video.ffmpeg.psnr_args import build_degrade_decode_args, build_reference_filter, build_vmaf_args, hr_size_for
+from espcn_video.quality.degrade import Degradation, build_degrade_filter
 from espcn_video.frames.reference_sink import ReferenceSink, VmafLog, check_decoder, check_same_geometry
 
 def probe_clip(ffmpeg: str, source: InputSpec) -> Y4MHeader:
@@ -78,7 +78,7 @@ class PsnrSettings:
     clips: tuple[InputSpec, ...]
     scale: int
     preset: str | None = None
-    degradation: VideoDegradation = VideoDegradation("bicubic")
+    degradation: Degradation = Degradation("bicubic")
     methods: tuple[str, ...] = ("espcn", "bicubic", "lanczos")
     frames: int | None = None
     crop_border: int = 0
@@ -129,7 +129,8 @@ def score_method(ffmpeg: str, clip: InputSpec, header: Y4MHeader, settings: Psnr
     scorer = VideoScorer(FrameGeometry(hr_w, hr_h, g.pix_fmt), settings.crop_border)
     decode = functools.partial(build_degrade_decode_args, ffmpeg, clip, size=size, pix_fmt=g.pix_fmt, scale=r,
                                frames=settings.frames)
-    ref_cmd, lr_cmd = decode(degradation=None), decode(degradation=settings.degradation)
+    lr_filter = build_degrade_filter(settings.degradation, (hr_w, hr_h), r, g.pix_fmt)
+    ref_cmd, lr_cmd = decode(degrade_filter=None), decode(degrade_filter=lr_filter)
     sinks: list[ReferenceSink] = []
     with ExitStack() as stack:
         log = stack.enter_context(VmafLog()) if settings.vmaf else None
@@ -206,7 +207,7 @@ def compare_clips(ffmpeg: str, dist: InputSpec, ref: InputSpec, *, frames: int |
 
     def cmd(spec: InputSpec) -> list[str]:
         return build_degrade_decode_args(ffmpeg, spec, size=(g.width, g.height), pix_fmt=g.pix_fmt,
-                                         scale=1, degradation=None, frames=frames)
+                                         scale=1, degrade_filter=None, frames=frames)
 
     with ExitStack() as stack:
         log = stack.enter_context(VmafLog()) if vmaf else None

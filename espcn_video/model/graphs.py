@@ -21,8 +21,7 @@ weights alone (activation_bounds: never clips, but coarser).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,18 +91,6 @@ def calibrate_ranges(model: nn.Module, planes: Iterable[np.ndarray]) -> list[np.
                                         padding=layer.padding))
                 ranges[i] = np.maximum(ranges[i], x.abs().amax(dim=(0, 2, 3)).numpy())
     return ranges
-
-
-def calibration_planes(folders: Iterable[str | os.PathLike[str]], scale: int, limit: int = 40) -> Iterator[np.ndarray]:
-    """LR Y planes in [0, 1] of up to `limit` training images per folder, made as training makes them."""
-    from espcn_video.quality.degrade import UnusableImage, imresize, list_images, mod_crop, read_y_plane
-    for folder in folders:
-        for path in list_images(folder)[:limit]:
-            try:
-                hr, _ = read_y_plane(path)
-            except UnusableImage:
-                continue
-            yield imresize(mod_crop(hr, scale) / 255.0, 1.0 / scale)
 
 
 def ranges_from_metadata(metadata: dict[str, Any], model: nn.Module) -> list[np.ndarray] | None:

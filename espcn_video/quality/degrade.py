@@ -1,4 +1,5 @@
-"""How SR papers make their inputs: Y of BT.601 studio range, mod-crop, MATLAB bicubic, Gaussian.
+"""How LR is made from HR: the one degradation grammar (bicubic | area | gaussian[:SIGMA]), made
+on images in numpy (train, eval) and as ffmpeg filters in the decode of a video (psnr).
 
 `imresize` is a numpy port of MATLAB's `imresize(..., 'bicubic')` (the same algorithm as BasicSR's
 `basicsr/utils/matlab_functions.py`): Keys cubic with a = -0.5, kernel width 4, the kernel
@@ -11,36 +12,14 @@ matrix products.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
-from PIL import Image
+
+from espcn_video.errors import UsageError
+from espcn_video.ffmpeg.y4m import FrameGeometry
 
 DEFAULT_GAUSSIAN_SIGMA = 1.6  # the usual "BD" blur of the SR literature (RDN, SRMD)
-
-
-def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
-    """Y of BT.601 studio-range YCbCr, like MATLAB `rgb2ycbcr`, as float64 in [16, 235].
-
-    Integer input is read as 8-bit (0..255) or 16-bit (0..65535) code values; float input as
-    [0, 1] (BasicSR's convention). A 2-D array is gray: R = G = B. A 4th channel (alpha) is ignored.
-    """
-    arr = np.asarray(rgb)
-    if arr.dtype == np.uint16:
-        rgb01 = arr.astype(np.float64) / 65535.0
-    elif np.issubdtype(arr.dtype, np.integer):
-        rgb01 = arr.astype(np.float64) / 255.0
-    else:
-        rgb01 = arr.astype(np.float64)
-    if rgb01.ndim == 2:
-        return 16.0 + (65.481 + 128.553 + 24.966) * rgb01
-    if rgb01.ndim != 3 or rgb01.shape[2] < 3:
-        raise ValueError(f"expected HxW or HxWx3 RGB, got shape {arr.shape}")
-    r, g, b = rgb01[..., 0], rgb01[..., 1], rgb01[..., 2]
-    return 16.0 + 65.481 * r + 128.553 * g + 24.966 * b
 
 
 def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
@@ -141,104 +120,103 @@ def gaussian_degrade(img: np.ndarray, scale: int, sigma: float = DEFAULT_GAUSSIA
     return blurred[offset : h - h % scale : scale, offset : w - w % scale : scale]
 
 
+AREA = "area"
+BICUBIC = "bicubic"
+GAUSSIAN = "gaussian"
+TAP_ONE = 4096  # ffmpeg's convolution filter takes integer taps: these sum to about this
+MAX_TAPS = 49  # ffmpeg's convolution filter, row/column mode: sigma at most (49 - 3) / 2 / 3
+
+
 @dataclass(frozen=True)
 class Degradation:
-    """How LR is made from HR: 'bicubic' (MATLAB antialiased) or 'gaussian' with sigma."""
+    """How LR is made from HR, the one grammar of `train --degrade`, `eval --degrade` and
+    `psnr --degrade`: 'bicubic' | 'area' | 'gaussian[:SIGMA]'. `degrade` makes it on images
+    (numpy), `build_degrade_filter` makes the same thing in ffmpeg's decode of a video."""
 
     kind: str
     sigma: float | None = None
 
-    def describe(self) -> str:
-        if self.kind == "gaussian":
-            return f"gaussian blur sigma {self.sigma:g} + decimation"
-        return "MATLAB bicubic (antialiased)"
-
     def spec(self) -> str:
-        return f"gaussian:{self.sigma:g}" if self.kind == "gaussian" else "bicubic"
+        return f"gaussian:{self.sigma:g}" if self.kind == GAUSSIAN else self.kind
+
+    def describe(self) -> str:
+        if self.kind == GAUSSIAN:
+            return f"Gaussian blur sigma {self.sigma:g} + decimation (kept sample (r-1)//2)"
+        if self.kind == AREA:
+            return "area average (the mean of each r x r block)"
+        return "bicubic a=-0.5, antialiased (MATLAB imresize; swscale bicubic B=0 C=0.5 on video)"
 
 
-def parse_degradation(spec: str) -> Degradation:
-    """'bicubic' | 'gaussian' | 'gaussian:SIGMA' -> Degradation; ValueError otherwise."""
-    text = spec.strip().lower()
-    if text == "bicubic":
-        return Degradation("bicubic")
-    kind, _, sigma_text = text.partition(":")
-    if kind != "gaussian":
-        raise ValueError(f"unknown degradation {spec!r}; use 'bicubic' or 'gaussian[:SIGMA]'")
+def parse_degradation(text: str) -> Degradation:
+    """'bicubic' | 'area' | 'gaussian' | 'gaussian:SIGMA' -> Degradation; UsageError otherwise."""
+    kind, _, arg = text.strip().lower().partition(":")
+    if kind in (BICUBIC, AREA) and not arg:
+        return Degradation(kind)
+    if kind != GAUSSIAN:
+        raise UsageError(f"--degrade {text!r}: choose bicubic, area or gaussian[:SIGMA]")
     try:
-        sigma = float(sigma_text) if sigma_text else DEFAULT_GAUSSIAN_SIGMA
+        sigma = float(arg) if arg else DEFAULT_GAUSSIAN_SIGMA
     except ValueError:
-        raise ValueError(f"bad Gaussian sigma in {spec!r}") from None
-    if not math.isfinite(sigma) or sigma <= 0:
-        raise ValueError(f"Gaussian sigma must be a positive number, got {spec!r}")
-    return Degradation("gaussian", sigma)
+        raise UsageError(f"--degrade {text!r}: SIGMA must be a number") from None
+    radius_max = (MAX_TAPS - 3) // 2
+    if not math.isfinite(sigma) or not 0 < sigma <= radius_max / 3:
+        raise UsageError(f"--degrade {text!r}: SIGMA must be in (0, {radius_max / 3:.2f}] "
+                         f"(ffmpeg's convolution filter takes at most {MAX_TAPS} taps)")
+    return Degradation(GAUSSIAN, sigma)
+
+
+def area_degrade(img: np.ndarray, scale: int) -> np.ndarray:
+    """The mean of each scale x scale block (swscale's `area` for an integer factor); float64 out."""
+    arr = np.asarray(img, dtype=np.float64)
+    h, w = arr.shape[0] // scale * scale, arr.shape[1] // scale * scale
+    blocks = arr[:h, :w].reshape(h // scale, scale, w // scale, scale, *arr.shape[2:])
+    return blocks.mean(axis=(1, 3))
 
 
 def degrade(hr: np.ndarray, scale: int, degradation: Degradation) -> np.ndarray:
     """LR of a mod-cropped HR plane by the chosen degradation."""
-    if degradation.kind == "gaussian":
+    if degradation.kind == GAUSSIAN:
         assert degradation.sigma is not None
         return gaussian_degrade(hr, scale, degradation.sigma)
+    if degradation.kind == AREA:
+        return area_degrade(hr, scale)
     return imresize(hr, 1.0 / scale)
 
 
-# --- reading image files as Y planes -------------------------------------------------------
+# --- the same degradations as ffmpeg filters (the psnr job degrades video in its decoder) ---------
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
-_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
-_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
-
-
-class UnusableImage(Exception):
-    """An image file that cannot be used; `reason` is the short text counted in the skip report."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+def gaussian_taps(sigma: float, scale: int) -> list[int]:
+    """gaussian_kernel1d as integers of sum about TAP_ONE; for even scales two zeros appended, which
+    moves the kernel one pixel so swscale's point sampler (sample r // 2) keeps blurred sample
+    (r - 1) // 2, the sample gaussian_degrade keeps."""
+    ints = [int(v) for v in np.round(gaussian_kernel1d(sigma) * TAP_ONE)]
+    return ints + [0, 0] if scale % 2 == 0 else ints
 
 
-def matlab_round(values: np.ndarray) -> np.ndarray:
-    """Round half away from zero, as MATLAB's uint8() does (numpy rounds half to even)."""
-    return np.sign(values) * np.floor(np.abs(values) + 0.5)
+def _convolution(mode: str, sigmas: list[float], scale: int) -> str:
+    parts = []
+    for plane, sigma in enumerate(sigmas):
+        taps = gaussian_taps(sigma, scale)
+        parts.append(f"{plane}m='{' '.join(map(str, taps))}':{plane}rdiv=1/{sum(taps)}:{plane}mode={mode}")
+    return "convolution=" + ":".join(parts)
 
 
-def _pixels_as_rgb_or_gray(im: Any) -> tuple[np.ndarray, str | None]:
-    """(HxWx3 or HxW array in 8-bit code values, conversion note) for any PIL mode we accept."""
-    mode = im.mode
-    if mode in _SIXTEEN_BIT_MODES:
-        # 16-bit PNGs open as I;16 or I: bring 0..65535 to the 8-bit range before Y.
-        return np.asarray(im, dtype=np.float64) * (255.0 / 65535.0), "16-bit scaled to 8-bit"
-    if mode in ("L", "1"):
-        return np.asarray(im.convert("L"), dtype=np.float64), "grayscale" if mode == "L" else "bilevel"
-    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in im.info):
-        gray = mode in ("LA", "La")
-        # Alpha is dropped, not composited: the colour channels are the picture we learn from.
-        arr = np.asarray(im.convert("RGBA"), dtype=np.float64)[..., :3]
-        return (arr[..., 0] if gray else arr), "alpha dropped"
-    if mode in ("RGB", "P", "CMYK", "YCbCr", "LAB", "HSV"):
-        note = None if mode == "RGB" else f"{mode} converted to RGB"
-        return np.asarray(im.convert("RGB"), dtype=np.float64), note
-    raise UnusableImage(f"unsupported image mode {mode}")
-
-
-def read_y_plane(path: str | os.PathLike[str]) -> tuple[np.ndarray, str | None]:
-    """Y plane in [16, 235] rounded to 8-bit code values (MATLAB's uint8 rgb2ycbcr), and a note.
-
-    Gray images are RGB gray (R = G = B); RGBA drops alpha; 16-bit is scaled to the 8-bit range.
-    Raises UnusableImage for unreadable or corrupt files.
-    """
-    try:
-        with Image.open(path) as im:
-            im.load()  # decode now so truncated files fail here, not later
-            pixels, note = _pixels_as_rgb_or_gray(im)
-    except UnusableImage:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        raise UnusableImage("unreadable or corrupt") from None
-    # rgb_to_y reads float as [0, 1]; these are 8-bit code values.
-    return matlab_round(rgb_to_y(pixels / 255.0)), note
-
-
-def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files directly in `folder`, sorted by name (so splits are reproducible)."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def build_degrade_filter(degradation: Degradation, hr_size: tuple[int, int], scale: int, pix_fmt: str) -> str:
+    """The ffmpeg filters that turn the (mod-cropped) HR frames into LR, ending in `pix_fmt`."""
+    hr_w, hr_h = hr_size
+    lr_w, lr_h = hr_w // scale, hr_h // scale
+    sited = "in_chroma_loc=center:out_chroma_loc=center"
+    if degradation.kind == BICUBIC:
+        chain = f"scale={lr_w}:{lr_h}:flags=bicubic+accurate_rnd+bitexact:param0=0:param1=0.5:{sited}"
+    elif degradation.kind == AREA:
+        chain = f"scale={lr_w}:{lr_h}:flags=area+accurate_rnd+bitexact:{sited}"
+    else:
+        assert degradation.sigma is not None
+        sigma = degradation.sigma
+        geometry = FrameGeometry(hr_w, hr_h, pix_fmt)
+        sx, sy = geometry.chroma_shift if geometry.has_chroma else (0, 0)
+        planes = 3 if geometry.has_chroma else 1
+        rows = _convolution("row", [sigma] + [sigma / (1 << sx)] * (planes - 1), scale)
+        cols = _convolution("column", [sigma] + [sigma / (1 << sy)] * (planes - 1), scale)
+        chain = f"{rows},{cols},scale={lr_w}:{lr_h}:flags=neighbor+bitexact:{sited}"
+    return f"{chain},format={pix_fmt}"

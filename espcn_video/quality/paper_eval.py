@@ -21,16 +21,8 @@ from torch import nn
 from espcn_video.errors import DataError, PresetError
 from espcn_video.quality.image_metrics import compute_psnr, compute_ssim
 from espcn_video.quality.image_metrics import SSIM_WINDOW
-from espcn_video.quality.degrade import (
-    UnusableImage,
-    degrade,
-    imresize,
-    list_images,
-    matlab_round,
-    mod_crop,
-    parse_degradation,
-    read_y_plane,
-)
+from espcn_video.quality.degrade import degrade, imresize, mod_crop, parse_degradation
+from espcn_video.quality.images import UnusableImage, list_images, matlab_round, read_y_plane
 from espcn_video.model.net import SRCNN
 from espcn_video.model.presets import load_preset, presets_dir, resolve_preset
 

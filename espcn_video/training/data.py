@@ -9,8 +9,9 @@ aligned patches with the 8 flips/rotations (training.device has the on-device eq
 
 from __future__ import annotations
 
+import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,8 @@ from typing import Any
 import numpy as np
 
 from espcn_video.errors import DataError
-from espcn_video.quality.degrade import (
-    UnusableImage, degrade, imresize, list_images, mod_crop, parse_degradation, read_y_plane,
-)
+from espcn_video.quality.degrade import degrade, imresize, mod_crop, parse_degradation
+from espcn_video.quality.images import UnusableImage, list_images, read_y_plane
 from espcn_video.training.config import TrainConfig
 
 TOO_SMALL = "smaller than one HR patch"
@@ -182,3 +182,13 @@ def _dihedral(patch: np.ndarray, transform: int) -> np.ndarray:
     rotated = np.rot90(patch, transform % 4)
     return rotated.T if transform >= 4 else rotated
 
+
+def calibration_planes(folders: Iterable[str | os.PathLike[str]], scale: int, limit: int = 40) -> Iterator[np.ndarray]:
+    """LR Y planes in [0, 1] of up to `limit` training images per folder, made as training makes them."""
+    for folder in folders:
+        for path in list_images(folder)[:limit]:
+            try:
+                hr, _ = read_y_plane(path)
+            except UnusableImage:
+                continue
+            yield imresize(mod_crop(hr, scale) / 255.0, 1.0 / scale)

@@ -210,10 +210,7 @@ def train(config: TrainConfig, on_progress: ProgressCallback | None = None,
 
     `on_data` hears the data report (kept, held out, skipped) before the first step.
     """
-    try:
-        parse_degradation(config.degrade)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    parse_degradation(config.degrade)
     if config.steps < 1 or config.batch < 1 or config.val_every < 1:
         raise UsageError("steps, batch and val_every must be positive")
     threads = config.threads or os.cpu_count() or 1
