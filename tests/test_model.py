@@ -13,7 +13,7 @@ from PIL import Image
 from espcn_video.errors import DataError, UsageError
 from espcn_video.quality.degrade import gaussian_degrade, imresize, mod_crop, parse_degradation
 from espcn_video.quality.images import read_y_plane, rgb_to_y
-from espcn_video.model.net import ESPCN
+from espcn_video.model.net import ESPCN, SRCNN
 from espcn_video.model.presets import load_preset
 from espcn_video.training.config import TrainConfig
 from espcn_video.training.data import TOO_SMALL
@@ -231,3 +231,12 @@ def test_init_starts_from_a_preset_and_checks_it_fits(image_folder: Path, tmp_pa
     assert not torch.allclose(fresh["conv1.weight"], start["conv1.weight"], atol=1e-4)
     with pytest.raises(UsageError, match=r"--init .* is espcn x3, not espcn x2"):
         train(_config(image_folder, tmp_path / "x2", scale=2, steps=1, init_from=str(first.out)))
+
+
+def test_srcnn_in_strips_equals_one_piece() -> None:
+    """The one way SRCNN runs outside training (bench, psnr, eval): strips with a halo, same output."""
+    torch.manual_seed(0)
+    model = SRCNN().eval()
+    x = torch.rand(1, 1, 1100, 40)  # three strips of 540 rows
+    with torch.inference_mode():
+        assert torch.allclose(model.in_strips(x), model(x), atol=1e-6)

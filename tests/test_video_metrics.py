@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from espcn_video.model.baselines import LanczosEngine, lanczos_phase_taps
+from espcn_video.frames.baselines import LanczosEngine, lanczos_phase_taps
 from espcn_video.quality.degrade import gaussian_taps
 from espcn_video.ffmpeg.y4m import FrameGeometry
 from espcn_video.quality.video_metrics import (VideoScorer, add_gains, plane_mse, pooled_summary, psnr_from_mse,

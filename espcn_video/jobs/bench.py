@@ -33,12 +33,12 @@ from espcn_video.ffmpeg.locate import list_encoders, locate_ffmpeg
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header
 from espcn_video.model.engines import (LumaEngine, TorchEngine, cpu_info, create_engine, default_threads,
-                                       to_unit_float,
                                        engine_options, tune_malloc)
+from espcn_video.frames.baselines import SrcnnEngine
 from espcn_video.model.net import ESPCN, SRCNN
 from espcn_video.model.graphs import ranges_from_metadata
 from espcn_video.frames.pipeline import run_pipeline
-from espcn_video.frames.resample import upscale_planes_bicubic, upscale_unit_bicubic
+from espcn_video.frames.resample import upscale_planes_bicubic
 from espcn_video.frames.sinks import EncoderSink
 from espcn_video.jobs.summary import peak_memory_mb, summarize_ms, summarize_stages
 from espcn_video.frames.upscaler import FrameUpscaler
@@ -52,8 +52,6 @@ STANDARD_JOBS: tuple[tuple[int, tuple[int, int]], ...] = (
     (3, (640, 360)), (2, (960, 540)), (4, (480, 270)), (2, (1920, 1080)))
 SYNTHETIC_RATE = 30
 WARMUP_FRAMES = 2  # compilation and first-touch allocations happen here, not in the numbers
-SRCNN_STRIP_ROWS = 540  # SRCNN at 4K in one piece needs >2 GB of activations
-SRCNN_HALO = 8  # receptive field radius of 9-5-5: 4 + 2 + 2
 COMPARE_METRICS = ("sr_fps", "frame_fps", "pipeline_fps", "bicubic_fps", "srcnn_fps",
                    "reference_sr_fps", "gflops", "ceiling_fps")
 
@@ -83,7 +81,6 @@ class BenchSettings:
     preset: str | None = None  # None: the shipped espcn-xR, else seeded random weights
     srcnn_frames: int = 1
     reference_frames: int = 3
-    workdir: Path | None = None
 
 
 @dataclass
@@ -215,29 +212,16 @@ def time_reference(model: torch.nn.Module, frames: list[list[np.ndarray]], peak:
     return min(count, len(frames)) / (time.perf_counter() - t0)
 
 
-@torch.inference_mode()
-def srcnn_upscale(model: SRCNN, y: np.ndarray, peak: int, scale: int) -> torch.Tensor:
-    """Bicubic Y, then SRCNN in strips with a halo (same output as one piece, far less memory)."""
-    up = upscale_unit_bicubic(to_unit_float(y, peak), scale)
-    height, out = up.shape[2], torch.empty_like(up)
-    for top in range(0, height, SRCNN_STRIP_ROWS):
-        lo, hi = max(0, top - SRCNN_HALO), min(height, top + SRCNN_STRIP_ROWS + SRCNN_HALO)
-        strip = model(up[:, :, lo:hi])
-        rows = min(SRCNN_STRIP_ROWS, height - top)
-        out[:, :, top:top + rows] = strip[:, :, top - lo:top - lo + rows]
-    return out.clamp_(0, 1)
-
-
 def time_srcnn(frames: list[list[np.ndarray]], peak: int, scale: int, count: int, threads: int) -> float | None:
     if count <= 0:
         return None
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = SRCNN().eval()
-    srcnn_upscale(model, frames[0][0][:32, :32], peak, scale)  # warm up the kernels on a crop
+    engine = SrcnnEngine(SRCNN(), scale)
+    engine.upscale_luma(frames[0][0][:32, :32], peak)  # warm up the kernels on a crop
     t0 = time.perf_counter()
     for planes in frames[:count]:
-        srcnn_upscale(model, planes[0], peak, scale)
+        engine.upscale_luma(planes[0], peak)
     return min(count, len(frames)) / (time.perf_counter() - t0)
 
 
@@ -344,7 +328,7 @@ def run_bench(settings: BenchSettings, on_job: Callable[[JobSpec], None] | None 
     tune_malloc()  # the reference and SRCNN get the same allocator as the engines (see engines.py)
     jobs = []
     with tempfile.TemporaryDirectory(prefix="espcn-bench-") as tmp:
-        folder = settings.workdir or Path(tmp)
+        folder = Path(tmp)
         for spec in settings.jobs:
             if on_job is not None:
                 on_job(spec)

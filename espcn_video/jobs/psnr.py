@@ -47,7 +47,7 @@ from espcn_video.frames.pipeline import run_pipeline
 from espcn_video.jobs.upscale import check_input
 from espcn_video.frames.upscaler import FrameUpscaler
 from espcn_video.quality.video_metrics import VideoScorer, add_gains, pooled_summary
-from espcn_video.model.baselines import LanczosEngine, SrcnnEngine
+from espcn_video.frames.baselines import LanczosEngine, SrcnnEngine
 from espcn_video.ffmpeg.psnr_args import build_degrade_decode_args, build_reference_filter, build_vmaf_args, hr_size_for
 from espcn_video.quality.degrade import Degradation, build_degrade_filter
 from espcn_video.frames.reference_sink import ReferenceSink, VmafLog, check_decoder, check_same_geometry

@@ -32,10 +32,11 @@ def upscale_y(model: nn.Module, lr_y01: np.ndarray, scale: int, device: str | to
 
     SRCNN works on the MATLAB-bicubic upscale (as in its paper); ESPCN on the LR itself.
     """
-    source = imresize(lr_y01, scale) if isinstance(model, SRCNN) else lr_y01
+    is_srcnn = isinstance(model, SRCNN)
+    source = imresize(lr_y01, scale) if is_srcnn else lr_y01
     tensor = torch.from_numpy(np.ascontiguousarray(source, dtype=np.float32))[None, None].to(device)
     with torch.inference_mode():
-        out = model(tensor)
+        out = model.in_strips(tensor) if is_srcnn else model(tensor)
     return out[0, 0].to("cpu", torch.float64).numpy()
 
 

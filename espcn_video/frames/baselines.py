@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from espcn_video.model.engines import from_unit_float, to_unit_float
 from espcn_video.frames.resample import upscale_by_phases, upscale_unit_bicubic
+from espcn_video.model.engines import from_unit_float, to_unit_float
+from espcn_video.model.net import SRCNN
 
 LANCZOS_LOBES = 3
 
@@ -37,17 +38,16 @@ class LanczosEngine:
 
 
 class SrcnnEngine:
-    """SRCNN runs at high resolution on the bicubic-upscaled Y (unrounded), as in its paper."""
+    """SRCNN at high resolution on the bicubic-upscaled Y (unrounded, on the PS grid), as in its paper."""
 
     name = "srcnn"
 
-    def __init__(self, model: torch.nn.Module, scale: int) -> None:
+    def __init__(self, model: SRCNN, scale: int) -> None:
         self.model = model.eval()
         self.scale = scale
 
     @torch.inference_mode()
     def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:
-        return from_unit_float(self.model(upscale_unit_bicubic(to_unit_float(y, peak), self.scale)), peak, y.dtype)
+        up = upscale_unit_bicubic(to_unit_float(y, peak), self.scale)
+        return from_unit_float(self.model.in_strips(up), peak, y.dtype)
 
-
-# -- the sink --------------------------------------------------------------------------------
