@@ -22,7 +22,7 @@ from espcn_video.errors import (EspcnVideoError, FrameCountMismatch, InputError,
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.timestamps import FrameTimes
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header
-from espcn_video.frames.sinks import EncoderSink, FrameSink
+from espcn_video.frames.sinks import FrameSink, SinkFactory
 from espcn_video.frames.upscaler import FrameUpscaler
 
 POLL_S = 0.1
@@ -192,15 +192,6 @@ class _Run:
             write_ms = (time.perf_counter() - t0) * 1e3
             self.timings.append(FrameTiming(item.index, item.read_ms, item.model_ms, write_ms))
             self.counters.frames_written += 1
-
-
-SinkFactory = Callable[[Y4MHeader, Y4MHeader], FrameSink]
-
-
-def encoder_sink(build_cmd: Callable[[Y4MHeader], list[str]], stdout: str = "devnull",
-                 timed: bool = False, hdr_colour: bytes = b"") -> SinkFactory:
-    """The sink of `upscale`: an ffmpeg encoder whose command depends on the decoded header."""
-    return lambda lr, hr: EncoderSink(build_cmd(lr), hr, stdout, timed, hdr_colour)
 
 
 def run_pipeline(decode_cmd: Sequence[str], make_sink: SinkFactory, upscaler: FrameUpscaler, *,

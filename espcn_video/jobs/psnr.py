@@ -50,7 +50,7 @@ from espcn_video.quality.video_metrics import VideoScorer, add_gains, pooled_sum
 from espcn_video.frames.baselines import LanczosEngine, SrcnnEngine
 from espcn_video.ffmpeg.psnr_args import build_degrade_decode_args, build_reference_filter, build_vmaf_args, hr_size_for
 from espcn_video.quality.degrade import Degradation, build_degrade_filter
-from espcn_video.frames.reference_sink import ReferenceSink, VmafLog, check_decoder, check_same_geometry
+from espcn_video.frames.sinks import ReferenceSink, VmafLog, check_decoder, check_same_geometry
 
 def probe_clip(ffmpeg: str, source: InputSpec) -> Y4MHeader:
     """The reference's decoded header (size, pixel format after our format filter, bit depth)."""
