@@ -54,7 +54,7 @@ class EncodeSettings:
 class UpscaleSettings:
     input: InputSpec
     output: str  # "-" is stdout
-    preset: str
+    preset: str = "espcn-x2"  # a shipped preset name or a .pt path
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     threads: int | None = None
     device: str = "cpu"
