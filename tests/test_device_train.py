@@ -84,6 +84,7 @@ def test_cosine_lr_is_cosine_annealing() -> None:
         sched.step()
 
 
+@pytest.mark.slow
 def test_stepper_learns_and_follows_its_schedule() -> None:
     rng = np.random.default_rng(0)
     hr = np.clip(np.cumsum(rng.normal(0, 0.02, (96, 96)), axis=1) % 1.0, 0, 1).astype(np.float32)
@@ -124,6 +125,7 @@ def _config(folder: Path, out: Path, **overrides: object) -> TrainConfig:
     return TrainConfig(**base)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_device_loop_resumes_exactly(folder: Path, tmp_path: Path) -> None:
     seen: list[tuple[int, float | None]] = []
 

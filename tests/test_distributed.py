@@ -21,7 +21,7 @@ from tests.conftest import REPO, audio_seconds, decode_y4m, run_cli
 
 pytest.importorskip("distributed", reason="Dask distributed is not installed")
 # signal, not thread: a timeout then fails only its test, and fixture teardowns still kill the daemons.
-pytestmark = pytest.mark.timeout(400, method="signal")
+pytestmark = [pytest.mark.timeout(400, method="signal"), pytest.mark.slow]  # Dask clusters, real daemons
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,6 @@ def twelve_seconds(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Pat
     return path
 
 
-@pytest.mark.slow
 def test_chunked_joins_are_frame_exact_for_2_to_5_chunks(twelve_seconds: Path, ffmpeg: str, tmp_path: Path,
                                                          random_preset: Callable[[int], Path]) -> None:
     """Chunk starts on keyframes (8.0 s with 3 chunks) once lost a frame; the join is now checked."""
@@ -413,7 +412,6 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
     assert _processes_marked(marker) == []
 
 
-@pytest.mark.slow
 def test_scheduler_daemons_run_chunks_and_batch(daemons: Daemons, sources: dict[str, Path], small_clips: Path,
                                                 ffmpeg: str, tmp_path: Path,
                                                 random_preset: Callable[[int], Path]) -> None:
@@ -436,7 +434,6 @@ def test_scheduler_daemons_run_chunks_and_batch(daemons: Daemons, sources: dict[
     assert [_video_packets(ffmpeg, out / n) for n in ("a_sr.mkv", "c_sr.mkv")] == [10, 10]
 
 
-@pytest.mark.slow
 def test_preflight_names_the_worker_and_what_it_lacks(daemons: Daemons, small_clips: Path, tmp_path: Path,
                                                       random_preset: Callable[[int], Path]) -> None:
     address = daemons.start_scheduler()

@@ -18,8 +18,8 @@ from espcn_video.errors import UsageError
 from espcn_video.model.engines import (Backend, TorchEngine, choose_engine,
                                        create_engine, engine_options)
 from espcn_video.model.net import ESPCN
-from espcn_video.model.graphs import (activation_bounds, calibrate_ranges, calibration_planes,
-                                      ranges_from_metadata)
+from espcn_video.model.graphs import activation_bounds, calibrate_ranges, ranges_from_metadata
+from espcn_video.training.data import calibration_planes
 from tests.conftest import REPO, SHARED_DATA
 
 pytestmark = pytest.mark.timeout(300)
@@ -130,7 +130,8 @@ def test_ranges_from_metadata_checks_shapes() -> None:
 
 def _set5_lr(scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(HR Y, 8-bit LR Y) per Set5 image, SR-paper conventions, LR rounded like a video frame."""
-    from espcn_video.quality.degrade import imresize, list_images, matlab_round, mod_crop, read_y_plane
+    from espcn_video.quality.degrade import imresize, mod_crop
+    from espcn_video.quality.images import list_images, matlab_round, read_y_plane
     pairs = []
     for path in list_images(SHARED_DATA / "test" / "Set5"):
         hr, _ = read_y_plane(path)
@@ -163,6 +164,7 @@ def _psnr_loss_db(model: torch.nn.Module, engine: object, scale: int) -> float:
     return _mean_psnr(TorchEngine(model), pairs, scale) - _mean_psnr(engine, pairs, scale)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_default_engine_keeps_set5_within_bound(scale: int) -> None:
     """The engine `auto` picks, given the preset's stored int8 ranges as upscale passes them.
@@ -175,12 +177,14 @@ def test_default_engine_keeps_set5_within_bound(scale: int) -> None:
     assert _psnr_loss_db(model, engine, scale) <= PSNR_BOUND_DB, engine.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend,precision", [pair for pair in FAST if pair[1] == "bf16"])
 def test_bf16_keeps_set5_x3_within_bound(backend: str, precision: str) -> None:
     model, _ = _shipped(3)
     assert _psnr_loss_db(model, create_engine(model, backend, precision), 3) <= PSNR_BOUND_DB
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not any(o.precision == "int8" for o in available()), reason="no int8 engine (openvino absent)")
 def test_int8_ranges_from_training_images_beat_ranges_from_weights() -> None:
     """Calibrated on T91 (training data, never Set5), int8 loses far less than with weight bounds.

@@ -61,3 +61,25 @@ def test_ffmpeg_room_never_imports_torch() -> None:
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert not any(n.split(".")[0] in ("torch", "openvino", "onnxruntime") for n in names), path.name
+
+
+def test_every_import_of_the_package_resolves() -> None:
+    """Function-level imports too (the lazy ones run only on some paths): each named module and
+    name exists, in the package, the tests and the tools."""
+    import importlib
+
+    missing = []
+    for path in sorted([*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "tests").glob("*.py"),
+                        *(PACKAGE.parent / "tools").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("espcn_video"):
+                module = importlib.import_module(node.module)
+                missing += [f"{path.name}: {node.module}.{a.name}" for a in node.names
+                            if not hasattr(module, a.name) and not _is_submodule(node.module, a.name)]
+    assert not missing, "imports that name nothing:\n" + "\n".join(missing)
+
+
+def _is_submodule(package: str, name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(f"{package}.{name}") is not None

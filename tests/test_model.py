@@ -154,6 +154,7 @@ def _config(folder: Path, tmp_path: Path, **overrides: object) -> TrainConfig:
     return TrainConfig(**base)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_train_skips_counts_resume_and_outputs(image_folder: Path, tmp_path: Path) -> None:
     seen: list[tuple[int, float | None]] = []
 
@@ -189,12 +190,14 @@ def test_train_skips_counts_resume_and_outputs(image_folder: Path, tmp_path: Pat
     assert not model.training
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_is_refused(image_folder: Path, tmp_path: Path) -> None:
     train(_config(image_folder, tmp_path, steps=2))
     with pytest.raises(UsageError, match="steps=2"):
         train(_config(image_folder, tmp_path, steps=3, resume=True))
 
 
+@pytest.mark.slow
 def test_srcnn_trains_on_upscaled_patches(image_folder: Path, tmp_path: Path) -> None:
     result = train(_config(image_folder, tmp_path, arch="srcnn", steps=3, out=tmp_path / "srcnn-x3.pt"))
     model, info = load_preset(str(result.out))
@@ -216,6 +219,7 @@ def test_unusable_data_is_a_data_error(tmp_path: Path) -> None:
         train(_config(broken, tmp_path))
 
 
+@pytest.mark.slow
 def test_init_starts_from_a_preset_and_checks_it_fits(image_folder: Path, tmp_path: Path) -> None:
     first = train(_config(image_folder, tmp_path, steps=3))
     start = torch.load(first.out, weights_only=True)

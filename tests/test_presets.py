@@ -48,6 +48,7 @@ def test_shipped_preset_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.skipif(not (SHARED_DATA / "test" / "Set5").is_dir(),
                     reason=f"Set5 not found at {SHARED_DATA / 'test' / 'Set5'} (../shared/data is absent)")
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED_NAMES)
 def test_shipped_preset_reproduces_its_set5_number(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(PRESETS_ENV, raising=False)
@@ -61,6 +62,7 @@ def test_shipped_preset_reproduces_its_set5_number(name: str, monkeypatch: pytes
 
 @pytest.mark.skipif(not (SHARED_DATA / "test" / "Set5").is_dir(),
                     reason=f"Set5 not found at {SHARED_DATA / 'test' / 'Set5'} (../shared/data is absent)")
+@pytest.mark.slow
 def test_srcnn_preset_reproduces_its_number_and_joins_the_x3_eval(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(PRESETS_ENV, raising=False)
     recorded = json.loads((SHIPPED / "srcnn-x3.json").read_text())["eval"]["Set5"]

@@ -60,6 +60,3 @@ def build_vmaf_args(ffmpeg: str, source: InputSpec, ref_chain: str, log_path: st
              f":n_threads={threads}:shortest=1")
     return [ffmpeg, *COMMON, "-f", "yuv4mpegpipe", "-i", "pipe:0", *ref_input,
             "-filter_complex", graph, "-f", "null", "-"]
-
-
-# -- methods --------------------------------------------------------------------------------

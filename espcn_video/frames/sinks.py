@@ -246,6 +246,3 @@ class VmafLog:
 
     def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
-
-
-# -- inputs ----------------------------------------------------------------------------------

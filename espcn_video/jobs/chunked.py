@@ -45,8 +45,8 @@ from espcn_video.model.graphs import ranges_from_metadata
 from espcn_video.model.presets import load_preset
 from espcn_video.frames.pipeline import run_pipeline
 from espcn_video.frames.sinks import encoder_sink
-from espcn_video.jobs.upscale import (check_input, check_output, choose_deinterlace, output_video_for, publish,
-                                 sweep_stale_temporaries, temporary_output, verify_output)
+from espcn_video.jobs.inputs import check_input, choose_deinterlace, output_video_for
+from espcn_video.jobs.outputs import check_output, publish, sweep_stale_temporaries, temporary_output, verify_output
 from espcn_video.frames.upscaler import FrameUpscaler
 
 TASK_RETRIES = 2

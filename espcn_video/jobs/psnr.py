@@ -44,7 +44,7 @@ from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_he
 from espcn_video.model.engines import TorchEngine, default_threads
 from espcn_video.model.presets import PresetInfo, load_preset, presets_dir, resolve_preset
 from espcn_video.frames.pipeline import run_pipeline
-from espcn_video.jobs.upscale import check_input
+from espcn_video.jobs.inputs import check_input
 from espcn_video.frames.upscaler import FrameUpscaler
 from espcn_video.quality.video_metrics import VideoScorer, add_gains, pooled_summary
 from espcn_video.frames.baselines import LanczosEngine, SrcnnEngine

@@ -1,0 +1,141 @@
+"""OUT from start to finish: checked before the run, written under a temporary name beside it,
+measured (frame count, timestamps) and only then published, never over a file that appeared
+meanwhile; temporaries of runs that died are swept."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from espcn_video.errors import OutputError, UsageError
+from espcn_video.ffmpeg.args import output_muxer
+from espcn_video.ffmpeg.timestamps import list_packets
+from espcn_video.settings import InputSpec
+
+_TEMP = re.compile(r"^\.(?P<stem>.*)\.partial-(?P<pid>\d+)-[0-9a-f]{6}(?P<suffix>.*)$")
+TIMINGS_SUFFIXES = (".csv", ".json")
+
+
+# Muxers that store no timestamps: frames are written in order, so only their count is checked.
+_UNTIMED_MUXERS = ("yuv4mpegpipe", "rawvideo")
+
+
+@dataclass
+class OutputCheck:
+    """What was measured on the written file before it was published."""
+
+    frames: int | None = None  # video packets counted in the file
+    max_time_error_s: float | None = None  # largest |output pts - input pts|, relative to frame 0
+    start_offset_s: float | None = None  # output's first pts minus the input's
+    time_base: str | None = None
+
+
+def temporary_output(output: str, suffix: str | None = None) -> Path:
+    """A hidden name beside OUT; `suffix` for the other files a run keeps there (a stdin spool)."""
+    out = Path(output)
+    return out.with_name(f".{out.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}"
+                         f"{out.suffix if suffix is None else suffix}")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # not ours to signal, or a platform that cannot tell: assume alive
+    return True
+
+
+def sweep_stale_temporaries(output: str) -> list[Path]:
+    """Remove temporary outputs for OUT left by runs that died (SIGKILL, power loss)."""
+    out = Path(output)
+    removed: list[Path] = []
+    if not out.parent.is_dir():
+        return removed
+    for entry in out.parent.glob(f".{out.stem}.partial-*"):
+        m = _TEMP.match(entry.name)
+        if m and m["stem"] == out.stem and not pid_alive(int(m["pid"])):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def check_writable_file(path: str, what: str) -> None:
+    """An output file's folder must exist and be writable, before hours of work are spent."""
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"{what} {path}: is a folder; give a file name")
+    parent = target.parent
+    if not parent.exists():
+        raise OutputError(f"{what} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{what} {path}: folder {parent} is not writable")
+
+
+def check_output(source: InputSpec, output: str, overwrite: bool) -> None:
+    if output == "-":
+        return
+    out = Path(output)
+    if not source.is_stdin and out.resolve() == Path(source.path).resolve():
+        raise OutputError(f"{output}: output is the input file; choose another name")
+    if out.exists() and not out.is_dir() and not overwrite:
+        raise OutputError(f"{output}: already exists (use -y/--overwrite to replace it)")
+    check_writable_file(output, "OUT")
+
+
+def check_timings_path(path: str | None) -> None:
+    if path is None:
+        return
+    if Path(path).suffix.lower() not in TIMINGS_SUFFIXES:
+        raise UsageError(f"--timings {path}: use a .csv or .json file name")
+    check_writable_file(path, "--timings")
+
+
+def publish(target: Path, output: str, overwrite: bool) -> None:
+    """Move the verified file into place; without -y never over a file that appeared meanwhile."""
+    if overwrite:
+        os.replace(target, output)
+        return
+    try:
+        os.link(target, output)  # atomic and fails if OUT exists
+    except FileExistsError:
+        raise OutputError(f"{output}: appeared while this run was working; not replaced "
+                          "(run again with -y to replace it)") from None
+    except OSError:
+        if os.path.exists(output):  # no hard links on this file system: check, then rename
+            raise OutputError(f"{output}: appeared while this run was working; not replaced "
+                              "(run again with -y to replace it)") from None
+        os.replace(target, output)
+        return
+    target.unlink()
+
+
+def verify_output(ffmpeg: str, path: Path, output: str, muxer_name: str | None, frames: int,
+                  frame_times_s: list[Fraction], shift_s: Fraction = Fraction(0)) -> OutputCheck:
+    """Count the written file's video packets and compare their timestamps with the input's
+    (`frame_times_s`, shifted by `shift_s`), relative to the first frame."""
+    tb, pts, _ = list_packets(ffmpeg, str(path))
+    check = OutputCheck(frames=len(pts), time_base=f"{tb.numerator}/{tb.denominator}")
+    if len(pts) != frames:
+        raise OutputError(f"{output}: the written file has {len(pts)} frames, {frames} were encoded; "
+                          "not published")
+    if output_muxer(output, muxer_name) in _UNTIMED_MUXERS or not frame_times_s:
+        return check
+    want = [t + shift_s for t in frame_times_s]
+    got = [p * tb for p in pts]
+    check.start_offset_s = float(got[0] - want[0])
+    errors = [abs((g - got[0]) - (w - want[0])) for g, w in zip(got, want)]
+    check.max_time_error_s = float(max(errors))
+    tolerance = tb + Fraction(1, 1_000_000)  # one output tick, plus the pipe's microsecond
+    if max(errors) > tolerance:
+        worst = errors.index(max(errors))
+        raise OutputError(f"{output}: frame {worst} is at {float(got[worst] - got[0]):.6f} s in the written "
+                          f"file but {float(want[worst] - want[0]):.6f} s in the input; not published (a container "
+                          "that stores a fixed frame rate, such as AVI, cannot keep these timestamps: use .mkv "
+                          "or .mp4)")
+    return check
