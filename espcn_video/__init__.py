@@ -56,8 +56,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # the names as type checkers and IDEs see them
-    from espcn_video.errors import (EspcnVideoError, FFmpegError, FFmpegNotFound, InputError, OutputError,
-                                    PresetError, UsageError)
+    from espcn_video.errors import (
+        EspcnVideoError,
+        FFmpegError,
+        FFmpegNotFound,
+        InputError,
+        OutputError,
+        PresetError,
+        UsageError,
+    )
     from espcn_video.frames.upscaler import FrameUpscaler
     from espcn_video.jobs.upscale import UpscaleOutcome, upscale_video
     from espcn_video.model.engines import create_engine

@@ -8,7 +8,7 @@ import signal
 from collections.abc import Sequence
 
 
-def _rebuild(cls: type, args: tuple, state: dict) -> EspcnVideoError:
+def _rebuild(cls: type[EspcnVideoError], args: tuple[object, ...], state: dict[str, object]) -> EspcnVideoError:
     exc = cls.__new__(cls)
     Exception.__init__(exc, *args)
     exc.__dict__.update(state)
@@ -85,10 +85,14 @@ _GENERIC = re.compile(
     r"consumers|Nothing was written into output file|Error submitting a packet|Error muxing a packet|"
     r"Conversion failed|Last message repeated|Error while filtering|Could not open encoder before EOF|"
     r"Error writing trailer: Broken pipe|Error closing file: Broken pipe|Error while opening encoder - maybe|"
-    r"Generic error in an external library")
-_ERRORISH = re.compile(r"error|invalid|fail|no such|no space|not found|unknown|unable|cannot|"
-                       r"could not|unsupported|denied|corrupt|incorrect|not divisible|must be|out of range|"
-                       r"too (?:small|large|big|high|low)|exceed|only .{0,120}supported", re.IGNORECASE)
+    r"Generic error in an external library"
+)
+_ERRORISH = re.compile(
+    r"error|invalid|fail|no such|no space|not found|unknown|unable|cannot|"
+    r"could not|unsupported|denied|corrupt|incorrect|not divisible|must be|out of range|"
+    r"too (?:small|large|big|high|low)|exceed|only .{0,120}supported",
+    re.IGNORECASE,
+)
 
 
 def summarize_stderr(stderr_tail: str, max_lines: int = 2) -> str:
@@ -107,10 +111,7 @@ class FFmpegError(EspcnVideoError):
         self.returncode = returncode
         self.stderr_tail = stderr_tail
         tail = summarize_stderr(stderr_tail)
-        super().__init__(
-            f"ffmpeg {role} failed ({describe_returncode(returncode)})"
-            + (f": {tail}" if tail else "")
-        )
+        super().__init__(f"ffmpeg {role} failed ({describe_returncode(returncode)})" + (f": {tail}" if tail else ""))
 
     def command_line(self) -> str:
         """The failed command as a shell line (the CLI adds it to the error under -v)."""

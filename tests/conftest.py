@@ -31,8 +31,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Callable[...
     """make(name, *output_args, src='testsrc2=s=48x32:r=10:d=1', audio=False) -> path, cached."""
     folder = tmp_path_factory.mktemp("clips")
 
-    def make(name: str, *out_args: str, src: str = "testsrc2=s=48x32:r=10:d=1",
-             audio: bool = False) -> Path:
+    def make(name: str, *out_args: str, src: str = "testsrc2=s=48x32:r=10:d=1", audio: bool = False) -> Path:
         path = folder / name
         if path.exists():
             return path
@@ -74,19 +73,46 @@ def fake_ffmpeg(tmp_path: Path, ffmpeg: str) -> Callable[[str], dict[str, str]]:
     return env
 
 
-def run_cli(*args: str, stdin: bytes | None = None, env: dict[str, str] | None = None,
-            timeout: float = CLI_TIMEOUT_S, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+def run_cli(
+    *args: str,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = CLI_TIMEOUT_S,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[bytes]:
     """The CLI as a user runs it: a real child process, with a timeout so a hang fails."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "espcn_video", *args], input=stdin,
-                          capture_output=True, timeout=timeout, env=full_env, cwd=cwd,
-                          stdin=None if stdin is not None else subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "espcn_video", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+    )
 
 
 def decode_y4m(ffmpeg: str, path: Path | str, *extra: str) -> tuple[Y4MHeader, list[list[np.ndarray]]]:
     """All frames of a video as planes, through ffmpeg -> y4m (the same reader the pipeline uses)."""
-    cmd = [ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", *extra,
-           "-fps_mode", "passthrough", "-strict", "-1", "-f", "yuv4mpegpipe", "-"]
+    cmd = [
+        ffmpeg,
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        str(path),
+        "-map",
+        "0:v:0",
+        *extra,
+        "-fps_mode",
+        "passthrough",
+        "-strict",
+        "-1",
+        "-f",
+        "yuv4mpegpipe",
+        "-",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     header = read_header(proc.stdout)
@@ -100,6 +126,7 @@ def decode_y4m(ffmpeg: str, path: Path | str, *extra: str) -> tuple[Y4MHeader, l
 
 def parse_y4m_bytes(data: bytes) -> tuple[Y4MHeader, list[list[np.ndarray]]]:
     import io
+
     stream = io.BytesIO(data)
     header = read_header(stream)
     assert header is not None
@@ -110,7 +137,26 @@ def parse_y4m_bytes(data: bytes) -> tuple[Y4MHeader, list[list[np.ndarray]]]:
 
 
 def audio_seconds(ffmpeg: str, path: Path) -> float:
-    raw = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0",
-                          "-ac", "1", "-ar", "48000", "-f", "s16le", "-"],
-                         capture_output=True, check=True, timeout=60).stdout
+    raw = subprocess.run(
+        [
+            ffmpeg,
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            "-ac",
+            "1",
+            "-ar",
+            "48000",
+            "-f",
+            "s16le",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
     return len(raw) / 2 / 48000

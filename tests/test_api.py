@@ -31,8 +31,9 @@ def test_every_public_name_resolves_and_import_stays_light() -> None:
 
 def test_readme_example_runs_as_written(tmp_path: Path, ffmpeg: str) -> None:
     (tmp_path / "samples").symlink_to(REPO / "samples")
-    done = subprocess.run([sys.executable, "-c", readme_example()], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", readme_example()], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     frames = int(done.stdout.split()[0])
     assert frames == 132 and "frames checked in bbb_720p.mkv" in done.stdout

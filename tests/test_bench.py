@@ -9,15 +9,34 @@ from typing import Any
 
 import pytest
 
-from espcn_video.jobs.bench import STANDARD_JOBS, JobSpec, build_jobs, compare_runs
 from espcn_video.ffmpeg.locate import list_encoders
+from espcn_video.jobs.bench import STANDARD_JOBS, JobSpec, build_jobs, compare_runs
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.timeout(300)
 
-JOB_KEYS = {"scale", "lr_size", "hr_size", "backend", "precision", "engine", "sr_fps", "frame_fps",
-            "pipeline_fps", "bicubic_fps", "srcnn_fps", "reference_sr_fps", "espcn_vs_srcnn", "gflops",
-            "ceiling_fps", "cpu_ms_per_frame", "stages", "peak_memory", "weights", "frames"}
+JOB_KEYS = {
+    "scale",
+    "lr_size",
+    "hr_size",
+    "backend",
+    "precision",
+    "engine",
+    "sr_fps",
+    "frame_fps",
+    "pipeline_fps",
+    "bicubic_fps",
+    "srcnn_fps",
+    "reference_sr_fps",
+    "espcn_vs_srcnn",
+    "gflops",
+    "ceiling_fps",
+    "cpu_ms_per_frame",
+    "stages",
+    "peak_memory",
+    "weights",
+    "frames",
+}
 SUMMARY_KEYS = {"mean_ms", "p50_ms", "p95_ms", "max_ms"}
 
 
@@ -30,8 +49,19 @@ def _bench(*args: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def tiny_run(clips: Callable[..., Path], random_preset: Callable[[int], Path]) -> dict[str, Any]:
     src = clips("bench.mkv", "-pix_fmt", "yuv420p", "-c:v", "ffv1", src="testsrc2=s=48x32:r=10:d=0.4")
-    return _bench(str(src), "--scale", "2", "--frames", "4", "--preset", str(random_preset(2)),
-                  "--srcnn-frames", "1", "--reference-frames", "1")
+    return _bench(
+        str(src),
+        "--scale",
+        "2",
+        "--frames",
+        "4",
+        "--preset",
+        str(random_preset(2)),
+        "--srcnn-frames",
+        "1",
+        "--reference-frames",
+        "1",
+    )
 
 
 def test_json_has_the_schema_keys(tiny_run: dict[str, Any]) -> None:
@@ -53,8 +83,24 @@ def test_json_has_the_schema_keys(tiny_run: dict[str, Any]) -> None:
 
 
 def test_synthetic_clip_and_chosen_engine(random_preset: Callable[[int], Path]) -> None:
-    doc = _bench("--lr-size", "64x36", "--scale", "3", "--frames", "3", "--preset", str(random_preset(3)),
-                 "--backend", "torch", "--precision", "fp32", "--srcnn-frames", "0", "--reference-frames", "0")
+    doc = _bench(
+        "--lr-size",
+        "64x36",
+        "--scale",
+        "3",
+        "--frames",
+        "3",
+        "--preset",
+        str(random_preset(3)),
+        "--backend",
+        "torch",
+        "--precision",
+        "fp32",
+        "--srcnn-frames",
+        "0",
+        "--reference-frames",
+        "0",
+    )
     [job] = doc["jobs"]
     assert job["input"].startswith("lavfi testsrc2") and job["lr_size"] == [64, 36] and job["hr_size"] == [192, 108]
     assert (job["backend"], job["precision"], job["engine"]) == ("torch", "fp32", "torch-fp32")
@@ -65,8 +111,21 @@ def test_real_encoder_runs(ffmpeg: str, clips: Callable[..., Path], random_prese
     if "libx264" not in list_encoders(ffmpeg):
         pytest.skip("this ffmpeg has no libx264")
     src = clips("bench.mkv", "-pix_fmt", "yuv420p", "-c:v", "ffv1", src="testsrc2=s=48x32:r=10:d=0.4")
-    doc = _bench(str(src), "--scale", "2", "--frames", "2", "--preset", str(random_preset(2)),
-                 "--encoder", "libx264", "--encoder-preset", "ultrafast", "--srcnn-frames", "0")
+    doc = _bench(
+        str(src),
+        "--scale",
+        "2",
+        "--frames",
+        "2",
+        "--preset",
+        str(random_preset(2)),
+        "--encoder",
+        "libx264",
+        "--encoder-preset",
+        "ultrafast",
+        "--srcnn-frames",
+        "0",
+    )
     assert doc["jobs"][0]["encoder"] == "libx264" and doc["jobs"][0]["pipeline_fps"] > 0
 
 

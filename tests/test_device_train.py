@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from espcn_video.errors import DataError
-from espcn_video.training.device import DevicePatchSource, GraphStepper, cosine_lr
 from espcn_video.model.net import ESPCN
 from espcn_video.training.config import TrainConfig
 from espcn_video.training.data import load_y_planes, pack_y_planes, prepare_data, read_hr_planes
+from espcn_video.training.device import DevicePatchSource, GraphStepper, cosine_lr
 from espcn_video.training.loop import train
 
 CPU = torch.device("cpu")
@@ -52,7 +52,7 @@ def test_patches_stay_aligned_under_every_transform(scale: int) -> None:
     assert sorted(set(transform.tolist())) == list(range(8))
     for b in range(400):
         i, t0, l0, t = int(image[b]), int(top[b]), int(left[b]), int(transform[b])
-        window = inputs[i][t0:t0 + 17, l0:l0 + 17]
+        window = inputs[i][t0 : t0 + 17, l0 : l0 + 17]
         np.testing.assert_array_equal(x[b, 0].numpy(), _dihedral(window, t))
         # every target pixel lies under the input pixel it came from, after the same transform
         np.testing.assert_array_equal(y[b, 0].numpy(), np.kron(x[b, 0].numpy(), np.ones((scale, scale), np.float32)))
@@ -78,8 +78,12 @@ def test_cosine_lr_is_cosine_annealing() -> None:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=50, eta_min=1e-5)
     for step in range(51):
         assert math.isclose(opt.param_groups[0]["lr"], cosine_lr(step, 50, 1e-3, 1e-5), rel_tol=1e-9)
-        assert math.isclose(float(cosine_lr(torch.tensor(float(step)), torch.tensor(50.0), 1e-3, 1e-5)),
-                            cosine_lr(step, 50, 1e-3, 1e-5), rel_tol=1e-6, abs_tol=1e-10)
+        assert math.isclose(
+            float(cosine_lr(torch.tensor(float(step)), torch.tensor(50.0), 1e-3, 1e-5)),
+            cosine_lr(step, 50, 1e-3, 1e-5),
+            rel_tol=1e-6,
+            abs_tol=1e-10,
+        )
         opt.step()
         sched.step()
 
@@ -119,8 +123,17 @@ def folder(tmp_path: Path) -> Path:
 
 
 def _config(folder: Path, out: Path, **overrides: object) -> TrainConfig:
-    base: dict[str, object] = dict(scale=3, out=out / "dev-x3.pt", data_dirs=(folder,), steps=12, threads=1,
-                                   val_every=6, checkpoint_interval_s=3600.0, device="cpu", loop="device")
+    base: dict[str, object] = dict(
+        scale=3,
+        out=out / "dev-x3.pt",
+        data_dirs=(folder,),
+        steps=12,
+        threads=1,
+        val_every=6,
+        checkpoint_interval_s=3600.0,
+        device="cpu",
+        loop="device",
+    )
     base.update(overrides)
     return TrainConfig(**base)  # type: ignore[arg-type]
 
@@ -139,7 +152,7 @@ def test_device_loop_resumes_exactly(folder: Path, tmp_path: Path) -> None:
         train(config, stop_at_5)
     assert [s for s, _ in seen] == [1, 2, 3, 4, 5]
     resumed_steps: list[int] = []
-    resumed = train(_config(folder, tmp_path / "a", resume=True), lambda s, t, l, v: resumed_steps.append(s))
+    resumed = train(_config(folder, tmp_path / "a", resume=True), lambda s, t, loss, v: resumed_steps.append(s))
     assert resumed_steps == list(range(6, 13))
     straight = train(_config(folder, tmp_path / "b"))
     assert resumed.metadata["training"]["loop"] == straight.metadata["training"]["loop"] == "device"
@@ -158,13 +171,15 @@ def test_packed_planes_read_like_the_folder(folder: Path, tmp_path: Path) -> Non
     preloaded = load_y_planes(pack)
     from_files, report_files = read_hr_planes(config)
     from_pack, report_pack = read_hr_planes(config, preloaded)
-    assert [label for label, _ in from_pack] == [label for label, _ in from_files] == [f"imgs/im{i}.png" for i in range(5)]
-    for (_, a), (_, b) in zip(from_files, from_pack):
+    assert (
+        [label for label, _ in from_pack] == [label for label, _ in from_files] == [f"imgs/im{i}.png" for i in range(5)]
+    )
+    for (_, a), (_, b) in zip(from_files, from_pack, strict=True):
         np.testing.assert_array_equal(a, b)
     assert report_pack.skip_counts() == report_files.skip_counts() == {"smaller than one HR patch": 1}
     planes_f, val_f, _ = prepare_data(config)
     planes_p, val_p, _ = prepare_data(config, preloaded)
-    for a, b in zip(planes_f.inputs, planes_p.inputs):
+    for a, b in zip(planes_f.inputs, planes_p.inputs, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

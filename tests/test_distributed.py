@@ -30,16 +30,52 @@ def sources(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> dict[str, 
     made = {}
     specs = {
         # open GOP with B-frames, audio: the hard case for splitting without re-encoding
-        "opengop.mp4": ["-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=3", "-f", "lavfi", "-i", "sine=d=3",
-                        "-c:v", "libx264", "-x264-params", "keyint=20:min-keyint=20:open_gop=1:bframes=3:scenecut=0",
-                        "-c:a", "aac"],
+        "opengop.mp4": [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=64x48:r=25:d=3",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=3",
+            "-c:v",
+            "libx264",
+            "-x264-params",
+            "keyint=20:min-keyint=20:open_gop=1:bframes=3:scenecut=0",
+            "-c:a",
+            "aac",
+        ],
         # MPEG-TS: video starts at 1.4 s (+5 s offset), and its seeks are byte-based
-        "offset.ts": ["-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=3", "-c:v", "libx264",
-                      "-x264-params", "keyint=25:bframes=2", "-output_ts_offset", "5", "-f", "mpegts"],
+        "offset.ts": [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=64x48:r=25:d=3",
+            "-c:v",
+            "libx264",
+            "-x264-params",
+            "keyint=25:bframes=2",
+            "-output_ts_offset",
+            "5",
+            "-f",
+            "mpegts",
+        ],
         # variable frame rate: frames dropped irregularly, timestamps kept
-        "vfr.mkv": ["-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=3",
-                    "-vf", "select='not(eq(mod(n,4),1))*not(eq(mod(n,7),3))'", "-fps_mode", "vfr",
-                    "-c:v", "libx264", "-x264-params", "keyint=15:bframes=2"],
+        "vfr.mkv": [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=64x48:r=25:d=3",
+            "-vf",
+            "select='not(eq(mod(n,4),1))*not(eq(mod(n,7),3))'",
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libx264",
+            "-x264-params",
+            "keyint=15:bframes=2",
+        ],
     }
     for name, args in specs.items():
         path = folder / name
@@ -53,19 +89,37 @@ def _frames(ffmpeg: str, path: Path) -> list[list[np.ndarray]]:
 
 
 def _same_frames(a: list[list[np.ndarray]], b: list[list[np.ndarray]]) -> bool:
-    return len(a) == len(b) and all(all(np.array_equal(x, y) for x, y in zip(fa, fb)) for fa, fb in zip(a, b))
+    if len(a) != len(b):
+        return False
+    return all(np.array_equal(x, y) for fa, fb in zip(a, b, strict=True) for x, y in zip(fa, fb, strict=True))
 
 
 def _run(src: Path, out: Path, preset: Path, *extra: str, env: dict[str, str] | None = None) -> dict:
-    done = run_cli("upscale", str(src), str(out), "--preset", str(preset), "--codec", "ffv1", "--json",
-                   "--backend", "torch", "--precision", "fp32", *extra, env=env, timeout=300)
+    done = run_cli(
+        "upscale",
+        str(src),
+        str(out),
+        "--preset",
+        str(preset),
+        "--codec",
+        "ffv1",
+        "--json",
+        "--backend",
+        "torch",
+        "--precision",
+        "fp32",
+        *extra,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr.decode()
     return json.loads(done.stdout)
 
 
 @pytest.mark.parametrize("name", ["opengop.mp4", "offset.ts", "vfr.mkv"])
-def test_chunked_equals_unchunked_frame_for_frame(sources: dict[str, Path], ffmpeg: str, tmp_path: Path,
-                                                  random_preset: Callable[[int], Path], name: str) -> None:
+def test_chunked_equals_unchunked_frame_for_frame(
+    sources: dict[str, Path], ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path], name: str
+) -> None:
     src = sources[name]
     whole = tmp_path / "whole.mkv"
     chunked = tmp_path / "chunked.mkv"
@@ -84,19 +138,49 @@ def test_chunked_equals_unchunked_frame_for_frame(sources: dict[str, Path], ffmp
 def twelve_seconds(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
     """The issue's clip, smaller: 12 s at 25 fps, keyframes every 2 s, 3 B-frames, AAC audio."""
     path = tmp_path_factory.mktemp("twelve") / "in.mp4"
-    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=48x32:rate=25:duration=12",
-                    "-f", "lavfi", "-i", "sine=frequency=440:duration=12", "-c:a", "aac", "-shortest",
-                    "-c:v", "libx264", "-g", "50", "-bf", "3", "-pix_fmt", "yuv420p",
-                    "-vf", "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709", "-y", str(path)],
-                   check=True, timeout=120)
+    subprocess.run(
+        [
+            ffmpeg,
+            "-nostdin",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=48x32:rate=25:duration=12",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=12",
+            "-c:a",
+            "aac",
+            "-shortest",
+            "-c:v",
+            "libx264",
+            "-g",
+            "50",
+            "-bf",
+            "3",
+            "-pix_fmt",
+            "yuv420p",
+            "-vf",
+            "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709",
+            "-y",
+            str(path),
+        ],
+        check=True,
+        timeout=120,
+    )
     return path
 
 
-def test_chunked_joins_are_frame_exact_for_2_to_5_chunks(twelve_seconds: Path, ffmpeg: str, tmp_path: Path,
-                                                         random_preset: Callable[[int], Path]) -> None:
+def test_chunked_joins_are_frame_exact_for_2_to_5_chunks(
+    twelve_seconds: Path, ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
     """Chunk starts on keyframes (8.0 s with 3 chunks) once lost a frame; the join is now checked."""
     from espcn_video.ffmpeg.probe import probe_file
     from espcn_video.ffmpeg.timestamps import list_packets as packet_times
+
     whole = tmp_path / "whole.mkv"
     _run(twelve_seconds, whole, random_preset(2))
     reference = _frames(ffmpeg, whole)
@@ -108,7 +192,7 @@ def test_chunked_joins_are_frame_exact_for_2_to_5_chunks(twelve_seconds: Path, f
         assert summary["frames"] == 300 and summary["chunks"] == n
         tb_out, pts_out, _ = packet_times(ffmpeg, str(out))
         assert len(pts_out) == 300
-        assert all(abs(a * tb_out - b * tb_in) <= tb_out for a, b in zip(pts_out, pts_in))
+        assert all(abs(a * tb_out - b * tb_in) <= tb_out for a, b in zip(pts_out, pts_in, strict=True))
         assert _same_frames(reference, _frames(ffmpeg, out)), f"{n} chunks differ from the unchunked run"
         info = probe_file(ffmpeg, str(out))
         assert (info.color.space, info.color.primaries, info.color.transfer) == ("bt709", "bt709", "bt709")
@@ -135,16 +219,25 @@ def fake(tmp_path: Path, ffmpeg: str) -> Callable[[str], dict[str, str]]:
 
     def env(mode: str) -> dict[str, str]:
         marker.write_text("x")
-        return {"ESPCN_VIDEO_FFMPEG": str(wrapper), "FAKE_REAL_FFMPEG": ffmpeg, "FAKE_MODE": mode,
-                "FAKE_ONCE": str(marker)}
+        return {
+            "ESPCN_VIDEO_FFMPEG": str(wrapper),
+            "FAKE_REAL_FFMPEG": ffmpeg,
+            "FAKE_MODE": mode,
+            "FAKE_ONCE": str(marker),
+        }
 
     return env
 
 
 @pytest.mark.parametrize("mode", ["fail-once", "kill-worker-once"])
-def test_failed_chunk_is_retried_and_dead_worker_rescheduled(sources: dict[str, Path], ffmpeg: str,
-                                                             tmp_path: Path, random_preset: Callable[[int], Path],
-                                                             fake: Callable[[str], dict[str, str]], mode: str) -> None:
+def test_failed_chunk_is_retried_and_dead_worker_rescheduled(
+    sources: dict[str, Path],
+    ffmpeg: str,
+    tmp_path: Path,
+    random_preset: Callable[[int], Path],
+    fake: Callable[[str], dict[str, str]],
+    mode: str,
+) -> None:
     out = tmp_path / "out.mkv"
     scratch = tmp_path / "tmp"
     scratch.mkdir()
@@ -158,24 +251,55 @@ def test_failed_chunk_is_retried_and_dead_worker_rescheduled(sources: dict[str, 
     assert list(scratch.iterdir()) == []  # Dask's scratch space went with the cluster
 
 
-def test_resume_runs_only_missing_chunks(sources: dict[str, Path], ffmpeg: str, tmp_path: Path,
-                                         random_preset: Callable[[int], Path],
-                                         fake: Callable[[str], dict[str, str]]) -> None:
+def test_resume_runs_only_missing_chunks(
+    sources: dict[str, Path],
+    ffmpeg: str,
+    tmp_path: Path,
+    random_preset: Callable[[int], Path],
+    fake: Callable[[str], dict[str, str]],
+) -> None:
     src = sources["opengop.mp4"]
     out = tmp_path / "out.mkv"
     parts = tmp_path / "out.mkv.parts"
     fp32 = ("--backend", "torch", "--precision", "fp32")
-    done = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)), "--codec", "ffv1",
-                   "--chunks", "3", *fp32, env=fake("fail-last-chunk"), timeout=300)
+    done = run_cli(
+        "upscale",
+        str(src),
+        str(out),
+        "--preset",
+        str(random_preset(2)),
+        "--codec",
+        "ffv1",
+        "--chunks",
+        "3",
+        *fp32,
+        env=fake("fail-last-chunk"),
+        timeout=300,
+    )
     assert done.returncode == 1 and "injected failure of the last chunk" in done.stderr.decode()
     assert not out.exists()
     manifest = json.loads((parts / "manifest.json").read_text())
     assert sorted(manifest["done"]) == ["0", "1"]
-    again = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)), "--codec", "ffv1",
-                    "--chunks", "3", *fp32)
+    again = run_cli(
+        "upscale", str(src), str(out), "--preset", str(random_preset(2)), "--codec", "ffv1", "--chunks", "3", *fp32
+    )
     assert again.returncode == 1 and "add --resume to finish it" in again.stderr.decode()
-    other = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)), "--codec", "ffv1",
-                    "--chunks", "3", "--resume", "--backend", "torch", "--precision", "bf16")
+    other = run_cli(
+        "upscale",
+        str(src),
+        str(out),
+        "--preset",
+        str(random_preset(2)),
+        "--codec",
+        "ffv1",
+        "--chunks",
+        "3",
+        "--resume",
+        "--backend",
+        "torch",
+        "--precision",
+        "bf16",
+    )
     assert other.returncode == 1 and "the earlier run used another input or settings" in other.stderr.decode()
     summary = _run(src, out, random_preset(2), "--chunks", "3", "--resume")
     assert summary["chunks_run"] == [2] and summary["chunks_reused"] == [0, 1]
@@ -196,17 +320,36 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def test_ctrl_c_stops_the_cluster_and_keeps_finished_parts(sources: dict[str, Path], tmp_path: Path,
-                                                           random_preset: Callable[[int], Path],
-                                                           fake: Callable[[str], dict[str, str]]) -> None:
+def test_ctrl_c_stops_the_cluster_and_keeps_finished_parts(
+    sources: dict[str, Path],
+    tmp_path: Path,
+    random_preset: Callable[[int], Path],
+    fake: Callable[[str], dict[str, str]],
+) -> None:
     import os
     import signal
     import time
+
     out = tmp_path / "out.mkv"
-    proc = subprocess.Popen([sys.executable, "-m", "espcn_video", "upscale", str(sources["opengop.mp4"]), str(out),
-                             "--preset", str(random_preset(2)), "--codec", "ffv1", "--chunks", "3"],
-                            env={**os.environ, **fake("decoder-slow")}, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "espcn_video",
+            "upscale",
+            str(sources["opengop.mp4"]),
+            str(out),
+            "--preset",
+            str(random_preset(2)),
+            "--codec",
+            "ffv1",
+            "--chunks",
+            "3",
+        ],
+        env={**os.environ, **fake("decoder-slow")},
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 90
     parts = str(tmp_path / "out.mkv.parts")
     while time.monotonic() < deadline and not _processes_mentioning(parts):
@@ -257,36 +400,104 @@ def small_clips(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
     """A folder of three 1 s clips (plus a file and a subfolder that batch must not take)."""
     folder = tmp_path_factory.mktemp("batch_in")
     for name, size in (("a.mp4", "48x32"), ("b.mkv", "32x24"), ("c.mov", "40x30")):
-        subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=s={size}:r=10:d=1",
-                        "-c:v", "libx264", "-y", str(folder / name)], check=True, timeout=60)
+        subprocess.run(
+            [
+                ffmpeg,
+                "-nostdin",
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc2=s={size}:r=10:d=1",
+                "-c:v",
+                "libx264",
+                "-y",
+                str(folder / name),
+            ],
+            check=True,
+            timeout=60,
+        )
     (folder / "notes.txt").write_text("not a video\n")
     (folder / "sub").mkdir()
-    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=32x24:r=10:d=1",
-                    "-c:v", "libx264", "-y", str(folder / "sub" / "d.mp4")], check=True, timeout=60)
+    subprocess.run(
+        [
+            ffmpeg,
+            "-nostdin",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=32x24:r=10:d=1",
+            "-c:v",
+            "libx264",
+            "-y",
+            str(folder / "sub" / "d.mp4"),
+        ],
+        check=True,
+        timeout=60,
+    )
     return folder
 
 
-def _batch(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-           ) -> tuple[subprocess.CompletedProcess[bytes], dict]:
+def _batch(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[subprocess.CompletedProcess[bytes], dict]:
     done = run_cli("batch", *args, "--codec", "ffv1", "--json", env=env, cwd=cwd, timeout=300)
     return done, (json.loads(done.stdout) if done.stdout.strip() else {})
 
 
 def _video_packets(ffmpeg: str, path: Path) -> int:
-    out = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy",
-                          "-f", "framecrc", "-"], capture_output=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        [ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
     return sum(1 for line in out.splitlines() if line.strip() and not line.startswith(b"#"))
 
 
-def test_batch_takes_a_folder_and_skips_complete_outputs(small_clips: Path, ffmpeg: str, tmp_path: Path,
-                                                         random_preset: Callable[[int], Path]) -> None:
+def test_batch_takes_a_folder_and_skips_complete_outputs(
+    small_clips: Path, ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
     out = tmp_path / "out"
     out.mkdir()
     # a: a complete earlier output (same frame count); b: one cut short by a crash; c: none yet
-    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(small_clips / "a.mp4"), "-c:v", "ffv1",
-                    "-y", str(out / "a_sr.mkv")], check=True, timeout=60)
-    subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(small_clips / "b.mkv"), "-frames:v", "4",
-                    "-c:v", "ffv1", "-y", str(out / "b_sr.mkv")], check=True, timeout=60)
+    subprocess.run(
+        [
+            ffmpeg,
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(small_clips / "a.mp4"),
+            "-c:v",
+            "ffv1",
+            "-y",
+            str(out / "a_sr.mkv"),
+        ],
+        check=True,
+        timeout=60,
+    )
+    subprocess.run(
+        [
+            ffmpeg,
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(small_clips / "b.mkv"),
+            "-frames:v",
+            "4",
+            "-c:v",
+            "ffv1",
+            "-y",
+            str(out / "b_sr.mkv"),
+        ],
+        check=True,
+        timeout=60,
+    )
     preset = ("--preset", str(random_preset(2)))
     done, doc = _batch(str(small_clips), "--out-dir", str(out), *preset)
     assert done.returncode == 0, done.stderr.decode()
@@ -306,22 +517,30 @@ def test_batch_takes_a_folder_and_skips_complete_outputs(small_clips: Path, ffmp
     assert decode_y4m(ffmpeg, out / "a_sr.mkv")[0].geometry.width == 96  # now really upscaled
 
 
-def test_batch_reports_every_file_when_a_worker_dies(small_clips: Path, tmp_path: Path,
-                                                    random_preset: Callable[[int], Path],
-                                                    fake: Callable[[str], dict[str, str]]) -> None:
+def test_batch_reports_every_file_when_a_worker_dies(
+    small_clips: Path, tmp_path: Path, random_preset: Callable[[int], Path], fake: Callable[[str], dict[str, str]]
+) -> None:
     out = tmp_path / "out"
     out.mkdir()
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     marker = uuid.uuid4().hex
     # b's decoder kills its worker every time; with no deaths allowed Dask gives up on it at once
-    env = {**fake("kill-worker-on"), "FAKE_MATCH": "b.mkv", "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
-           "TMPDIR": str(scratch), "ESPCN_TEST_MARK": marker}
+    env = {
+        **fake("kill-worker-on"),
+        "FAKE_MATCH": "b.mkv",
+        "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
+        "TMPDIR": str(scratch),
+        "ESPCN_TEST_MARK": marker,
+    }
     done, doc = _batch(str(small_clips), "--out-dir", str(out), "--preset", str(random_preset(2)), env=env)
     err = done.stderr.decode()
     assert done.returncode == 1, err
     assert [(Path(r["input"]).name, r["status"]) for r in doc["results"]] == [
-        ("a.mp4", "done"), ("b.mkv", "failed"), ("c.mov", "done")]
+        ("a.mp4", "done"),
+        ("b.mkv", "failed"),
+        ("c.mov", "done"),
+    ]
     assert "KilledWorker" in doc["results"][1]["error"] and doc["failed"] == 1
     assert err.strip().splitlines()[-1].startswith("espcn-video: error: 1 of 3 files failed")
     assert (out / "a_sr.mkv").exists() and (out / "c_sr.mkv").exists() and not (out / "b_sr.mkv").exists()
@@ -330,8 +549,9 @@ def test_batch_reports_every_file_when_a_worker_dies(small_clips: Path, tmp_path
 
 # The daemon asks for SIGKILL when pytest dies (PR_SET_PDEATHSIG survives exec), so even a run killed
 # from outside leaks no daemon; done in the new process, not in preexec_fn, which is unsafe with threads.
-_DIE_WITH_PARENT = ("import ctypes, os, sys; ctypes.CDLL(None).prctl(1, 9); "
-                    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+_DIE_WITH_PARENT = (
+    "import ctypes, os, sys; ctypes.CDLL(None).prctl(1, 9); os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
 
 
 class Daemons:
@@ -345,16 +565,26 @@ class Daemons:
 
     def _start(self, module: str, args: list[str], cwd: Path, env: dict[str, str]) -> None:
         log = open(cwd / f"{module}.log", "wb")  # noqa: SIM115 - kept open for the daemon's life
-        self.procs.append(subprocess.Popen(
-            [sys.executable, "-c", _DIE_WITH_PARENT, "-m", f"distributed.cli.{module}", *args], cwd=cwd,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            # the scheduler's scratch folder goes under the test's folder, not /tmp/dask-scratch-space
-            env={**os.environ, "ESPCN_TEST_MARK": self.marker, "DASK_TEMPORARY_DIRECTORY": str(self.root), **env}))
+        self.procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _DIE_WITH_PARENT, "-m", f"distributed.cli.{module}", *args],
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # the scheduler's scratch folder goes under the test's folder, not /tmp/dask-scratch-space
+                env={**os.environ, "ESPCN_TEST_MARK": self.marker, "DASK_TEMPORARY_DIRECTORY": str(self.root), **env},
+            )
+        )
         log.close()
 
     def start_scheduler(self) -> str:
-        self._start("dask_scheduler", ["--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                       "--scheduler-file", str(self.scheduler_file)], self.root, {})
+        self._start(
+            "dask_scheduler",
+            ["--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(self.scheduler_file)],
+            self.root,
+            {},
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.scheduler_file.exists():
@@ -369,15 +599,34 @@ class Daemons:
     def start_worker(self, name: str, env: dict[str, str] | None = None) -> Path:
         cwd = self.root / name
         cwd.mkdir()
-        self._start("dask_worker", ["--scheduler-file", str(self.scheduler_file), "--nworkers", "1",
-                                    "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
-                                    "--local-directory", str(cwd), "--death-timeout", "60", "--name", name],
-                    cwd, env or {})
+        self._start(
+            "dask_worker",
+            [
+                "--scheduler-file",
+                str(self.scheduler_file),
+                "--nworkers",
+                "1",
+                "--nthreads",
+                "1",
+                "--host",
+                "127.0.0.1",
+                "--no-dashboard",
+                "--local-directory",
+                str(cwd),
+                "--death-timeout",
+                "60",
+                "--name",
+                name,
+            ],
+            cwd,
+            env or {},
+        )
         return cwd
 
     def worker_addresses(self, n: int) -> list[str]:
         """Wait until n workers are connected; their addresses."""
         from distributed import Client
+
         with Client(scheduler_file=str(self.scheduler_file), timeout="30s") as client:
             client.wait_for_workers(n, timeout=90)
             return sorted(client.nthreads())
@@ -412,9 +661,14 @@ def daemons(tmp_path: Path) -> Iterator[Daemons]:
     assert _processes_marked(marker) == []
 
 
-def test_scheduler_daemons_run_chunks_and_batch(daemons: Daemons, sources: dict[str, Path], small_clips: Path,
-                                                ffmpeg: str, tmp_path: Path,
-                                                random_preset: Callable[[int], Path]) -> None:
+def test_scheduler_daemons_run_chunks_and_batch(
+    daemons: Daemons,
+    sources: dict[str, Path],
+    small_clips: Path,
+    ffmpeg: str,
+    tmp_path: Path,
+    random_preset: Callable[[int], Path],
+) -> None:
     address = daemons.start_scheduler()
     daemons.start_worker("w1")
     daemons.start_worker("w2")  # each in its own folder: only absolute paths resolve on them
@@ -427,15 +681,24 @@ def test_scheduler_daemons_run_chunks_and_batch(daemons: Daemons, sources: dict[
     assert _same_frames(_frames(ffmpeg, whole), _frames(ffmpeg, chunked))
     out = tmp_path / "out"
     out.mkdir()
-    done, doc = _batch(str(small_clips / "a.mp4"), str(small_clips / "c.mov"), "--out-dir", str(out),
-                       "--preset", str(random_preset(2)), "--scheduler", address)
+    done, doc = _batch(
+        str(small_clips / "a.mp4"),
+        str(small_clips / "c.mov"),
+        "--out-dir",
+        str(out),
+        "--preset",
+        str(random_preset(2)),
+        "--scheduler",
+        address,
+    )
     assert done.returncode == 0, done.stderr.decode()
     assert [r["status"] for r in doc["results"]] == ["done", "done"]
     assert [_video_packets(ffmpeg, out / n) for n in ("a_sr.mkv", "c_sr.mkv")] == [10, 10]
 
 
-def test_preflight_names_the_worker_and_what_it_lacks(daemons: Daemons, small_clips: Path, tmp_path: Path,
-                                                      random_preset: Callable[[int], Path]) -> None:
+def test_preflight_names_the_worker_and_what_it_lacks(
+    daemons: Daemons, small_clips: Path, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
     address = daemons.start_scheduler()
     # This worker runs in another folder (a relative input does not resolve there) and has no ffmpeg.
     daemons.start_worker("lacking", {"ESPCN_VIDEO_FFMPEG": str(tmp_path / "no-such-ffmpeg")})
@@ -444,8 +707,9 @@ def test_preflight_names_the_worker_and_what_it_lacks(daemons: Daemons, small_cl
     (tmp_path / "in" / "a.mp4").write_bytes((small_clips / "a.mp4").read_bytes())
     (tmp_path / "out").mkdir()
     t0 = time.monotonic()
-    done, _ = _batch("in/a.mp4", "--out-dir", "out", "--preset", str(random_preset(2)), "--scheduler", address,
-                     cwd=tmp_path)
+    done, _ = _batch(
+        "in/a.mp4", "--out-dir", "out", "--preset", str(random_preset(2)), "--scheduler", address, cwd=tmp_path
+    )
     err = done.stderr.decode().strip()
     assert done.returncode == 1 and time.monotonic() - t0 < 120, err
     assert len(err.splitlines()) == 1 and err.startswith("espcn-video: error: 1 of 1 Dask workers"), err

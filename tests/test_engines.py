@@ -15,10 +15,9 @@ import pytest
 import torch
 
 from espcn_video.errors import UsageError
-from espcn_video.model.engines import (Backend, TorchEngine, choose_engine,
-                                       create_engine, engine_options)
-from espcn_video.model.net import ESPCN
+from espcn_video.model.engines import Backend, TorchEngine, choose_engine, create_engine, engine_options
 from espcn_video.model.graphs import activation_bounds, calibrate_ranges, ranges_from_metadata
+from espcn_video.model.net import ESPCN
 from espcn_video.training.data import calibration_planes
 from tests.conftest import REPO, SHARED_DATA
 
@@ -113,7 +112,7 @@ def test_calibrated_ranges_never_exceed_the_bounds_from_the_weights() -> None:
     torch.manual_seed(3)
     model = ESPCN(3).eval()
     planes = [smooth_plane(40, 40, 255, s) / 255.0 for s in range(3)]
-    for calibrated, bound in zip(calibrate_ranges(model, planes), activation_bounds(model)):
+    for calibrated, bound in zip(calibrate_ranges(model, planes), activation_bounds(model), strict=True):
         assert calibrated.shape == bound.shape
         assert np.all(calibrated <= bound + 1e-5)
 
@@ -128,10 +127,12 @@ def test_ranges_from_metadata_checks_shapes() -> None:
 
 # -- the quality bound on the shipped preset ----------------------------------------------------
 
+
 def _set5_lr(scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(HR Y, 8-bit LR Y) per Set5 image, SR-paper conventions, LR rounded like a video frame."""
     from espcn_video.quality.degrade import imresize, mod_crop
     from espcn_video.quality.images import list_images, matlab_round, read_y_plane
+
     pairs = []
     for path in list_images(SHARED_DATA / "test" / "Set5"):
         hr, _ = read_y_plane(path)
@@ -143,13 +144,26 @@ def _set5_lr(scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def _mean_psnr(engine: object, pairs: list[tuple[np.ndarray, np.ndarray]], scale: int) -> float:
     from espcn_video.quality.image_metrics import compute_psnr
-    return float(np.mean([compute_psnr(hr, engine.upscale_luma(lr, 255).astype(np.float64),  # type: ignore[attr-defined]
-                                       peak=255.0, crop_border=scale) for hr, lr in pairs]))
+
+    return float(
+        np.mean(
+            [
+                compute_psnr(
+                    hr,
+                    engine.upscale_luma(lr, 255).astype(np.float64),  # type: ignore[attr-defined]
+                    peak=255.0,
+                    crop_border=scale,
+                )
+                for hr, lr in pairs
+            ]
+        )
+    )
 
 
 def _shipped(scale: int) -> tuple[torch.nn.Module, dict]:
     from espcn_video.errors import PresetError
     from espcn_video.model.presets import load_preset
+
     if not (SHARED_DATA / "test" / "Set5").is_dir():
         pytest.skip(f"{SHARED_DATA}/test/Set5 is absent")
     try:
@@ -196,8 +210,11 @@ def test_int8_ranges_from_training_images_beat_ranges_from_weights() -> None:
     t91 = SHARED_DATA / "train" / "T91"
     if not t91.is_dir():
         pytest.skip(f"{t91} is absent")
-    calibrated = _psnr_loss_db(model, create_engine(model, "openvino", "int8",
-                                                    calibration=calibrate_ranges(model, calibration_planes([t91], 3))), 3)
+    calibrated = _psnr_loss_db(
+        model,
+        create_engine(model, "openvino", "int8", calibration=calibrate_ranges(model, calibration_planes([t91], 3))),
+        3,
+    )
     from_weights = _psnr_loss_db(model, create_engine(model, "openvino", "int8"), 3)
     assert calibrated < 0.1 and calibrated < 0.7 * from_weights, (calibrated, from_weights)
 

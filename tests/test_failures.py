@@ -45,8 +45,9 @@ def test_not_a_video(tmp_path: Path, random_preset: Callable[[int], Path]) -> No
     assert "notes.txt: ffmpeg cannot read it (Invalid data found when processing input)" in _one_error_line(done)
 
 
-def test_audio_only_file_has_no_video(tmp_path: Path, clips: Callable[..., Path],
-                                      random_preset: Callable[[int], Path]) -> None:
+def test_audio_only_file_has_no_video(
+    tmp_path: Path, clips: Callable[..., Path], random_preset: Callable[[int], Path]
+) -> None:
     audio = clips("tone.wav", src="sine=duration=0.5")
     done = run_cli("upscale", str(audio), str(tmp_path / "o.mp4"), "--preset", str(random_preset(2)))
     assert done.returncode == 1 and _one_error_line(done).endswith("tone.wav: no video stream")
@@ -72,11 +73,14 @@ def test_truncated_y4m(tmp_path: Path, clips: Callable[..., Path], random_preset
 def test_raw_yuv_not_whole_frames(tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
     raw = tmp_path / "clip.yuv"
     raw.write_bytes(b"\x80" * (48 * 32 * 3 // 2 * 2 + 100))
-    done = run_cli("upscale", str(raw), str(tmp_path / "o.y4m"), "--input-size", "48x32",
-                   "--preset", str(random_preset(2)))
+    done = run_cli(
+        "upscale", str(raw), str(tmp_path / "o.y4m"), "--input-size", "48x32", "--preset", str(random_preset(2))
+    )
     assert done.returncode == 1
-    assert ("clip.yuv: 4708 bytes is not a whole number of 48x32 yuv420p frames (2304 bytes each; "
-            "2 frames and 100 bytes left over)") in _one_error_line(done)
+    assert (
+        "clip.yuv: 4708 bytes is not a whole number of 48x32 yuv420p frames (2304 bytes each; "
+        "2 frames and 100 bytes left over)"
+    ) in _one_error_line(done)
 
 
 def test_raw_yuv_needs_a_size(tmp_path: Path) -> None:
@@ -98,8 +102,9 @@ def test_unsupported_scale(src: Path, tmp_path: Path) -> None:
     assert done.returncode == 2 and "'5' is not one of '2', '3', '4'" in done.stderr.decode()
 
 
-def test_existing_output_and_output_equal_input(src: Path, tmp_path: Path,
-                                                random_preset: Callable[[int], Path]) -> None:
+def test_existing_output_and_output_equal_input(
+    src: Path, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
     out = tmp_path / "exists.mkv"
     out.write_bytes(b"keep me")
     done = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)))
@@ -111,8 +116,7 @@ def test_existing_output_and_output_equal_input(src: Path, tmp_path: Path,
 
 def test_encoder_rejects_option(src: Path, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
     out = tmp_path / "o.mp4"
-    done = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)),
-                   "--encoder-preset", "warp-speed")
+    done = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)), "--encoder-preset", "warp-speed")
     assert done.returncode == 1
     line = _one_error_line(done)
     assert line.startswith("espcn-video: error: ffmpeg encoder failed (exit ") and "warp-speed" in line
@@ -120,24 +124,49 @@ def test_encoder_rejects_option(src: Path, tmp_path: Path, random_preset: Callab
 
 
 def test_no_ffmpeg_at_all(src: Path, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
-    done = run_cli("upscale", str(src), str(tmp_path / "o.mkv"), "--preset", str(random_preset(2)),
-                   env={"ESPCN_VIDEO_FFMPEG": str(tmp_path / "no-ffmpeg-here")})
+    done = run_cli(
+        "upscale",
+        str(src),
+        str(tmp_path / "o.mkv"),
+        "--preset",
+        str(random_preset(2)),
+        env={"ESPCN_VIDEO_FFMPEG": str(tmp_path / "no-ffmpeg-here")},
+    )
     assert done.returncode == 1
     assert "does not name an ffmpeg binary" in _one_error_line(done)
 
 
-@pytest.mark.parametrize("mode,expected", [
-    # the fake's frames outrun the real decoder's timestamps: the reader stops at frame 1 or 2
-        ("decoder-dies", "ffmpeg decoder failed (exit 1): [h264 @ 0x1] Invalid NAL unit size (corrupt input) (reader stage at frame "),
-    ("decoder-partial", "decoder output: frame 1 is truncated (1149 of 2304 bytes): the stream is corrupt or ended mid-frame (reader stage at frame 1)"),
-    ("stderr-flood", "ffmpeg decoder failed (exit 1):"),
-    ("encoder-no-space", "ffmpeg encoder failed (exit 1): [out#0/mp4] Error writing trailer: No space left on device"),
-])
-def test_fake_ffmpeg_faults(src: Path, tmp_path: Path, random_preset: Callable[[int], Path],
-                            fake_ffmpeg: Callable[[str], dict[str, str]], mode: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    "mode,expected",
+    [
+        # the fake's frames outrun the real decoder's timestamps: the reader stops at frame 1 or 2
+        (
+            "decoder-dies",
+            "ffmpeg decoder failed (exit 1): [h264 @ 0x1] Invalid NAL unit size (corrupt input) "
+            "(reader stage at frame ",
+        ),
+        (
+            "decoder-partial",
+            "decoder output: frame 1 is truncated (1149 of 2304 bytes): "
+            "the stream is corrupt or ended mid-frame (reader stage at frame 1)",
+        ),
+        ("stderr-flood", "ffmpeg decoder failed (exit 1):"),
+        (
+            "encoder-no-space",
+            "ffmpeg encoder failed (exit 1): [out#0/mp4] Error writing trailer: No space left on device",
+        ),
+    ],
+)
+def test_fake_ffmpeg_faults(
+    src: Path,
+    tmp_path: Path,
+    random_preset: Callable[[int], Path],
+    fake_ffmpeg: Callable[[str], dict[str, str]],
+    mode: str,
+    expected: str,
+) -> None:
     out = tmp_path / "o.mp4"
-    done = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)), env=fake_ffmpeg(mode),
-                   timeout=120)
+    done = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)), env=fake_ffmpeg(mode), timeout=120)
     assert done.returncode == 1
     line = _one_error_line(done)
     assert expected in line
@@ -159,10 +188,15 @@ def _children(pid: int) -> set[int]:
     return kids
 
 
-def _start_and_wait_for_children(src: Path, out: Path, preset: Path, env: dict[str, str],
-                                 *extra: str) -> tuple[subprocess.Popen[bytes], set[int]]:
-    proc = subprocess.Popen([sys.executable, "-m", "espcn_video", "upscale", str(src), str(out), "--preset", str(preset),
-                             *extra], env={**os.environ, **env}, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+def _start_and_wait_for_children(
+    src: Path, out: Path, preset: Path, env: dict[str, str], *extra: str
+) -> tuple[subprocess.Popen[bytes], set[int]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "espcn_video", "upscale", str(src), str(out), "--preset", str(preset), *extra],
+        env={**os.environ, **env},
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     kids: set[int] = set()
     while time.monotonic() < deadline and len(kids) < 2:  # decoder and encoder are running
@@ -177,10 +211,15 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
-def test_ctrl_c_and_sigterm_leave_no_process_and_no_output(src: Path, tmp_path: Path,
-                                                           random_preset: Callable[[int], Path],
-                                                           fake_ffmpeg: Callable[[str], dict[str, str]],
-                                                           sig: signal.Signals, code: int, word: str) -> None:
+def test_ctrl_c_and_sigterm_leave_no_process_and_no_output(
+    src: Path,
+    tmp_path: Path,
+    random_preset: Callable[[int], Path],
+    fake_ffmpeg: Callable[[str], dict[str, str]],
+    sig: signal.Signals,
+    code: int,
+    word: str,
+) -> None:
     out = tmp_path / "o.mp4"
     proc, kids = _start_and_wait_for_children(src, out, random_preset(2), fake_ffmpeg("decoder-slow"))
     time.sleep(1.0)
@@ -195,14 +234,19 @@ def test_ctrl_c_and_sigterm_leave_no_process_and_no_output(src: Path, tmp_path: 
 
 
 def test_sigkill_takes_the_children_along_and_the_next_run_sweeps_the_partial(
-        src: Path, tmp_path: Path, random_preset: Callable[[int], Path], clips: Callable[..., Path],
-        fake_ffmpeg: Callable[[str], dict[str, str]]) -> None:
+    src: Path,
+    tmp_path: Path,
+    random_preset: Callable[[int], Path],
+    clips: Callable[..., Path],
+    fake_ffmpeg: Callable[[str], dict[str, str]],
+) -> None:
     out = tmp_path / "o.mkv"
     # Frames over the encoder pipe's 1 MB buffer reach the encoder one by one (tiny ones wait for
     # the buffer to fill, so the partial file would appear only at the end): 1280x720 out.
     long_src = clips("slow.mkv", "-c:v", "ffv1", "-pix_fmt", "yuv420p", src="testsrc2=s=640x360:r=10:d=3")
-    proc, kids = _start_and_wait_for_children(long_src, out, random_preset(2), fake_ffmpeg("decoder-slow"),
-                                              "--codec", "ffv1")  # 30 frames, 0.3 s apart: 9 s
+    proc, kids = _start_and_wait_for_children(
+        long_src, out, random_preset(2), fake_ffmpeg("decoder-slow"), "--codec", "ffv1"
+    )  # 30 frames, 0.3 s apart: 9 s
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and not list(tmp_path.glob(".o.partial-*")):
         time.sleep(0.1)  # the encoder has written part of the file
@@ -218,9 +262,9 @@ def test_sigkill_takes_the_children_along_and_the_next_run_sweeps_the_partial(
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "ffmpeg") == ["o.mkv"]
 
 
-def test_output_that_appears_during_the_run_is_not_replaced(src: Path, tmp_path: Path,
-                                                            random_preset: Callable[[int], Path],
-                                                            fake_ffmpeg: Callable[[str], dict[str, str]]) -> None:
+def test_output_that_appears_during_the_run_is_not_replaced(
+    src: Path, tmp_path: Path, random_preset: Callable[[int], Path], fake_ffmpeg: Callable[[str], dict[str, str]]
+) -> None:
     out = tmp_path / "o.mkv"
     proc, _ = _start_and_wait_for_children(src, out, random_preset(2), fake_ffmpeg("decoder-slow"))
     out.write_text("another run's result")
@@ -234,19 +278,38 @@ def test_output_that_appears_during_the_run_is_not_replaced(src: Path, tmp_path:
 def test_runs_without_posix_only_modules(src: Path, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
     """Windows has no fcntl or resource: the package must import and upscale without them."""
     out = tmp_path / "o.mkv"
-    code = ("import sys; sys.modules['fcntl'] = None; sys.modules['resource'] = None; "
-            "from espcn_video.cli import main; main()")
-    done = subprocess.run([sys.executable, "-c", code, "upscale", str(src), str(out), "--preset",
-                           str(random_preset(2)), "--codec", "ffv1", "--json"],
-                          capture_output=True, timeout=180, stdin=subprocess.DEVNULL)
+    code = (
+        "import sys; sys.modules['fcntl'] = None; sys.modules['resource'] = None; "
+        "from espcn_video.cli import main; main()"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "upscale",
+            str(src),
+            str(out),
+            "--preset",
+            str(random_preset(2)),
+            "--codec",
+            "ffv1",
+            "--json",
+        ],
+        capture_output=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stderr.decode()
     import json
+
     summary = json.loads(done.stdout)
     assert summary["frames"] == 20 and summary["peak_memory"]["python_mb"] is None
 
 
-def test_ctrl_c_leaves_no_process_and_no_output(src: Path, tmp_path: Path, random_preset: Callable[[int], Path],
-                                                fake_ffmpeg: Callable[[str], dict[str, str]]) -> None:
+def test_ctrl_c_leaves_no_process_and_no_output(
+    src: Path, tmp_path: Path, random_preset: Callable[[int], Path], fake_ffmpeg: Callable[[str], dict[str, str]]
+) -> None:
     """A decoder that hangs mid-stream: Ctrl-C still returns at once."""
     out = tmp_path / "o.mp4"
     proc, kids = _start_and_wait_for_children(src, out, random_preset(2), fake_ffmpeg("decoder-hangs"))
@@ -262,11 +325,11 @@ def test_ctrl_c_leaves_no_process_and_no_output(src: Path, tmp_path: Path, rando
     assert [p.name for p in tmp_path.iterdir() if p.name != "ffmpeg"] == []
 
 
-def test_file_cut_mid_way_is_an_error_unless_ignored(clips: Callable[..., Path], tmp_path: Path,
-                                                     random_preset: Callable[[int], Path]) -> None:
+def test_file_cut_mid_way_is_an_error_unless_ignored(
+    clips: Callable[..., Path], tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
     """ffmpeg exits 0 on a Matroska file cut in half; its error output makes it our failure."""
-    whole = clips("long.mkv", "-c:v", "libx264", "-preset", "ultrafast",
-                  src="testsrc2=s=96x64:r=25:d=4").read_bytes()
+    whole = clips("long.mkv", "-c:v", "libx264", "-preset", "ultrafast", src="testsrc2=s=96x64:r=25:d=4").read_bytes()
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(whole[: len(whole) // 2])
     out = tmp_path / "o.mkv"
@@ -282,13 +345,15 @@ def test_file_cut_mid_way_is_an_error_unless_ignored(clips: Callable[..., Path],
 def test_help_and_version_start_without_torch() -> None:
     """Commands load when they run: `--help` lists them from the registry, whose one-line help
     must stay what each command says of itself."""
-    code = ("import sys, json; from espcn_video.cli import main\n"
-            "for args in (['--help'], ['--version']):\n"
-            "    try:\n"
-            "        main(args)\n"
-            "    except SystemExit:\n"
-            "        pass\n"
-            "print(json.dumps(sorted(m for m in ('torch', 'openvino', 'onnxruntime', 'dask') if m in sys.modules)))")
+    code = (
+        "import sys, json; from espcn_video.cli import main\n"
+        "for args in (['--help'], ['--version']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(json.dumps(sorted(m for m in ('torch', 'openvino', 'onnxruntime', 'dask') if m in sys.modules)))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().splitlines()[-1] == "[]"
@@ -296,6 +361,7 @@ def test_help_and_version_start_without_torch() -> None:
     import click
 
     from espcn_video.cli import COMMANDS, main
+
     ctx = click.Context(main)
     for name, (_, _, short_help) in COMMANDS.items():
         command = main.get_command(ctx, name)
@@ -303,20 +369,37 @@ def test_help_and_version_start_without_torch() -> None:
         assert command.get_short_help_str(limit=1000) == short_help
 
 
-def test_verbose_logs_each_ffmpeg_command_and_a_failure_names_it(src: Path, tmp_path: Path,
-                                                                   random_preset: Callable[[int], Path]) -> None:
-    done = run_cli("-v", "upscale", str(src), str(tmp_path / "o.mkv"), "--preset", str(random_preset(2)),
-                   "--codec", "ffv1", "-q")
+def test_verbose_logs_each_ffmpeg_command_and_a_failure_names_it(
+    src: Path, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
+    done = run_cli(
+        "-v", "upscale", str(src), str(tmp_path / "o.mkv"), "--preset", str(random_preset(2)), "--codec", "ffv1", "-q"
+    )
     err = done.stderr.decode()
     assert done.returncode == 0, err
     for role in ("probe", "decoder", "encoder", "packet listing"):
         assert f"espcn-video: ffmpeg {role}: " in err
     assert "-filter_complex" in err and "espcn-video: ffmpeg encoder: exit 0" in err
-    bad = run_cli("-v", "upscale", str(src), str(tmp_path / "o.mp4"), "--preset", str(random_preset(2)),
-                  "--output-args", "-vf scale=97:65")
+    bad = run_cli(
+        "-v",
+        "upscale",
+        str(src),
+        str(tmp_path / "o.mp4"),
+        "--preset",
+        str(random_preset(2)),
+        "--output-args",
+        "-vf scale=97:65",
+    )
     line = bad.stderr.decode().splitlines()[-1]
     assert bad.returncode == 1 and line.startswith("espcn-video: error: ffmpeg encoder failed")
     assert "width not divisible by 2" in line and "(command: " in line and "-f matroska -i pipe:0" in line
-    quiet = run_cli("upscale", str(src), str(tmp_path / "o2.mp4"), "--preset", str(random_preset(2)),
-                    "--output-args", "-vf scale=97:65")
+    quiet = run_cli(
+        "upscale",
+        str(src),
+        str(tmp_path / "o2.mp4"),
+        "--preset",
+        str(random_preset(2)),
+        "--output-args",
+        "-vf scale=97:65",
+    )
     assert "(command: " not in quiet.stderr.decode()

@@ -8,77 +8,229 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from espcn_video.settings import EncodeSettings, InputSpec, RawInput
 from espcn_video.errors import EspcnVideoError, StreamFormatError, TruncatedFrame
 from espcn_video.ffmpeg import mkv
-from espcn_video.ffmpeg.args import (OutputVideo, build_deinterlace_filter, build_decode_args, build_encode_args,
-                                     build_hdr_args, build_timed_decode_args, even_size_for)
-from espcn_video.ffmpeg.probe import (ColorTags, FrameProps, MasteringDisplay, ProbeInfo, parse_first_frame,
-                                      parse_probe_output)
+from espcn_video.ffmpeg.args import (
+    OutputVideo,
+    build_decode_args,
+    build_deinterlace_filter,
+    build_encode_args,
+    build_hdr_args,
+    build_timed_decode_args,
+    even_size_for,
+)
+from espcn_video.ffmpeg.probe import (
+    ColorTags,
+    FrameProps,
+    MasteringDisplay,
+    ProbeInfo,
+    parse_first_frame,
+    parse_probe_output,
+)
 from espcn_video.ffmpeg.timestamps import FrameTimes
-from espcn_video.ffmpeg.y4m import (FrameGeometry, Y4MHeader, parse_header, read_frame,
-                                    read_header, write_frame)
+from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, parse_header, read_frame, read_header, write_frame
 from espcn_video.frames.resample import upscale_planes_bicubic
+from espcn_video.settings import EncodeSettings, InputSpec, RawInput
 
 FORMATS = "format=yuv420p|yuv422p|yuv444p|gray|yuv420p10le|yuv422p10le|yuv444p10le|gray10le|yuv420p12le|yuv422p12le|yuv444p12le|gray12le"
 
 
 def test_decode_args_file() -> None:
     assert build_decode_args("ff", InputSpec("in.mp4")) == [
-        "ff", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "in.mp4", "-map", "0:v:0",
-        "-vf", FORMATS, "-fps_mode", "passthrough", "-strict", "-1", "-f", "yuv4mpegpipe", "pipe:1"]
+        "ff",
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-i",
+        "in.mp4",
+        "-map",
+        "0:v:0",
+        "-vf",
+        FORMATS,
+        "-fps_mode",
+        "passthrough",
+        "-strict",
+        "-1",
+        "-f",
+        "yuv4mpegpipe",
+        "pipe:1",
+    ]
 
 
 def test_decode_args_raw_yuv() -> None:
     spec = InputSpec("clip.yuv", RawInput(1920, 1080, "yuv420p10le", Fraction(30000, 1001)))
     assert build_decode_args("ff", spec) == [
-        "ff", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt",
-        "yuv420p10le", "-video_size", "1920x1080", "-framerate", "30000/1001", "-i", "clip.yuv",
-        "-map", "0:v:0", "-vf", FORMATS, "-fps_mode", "passthrough", "-strict", "-1",
-        "-f", "yuv4mpegpipe", "pipe:1"]
+        "ff",
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "yuv420p10le",
+        "-video_size",
+        "1920x1080",
+        "-framerate",
+        "30000/1001",
+        "-i",
+        "clip.yuv",
+        "-map",
+        "0:v:0",
+        "-vf",
+        FORMATS,
+        "-fps_mode",
+        "passthrough",
+        "-strict",
+        "-1",
+        "-f",
+        "yuv4mpegpipe",
+        "pipe:1",
+    ]
 
 
 def _probe(**kw: object) -> ProbeInfo:
-    base = dict(duration_s=1.0, video_codec="h264", pix_fmt="yuv420p", width=64, height=48, fps=25.0,
-                color=ColorTags("tv", "bt709", "bt709", "bt709"), audio_streams=1,
-                subtitle_codecs=("subrip",), chapters=1)
+    base = dict(
+        duration_s=1.0,
+        video_codec="h264",
+        pix_fmt="yuv420p",
+        width=64,
+        height=48,
+        fps=25.0,
+        color=ColorTags("tv", "bt709", "bt709", "bt709"),
+        audio_streams=1,
+        subtitle_codecs=("subrip",),
+        chapters=1,
+    )
     base.update(kw)
     return ProbeInfo(**base)  # type: ignore[arg-type]
 
 
 def test_encode_args_mp4_copies_streams_and_colour() -> None:
-    args = build_encode_args("ff", ".o.partial.mp4", EncodeSettings(), full_range=False,
-                             source=InputSpec("in.mkv"), probe=_probe())
+    args = build_encode_args(
+        "ff", ".o.partial.mp4", EncodeSettings(), full_range=False, source=InputSpec("in.mkv"), probe=_probe()
+    )
     assert args == [
-        "ff", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "yuv4mpegpipe", "-i", "pipe:0",
-        "-i", "in.mkv", "-map", "0:v:0", "-map", "1:a?", "-map", "1:s?", "-map_chapters", "1",
-        "-map_metadata", "1", "-c:a", "copy", "-c:s", "mov_text",
-        "-vf", "setparams=field_mode=prog:range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709",
-        "-c:v", "libx264", "-crf", "18",
-        "-color_range", "tv", "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
-        "-fps_mode", "passthrough", "-strict", "-1", "-y", ".o.partial.mp4"]
+        "ff",
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-f",
+        "yuv4mpegpipe",
+        "-i",
+        "pipe:0",
+        "-i",
+        "in.mkv",
+        "-map",
+        "0:v:0",
+        "-map",
+        "1:a?",
+        "-map",
+        "1:s?",
+        "-map_chapters",
+        "1",
+        "-map_metadata",
+        "1",
+        "-c:a",
+        "copy",
+        "-c:s",
+        "mov_text",
+        "-vf",
+        "setparams=field_mode=prog:range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "18",
+        "-color_range",
+        "tv",
+        "-color_primaries",
+        "bt709",
+        "-color_trc",
+        "bt709",
+        "-colorspace",
+        "bt709",
+        "-fps_mode",
+        "passthrough",
+        "-strict",
+        "-1",
+        "-y",
+        ".o.partial.mp4",
+    ]
 
 
 def test_encode_args_y4m_has_no_audio_and_full_range() -> None:
-    args = build_encode_args("ff", "o.y4m", EncodeSettings(), full_range=True,
-                             source=InputSpec("in.mp4"), probe=_probe(color=ColorTags()))
+    args = build_encode_args(
+        "ff", "o.y4m", EncodeSettings(), full_range=True, source=InputSpec("in.mp4"), probe=_probe(color=ColorTags())
+    )
     assert args == [
-        "ff", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "yuv4mpegpipe", "-i", "pipe:0",
-        "-map", "0:v:0", "-vf", "setparams=field_mode=prog:range=pc", "-c:v", "rawvideo",
-        "-color_range", "pc", "-fps_mode", "passthrough",
-        "-strict", "-1", "-f", "yuv4mpegpipe", "-y", "o.y4m"]
+        "ff",
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-f",
+        "yuv4mpegpipe",
+        "-i",
+        "pipe:0",
+        "-map",
+        "0:v:0",
+        "-vf",
+        "setparams=field_mode=prog:range=pc",
+        "-c:v",
+        "rawvideo",
+        "-color_range",
+        "pc",
+        "-fps_mode",
+        "passthrough",
+        "-strict",
+        "-1",
+        "-f",
+        "yuv4mpegpipe",
+        "-y",
+        "o.y4m",
+    ]
 
 
 def test_encode_args_stdout_mp4_user_codec_and_extras() -> None:
-    settings = EncodeSettings(codec="libx265", crf=22, preset="fast", format="mp4",
-                              extra_args=("-tag:v", "hvc1"))
+    settings = EncodeSettings(codec="libx265", crf=22, preset="fast", format="mp4", extra_args=("-tag:v", "hvc1"))
     args = build_encode_args("ff", "-", settings, full_range=False, source=InputSpec("-"), probe=None)
     assert args == [
-        "ff", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "yuv4mpegpipe", "-i", "pipe:0",
-        "-map", "0:v:0", "-vf", "setparams=field_mode=prog:range=tv", "-c:v", "libx265", "-crf", "22",
-        "-preset", "fast", "-color_range", "tv",
-        "-fps_mode", "passthrough", "-strict", "-1", "-tag:v", "hvc1", "-f", "mp4",
-        "-movflags", "frag_keyframe+empty_moov", "-y", "pipe:1"]
+        "ff",
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-f",
+        "yuv4mpegpipe",
+        "-i",
+        "pipe:0",
+        "-map",
+        "0:v:0",
+        "-vf",
+        "setparams=field_mode=prog:range=tv",
+        "-c:v",
+        "libx265",
+        "-crf",
+        "22",
+        "-preset",
+        "fast",
+        "-color_range",
+        "tv",
+        "-fps_mode",
+        "passthrough",
+        "-strict",
+        "-1",
+        "-tag:v",
+        "hvc1",
+        "-f",
+        "mp4",
+        "-movflags",
+        "frag_keyframe+empty_moov",
+        "-y",
+        "pipe:1",
+    ]
 
 
 PROBE_TEXT = """Input #0, matroska,webm, from 'x.mkv':
@@ -95,9 +247,20 @@ At least one output file must be specified
 
 def test_parse_probe_output() -> None:
     info = parse_probe_output(PROBE_TEXT)
-    assert info == ProbeInfo(62.5, "hevc", "yuv420p10le", 3840, 2160, 23.98,
-                             ColorTags("tv", "bt2020nc", "bt2020", "smpte2084"), 1, ("subrip",), 2,
-                             field_order="progressive", time_base=Fraction(1, 1000))
+    assert info == ProbeInfo(
+        62.5,
+        "hevc",
+        "yuv420p10le",
+        3840,
+        2160,
+        23.98,
+        ColorTags("tv", "bt2020nc", "bt2020", "smpte2084"),
+        1,
+        ("subrip",),
+        2,
+        field_order="progressive",
+        time_base=Fraction(1, 1000),
+    )
     assert info.interlaced is None
     assert info.estimated_frames() == 1499
 
@@ -108,23 +271,24 @@ def test_parse_probe_yuvj_is_full_range() -> None:
     assert (info.pix_fmt, info.color.range, info.width, info.height) == ("yuvj420p", "pc", 1920, 1080)
 
 
-@pytest.mark.parametrize("w,h,fmt,shapes,nbytes", [
-    (33, 17, "yuv420p", [(17, 33), (9, 17), (9, 17)], 33 * 17 + 2 * 9 * 17),
-    (33, 17, "yuv422p", [(17, 33), (17, 17), (17, 17)], 33 * 17 + 2 * 17 * 17),
-    (8, 4, "gray", [(4, 8)], 32),
-    (8, 4, "yuv420p10le", [(4, 8), (2, 4), (2, 4)], 2 * (32 + 16)),
-])
+@pytest.mark.parametrize(
+    "w,h,fmt,shapes,nbytes",
+    [
+        (33, 17, "yuv420p", [(17, 33), (9, 17), (9, 17)], 33 * 17 + 2 * 9 * 17),
+        (33, 17, "yuv422p", [(17, 33), (17, 17), (17, 17)], 33 * 17 + 2 * 17 * 17),
+        (8, 4, "gray", [(4, 8)], 32),
+        (8, 4, "yuv420p10le", [(4, 8), (2, 4), (2, 4)], 2 * (32 + 16)),
+    ],
+)
 def test_geometry(w: int, h: int, fmt: str, shapes: list[tuple[int, int]], nbytes: int) -> None:
     g = FrameGeometry(w, h, fmt)
     assert g.plane_shapes == shapes and g.frame_bytes == nbytes
 
 
 def test_y4m_round_trip_and_truncation() -> None:
-    header = Y4MHeader(FrameGeometry(5, 3, "yuv420p10le"), Fraction(30000, 1001), Fraction(1, 1),
-                       full_range=True)
+    header = Y4MHeader(FrameGeometry(5, 3, "yuv420p10le"), Fraction(30000, 1001), Fraction(1, 1), full_range=True)
     assert header.encode() == b"YUV4MPEG2 W5 H3 F30000:1001 Ip A1:1 C420p10 XCOLORRANGE=FULL\n"
-    planes = [np.arange(15, dtype="<u2").reshape(3, 5) * 60,
-              np.full((2, 3), 512, "<u2"), np.full((2, 3), 100, "<u2")]
+    planes = [np.arange(15, dtype="<u2").reshape(3, 5) * 60, np.full((2, 3), 512, "<u2"), np.full((2, 3), 100, "<u2")]
     buf = io.BytesIO()
     buf.write(header.encode())
     write_frame(buf, planes)
@@ -133,7 +297,7 @@ def test_y4m_round_trip_and_truncation() -> None:
     parsed = read_header(stream)
     assert parsed == header
     got = read_frame(stream, parsed.geometry, 0)
-    assert got is not None and all(np.array_equal(a, b) for a, b in zip(got, planes))
+    assert got is not None and all(np.array_equal(a, b) for a, b in zip(got, planes, strict=True))
     assert read_frame(stream, parsed.geometry, 1) is None
     short = io.BytesIO(data[:-3])
     read_header(short)
@@ -181,14 +345,42 @@ def test_odd_chroma_is_cropped_to_output_geometry() -> None:
 
 # -- timestamps, the Matroska pipe, HDR, siting: the pure pieces of "nothing lost" --------------
 
+
 def test_timed_decode_args_split_frames_and_timestamps() -> None:
     args = build_timed_decode_args("ff", ["-i", "in.mkv"], build_deinterlace_filter("frame"))
     assert args == [
-        "ff", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "in.mkv", "-filter_complex",
+        "ff",
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-i",
+        "in.mkv",
+        "-filter_complex",
         "[0:v:0]bwdif=mode=send_frame:parity=auto:deint=all," + FORMATS + ",split=2[frames][times]",
-        "-map", "[frames]", "-fps_mode", "passthrough", "-strict", "-1", "-f", "yuv4mpegpipe", "pipe:1",
-        "-map", "[times]", "-c:v", "wrapped_avframe", "-fps_mode", "passthrough", "-enc_time_base", "filter",
-        "-flush_packets", "1", "-f", "framecrc", "pipe:2"]
+        "-map",
+        "[frames]",
+        "-fps_mode",
+        "passthrough",
+        "-strict",
+        "-1",
+        "-f",
+        "yuv4mpegpipe",
+        "pipe:1",
+        "-map",
+        "[times]",
+        "-c:v",
+        "wrapped_avframe",
+        "-fps_mode",
+        "passthrough",
+        "-enc_time_base",
+        "filter",
+        "-flush_packets",
+        "1",
+        "-f",
+        "framecrc",
+        "pipe:2",
+    ]
     assert build_deinterlace_filter(None) == [] and build_deinterlace_filter("off") == []
     assert build_deinterlace_filter("field") == ["bwdif=mode=send_field:parity=auto:deint=all"]
     assert build_deinterlace_filter("flagged") == ["bwdif=mode=send_frame:parity=auto:deint=interlaced"]
@@ -198,24 +390,82 @@ HDR = MasteringDisplay((0.68, 0.32), (0.265, 0.69), (0.15, 0.06), (0.3127, 0.329
 
 
 def test_timed_encode_args_keep_times_colour_siting_hdr_and_crop() -> None:
-    video = OutputVideo(color=ColorTags("tv", "bt2020nc", "bt2020", "smpte2084"), chroma_location="left",
-                        mastering=HDR, content_light=(1000, 400), time_base=Fraction(1, 90000),
-                        crop=(962, 542), source_start_s=1.4)
-    args = build_encode_args("ff", ".o.partial.mkv", EncodeSettings(codec="libx265"), source=InputSpec("in.ts"),
-                             probe=_probe(), video=video, timed=True)
+    video = OutputVideo(
+        color=ColorTags("tv", "bt2020nc", "bt2020", "smpte2084"),
+        chroma_location="left",
+        mastering=HDR,
+        content_light=(1000, 400),
+        time_base=Fraction(1, 90000),
+        crop=(962, 542),
+        source_start_s=1.4,
+    )
+    args = build_encode_args(
+        "ff",
+        ".o.partial.mkv",
+        EncodeSettings(codec="libx265"),
+        source=InputSpec("in.ts"),
+        probe=_probe(),
+        video=video,
+        timed=True,
+    )
     assert args == [
-        "ff", "-nostdin", "-hide_banner", "-loglevel", "error", "-copyts", "-f", "matroska", "-i", "pipe:0",
-        "-itsoffset", "-1.400000", "-i", "in.ts", "-map", "0:v:0", "-map", "1:a?", "-map", "1:s?",
-        "-map_chapters", "1", "-map_metadata", "1", "-c:a", "copy", "-c:s", "copy",
-        "-vf", "setparams=field_mode=prog:range=tv:color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc:"
-               "chroma_location=left,crop=962:542:0:0",
-        "-c:v", "libx265", "-color_range", "tv", "-color_primaries", "bt2020", "-color_trc", "smpte2084",
-        "-colorspace", "bt2020nc", "-x265-params",
+        "ff",
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-copyts",
+        "-f",
+        "matroska",
+        "-i",
+        "pipe:0",
+        "-itsoffset",
+        "-1.400000",
+        "-i",
+        "in.ts",
+        "-map",
+        "0:v:0",
+        "-map",
+        "1:a?",
+        "-map",
+        "1:s?",
+        "-map_chapters",
+        "1",
+        "-map_metadata",
+        "1",
+        "-c:a",
+        "copy",
+        "-c:s",
+        "copy",
+        "-vf",
+        "setparams=field_mode=prog:range=tv:color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc:"
+        "chroma_location=left,crop=962:542:0:0",
+        "-c:v",
+        "libx265",
+        "-color_range",
+        "tv",
+        "-color_primaries",
+        "bt2020",
+        "-color_trc",
+        "smpte2084",
+        "-colorspace",
+        "bt2020nc",
+        "-x265-params",
         "master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):max-cll=1000,400",
-        "-enc_time_base", "1/90000", "-fps_mode", "passthrough", "-strict", "-1", "-y", ".o.partial.mkv"]
+        "-enc_time_base",
+        "1/90000",
+        "-fps_mode",
+        "passthrough",
+        "-strict",
+        "-1",
+        "-y",
+        ".o.partial.mkv",
+    ]
     assert build_hdr_args("libsvtav1", video) == [
-        "-svtav1-params", "mastering-display=G(0.2650,0.6900)B(0.1500,0.0600)R(0.6800,0.3200)"
-                          "WP(0.3127,0.3290)L(1000.0000,0.0001):content-light=1000,400"]
+        "-svtav1-params",
+        "mastering-display=G(0.2650,0.6900)B(0.1500,0.0600)R(0.6800,0.3200)"
+        "WP(0.3127,0.3290)L(1000.0000,0.0001):content-light=1000,400",
+    ]
     assert build_hdr_args("libx264", video) == []
 
 
@@ -234,8 +484,9 @@ def test_frame_times_route_framecrc_lines_and_take_off_the_start() -> None:
     assert not times.route("[h264 @ 0x1] error while decoding MB 3 4")
     assert times.seconds(0, lambda: False) == 0
     # a log line written in parts, with our line landed between its prefix and its message
-    assert not times.route("[in#0/matroska,webm @ 0x55c1b22397c0] 0,     129600,     129600,     3600,      424, "
-                           "0x2b8d15f2")
+    assert not times.route(
+        "[in#0/matroska,webm @ 0x55c1b22397c0] 0,     129600,     129600,     3600,      424, 0x2b8d15f2"
+    )
     assert times.seconds(1, lambda: False) == Fraction(1, 25)
     times.close()
     with pytest.raises(EspcnVideoError, match="no timestamp for frame 2"):
@@ -261,8 +512,12 @@ def test_first_frame_probe_reads_siting_fields_and_hdr() -> None:
 
 
 def test_matroska_pipe_header_is_what_ffmpeg_needs() -> None:
-    head = mkv.build_stream_header(FrameGeometry(5, 3, "yuv420p10le"), sar=(4, 3), frame_duration_ns=40_000_000,
-                                   hdr_colour=mkv.build_hdr_colour(HDR, (1000, 400)))
+    head = mkv.build_stream_header(
+        FrameGeometry(5, 3, "yuv420p10le"),
+        sar=(4, 3),
+        frame_duration_ns=40_000_000,
+        hdr_colour=mkv.build_hdr_colour(HDR, (1000, 400)),
+    )
     assert head.startswith(b"\x1a\x45\xdf\xa3") and b"V_UNCOMPRESSED" in head and b"Y3\x0b\x0a" in head
     assert b"\x18\x53\x80\x67" + mkv.UNKNOWN_SIZE in head  # a live Segment: no size, no seeking
     buf = io.BytesIO()

@@ -30,8 +30,19 @@ def _make(ffmpeg: str, path: Path, *args: str) -> Path:
 
 
 def _upscale(src: Path | str, out: Path, preset: Path, *extra: str, ok: bool = True) -> dict:
-    done = run_cli("upscale", str(src), str(out), "--preset", str(preset), "--json",
-                   "--backend", "torch", "--precision", "fp32", *extra)
+    done = run_cli(
+        "upscale",
+        str(src),
+        str(out),
+        "--preset",
+        str(preset),
+        "--json",
+        "--backend",
+        "torch",
+        "--precision",
+        "fp32",
+        *extra,
+    )
     if ok:
         assert done.returncode == 0, done.stderr.decode()
         return json.loads(done.stdout)
@@ -52,21 +63,38 @@ def _assert_same_times(ffmpeg: str, src: Path, out: Path) -> None:
     _, want = _times(ffmpeg, src)
     tb, got = _times(ffmpeg, out)
     assert len(got) == len(want)
-    assert max(abs(g - w) for g, w in zip(got, want)) <= tb
+    assert max(abs(g - w) for g, w in zip(got, want, strict=True)) <= tb
 
 
 @pytest.fixture(scope="module")
 def vfr(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
     """100 frames over 7.92 s at irregular intervals, with 8 s of audio (the issue's case)."""
-    return _make(ffmpeg, tmp_path_factory.mktemp("vfr") / "vfr.mkv",
-                 "-f", "lavfi", "-i", "testsrc2=s=48x32:r=25:d=8", "-f", "lavfi", "-i", "sine=d=8",
-                 "-vf", "select='lt(n,51)+gte(n,54)*lte(n,198)*not(mod(198-n,3))'", "-fps_mode", "vfr",
-                 "-c:v", "libx264", "-c:a", "aac")
+    return _make(
+        ffmpeg,
+        tmp_path_factory.mktemp("vfr") / "vfr.mkv",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=48x32:r=25:d=8",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=d=8",
+        "-vf",
+        "select='lt(n,51)+gte(n,54)*lte(n,198)*not(mod(198-n,3))'",
+        "-fps_mode",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+    )
 
 
 @pytest.mark.parametrize("ext", ["mkv", "mp4"])
-def test_variable_frame_rate_keeps_every_timestamp_and_audio(vfr: Path, ffmpeg: str, tmp_path: Path,
-                                                              random_preset: Callable[[int], Path], ext: str) -> None:
+def test_variable_frame_rate_keeps_every_timestamp_and_audio(
+    vfr: Path, ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path], ext: str
+) -> None:
     out = tmp_path / f"out.{ext}"
     summary = _upscale(vfr, out, random_preset(2))
     tb_in, t_in = _times(ffmpeg, vfr)
@@ -78,21 +106,48 @@ def test_variable_frame_rate_keeps_every_timestamp_and_audio(vfr: Path, ffmpeg: 
 
 
 def _tagged(ffmpeg: str, folder: Path, name: str, setparams: str, pix_fmt: str = "yuv420p") -> Path:
-    return _make(ffmpeg, folder / name, "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.5",
-                 "-vf", f"setparams={setparams},format={pix_fmt}", "-c:v", "ffv1")
+    return _make(
+        ffmpeg,
+        folder / name,
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=48x32:r=10:d=0.5",
+        "-vf",
+        f"setparams={setparams},format={pix_fmt}",
+        "-c:v",
+        "ffv1",
+    )
 
 
-@pytest.mark.parametrize("name,setparams,triple", [
-    ("bt709", "color_primaries=bt709:color_trc=bt709:colorspace=bt709", ("bt709", "bt709", "bt709")),
-    ("bt601", "color_primaries=smpte170m:color_trc=smpte170m:colorspace=smpte170m",
-     ("smpte170m", "smpte170m", "smpte170m")),
-    ("pq", "color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc", ("bt2020nc", "bt2020", "smpte2084")),
-    ("hlg", "color_primaries=bt2020:color_trc=arib-std-b67:colorspace=bt2020nc",
-     ("bt2020nc", "bt2020", "arib-std-b67")),
-])
+@pytest.mark.parametrize(
+    "name,setparams,triple",
+    [
+        ("bt709", "color_primaries=bt709:color_trc=bt709:colorspace=bt709", ("bt709", "bt709", "bt709")),
+        (
+            "bt601",
+            "color_primaries=smpte170m:color_trc=smpte170m:colorspace=smpte170m",
+            ("smpte170m", "smpte170m", "smpte170m"),
+        ),
+        ("pq", "color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc", ("bt2020nc", "bt2020", "smpte2084")),
+        (
+            "hlg",
+            "color_primaries=bt2020:color_trc=arib-std-b67:colorspace=bt2020nc",
+            ("bt2020nc", "bt2020", "arib-std-b67"),
+        ),
+    ],
+)
 @pytest.mark.parametrize("ext,codec", [("mkv", "ffv1"), ("mp4", "libx264")])
-def test_colour_triple_survives(ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path],
-                                name: str, setparams: str, triple: tuple[str, str, str], ext: str, codec: str) -> None:
+def test_colour_triple_survives(
+    ffmpeg: str,
+    tmp_path: Path,
+    random_preset: Callable[[int], Path],
+    name: str,
+    setparams: str,
+    triple: tuple[str, str, str],
+    ext: str,
+    codec: str,
+) -> None:
     pix_fmt = "yuv420p10le" if name in ("pq", "hlg") else "yuv420p"
     src = _tagged(ffmpeg, tmp_path, f"{name}.mkv", setparams + ":range=tv", pix_fmt)
     out = tmp_path / f"out.{ext}"
@@ -104,9 +159,22 @@ def test_colour_triple_survives(ffmpeg: str, tmp_path: Path, random_preset: Call
 
 
 def test_full_range_tag_survives_into_mp4(ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
-    src = _make(ffmpeg, tmp_path / "full.mkv", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.5", "-vf",
-                "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709", "-pix_fmt", "yuvj420p",
-                "-color_range", "pc", "-c:v", "ffv1")
+    src = _make(
+        ffmpeg,
+        tmp_path / "full.mkv",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=48x32:r=10:d=0.5",
+        "-vf",
+        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709",
+        "-pix_fmt",
+        "yuvj420p",
+        "-color_range",
+        "pc",
+        "-c:v",
+        "ffv1",
+    )
     out = tmp_path / "out.mp4"
     summary = _upscale(src, out, random_preset(2))
     info = _probe(ffmpeg, out)
@@ -114,13 +182,24 @@ def test_full_range_tag_survives_into_mp4(ffmpeg: str, tmp_path: Path, random_pr
 
 
 @pytest.mark.parametrize("ext", ["mkv", "mp4"])
-def test_hdr10_metadata_survives_through_x265(ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path],
-                                              ext: str) -> None:
-    src = _make(ffmpeg, tmp_path / "hdr.mkv", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=0.5", "-vf",
-                "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,format=yuv420p10le",
-                "-c:v", "libx265", "-x265-params",
-                "master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):"
-                "max-cll=1000,400:log-level=error")
+def test_hdr10_metadata_survives_through_x265(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path], ext: str
+) -> None:
+    src = _make(
+        ffmpeg,
+        tmp_path / "hdr.mkv",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=64x48:r=10:d=0.5",
+        "-vf",
+        "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,format=yuv420p10le",
+        "-c:v",
+        "libx265",
+        "-x265-params",
+        "master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):"
+        "max-cll=1000,400:log-level=error",
+    )
     out = tmp_path / f"out.{ext}"
     _upscale(src, out, random_preset(2), "--codec", "libx265")
     info = _probe(ffmpeg, out)
@@ -162,8 +241,12 @@ def test_chroma_siting_ramp_has_zero_shift(location: str, shift: tuple[int, int]
 
     lr = _ramp((ch, cw), positions(ch, cw, 1)).round().astype(np.float64)
     lr_u16 = np.clip(lr * 16, 0, 65535).astype("<u2")  # 12-bit headroom: rounding stays below 1/16
-    up = upscale_planes_bicubic([lr_u16], scale, [(ch * scale, cw * scale)], 65535,
-                                chroma_centres(location, shift))[0].astype(np.float64) / 16
+    up = (
+        upscale_planes_bicubic([lr_u16], scale, [(ch * scale, cw * scale)], 65535, chroma_centres(location, shift))[
+            0
+        ].astype(np.float64)
+        / 16
+    )
     want = _ramp((ch * scale, cw * scale), positions(ch * scale, cw * scale, scale))
     want = want - _ramp((1, 1), positions(1, 1, 1))[0, 0] + lr[0, 0]  # the same affine map
     m = 3 * scale  # edges replicate: judge the interior
@@ -174,8 +257,18 @@ def test_chroma_siting_ramp_has_zero_shift(location: str, shift: tuple[int, int]
 
 
 def test_left_sited_source_keeps_its_siting(ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
-    src = _make(ffmpeg, tmp_path / "left.mp4", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.5",
-                "-pix_fmt", "yuv420p", "-c:v", "libx264")
+    src = _make(
+        ffmpeg,
+        tmp_path / "left.mp4",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=48x32:r=10:d=0.5",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+    )
     assert _probe(ffmpeg, src).frame.chroma_location == "left"  # type: ignore[union-attr]
     out = tmp_path / "out.mkv"
     _upscale(src, out, random_preset(2), "--codec", "ffv1")
@@ -184,16 +277,34 @@ def test_left_sited_source_keeps_its_siting(ffmpeg: str, tmp_path: Path, random_
 
 @pytest.fixture(scope="module")
 def interlaced(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
-    return _make(ffmpeg, tmp_path_factory.mktemp("il") / "tff.mkv", "-f", "lavfi", "-i",
-                 "testsrc2=s=48x32:r=50:d=0.8", "-vf", "tinterlace=mode=interleave_top,setfield=tff",
-                 "-c:v", "libx264", "-flags", "+ildct+ilme")
+    return _make(
+        ffmpeg,
+        tmp_path_factory.mktemp("il") / "tff.mkv",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=48x32:r=50:d=0.8",
+        "-vf",
+        "tinterlace=mode=interleave_top,setfield=tff",
+        "-c:v",
+        "libx264",
+        "-flags",
+        "+ildct+ilme",
+    )
 
 
-@pytest.mark.parametrize("mode,frames,order", [("auto", 20, "progressive"), ("field", 40, "progressive"),
-                                                ("off", 20, "top")])
-def test_interlaced_is_never_silently_woven(interlaced: Path, ffmpeg: str, tmp_path: Path,
-                                            random_preset: Callable[[int], Path], mode: str, frames: int,
-                                            order: str) -> None:
+@pytest.mark.parametrize(
+    "mode,frames,order", [("auto", 20, "progressive"), ("field", 40, "progressive"), ("off", 20, "top")]
+)
+def test_interlaced_is_never_silently_woven(
+    interlaced: Path,
+    ffmpeg: str,
+    tmp_path: Path,
+    random_preset: Callable[[int], Path],
+    mode: str,
+    frames: int,
+    order: str,
+) -> None:
     assert _probe(ffmpeg, interlaced).interlaced == "tff"
     out = tmp_path / "out.mkv"
     summary = _upscale(interlaced, out, random_preset(2), "--deinterlace", mode)
@@ -206,10 +317,21 @@ def test_interlaced_is_never_silently_woven(interlaced: Path, ffmpeg: str, tmp_p
         _assert_same_times(ffmpeg, interlaced, out)
 
 
-def test_ten_bit_422_keeps_depth_layout_and_times(ffmpeg: str, tmp_path: Path,
-                                                  random_preset: Callable[[int], Path]) -> None:
-    src = _make(ffmpeg, tmp_path / "p10.mkv", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=24000/1001:d=0.5",
-                "-pix_fmt", "yuv422p10le", "-c:v", "ffv1")
+def test_ten_bit_422_keeps_depth_layout_and_times(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
+    src = _make(
+        ffmpeg,
+        tmp_path / "p10.mkv",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=48x32:r=24000/1001:d=0.5",
+        "-pix_fmt",
+        "yuv422p10le",
+        "-c:v",
+        "ffv1",
+    )
     out = tmp_path / "out.mkv"
     summary = _upscale(src, out, random_preset(2), "--codec", "ffv1")
     info = _probe(ffmpeg, out)
@@ -218,29 +340,90 @@ def test_ten_bit_422_keeps_depth_layout_and_times(ffmpeg: str, tmp_path: Path,
     _assert_same_times(ffmpeg, src, out)
 
 
-def test_two_audio_tracks_and_subtitles_are_kept(ffmpeg: str, tmp_path: Path,
-                                                 random_preset: Callable[[int], Path]) -> None:
+def test_two_audio_tracks_and_subtitles_are_kept(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
     srt = tmp_path / "s.srt"
     srt.write_text("1\n00:00:00,100 --> 00:00:00,900\nhello\n")
-    src = _make(ffmpeg, tmp_path / "multi.mkv", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=1",
-                "-f", "lavfi", "-i", "sine=frequency=440:d=1", "-f", "lavfi", "-i", "sine=frequency=880:d=1",
-                "-i", str(srt), "-map", "0", "-map", "1", "-map", "2", "-map", "3",
-                "-c:v", "libx264", "-c:a", "aac", "-c:s", "srt")
+    src = _make(
+        ffmpeg,
+        tmp_path / "multi.mkv",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=48x32:r=10:d=1",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:d=1",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=880:d=1",
+        "-i",
+        str(srt),
+        "-map",
+        "0",
+        "-map",
+        "1",
+        "-map",
+        "2",
+        "-map",
+        "3",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+        "-c:s",
+        "srt",
+    )
     out = tmp_path / "out.mkv"
     summary = _upscale(src, out, random_preset(2))
     info = _probe(ffmpeg, out)
     assert summary["frames"] == 10 and info.audio_streams == 2 and info.subtitle_codecs == ("subrip",)
     for track in (0, 1):
-        raw = subprocess.run([ffmpeg, "-v", "error", "-i", str(out), "-map", f"0:a:{track}", "-ac", "1",
-                              "-ar", "48000", "-f", "s16le", "-"], capture_output=True, check=True, timeout=60).stdout
+        raw = subprocess.run(
+            [
+                ffmpeg,
+                "-v",
+                "error",
+                "-i",
+                str(out),
+                "-map",
+                f"0:a:{track}",
+                "-ac",
+                "1",
+                "-ar",
+                "48000",
+                "-f",
+                "s16le",
+                "-",
+            ],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
         assert abs(len(raw) / 2 / 48000 - 1.0) < 0.05
     _assert_same_times(ffmpeg, src, out)
 
 
-def test_odd_size_is_cropped_for_x264_and_said(ffmpeg: str, tmp_path: Path,
-                                               random_preset: Callable[[int], Path]) -> None:
-    src = _make(ffmpeg, tmp_path / "odd.mkv", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=0.3",
-                "-vf", "scale=21:13", "-pix_fmt", "yuv420p", "-c:v", "ffv1")
+def test_odd_size_is_cropped_for_x264_and_said(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
+    src = _make(
+        ffmpeg,
+        tmp_path / "odd.mkv",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=64x48:r=10:d=0.3",
+        "-vf",
+        "scale=21:13",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "ffv1",
+    )
     out = tmp_path / "out.mp4"
     summary = _upscale(src, out, random_preset(3))
     info = _probe(ffmpeg, out)
@@ -257,10 +440,10 @@ def test_encoder_reason_reaches_the_user(ffmpeg: str, tmp_path: Path, random_pre
     assert done["returncode"] == 1 and "width not divisible by 2 (97x65)" in done["stderr"]
 
 
-def test_zero_frames_is_an_error_and_one_frame_works(ffmpeg: str, tmp_path: Path,
-                                                     random_preset: Callable[[int], Path]) -> None:
-    one = _make(ffmpeg, tmp_path / "one.y4m", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.1",
-                "-pix_fmt", "yuv420p")
+def test_zero_frames_is_an_error_and_one_frame_works(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
+    one = _make(ffmpeg, tmp_path / "one.y4m", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.1", "-pix_fmt", "yuv420p")
     empty = tmp_path / "zero.y4m"
     empty.write_bytes(one.read_bytes().split(b"\n", 1)[0] + b"\n")  # the header and no frame
     done = _upscale(empty, tmp_path / "z.mp4", random_preset(2), ok=False)
@@ -271,19 +454,55 @@ def test_zero_frames_is_an_error_and_one_frame_works(ffmpeg: str, tmp_path: Path
 
 
 @pytest.mark.parametrize("container", ["matroska", "mp4"])
-def test_stdin_keeps_its_audio_and_subtitles(ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path],
-                                             container: str) -> None:
+def test_stdin_keeps_its_audio_and_subtitles(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path], container: str
+) -> None:
     """A pipe is read once: its bytes are spooled beside OUT and its other streams muxed in after."""
     srt = tmp_path / "s.srt"
     srt.write_text("1\n00:00:00,100 --> 00:00:00,400\nhello\n")
     ext = "mkv" if container == "matroska" else "mp4"
     extra = ["-movflags", "frag_keyframe+empty_moov"] if container == "mp4" else []
-    src = _make(ffmpeg, tmp_path / f"a.{ext}", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.5",
-                "-f", "lavfi", "-i", "sine=d=0.5", "-i", str(srt), "-map", "0", "-map", "1", "-map", "2",
-                "-c:v", "libx264", "-c:a", "aac", "-c:s", "srt" if ext == "mkv" else "mov_text", *extra)
+    src = _make(
+        ffmpeg,
+        tmp_path / f"a.{ext}",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=48x32:r=10:d=0.5",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=d=0.5",
+        "-i",
+        str(srt),
+        "-map",
+        "0",
+        "-map",
+        "1",
+        "-map",
+        "2",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+        "-c:s",
+        "srt" if ext == "mkv" else "mov_text",
+        *extra,
+    )
     out = tmp_path / "o.mkv"
-    done = run_cli("upscale", "-", str(out), "--preset", str(random_preset(2)), "--json",
-                   "--backend", "torch", "--precision", "fp32", stdin=src.read_bytes())
+    done = run_cli(
+        "upscale",
+        "-",
+        str(out),
+        "--preset",
+        str(random_preset(2)),
+        "--json",
+        "--backend",
+        "torch",
+        "--precision",
+        "fp32",
+        stdin=src.read_bytes(),
+    )
     assert done.returncode == 0, done.stderr.decode()
     summary = json.loads(done.stdout)
     assert any("stdin: 1 audio and 1 subtitle stream(s) kept" in n for n in summary["notes"])
@@ -292,13 +511,28 @@ def test_stdin_keeps_its_audio_and_subtitles(ffmpeg: str, tmp_path: Path, random
     assert abs(audio_seconds(ffmpeg, out) - audio_seconds(ffmpeg, src)) < 0.05
     _assert_same_times(ffmpeg, src, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([src.name, "o.mkv", "s.srt"])  # no spool left
-    to_stdout = run_cli("upscale", "-", "-", "--preset", str(random_preset(2)), "--format", "nut",
-                        "--backend", "torch", "--precision", "fp32", stdin=src.read_bytes())
-    assert to_stdout.returncode == 0 and "stdin to stdout: only the video of the pipe is read" in to_stdout.stderr.decode()
+    to_stdout = run_cli(
+        "upscale",
+        "-",
+        "-",
+        "--preset",
+        str(random_preset(2)),
+        "--format",
+        "nut",
+        "--backend",
+        "torch",
+        "--precision",
+        "fp32",
+        stdin=src.read_bytes(),
+    )
+    assert (
+        to_stdout.returncode == 0 and "stdin to stdout: only the video of the pipe is read" in to_stdout.stderr.decode()
+    )
 
 
-def test_bad_timings_path_fails_before_the_run(ffmpeg: str, tmp_path: Path,
-                                               random_preset: Callable[[int], Path]) -> None:
+def test_bad_timings_path_fails_before_the_run(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
     src = _make(ffmpeg, tmp_path / "s.mkv", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.3", "-c:v", "ffv1")
     out = tmp_path / "o.mkv"
     done = _upscale(src, out, random_preset(2), "--timings", "/nonexistent/t.csv", ok=False)
@@ -316,14 +550,26 @@ def test_timestamps_survive_log_lines_written_around_them(ffmpeg: str, tmp_path:
     from espcn_video.ffmpeg.process import FFmpegProcess
     from espcn_video.ffmpeg.timestamps import FrameTimes
     from espcn_video.ffmpeg.y4m import read_frame, read_header
-    whole = _make(ffmpeg, tmp_path / "whole.mkv", "-f", "lavfi", "-i", "testsrc2=s=96x64:r=25:d=4",
-                  "-c:v", "libx264", "-preset", "ultrafast").read_bytes()
+
+    whole = _make(
+        ffmpeg,
+        tmp_path / "whole.mkv",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=96x64:r=25:d=4",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+    ).read_bytes()
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(whole[: len(whole) // 2])
     for _ in range(60):
         times = FrameTimes()
-        with FFmpegProcess("decoder", build_timed_decode_args(ffmpeg, ["-i", str(cut)]), stdout="pipe",
-                           stderr_router=times) as dec:
+        with FFmpegProcess(
+            "decoder", build_timed_decode_args(ffmpeg, ["-i", str(cut)]), stdout="pipe", stderr_router=times
+        ) as dec:
             header = read_header(dec.stdout)
             assert header is not None
             frames = 0

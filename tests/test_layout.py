@@ -21,7 +21,10 @@ ALLOWED: dict[str, set[str]] = {
     "quality": {"model", "ffmpeg"},
     "model": {"ffmpeg"},
     "ffmpeg": set(),
-    "errors": set(), "settings": {"errors"}, "files": set(), "__main__": {"cli"},
+    "errors": set(),
+    "settings": {"errors"},
+    "files": set(),
+    "__main__": {"cli"},
     "__init__": {"jobs", "model", "quality", "ffmpeg", "frames"},
 }
 
@@ -50,8 +53,11 @@ def test_imports_flow_one_way() -> None:
         module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
         room = room_of(module)
         allowed = ALLOWED[room] | {room} | (set() if room in BASE else BASE)
-        wrong += [f"{module} imports {target} ({room} -> {room_of(target)})"
-                  for target in sorted(imports_of(path)) if room_of(target) not in allowed]
+        wrong += [
+            f"{module} imports {target} ({room} -> {room_of(target)})"
+            for target in sorted(imports_of(path))
+            if room_of(target) not in allowed
+        ]
     assert not wrong, "imports against the house's arrows:\n" + "\n".join(wrong)
 
 
@@ -69,13 +75,17 @@ def test_every_import_of_the_package_resolves() -> None:
     import importlib
 
     missing = []
-    for path in sorted([*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "tests").glob("*.py"),
-                        *(PACKAGE.parent / "tools").glob("*.py")]):
+    for path in sorted(
+        [*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "tests").glob("*.py"), *(PACKAGE.parent / "tools").glob("*.py")]
+    ):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("espcn_video"):
                 module = importlib.import_module(node.module)
-                missing += [f"{path.name}: {node.module}.{a.name}" for a in node.names
-                            if not hasattr(module, a.name) and not _is_submodule(node.module, a.name)]
+                missing += [
+                    f"{path.name}: {node.module}.{a.name}"
+                    for a in node.names
+                    if not hasattr(module, a.name) and not _is_submodule(node.module, a.name)
+                ]
     assert not missing, "imports that name nothing:\n" + "\n".join(missing)
 
 

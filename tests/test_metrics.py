@@ -73,7 +73,9 @@ def test_ssim_matches_direct_window_formula() -> None:
     ref = rng.uniform(0, 255, (20, 23))
     dist = np.clip(ref + rng.normal(0, 20, ref.shape), 0, 255)
     assert compute_ssim(ref, dist) == pytest.approx(_ssim_direct(ref, dist), abs=1e-10)
-    assert compute_ssim(ref, dist, crop_border=2) == pytest.approx(_ssim_direct(ref[2:-2, 2:-2], dist[2:-2, 2:-2]), abs=1e-10)
+    assert compute_ssim(ref, dist, crop_border=2) == pytest.approx(
+        _ssim_direct(ref[2:-2, 2:-2], dist[2:-2, 2:-2]), abs=1e-10
+    )
 
 
 def test_ssim_identical_is_one_and_symmetric() -> None:

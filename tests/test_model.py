@@ -11,14 +11,13 @@ import torch
 from PIL import Image
 
 from espcn_video.errors import DataError, UsageError
-from espcn_video.quality.degrade import gaussian_degrade, imresize, mod_crop, parse_degradation
-from espcn_video.quality.images import read_y_plane, rgb_to_y
 from espcn_video.model.net import ESPCN, SRCNN
 from espcn_video.model.presets import load_preset
+from espcn_video.quality.degrade import gaussian_degrade, imresize, mod_crop, parse_degradation
+from espcn_video.quality.images import read_y_plane, rgb_to_y
 from espcn_video.training.config import TrainConfig
 from espcn_video.training.data import TOO_SMALL
 from espcn_video.training.loop import train
-
 
 # --- PixelShuffle -------------------------------------------------------------------------
 
@@ -148,8 +147,16 @@ def test_16_bit_and_gray_read_as_8_bit_y(image_folder: Path) -> None:
 
 
 def _config(folder: Path, tmp_path: Path, **overrides: object) -> TrainConfig:
-    base: dict[str, object] = dict(scale=3, out=tmp_path / "out" / "tiny-x3.pt", data_dirs=(folder,), steps=20,
-                                   threads=1, val_every=10, checkpoint_interval_s=3600.0, device="cpu")
+    base: dict[str, object] = dict(
+        scale=3,
+        out=tmp_path / "out" / "tiny-x3.pt",
+        data_dirs=(folder,),
+        steps=20,
+        threads=1,
+        val_every=10,
+        checkpoint_interval_s=3600.0,
+        device="cpu",
+    )
     base.update(overrides)
     return TrainConfig(**base)  # type: ignore[arg-type]
 
@@ -169,7 +176,7 @@ def test_train_skips_counts_resume_and_outputs(image_folder: Path, tmp_path: Pat
     assert config.checkpoint_path.is_file()  # Ctrl-C saved a checkpoint
     assert seen[-1][0] == 10 and seen[-1][1] is not None
     resumed_steps: list[int] = []
-    result = train(_config(image_folder, tmp_path, resume=True), lambda s, t, l, v: resumed_steps.append(s))
+    result = train(_config(image_folder, tmp_path, resume=True), lambda s, t, loss, v: resumed_steps.append(s))
     assert resumed_steps == list(range(11, 21))
     assert result.steps == 20
     assert result.data.skip_counts() == {TOO_SMALL: 1, "unreadable or corrupt": 1}

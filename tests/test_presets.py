@@ -13,11 +13,15 @@ from PIL import Image
 
 from espcn_video.cli.model_cmds import eval_cmd, presets_cmd
 from espcn_video.errors import PresetError
-from espcn_video.quality.paper_eval import evaluate_folder
 from espcn_video.model.net import ESPCN
 from espcn_video.model.presets import (
-    PRESETS_ENV, default_preset_name, list_presets, load_preset, presets_dir,
+    PRESETS_ENV,
+    default_preset_name,
+    list_presets,
+    load_preset,
+    presets_dir,
 )
+from espcn_video.quality.paper_eval import evaluate_folder
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"
@@ -46,8 +50,10 @@ def test_shipped_preset_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> Non
     assert not model.training
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "test" / "Set5").is_dir(),
-                    reason=f"Set5 not found at {SHARED_DATA / 'test' / 'Set5'} (../shared/data is absent)")
+@pytest.mark.skipif(
+    not (SHARED_DATA / "test" / "Set5").is_dir(),
+    reason=f"Set5 not found at {SHARED_DATA / 'test' / 'Set5'} (../shared/data is absent)",
+)
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED_NAMES)
 def test_shipped_preset_reproduces_its_set5_number(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,8 +66,10 @@ def test_shipped_preset_reproduces_its_set5_number(name: str, monkeypatch: pytes
     assert report["mean"]["bicubic"]["psnr_db"] == pytest.approx(recorded["bicubic_psnr_db"], abs=0.01)
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "test" / "Set5").is_dir(),
-                    reason=f"Set5 not found at {SHARED_DATA / 'test' / 'Set5'} (../shared/data is absent)")
+@pytest.mark.skipif(
+    not (SHARED_DATA / "test" / "Set5").is_dir(),
+    reason=f"Set5 not found at {SHARED_DATA / 'test' / 'Set5'} (../shared/data is absent)",
+)
 @pytest.mark.slow
 def test_srcnn_preset_reproduces_its_number_and_joins_the_x3_eval(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(PRESETS_ENV, raising=False)

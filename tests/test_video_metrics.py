@@ -8,11 +8,18 @@ import subprocess
 import numpy as np
 import pytest
 
+from espcn_video.ffmpeg.y4m import FrameGeometry
 from espcn_video.frames.baselines import LanczosEngine, lanczos_phase_taps
 from espcn_video.quality.degrade import gaussian_taps
-from espcn_video.ffmpeg.y4m import FrameGeometry
-from espcn_video.quality.video_metrics import (VideoScorer, add_gains, plane_mse, pooled_summary, psnr_from_mse,
-                                       ssim_ffmpeg, summarize_plane)
+from espcn_video.quality.video_metrics import (
+    VideoScorer,
+    add_gains,
+    plane_mse,
+    pooled_summary,
+    psnr_from_mse,
+    ssim_ffmpeg,
+    summarize_plane,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,7 +66,9 @@ def test_scorer_summary_worst_frame_and_crop_border() -> None:
         scorer.add(ref, dist)
     summary = scorer.summary()
     assert summary["frames"] == 3
-    assert summary["y"]["mean_psnr_db"] == pytest.approx(np.mean([psnr_from_mse(d * d, 255) for d in (1, 3, 2)]), abs=1e-4)
+    assert summary["y"]["mean_psnr_db"] == pytest.approx(
+        np.mean([psnr_from_mse(d * d, 255) for d in (1, 3, 2)]), abs=1e-4
+    )
     assert summary["u"]["identical"] is True and summary["u"]["psnr_of_mean_mse_db"] is None
     assert summary["worst_frame"]["index"] == 1
     assert summary["worst_frame"]["psnr_y_db"] == pytest.approx(psnr_from_mse(9.0, 255), abs=1e-4)
@@ -85,8 +94,12 @@ def test_ssim_equals_ffmpeg_ssim_filter(ffmpeg: str, pix_fmt: str, dtype: type, 
     dist = np.clip(smooth + rng.normal(0, peak / 25, (h, w)), 0, peak).round().astype(dtype)
     raw = ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-video_size", f"{w}x{h}", "-i"]
     with _temp_files(ref, dist) as (ref_path, dist_path):
-        done = subprocess.run([ffmpeg, "-nostdin", "-hide_banner", *raw, dist_path, *raw, ref_path,
-                               "-lavfi", "ssim", "-f", "null", "-"], capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [ffmpeg, "-nostdin", "-hide_banner", *raw, dist_path, *raw, ref_path, "-lavfi", "ssim", "-f", "null", "-"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     expected = float(re.search(r"SSIM Y:([\d.]+)", done.stderr).group(1))  # type: ignore[union-attr]
     assert ssim_ffmpeg(ref, dist, peak) == pytest.approx(expected, abs=1e-5)
 
@@ -94,6 +107,7 @@ def test_ssim_equals_ffmpeg_ssim_filter(ffmpeg: str, pix_fmt: str, dtype: type, 
 class _temp_files:
     def __init__(self, *arrays: np.ndarray) -> None:
         import tempfile
+
         self.folder = tempfile.TemporaryDirectory()
         self.arrays = arrays
 
@@ -122,8 +136,10 @@ def test_pooled_summary_mixes_bit_depths_by_normalised_mse() -> None:
 
 
 def test_gain_over_bicubic() -> None:
-    methods = {"espcn": {"y": {"mean_psnr_db": 32.5, "psnr_of_mean_mse_db": 32.0}},
-               "bicubic": {"y": {"mean_psnr_db": 30.25, "psnr_of_mean_mse_db": None}}}
+    methods = {
+        "espcn": {"y": {"mean_psnr_db": 32.5, "psnr_of_mean_mse_db": 32.0}},
+        "bicubic": {"y": {"mean_psnr_db": 30.25, "psnr_of_mean_mse_db": None}},
+    }
     add_gains(methods)
     assert methods["espcn"]["gain_over_bicubic_db"] == {"mean_psnr_db": 2.25, "psnr_of_mean_mse_db": None}
     assert methods["bicubic"]["gain_over_bicubic_db"]["mean_psnr_db"] == 0.0

@@ -17,18 +17,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from espcn_video.files import atomic_write_json  # noqa: E402
-from espcn_video.model.net import ESPCN, SRCNN  # noqa: E402
-from espcn_video.model.graphs import calibrate_ranges  # noqa: E402
-from espcn_video.training.data import calibration_planes  # noqa: E402
-from espcn_video.training.checkpoints import atomic_torch_save  # noqa: E402
-from espcn_video.training.config import TrainConfig  # noqa: E402
-from espcn_video.training.loop import measure_test_sets  # noqa: E402
+from espcn_video.files import atomic_write_json
+from espcn_video.model.graphs import calibrate_ranges
+from espcn_video.model.net import ESPCN, SRCNN
+from espcn_video.training.checkpoints import atomic_torch_save
+from espcn_video.training.config import TrainConfig
+from espcn_video.training.data import calibration_planes
+from espcn_video.training.loop import measure_test_sets
 
 PRESETS = Path(__file__).resolve().parents[1] / "presets"
 TEST = Path("../shared/data/test")
-CALIBRATION_NOTE = ("per-channel activation ranges of conv1 and conv2 on patches of the training images "
-                    "(T91, General100, BSD200); used only by the OpenVINO int8 engine (conv2 in int8)")
+CALIBRATION_NOTE = (
+    "per-channel activation ranges of conv1 and conv2 on patches of the training images "
+    "(T91, General100, BSD200); used only by the OpenVINO int8 engine (conv2 in int8)"
+)
 
 
 def main() -> None:
@@ -46,9 +48,14 @@ def main() -> None:
         model.eval()
         meta["name"] = preset
         meta["training"]["run"] = run_name
-        config = TrainConfig(scale=scale, out=PRESETS / f"{preset}.pt", data_dirs=(), arch=arch,
-                             degrade=meta["training"]["degrade"],
-                             eval_dirs=tuple((n, TEST / n) for n in ("Set5", "Set14")))
+        config = TrainConfig(
+            scale=scale,
+            out=PRESETS / f"{preset}.pt",
+            data_dirs=(),
+            arch=arch,
+            degrade=meta["training"]["degrade"],
+            eval_dirs=tuple((n, TEST / n) for n in ("Set5", "Set14")),
+        )
         meta["eval"] = measure_test_sets(config, model)
         if arch == "espcn" and with_int8:
             folders = [Path(d) for d in meta["training"]["data"]]
@@ -58,8 +65,11 @@ def main() -> None:
         atomic_torch_save({k: v.detach().clone() for k, v in model.state_dict().items()}, config.out)
         atomic_write_json(config.out.with_suffix(".json"), meta)
         e = meta["eval"]
-        print(f"{preset} <- {run_name}: val {meta['training']['val_psnr_db']:.3f} dB, "
-              f"Set5 {e['Set5']['psnr_db']:.3f}, Set14 {e['Set14']['psnr_db']:.3f}", flush=True)
+        print(
+            f"{preset} <- {run_name}: val {meta['training']['val_psnr_db']:.3f} dB, "
+            f"Set5 {e['Set5']['psnr_db']:.3f}, Set14 {e['Set14']['psnr_db']:.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -21,11 +21,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from espcn_video.errors import EspcnVideoError  # noqa: E402
-from espcn_video.training.multi import run_record, train_together  # noqa: E402
-from espcn_video.training.checkpoints import atomic_torch_save  # noqa: E402
-from espcn_video.training.config import TrainConfig  # noqa: E402
-from espcn_video.training.data import load_y_planes, pack_y_planes  # noqa: E402
+from espcn_video.errors import EspcnVideoError
+from espcn_video.training.checkpoints import atomic_torch_save
+from espcn_video.training.config import TrainConfig
+from espcn_video.training.data import load_y_planes, pack_y_planes
+from espcn_video.training.multi import run_record, train_together
 
 DATA = tuple(Path("../shared/data/train") / n for n in ("T91", "General100", "BSD200"))
 
@@ -74,12 +74,31 @@ def main() -> None:
     preloaded = load_y_planes(args.pack)
     print(f"{len(preloaded)} planes loaded in {time.monotonic() - started:.1f} s", flush=True)
     wanted = set(filter(None, args.only.split(",")))
-    configs = [TrainConfig(scale=scale, out=args.out / f"{name}.pt", data_dirs=DATA, arch=arch, steps=10**8,
-                           batch=batch, lr=lr, init_from=init, device=args.device)
-               for name, arch, scale, init, batch, lr in PLANS[args.plan] if not wanted or name in wanted]
-    runs = train_together(configs, device, preloaded=preloaded, budget_s=args.budget - (time.monotonic() - started),
-                          timing_s=args.timing, per_call=args.per_call, use_graph=not args.eager,
-                          log=lambda line: print(line, flush=True))
+    configs = [
+        TrainConfig(
+            scale=scale,
+            out=args.out / f"{name}.pt",
+            data_dirs=DATA,
+            arch=arch,
+            steps=10**8,
+            batch=batch,
+            lr=lr,
+            init_from=init,
+            device=args.device,
+        )
+        for name, arch, scale, init, batch, lr in PLANS[args.plan]
+        if not wanted or name in wanted
+    ]
+    runs = train_together(
+        configs,
+        device,
+        preloaded=preloaded,
+        budget_s=args.budget - (time.monotonic() - started),
+        timing_s=args.timing,
+        per_call=args.per_call,
+        use_graph=not args.eager,
+        log=lambda line: print(line, flush=True),
+    )
     records_path = args.out / "runs.pt"
     atomic_torch_save({run.name: run_record(run, device) for run in runs}, records_path)
     print(f"saved {records_path} ({len(runs)} runs)", flush=True)

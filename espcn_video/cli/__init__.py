@@ -12,21 +12,38 @@ from espcn_video import __version__
 # name -> (module, attribute, the first sentence of its help, shown by `espcn-video --help`;
 # a test keeps it equal to what the command says of itself)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "upscale": ("espcn_video.cli.upscale_cmd", "upscale_cmd",
-                "Super-resolve IN into OUT: ESPCN on Y, bicubic U and V, audio and subtitles kept."),
+    "upscale": (
+        "espcn_video.cli.upscale_cmd",
+        "upscale_cmd",
+        "Super-resolve IN into OUT: ESPCN on Y, bicubic U and V, audio and subtitles kept.",
+    ),
     "batch": ("espcn_video.cli.upscale_cmd", "batch_cmd", "Upscale many files on Dask: each file is one task."),
-    "psnr": ("espcn_video.cli.psnr_cmd", "psnr_cmd",
-             "Score SR methods on reference clips: LR made by --degrade, PSNR/SSIM per frame vs REF."),
-    "bench": ("espcn_video.cli.bench_cmd", "bench_cmd",
-              "Time decode -> SR -> encode, the SR stage alone, bicubic and SRCNN on the same frames."),
-    "train": ("espcn_video.cli.model_cmds", "train_cmd",
-              "Train an ESPCN (or SRCNN) preset on the Y channel; JSON summary on stdout."),
-    "eval": ("espcn_video.cli.model_cmds", "eval_cmd",
-             "PSNR/SSIM of a preset vs bicubic on HR image folders (SR-paper conventions)."),
+    "psnr": (
+        "espcn_video.cli.psnr_cmd",
+        "psnr_cmd",
+        "Score SR methods on reference clips: LR made by --degrade, PSNR/SSIM per frame vs REF.",
+    ),
+    "bench": (
+        "espcn_video.cli.bench_cmd",
+        "bench_cmd",
+        "Time decode -> SR -> encode, the SR stage alone, bicubic and SRCNN on the same frames.",
+    ),
+    "train": (
+        "espcn_video.cli.model_cmds",
+        "train_cmd",
+        "Train an ESPCN (or SRCNN) preset on the Y channel; JSON summary on stdout.",
+    ),
+    "eval": (
+        "espcn_video.cli.model_cmds",
+        "eval_cmd",
+        "PSNR/SSIM of a preset vs bicubic on HR image folders (SR-paper conventions).",
+    ),
     "presets": ("espcn_video.cli.model_cmds", "presets_cmd", "List the shipped presets with their Set5/Set14 PSNR."),
-    "export": ("espcn_video.cli.model_cmds", "export_cmd",
-               "Write a preset as an ONNX graph: input 'lr' (1, 1, H, W) -> output 'hr' (1, 1, rH, rW), "
-               "any H and W."),
+    "export": (
+        "espcn_video.cli.model_cmds",
+        "export_cmd",
+        "Write a preset as an ONNX graph: input 'lr' (1, 1, H, W) -> output 'hr' (1, 1, rH, rW), any H and W.",
+    ),
 }
 
 
@@ -54,9 +71,14 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="espcn-video")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Log every ffmpeg command line and exit status on stderr; a failed ffmpeg's error shows its command.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Log every ffmpeg command line and exit status on stderr; a failed ffmpeg's error shows its command.",
+)
 def main(verbose: bool) -> None:
     """Real-time ESPCN video super-resolution on the CPU, as an ffmpeg filter."""
     from espcn_video.cli.common import set_verbose
+
     set_verbose(verbose)

@@ -14,9 +14,17 @@ from espcn_video.cli.common import SCALE, SCHEMA_VERSION, emit_json, guarded, pa
 from espcn_video.errors import InputError
 from espcn_video.settings import BACKENDS, PRECISIONS
 
-RESULT_COLUMNS = (("sr fps", "sr_fps"), ("frame fps", "frame_fps"), ("pipeline fps", "pipeline_fps"),
-                  ("ceiling fps", "ceiling_fps"), ("bicubic fps", "bicubic_fps"), ("srcnn fps", "srcnn_fps"),
-                  ("fp32 ref fps", "reference_sr_fps"), ("espcn/srcnn", "espcn_vs_srcnn"), ("GFLOP/s", "gflops"))
+RESULT_COLUMNS = (
+    ("sr fps", "sr_fps"),
+    ("frame fps", "frame_fps"),
+    ("pipeline fps", "pipeline_fps"),
+    ("ceiling fps", "ceiling_fps"),
+    ("bicubic fps", "bicubic_fps"),
+    ("srcnn fps", "srcnn_fps"),
+    ("fp32 ref fps", "reference_sr_fps"),
+    ("espcn/srcnn", "espcn_vs_srcnn"),
+    ("GFLOP/s", "gflops"),
+)
 
 
 def _cell(value: Any) -> str:
@@ -30,7 +38,9 @@ def _cell(value: Any) -> str:
 def results_table(doc: dict[str, Any]) -> Table:
     """One column per job, one row per figure: fits a terminal however many columns the figures need."""
     machine = doc["machine"]
-    table = Table(title=f"espcn-video bench: {machine['cpu_model']}, {machine['threads']} threads", title_justify="left")
+    table = Table(
+        title=f"espcn-video bench: {machine['cpu_model']}, {machine['threads']} threads", title_justify="left"
+    )
     table.add_column("")
     for job in doc["jobs"]:
         table.add_column(f"{job['lr_size'][0]}x{job['lr_size'][1]} x{job['scale']}", justify="right")
@@ -41,8 +51,9 @@ def results_table(doc: dict[str, Any]) -> Table:
 
 
 def stages_table(job: dict[str, Any]) -> Table:
-    table = Table(title=f"{job['name']}: per-frame ms ({job['frames']} frames, encoder {job['encoder']})",
-                  title_justify="left")
+    table = Table(
+        title=f"{job['name']}: per-frame ms ({job['frames']} frames, encoder {job['encoder']})", title_justify="left"
+    )
     for col in ("stage", "mean", "p50", "p95", "max"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for stage, s in job["stages"].items():
@@ -54,8 +65,10 @@ def print_results(console: Console, doc: dict[str, Any]) -> None:
     for job in doc["jobs"]:
         console.print(stages_table(job))
         cpu = job["cpu_ms_per_frame"]
-        console.print(f"  CPU per frame: python {cpu['python']:.1f} ms + ffmpeg {cpu['ffmpeg']:.1f} ms; "
-                      f"peak memory {job['peak_memory']['python_mb']:.0f} MB; weights {job['weights']}")
+        console.print(
+            f"  CPU per frame: python {cpu['python']:.1f} ms + ffmpeg {cpu['ffmpeg']:.1f} ms; "
+            f"peak memory {job['peak_memory']['python_mb']:.0f} MB; weights {job['weights']}"
+        )
     console.print(results_table(doc))
 
 
@@ -76,13 +89,19 @@ def compare_table(rows: list[dict[str, Any]], a: Path, b: Path) -> Table:
     for col in ("job", "metric", "A", "B", "B/A"):
         table.add_column(col, justify="left" if col in ("job", "metric") else "right")
     for row in rows:
-        table.add_row(row["job"], row["metric"], _cell(row["a"]), _cell(row["b"]),
-                      "-" if row["ratio"] is None else f"{row['ratio']:.2f}x")
+        table.add_row(
+            row["job"],
+            row["metric"],
+            _cell(row["a"]),
+            _cell(row["b"]),
+            "-" if row["ratio"] is None else f"{row['ratio']:.2f}x",
+        )
     return table
 
 
 def run_compare(paths: tuple[Path, Path], as_json: bool) -> None:
     from espcn_video.jobs.bench import compare_runs
+
     a, b = (read_result(p) for p in paths)
     rows = compare_runs(a, b)
     if not rows:
@@ -101,22 +120,55 @@ def run_compare(paths: tuple[Path, Path], as_json: bool) -> None:
 @click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Model threads (default: all cores).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
-@click.option("--encoder", default="null", show_default=True,
-              help="ffmpeg video encoder for the pipeline and bicubic runs; null discards frames (-f null).")
+@click.option(
+    "--encoder",
+    default="null",
+    show_default=True,
+    help="ffmpeg video encoder for the pipeline and bicubic runs; null discards frames (-f null).",
+)
 @click.option("--encoder-preset", default=None, help="Encoder speed preset, e.g. ultrafast.")
 @click.option("--preset", default=None, help="Weights (default: the shipped espcn-xR, else random ones).")
-@click.option("--srcnn-frames", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Frames through SRCNN (seconds each at 1080p); 0 skips it.")
-@click.option("--reference-frames", type=click.IntRange(min=0), default=3, show_default=True,
-              help="Frames through the torch fp32 reference engine; 0 skips it.")
+@click.option(
+    "--srcnn-frames",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Frames through SRCNN (seconds each at 1080p); 0 skips it.",
+)
+@click.option(
+    "--reference-frames",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Frames through the torch fp32 reference engine; 0 skips it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Results as JSON on stdout.")
-@click.option("--compare", nargs=2, type=click.Path(path_type=Path), default=None, metavar="A.json B.json",
-              help="Print two saved --json runs side by side as ratios B/A, and run nothing.")
+@click.option(
+    "--compare",
+    nargs=2,
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="A.json B.json",
+    help="Print two saved --json runs side by side as ratios B/A, and run nothing.",
+)
 @guarded
-def bench_cmd(clip: str | None, scale: int | None, lr_size: str | None, frames: int, backend: str,
-              precision: str, threads: int | None, device: str, encoder: str, encoder_preset: str | None,
-              preset: str | None, srcnn_frames: int, reference_frames: int, as_json: bool,
-              compare: tuple[Path, Path] | None) -> None:
+def bench_cmd(
+    clip: str | None,
+    scale: int | None,
+    lr_size: str | None,
+    frames: int,
+    backend: str,
+    precision: str,
+    threads: int | None,
+    device: str,
+    encoder: str,
+    encoder_preset: str | None,
+    preset: str | None,
+    srcnn_frames: int,
+    reference_frames: int,
+    as_json: bool,
+    compare: tuple[Path, Path] | None,
+) -> None:
     """Time decode -> SR -> encode, the SR stage alone, bicubic and SRCNN on the same frames.
 
     Without CLIP: synthetic lavfi clips for the standard jobs (640x360 x3, 960x540 x2,
@@ -126,11 +178,20 @@ def bench_cmd(clip: str | None, scale: int | None, lr_size: str | None, frames: 
         run_compare(compare, as_json)
         return
     from espcn_video.jobs.bench import BenchSettings, build_jobs, run_bench
+
     settings = BenchSettings(
-        jobs=build_jobs(clip, scale, parse_size(lr_size, "--lr-size")), frames=frames, backend=backend,
-        precision=precision, threads=threads, device=device, encoder=encoder,
-        encoder_preset=encoder_preset, preset=preset, srcnn_frames=srcnn_frames,
-        reference_frames=reference_frames)
+        jobs=build_jobs(clip, scale, parse_size(lr_size, "--lr-size")),
+        frames=frames,
+        backend=backend,
+        precision=precision,
+        threads=threads,
+        device=device,
+        encoder=encoder,
+        encoder_preset=encoder_preset,
+        preset=preset,
+        srcnn_frames=srcnn_frames,
+        reference_frames=reference_frames,
+    )
     console = stderr_console()
     doc = run_bench(settings, on_job=lambda spec: console.print(f"bench: {spec.label} ..."))
     print_results(console, doc)

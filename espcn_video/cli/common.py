@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Callable
 from fractions import Fraction
-from typing import Any, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 from rich.console import Console
@@ -25,6 +25,8 @@ from espcn_video.errors import EspcnVideoError, FFmpegError, StageError, UsageEr
 from espcn_video.settings import SUPPORTED_SCALES
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -62,7 +64,7 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def fail(message: str, exit_code: int = EXIT_FAILURE) -> None:
+def fail(message: str, exit_code: int = EXIT_FAILURE) -> NoReturn:
     """Print one line 'espcn-video: error: ...' on stderr and exit."""
     one_line = " ".join(str(message).split())
     click.echo(f"espcn-video: error: {one_line}", err=True)
@@ -83,7 +85,7 @@ def install_signal_handlers() -> None:
         signal.signal(signal.SIGTERM, _raise_terminated)
 
 
-def _exit_now(message: str, code: int) -> None:
+def _exit_now(message: str, code: int) -> NoReturn:
     """After an interrupt the children are dead and the temporary files gone (the finally blocks
     ran on the way here); skip the second of interpreter teardown that torch and OpenVINO cost."""
     click.echo(message, err=True)
@@ -95,11 +97,11 @@ def _exit_now(message: str, code: int) -> None:
     os._exit(code)
 
 
-def guarded(func: F) -> F:
+def guarded(func: Callable[P, R]) -> Callable[P, R | None]:
     """Turn project errors into one-line messages, Ctrl-C into exit 130, SIGTERM into 143, never a traceback."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | None:
         install_signal_handlers()
         try:
             return func(*args, **kwargs)
@@ -113,7 +115,7 @@ def guarded(func: F) -> F:
             # stdout closed by the reader (e.g. `| head`): nothing left to say.
             sys.exit(EXIT_FAILURE)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def emit_json(payload: dict[str, Any]) -> None:
@@ -123,7 +125,7 @@ def emit_json(payload: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-class ScaleChoice(click.Choice):  # type: ignore[type-arg]  # click.Choice is generic only in stubs of 8.2+
+class ScaleChoice(click.Choice):
     """--scale: shown as [2|3|4], an int after parsing; click itself refuses other values (exit 2)."""
 
     name = "scale"
@@ -140,14 +142,26 @@ SCALE = ScaleChoice()
 
 def raw_input_options(func: F) -> F:
     """--input-size/--input-pix-fmt/--input-rate: what a headerless .yuv needs (every command that reads one)."""
-    for option in reversed((
-        click.option("--input-size", default=None, metavar="WxH",
-                     help="Raw .yuv input: frame size (psnr: else from a UVG-style name)."),
-        click.option("--input-pix-fmt", default=None,
-                     help="Raw .yuv input: ffmpeg pixel format (default yuv420p, or from the name)."),
-        click.option("--input-rate", default=None,
-                     help="Raw .yuv input: frame rate, e.g. 25 or 30000/1001 (default 25, or from the name)."),
-    )):
+    for option in reversed(
+        (
+            click.option(
+                "--input-size",
+                default=None,
+                metavar="WxH",
+                help="Raw .yuv input: frame size (psnr: else from a UVG-style name).",
+            ),
+            click.option(
+                "--input-pix-fmt",
+                default=None,
+                help="Raw .yuv input: ffmpeg pixel format (default yuv420p, or from the name).",
+            ),
+            click.option(
+                "--input-rate",
+                default=None,
+                help="Raw .yuv input: frame rate, e.g. 25 or 30000/1001 (default 25, or from the name).",
+            ),
+        )
+    ):
         func = option(func)
     return func
 

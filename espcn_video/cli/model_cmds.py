@@ -51,6 +51,7 @@ def finite_or_none(value: Any) -> Any:
 
 def resolve_steps(steps: int | None, epochs: int | None) -> int:
     from espcn_video.training.config import STEPS_PER_EPOCH
+
     if steps is not None and epochs is not None:
         raise UsageError("give --steps or --epochs, not both")
     if steps is not None:
@@ -71,8 +72,10 @@ class TrainReporter:
 
     def data(self, report: Any) -> None:
         skipped = report.skip_counts()
-        self.console.print(f"data: {len(report.train)} training images, {len(report.val)} held out for validation"
-                           + (f", skipped {skipped}" if skipped else ""))
+        self.console.print(
+            f"data: {len(report.train)} training images, {len(report.val)} held out for validation"
+            + (f", skipped {skipped}" if skipped else "")
+        )
 
     def step(self, step: int, total: int, loss: float, val_psnr_db: float | None) -> None:
         if self.first_step is None:
@@ -85,9 +88,15 @@ class TrainReporter:
 
     def _draw(self, step: int, total: int, loss: float, val_psnr_db: float | None) -> None:
         if self.progress is None:
-            self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"),
-                                     TimeElapsedColumn(), TimeRemainingColumn(), console=self.console)
+            self.progress = Progress(
+                TextColumn("train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
             self.progress.start()
             self.task = self.progress.add_task("train", total=total, completed=step, loss="-", val="-")
         fields: dict[str, Any] = {"loss": f"{loss:.6f}"}
@@ -102,57 +111,132 @@ class TrainReporter:
 
 @click.command("train")
 @click.option("--scale", type=SCALE, default=3, show_default=True)
-@click.option("--arch", type=click.Choice(["espcn", "srcnn"]), default="espcn", show_default=True,
-              help="srcnn: the paper's baseline, on the MATLAB-bicubic-upscaled Y, 33x33 patches.")
-@click.option("--data", "data_dirs", multiple=True, type=click.Path(path_type=Path),
-              help="Training image folder (repeatable). Default: ../shared/data/train/{T91,General100,BSD200}.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Output state_dict. Default presets/ARCH-xSCALE.pt; metadata goes to .json, checkpoints to .ckpt.")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Optimiser steps (the cosine schedule spans them).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Steps in units of 1000 (one 'epoch' = 1000 steps of random patches). Default 60.")
+@click.option(
+    "--arch",
+    type=click.Choice(["espcn", "srcnn"]),
+    default="espcn",
+    show_default=True,
+    help="srcnn: the paper's baseline, on the MATLAB-bicubic-upscaled Y, 33x33 patches.",
+)
+@click.option(
+    "--data",
+    "data_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Training image folder (repeatable). Default: ../shared/data/train/{T91,General100,BSD200}.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output state_dict. Default presets/ARCH-xSCALE.pt; metadata goes to .json, checkpoints to .ckpt.",
+)
+@click.option(
+    "--steps", type=click.IntRange(min=1), default=None, help="Optimiser steps (the cosine schedule spans them)."
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Steps in units of 1000 (one 'epoch' = 1000 steps of random patches). Default 60.",
+)
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate, cosine-decayed to 1e-5.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--degrade", default="bicubic", show_default=True, help="bicubic (MATLAB, antialiased) or gaussian[:SIGMA].")
+@click.option(
+    "--degrade", default="bicubic", show_default=True, help="bicubic (MATLAB, antialiased) or gaussian[:SIGMA]."
+)
 @click.option("--resume", is_flag=True, help="Continue exactly from OUT's .ckpt (same settings required).")
 @click.option("--init", "init_from", default=None, help="Start from this preset's weights (a warm restart).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads. Default: all cores.")
-@click.option("--loop", type=click.Choice(["auto", "host", "device"]), default="auto", show_default=True,
-              help="host: patches drawn in numpy (the CPU default); device: patches drawn on the device and, "
-                   "on a GPU, each step one CUDA graph (the CUDA default).")
-@click.option("--val-every", type=click.IntRange(min=1), default=2000, show_default=True,
-              help="Validate on the held-out ~5% of training images every N steps.")
+@click.option(
+    "--loop",
+    type=click.Choice(["auto", "host", "device"]),
+    default="auto",
+    show_default=True,
+    help="host: patches drawn in numpy (the CPU default); device: patches drawn on the device and, "
+    "on a GPU, each step one CUDA graph (the CUDA default).",
+)
+@click.option(
+    "--val-every",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    help="Validate on the held-out ~5% of training images every N steps.",
+)
 @click.option("--no-eval", is_flag=True, help="Skip measuring Set5/Set14 after training.")
 @guarded
-def train_cmd(scale: int, arch: str, data_dirs: tuple[Path, ...], out: Path | None, steps: int | None,
-              epochs: int | None, batch: int, lr: float, seed: int, degrade: str, resume: bool, init_from: str | None, device: str,
-              threads: int | None, loop: str, val_every: int, no_eval: bool) -> None:
+def train_cmd(
+    scale: int,
+    arch: str,
+    data_dirs: tuple[Path, ...],
+    out: Path | None,
+    steps: int | None,
+    epochs: int | None,
+    batch: int,
+    lr: float,
+    seed: int,
+    degrade: str,
+    resume: bool,
+    init_from: str | None,
+    device: str,
+    threads: int | None,
+    loop: str,
+    val_every: int,
+    no_eval: bool,
+) -> None:
     """Train an ESPCN (or SRCNN) preset on the Y channel; JSON summary on stdout."""
     from espcn_video.training.config import TrainConfig
     from espcn_video.training.loop import train
+
     dirs = data_dirs or default_data_dirs()
     if not dirs:
         raise UsageError("no --data given and ../shared/data/train has none of T91, General100, BSD200")
-    config = TrainConfig(scale=scale, arch=arch, data_dirs=tuple(dirs), steps=resolve_steps(steps, epochs),
-                         out=out or Path("presets") / f"{arch}-x{scale}.pt", batch=batch, lr=lr, seed=seed,
-                         degrade=degrade, device=device, threads=threads or os.cpu_count(), resume=resume, init_from=init_from,
-                         val_every=val_every, loop=loop, eval_dirs=() if no_eval else default_eval_dirs())
+    config = TrainConfig(
+        scale=scale,
+        arch=arch,
+        data_dirs=tuple(dirs),
+        steps=resolve_steps(steps, epochs),
+        out=out or Path("presets") / f"{arch}-x{scale}.pt",
+        batch=batch,
+        lr=lr,
+        seed=seed,
+        degrade=degrade,
+        device=device,
+        threads=threads or os.cpu_count(),
+        resume=resume,
+        init_from=init_from,
+        val_every=val_every,
+        loop=loop,
+        eval_dirs=() if no_eval else default_eval_dirs(),
+    )
     reporter = TrainReporter(sys.stderr.isatty())
     try:
         result = train(config, reporter.step, reporter.data)
     finally:
         reporter.close()
-    emit_json(finite_or_none({"command": "train", "out": str(result.out), "metadata": str(result.out.with_suffix(".json")),
-                              "steps": result.steps, "train_seconds": round(result.train_seconds, 1),
-                              "val_psnr_db": result.val_psnr_db, "data": result.data.as_dict(),
-                              "eval": result.metadata["eval"]}))
+    emit_json(
+        finite_or_none(
+            {
+                "command": "train",
+                "out": str(result.out),
+                "metadata": str(result.out.with_suffix(".json")),
+                "steps": result.steps,
+                "train_seconds": round(result.train_seconds, 1),
+                "val_psnr_db": result.val_psnr_db,
+                "data": result.data.as_dict(),
+                "eval": result.metadata["eval"],
+            }
+        )
+    )
 
 
 def eval_table(report: dict[str, Any]) -> Table:
     keys = list(report["mean"])
-    table = Table(title=f"{report['folder']}  x{report['scale']}  {report['degradation']}  (Y, shave {report['scale']})")
+    table = Table(
+        title=f"{report['folder']}  x{report['scale']}  {report['degradation']}  (Y, shave {report['scale']})"
+    )
     table.add_column("image")
     for key in keys:
         table.add_column(f"{key} PSNR dB", justify="right")
@@ -168,15 +252,20 @@ def eval_table(report: dict[str, Any]) -> Table:
 @click.command("eval")
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--preset", default=None, help="Preset name or .pt file. Default: espcn-xSCALE.")
-@click.option("--scale", type=SCALE, default=None,
-              help="Scale to check against the preset (default: the preset's; 3 when no preset).")
+@click.option(
+    "--scale",
+    type=SCALE,
+    default=None,
+    help="Scale to check against the preset (default: the preset's; 3 when no preset).",
+)
 @click.option("--degrade", default="bicubic", show_default=True, help="How LR is made: bicubic or gaussian[:SIGMA].")
 @click.option("--json", "as_json", is_flag=True, help="Also write the results as JSON on stdout.")
 @guarded
 def eval_cmd(dirs: tuple[Path, ...], preset: str | None, scale: int | None, degrade: str, as_json: bool) -> None:
     """PSNR/SSIM of a preset vs bicubic on HR image folders (SR-paper conventions)."""
-    from espcn_video.quality.paper_eval import evaluate_folder
     from espcn_video.model.presets import default_preset_name
+    from espcn_video.quality.paper_eval import evaluate_folder
+
     name = preset or default_preset_name(scale or 3)
     console = stderr_console()
     reports = []
@@ -196,6 +285,7 @@ def eval_cmd(dirs: tuple[Path, ...], preset: str | None, scale: int | None, degr
 def presets_cmd(as_json: bool) -> None:
     """List the shipped presets with their Set5/Set14 PSNR."""
     from espcn_video.model.presets import list_presets, presets_dir
+
     presets = list_presets()
     table = Table(title=f"presets in {presets_dir()}")
     for column in ("name", "arch", "scale", "Set5 PSNR dB (bicubic)", "Set14 PSNR dB (bicubic)"):
@@ -208,17 +298,37 @@ def presets_cmd(as_json: bool) -> None:
         table.add_row(*cells)
     stderr_console().print(table)
     if as_json:
-        emit_json(finite_or_none({"command": "presets", "presets": [
-            {"name": i.name, "arch": i.arch, "scale": i.scale, "path": str(i.path), "eval": i.metadata.get("eval", {})}
-            for i in presets]}))
+        emit_json(
+            finite_or_none(
+                {
+                    "command": "presets",
+                    "presets": [
+                        {
+                            "name": i.name,
+                            "arch": i.arch,
+                            "scale": i.scale,
+                            "path": str(i.path),
+                            "eval": i.metadata.get("eval", {}),
+                        }
+                        for i in presets
+                    ],
+                }
+            )
+        )
 
 
 @click.command("export")
 @click.option("--preset", required=True, help="Preset name (see `espcn-video presets`) or a .pt file.")
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
-@click.option("--io", "io_kind", type=click.Choice(["float", "uint8", "uint16"]), default="float", show_default=True,
-              help="float: float32 Y in [0, 1] in and out (ffmpeg dnn_processing, OpenVINO, most tools); "
-                   "uint8/uint16: integer code values in and out, rounding inside the graph.")
+@click.option(
+    "--io",
+    "io_kind",
+    type=click.Choice(["float", "uint8", "uint16"]),
+    default="float",
+    show_default=True,
+    help="float: float32 Y in [0, 1] in and out (ffmpeg dnn_processing, OpenVINO, most tools); "
+    "uint8/uint16: integer code values in and out, rounding inside the graph.",
+)
 @click.option("-y", "--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.argument("out", metavar="OUT")
 @guarded
@@ -242,5 +352,6 @@ def export_cmd(preset: str, fmt: str, io_kind: str, overwrite: bool, out: str) -
     except ImportError:
         raise UsageError("export needs the onnx package: pip install 'espcn-video[fast]'") from None
     atomic_write_bytes(target, blob)
-    stderr_console().print(f"wrote {out}: {info.name} (x{info.scale}), {io_kind} input 'lr' -> output 'hr', "
-                           f"{len(blob)} bytes")
+    stderr_console().print(
+        f"wrote {out}: {info.name} (x{info.scale}), {io_kind} input 'lr' -> output 'hr', {len(blob)} bytes"
+    )

@@ -13,11 +13,33 @@ from rich.console import Console
 from rich.table import Table
 
 from espcn_video.cli.common import SCALE, emit_json, guarded, parse_rate, parse_size, raw_input_options, stderr_console
-from espcn_video.settings import InputSpec, RawInput
 from espcn_video.errors import InputError, OutputError, UsageError
+from espcn_video.settings import InputSpec, RawInput
 
-VIDEO_SUFFIXES = frozenset({".y4m", ".yuv", ".mp4", ".mkv", ".mov", ".avi", ".webm", ".nut", ".m4v", ".ts",
-                            ".264", ".h264", ".265", ".hevc", ".ivf", ".obu", ".mpg", ".mpeg", ".flv", ".mxf"})
+VIDEO_SUFFIXES = frozenset(
+    {
+        ".y4m",
+        ".yuv",
+        ".mp4",
+        ".mkv",
+        ".mov",
+        ".avi",
+        ".webm",
+        ".nut",
+        ".m4v",
+        ".ts",
+        ".264",
+        ".h264",
+        ".265",
+        ".hevc",
+        ".ivf",
+        ".obu",
+        ".mpg",
+        ".mpeg",
+        ".flv",
+        ".mxf",
+    }
+)
 DEFAULT_METHODS = ("espcn", "bicubic", "lanczos")
 
 
@@ -32,30 +54,40 @@ def raw_from_name(name: str, pix_fmt: str | None, rate: str | None) -> RawInput 
     chroma = re.search(r"(?<!\d)(420|422|444)(?!\d)", lower)
     depth = f"{bits.group(1)}le" if bits and bits.group(1) != "8" else ""
     fmt = pix_fmt or f"yuv{chroma.group(1) if chroma else '420'}p{depth}"
-    return RawInput(int(size.group(1)), int(size.group(2)), fmt, parse_rate(rate or (fps.group(1) if fps else "25"), "--input-rate"))
+    return RawInput(
+        int(size.group(1)), int(size.group(2)), fmt, parse_rate(rate or (fps.group(1) if fps else "25"), "--input-rate")
+    )
 
 
 def build_clip_spec(path: str, size: str | None, pix_fmt: str | None, rate: str | None) -> InputSpec:
-    """A .y4m or any file ffmpeg reads as is; a raw .yuv with --input-size/--input-pix-fmt/--input-rate or a UVG name."""
+    """A .y4m or any file ffmpeg reads as is; a raw .yuv with --input-size/--input-pix-fmt/--input-rate
+    or a UVG-style name."""
     if not path.lower().endswith(".yuv") and size is None:
         return InputSpec(path)
     if size is not None:
-        w, h = parse_size(size, "--input-size")  # type: ignore[misc]
+        w, h = parse_size(size, "--input-size") or (0, 0)  # parse_size refuses zero sizes
         return InputSpec(path, RawInput(w, h, pix_fmt or "yuv420p", parse_rate(rate or "25", "--input-rate")))
     raw = raw_from_name(Path(path).name, pix_fmt, rate)
     if raw is None:
-        raise UsageError(f"{path}: raw .yuv needs --input-size WxH (and --input-pix-fmt, --input-rate), or a name with WxH in it")
+        raise UsageError(
+            f"{path}: raw .yuv needs --input-size WxH (and --input-pix-fmt, --input-rate), or a name with WxH in it"
+        )
     return InputSpec(path, raw)
 
 
-def expand_clips(refs: tuple[str, ...], size: str | None, pix_fmt: str | None, rate: str | None) -> tuple[InputSpec, ...]:
+def expand_clips(
+    refs: tuple[str, ...], size: str | None, pix_fmt: str | None, rate: str | None
+) -> tuple[InputSpec, ...]:
     """Files as given; a folder stands for the video files directly in it, by name."""
     paths: list[str] = []
     for ref in refs:
         folder = Path(ref)
         if folder.is_dir():
-            found = sorted(str(p) for p in folder.iterdir()
-                           if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES)
+            found = sorted(
+                str(p)
+                for p in folder.iterdir()
+                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES
+            )
             if not found:
                 raise InputError(f"{ref}: no video clips in this folder ({', '.join(sorted(VIDEO_SUFFIXES))})")
             paths += found
@@ -66,6 +98,7 @@ def expand_clips(refs: tuple[str, ...], size: str | None, pix_fmt: str | None, r
 
 def parse_methods(text: str | None) -> tuple[str, ...]:
     from espcn_video.jobs.psnr import METHODS
+
     names = [m.strip().lower() for m in (text or ",".join(DEFAULT_METHODS)).split(",") if m.strip()]
     for name in names:
         if name not in METHODS:
@@ -102,8 +135,10 @@ def print_paper_table(console: Console, report: dict[str, Any]) -> None:
     """Rows: clips; columns: methods (mean of per-frame Y-PSNR, dB), then each gain over bicubic."""
     methods = report["methods"]
     gains = [m for m in methods if m != "bicubic"] if "bicubic" in methods else []
-    title = (f"Y-PSNR (dB), mean of per-frame PSNR: x{report['scale']}, LR by {report['degradation']['spec']}, "
-             f"crop border {report['crop_border']}")
+    title = (
+        f"Y-PSNR (dB), mean of per-frame PSNR: x{report['scale']}, LR by {report['degradation']['spec']}, "
+        f"crop border {report['crop_border']}"
+    )
     table = Table(title=title, title_justify="left")
     for col in ("clip", "size", "frames", *methods, *(f"{m} gain" for m in gains)):
         table.add_column(col, justify="left" if col == "clip" else "right")
@@ -114,18 +149,30 @@ def print_paper_table(console: Console, report: dict[str, Any]) -> None:
         table.add_row(*cells)
     overall = report["overall"]
     table.add_section()
-    table.add_row("average (clips)", "", str(overall[methods[0]]["frames"]),
-                  *[_db(overall[m]["y"]["mean_psnr_db"]) for m in methods],
-                  *[_gain(overall[m]["gain_over_bicubic_db"]) for m in gains])
-    table.add_row("pooled MSE", "", "", *[_db(overall[m]["y"]["psnr_of_mean_mse_db"]) for m in methods],
-                  *[_gain(overall[m]["gain_over_bicubic_db"], "psnr_of_mean_mse_db") for m in gains])
+    table.add_row(
+        "average (clips)",
+        "",
+        str(overall[methods[0]]["frames"]),
+        *[_db(overall[m]["y"]["mean_psnr_db"]) for m in methods],
+        *[_gain(overall[m]["gain_over_bicubic_db"]) for m in gains],
+    )
+    table.add_row(
+        "pooled MSE",
+        "",
+        "",
+        *[_db(overall[m]["y"]["psnr_of_mean_mse_db"]) for m in methods],
+        *[_gain(overall[m]["gain_over_bicubic_db"], "psnr_of_mean_mse_db") for m in gains],
+    )
     console.print(table)
 
 
 def print_detail_table(console: Console, report: dict[str, Any]) -> None:
     has_vmaf = any("vmaf" in s for c in report["clips"] for s in c["methods"].values())
-    table = Table(title="Per clip and method: Y-PSNR dB (mean of per-frame, of mean MSE), U and V of mean "
-                        "MSE, SSIM of Y (ffmpeg's), worst frame", title_justify="left")
+    table = Table(
+        title="Per clip and method: Y-PSNR dB (mean of per-frame, of mean MSE), U and V of mean "
+        "MSE, SSIM of Y (ffmpeg's), worst frame",
+        title_justify="left",
+    )
     cols = ["clip", "method", "Y mean", "Y avg MSE", "U", "V", "SSIM Y", "worst Y"]
     cols += ["VMAF"] if has_vmaf else []
     cols += ["fps"] if report["mode"] == "sr" else []
@@ -135,11 +182,16 @@ def print_detail_table(console: Console, report: dict[str, Any]) -> None:
         for method, s in clip["methods"].items():
             y = s["y"]
             worst = s["worst_frame"]
-            row = [clip["name"], method, _db(y["mean_psnr_db"], y["identical"]), _db(y["psnr_of_mean_mse_db"], y["identical"]),
-                   _db(s["u"]["psnr_of_mean_mse_db"], s["u"]["identical"]) if "u" in s else "-",
-                   _db(s["v"]["psnr_of_mean_mse_db"], s["v"]["identical"]) if "v" in s else "-",
-                   "-" if s["ssim_y"]["mean"] is None else f"{s['ssim_y']['mean']:.4f}",
-                   f"#{worst['index']} {_db(worst['psnr_y_db'], True)}"]
+            row = [
+                clip["name"],
+                method,
+                _db(y["mean_psnr_db"], y["identical"]),
+                _db(y["psnr_of_mean_mse_db"], y["identical"]),
+                _db(s["u"]["psnr_of_mean_mse_db"], s["u"]["identical"]) if "u" in s else "-",
+                _db(s["v"]["psnr_of_mean_mse_db"], s["v"]["identical"]) if "v" in s else "-",
+                "-" if s["ssim_y"]["mean"] is None else f"{s['ssim_y']['mean']:.4f}",
+                f"#{worst['index']} {_db(worst['psnr_y_db'], True)}",
+            ]
             row += [f"{s['vmaf']['mean']:.2f}" if "vmaf" in s else "-"] if has_vmaf else []
             row += [f"{s.get('fps', 0.0):.1f}"] if report["mode"] == "sr" else []
             table.add_row(*row)
@@ -154,19 +206,29 @@ def _progress(enabled: bool, total: int, per_clip: int) -> Callable[[str, str], 
         count[0] += 1
         if enabled:
             click.echo(f"psnr [{count[0]}/{total * per_clip}] {clip}: {method}", err=True)
+
     return on_run
 
 
 @click.command("psnr")
 @click.argument("refs", nargs=-1, required=True, metavar="REF...")
-@click.option("--dist", default=None, metavar="DIST", help="Compare DIST with one REF directly (like ffmpeg's psnr/ssim filters).")
+@click.option(
+    "--dist", default=None, metavar="DIST", help="Compare DIST with one REF directly (like ffmpeg's psnr/ssim filters)."
+)
 @click.option("--scale", type=SCALE, default=None, help="Upscaling factor (default: the preset's, else 2).")
 @click.option("--preset", default=None, help="ESPCN preset name or .pt file (default espcn-xSCALE).")
 @click.option("--degrade", default=None, help="How LR is made: bicubic (default), area, gaussian[:SIGMA].")
-@click.option("--methods", default=None, help="Comma list of espcn, bicubic, lanczos, srcnn (default espcn,bicubic,lanczos).")
+@click.option(
+    "--methods", default=None, help="Comma list of espcn, bicubic, lanczos, srcnn (default espcn,bicubic,lanczos)."
+)
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Score only the first N frames.")
-@click.option("--crop-border", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Pixels shaved from each side before measuring (SR papers: the scale).")
+@click.option(
+    "--crop-border",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Pixels shaved from each side before measuring (SR papers: the scale).",
+)
 @raw_input_options
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Model and libvmaf threads.")
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON on stdout (with per-frame arrays).")
@@ -175,19 +237,34 @@ def _progress(enabled: bool, total: int, per_clip: int) -> Callable[[str, str], 
 @click.option("--vmaf", is_flag=True, help="Also VMAF per frame (ffmpeg's libvmaf, model vmaf_v0.6.1).")
 @click.option("-q", "--quiet", is_flag=True, help="No tables on stderr.")
 @guarded
-def psnr_cmd(refs: tuple[str, ...], dist: str | None, scale: int | None, preset: str | None, degrade: str | None,
-             methods: str | None, frames: int | None, crop_border: int, input_size: str | None,
-             input_pix_fmt: str | None, input_rate: str | None, threads: int | None, as_json: bool, csv_path: str | None, plot_path: str | None,
-             vmaf: bool, quiet: bool) -> None:
+def psnr_cmd(
+    refs: tuple[str, ...],
+    dist: str | None,
+    scale: int | None,
+    preset: str | None,
+    degrade: str | None,
+    methods: str | None,
+    frames: int | None,
+    crop_border: int,
+    input_size: str | None,
+    input_pix_fmt: str | None,
+    input_rate: str | None,
+    threads: int | None,
+    as_json: bool,
+    csv_path: str | None,
+    plot_path: str | None,
+    vmaf: bool,
+    quiet: bool,
+) -> None:
     """Score SR methods on reference clips: LR made by --degrade, PSNR/SSIM per frame vs REF.
 
     REF is a .y4m, a raw .yuv, any file ffmpeg reads, or a folder of them. With --dist DIST, DIST
     is compared with REF as is.
     """
+    from espcn_video.ffmpeg.locate import has_libvmaf, locate_ffmpeg
     from espcn_video.jobs.psnr import PsnrSettings, compare_clips, evaluate_clips, frame_rows
-    from espcn_video.ffmpeg.locate import has_libvmaf
     from espcn_video.quality.degrade import parse_degradation
-    from espcn_video.ffmpeg.locate import locate_ffmpeg
+
     check_output_file("--csv", csv_path)
     check_output_file("--plot", plot_path)
     ffmpeg = locate_ffmpeg()
@@ -197,10 +274,18 @@ def psnr_cmd(refs: tuple[str, ...], dist: str | None, scale: int | None, preset:
         if len(refs) != 1:
             raise UsageError(f"--dist compares one DIST with one REF; got {len(refs)} REF arguments")
         if any(v is not None for v in (scale, preset, degrade, methods)):
-            raise UsageError("--dist compares two clips as they are: --scale, --preset, --degrade and --methods do not apply")
-        report = compare_clips(ffmpeg.path, build_clip_spec(dist, input_size, input_pix_fmt, input_rate),
-                               build_clip_spec(refs[0], input_size, input_pix_fmt, input_rate), frames=frames,
-                               crop_border=crop_border, vmaf=vmaf, threads=threads)
+            raise UsageError(
+                "--dist compares two clips as they are: --scale, --preset, --degrade and --methods do not apply"
+            )
+        report = compare_clips(
+            ffmpeg.path,
+            build_clip_spec(dist, input_size, input_pix_fmt, input_rate),
+            build_clip_spec(refs[0], input_size, input_pix_fmt, input_rate),
+            frames=frames,
+            crop_border=crop_border,
+            vmaf=vmaf,
+            threads=threads,
+        )
     else:
         method_names = parse_methods(methods)
         degradation = parse_degradation(degrade or "bicubic")
@@ -225,14 +310,21 @@ def psnr_cmd(refs: tuple[str, ...], dist: str | None, scale: int | None, preset:
 
 def _preset_scale(preset: str) -> int:
     from espcn_video.model.presets import load_preset
+
     return load_preset(preset)[1].scale
 
 
-def _write_outputs(report: dict[str, Any], csv_path: str | None, plot_path: str | None,
-                   frame_rows: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> None:
+def _write_outputs(
+    report: dict[str, Any],
+    csv_path: str | None,
+    plot_path: str | None,
+    frame_rows: Callable[[dict[str, Any]], list[dict[str, Any]]],
+) -> None:
     if csv_path:
         from espcn_video.files import write_rows
+
         write_rows(csv_path, frame_rows(report))
     if plot_path:
         from espcn_video.quality.plots import plot_per_frame_psnr
+
         plot_per_frame_psnr(report, plot_path)

@@ -7,18 +7,25 @@ import sys
 from typing import Any
 
 import click
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from espcn_video.cli.common import SCALE, emit_json, guarded, parse_rate, parse_size, raw_input_options, stderr_console
-from espcn_video.settings import BACKENDS, PRECISIONS, EncodeSettings, InputSpec, RawInput, UpscaleSettings
+from espcn_video.cli.render import print_run_summary
 from espcn_video.errors import EspcnVideoError, UsageError
 from espcn_video.ffmpeg.probe import ProbeInfo
 from espcn_video.ffmpeg.y4m import Y4MHeader
-from espcn_video.frames.pipeline import Counters
-from espcn_video.cli.render import print_run_summary
 from espcn_video.files import write_rows
+from espcn_video.frames.pipeline import Counters
 from espcn_video.jobs.summary import run_summary, timing_rows
+from espcn_video.settings import BACKENDS, PRECISIONS, EncodeSettings, InputSpec, RawInput, UpscaleSettings
 
 
 def build_input_spec(path: str, size: str | None, pix_fmt: str | None, rate: str | None) -> InputSpec:
@@ -36,6 +43,7 @@ def build_input_spec(path: str, size: str | None, pix_fmt: str | None, rate: str
 def preset_for(scale: int | None, preset: str | None) -> str:
     """The preset name or path the job loads, checked here so a misfit fails before any work."""
     from espcn_video.model.presets import resolve_preset
+
     _, info = resolve_preset(preset, scale=scale)
     return preset if preset is not None else info.name
 
@@ -53,9 +61,15 @@ class _Display:
             return
         total = probe.estimated_frames() if probe else None
         self.progress = Progress(
-            TextColumn("[bold]upscale"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[fps]:.1f} fps"), TimeElapsedColumn(), TextColumn("ETA"),
-            TimeRemainingColumn(), console=stderr_console(), transient=True,
+            TextColumn("[bold]upscale"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[fps]:.1f} fps"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=stderr_console(),
+            transient=True,
         )
         self.progress.start()
         self.task = self.progress.add_task("upscale", total=total, fps=0.0)
@@ -85,10 +99,20 @@ class _Display:
 @click.option("--preset", default=None, help="Preset name (see `espcn-video presets`) or a .pt file.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Model threads (default: all cores).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
-@click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto", show_default=True,
-              help="Inference engine; auto: the fastest installed one within 0.05 dB of fp32.")
-@click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto", show_default=True,
-              help="Arithmetic of the engine; fp32 is the reference.")
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", *BACKENDS]),
+    default="auto",
+    show_default=True,
+    help="Inference engine; auto: the fastest installed one within 0.05 dB of fp32.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", *PRECISIONS]),
+    default="auto",
+    show_default=True,
+    help="Arithmetic of the engine; fp32 is the reference.",
+)
 @click.option("--codec", default=None, help="Any ffmpeg video encoder (default by extension: libx264 for .mp4/.mkv).")
 @click.option("--crf", type=int, default=None, help="Constant rate factor (default 18 for libx264).")
 @click.option("--encoder-preset", default=None, help="Encoder speed preset, e.g. ultrafast, veryfast, medium.")
@@ -101,23 +125,56 @@ class _Display:
 @click.option("--json", "as_json", is_flag=True, help="Summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 @click.option("--ignore-decode-errors", is_flag=True, help="Keep the output when the decoder reports a damaged input.")
-@click.option("--deinterlace", type=click.Choice(["auto", "off", "frame", "field"]), default="auto", show_default=True,
-              help="Interlaced input: auto deinterlaces (bwdif, one frame per frame) when the source says it is "
-                   "interlaced; frame/field force it (field doubles the rate); off keeps fields woven.")
+@click.option(
+    "--deinterlace",
+    type=click.Choice(["auto", "off", "frame", "field"]),
+    default="auto",
+    show_default=True,
+    help="Interlaced input: auto deinterlaces (bwdif, one frame per frame) when the source says it is "
+    "interlaced; frame/field force it (field doubles the rate); off keeps fields woven.",
+)
 @click.option("-y", "--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--chunks", default=None, help="Split into chunks on Dask: 'auto' (about 20 s each) or a number.")
 @click.option("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://HOST:8786 (with --chunks).")
-@click.option("--local-workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Workers of the local Dask cluster when no --scheduler is given.")
+@click.option(
+    "--local-workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Workers of the local Dask cluster when no --scheduler is given.",
+)
 @click.option("--resume", is_flag=True, help="Finish an interrupted --chunks run: only missing chunks run.")
 @guarded
-def upscale_cmd(input_path: str, output: str, scale: int | None, preset: str | None,
-                threads: int | None, device: str, backend: str, precision: str, codec: str | None, crf: int | None,
-                encoder_preset: str | None, fmt: str | None, output_args: str, audio_codec: str,
-                no_copy_streams: bool, input_size: str | None, input_pix_fmt: str | None,
-                input_rate: str | None, timings_path: str | None, as_json: bool, quiet: bool,
-                ignore_decode_errors: bool, deinterlace: str, overwrite: bool, chunks: str | None,
-                scheduler: str | None, local_workers: int, resume: bool) -> None:
+def upscale_cmd(
+    input_path: str,
+    output: str,
+    scale: int | None,
+    preset: str | None,
+    threads: int | None,
+    device: str,
+    backend: str,
+    precision: str,
+    codec: str | None,
+    crf: int | None,
+    encoder_preset: str | None,
+    fmt: str | None,
+    output_args: str,
+    audio_codec: str,
+    no_copy_streams: bool,
+    input_size: str | None,
+    input_pix_fmt: str | None,
+    input_rate: str | None,
+    timings_path: str | None,
+    as_json: bool,
+    quiet: bool,
+    ignore_decode_errors: bool,
+    deinterlace: str,
+    overwrite: bool,
+    chunks: str | None,
+    scheduler: str | None,
+    local_workers: int,
+    resume: bool,
+) -> None:
     """Super-resolve IN into OUT: ESPCN on Y, bicubic U and V, audio and subtitles kept.
 
     IN and OUT may be '-' for stdin and stdout.
@@ -130,30 +187,50 @@ def upscale_cmd(input_path: str, output: str, scale: int | None, preset: str | N
         raise UsageError(f"--output-args: {exc}") from None
     settings = UpscaleSettings(
         input=build_input_spec(input_path, input_size, input_pix_fmt, input_rate),
-        output=output, preset=preset_for(scale, preset),
-        encode=EncodeSettings(codec=codec, crf=crf, preset=encoder_preset, format=fmt,
-                              extra_args=extra, audio_codec=audio_codec,
-                              copy_streams=not no_copy_streams),
-        threads=threads, device=device, backend=backend, precision=precision, overwrite=overwrite,
-        strict_decode=not ignore_decode_errors, deinterlace=deinterlace, timings_path=timings_path,
+        output=output,
+        preset=preset_for(scale, preset),
+        encode=EncodeSettings(
+            codec=codec,
+            crf=crf,
+            preset=encoder_preset,
+            format=fmt,
+            extra_args=extra,
+            audio_codec=audio_codec,
+            copy_streams=not no_copy_streams,
+        ),
+        threads=threads,
+        device=device,
+        backend=backend,
+        precision=precision,
+        overwrite=overwrite,
+        strict_decode=not ignore_decode_errors,
+        deinterlace=deinterlace,
+        timings_path=timings_path,
     )
     if chunks is not None or resume or scheduler:
-        refused = [name for name, used in (("--timings", timings_path is not None), ("--device", device != "cpu"))
-                   if used]
+        refused = [
+            name for name, used in (("--timings", timings_path is not None), ("--device", device != "cpu")) if used
+        ]
         if refused:
-            raise UsageError(f"{', '.join(refused)} cannot be used with --chunks (each chunk runs on a "
-                             "Dask worker's CPU and keeps no per-frame timings)")
+            raise UsageError(
+                f"{', '.join(refused)} cannot be used with --chunks (each chunk runs on a "
+                "Dask worker's CPU and keeps no per-frame timings)"
+            )
         run_chunked_cli(settings, chunks, scheduler, local_workers, resume, as_json, quiet)
         return
     from espcn_video.jobs.upscale import upscale_video
+
     display = _Display(enabled=not quiet and sys.stderr.isatty())
     try:
         outcome = upscale_video(settings, on_start=display.start, on_progress=display.update)
     finally:
         display.stop()
     summary: dict[str, Any] = {
-        "input": input_path, "output": output, "preset": outcome.preset.name,
-        "scale": outcome.preset.scale, "ffmpeg": {"path": outcome.ffmpeg.path, "version": outcome.ffmpeg.version},
+        "input": input_path,
+        "output": output,
+        "preset": outcome.preset.name,
+        "scale": outcome.preset.scale,
+        "ffmpeg": {"path": outcome.ffmpeg.path, "version": outcome.ffmpeg.version},
         **run_summary(outcome.result),
         "output_check": output_check_summary(outcome),
         "notes": outcome.notes,
@@ -161,11 +238,15 @@ def upscale_cmd(input_path: str, output: str, scale: int | None, preset: str | N
     summary["frames"] = outcome.check.frames if outcome.check.frames is not None else summary["frames"]
     if timings_path:
         try:
-            write_rows(timings_path, timing_rows(outcome.result.timings),
-                       {"schema_version": 1, "input": input_path, "output": output})
+            write_rows(
+                timings_path,
+                timing_rows(outcome.result.timings),
+                {"schema_version": 1, "input": input_path, "output": output},
+            )
         except OSError as exc:
-            raise EspcnVideoError(f"--timings {timings_path}: cannot write it ({exc.strerror}); "
-                                  f"{output} was written") from None
+            raise EspcnVideoError(
+                f"--timings {timings_path}: cannot write it ({exc.strerror}); {output} was written"
+            ) from None
     if as_json:
         emit_json(summary)
     elif not quiet:
@@ -177,8 +258,11 @@ def output_check_summary(outcome: Any) -> dict[str, Any]:
     check = outcome.check
     doc: dict[str, Any] = {"frames_in_file": check.frames, "frames_read": outcome.result.frames_read}
     if check.max_time_error_s is not None:
-        doc.update(time_base=check.time_base, max_time_error_s=round(check.max_time_error_s, 6),
-                   start_offset_s=round(check.start_offset_s or 0.0, 6))
+        doc.update(
+            time_base=check.time_base,
+            max_time_error_s=round(check.max_time_error_s, 6),
+            start_offset_s=round(check.start_offset_s or 0.0, 6),
+        )
     return doc
 
 
@@ -190,14 +274,29 @@ def parse_chunks(text: str | None) -> int | None:
     return int(text)
 
 
-def run_chunked_cli(settings: UpscaleSettings, chunks: str | None, scheduler: str | None,
-                    local_workers: int, resume: bool, as_json: bool, quiet: bool) -> None:
+def run_chunked_cli(
+    settings: UpscaleSettings,
+    chunks: str | None,
+    scheduler: str | None,
+    local_workers: int,
+    resume: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     from espcn_video.jobs.chunked import upscale_chunked
+
     progress = None
     if not quiet and sys.stderr.isatty():
-        progress = Progress(TextColumn("[bold]upscale (chunks)"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[fps]:.1f} fps"), TimeElapsedColumn(),
-                            TimeRemainingColumn(), console=stderr_console(), transient=True)
+        progress = Progress(
+            TextColumn("[bold]upscale (chunks)"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[fps]:.1f} fps"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=stderr_console(),
+            transient=True,
+        )
         progress.start()
         task = progress.add_task("chunks", total=None, fps=0.0)
 
@@ -207,23 +306,37 @@ def run_chunked_cli(settings: UpscaleSettings, chunks: str | None, scheduler: st
             progress.update(task, completed=done, total=total, fps=done / elapsed if elapsed else 0.0)
 
     try:
-        outcome = upscale_chunked(settings, chunks=parse_chunks(chunks), scheduler=scheduler,
-                                  local_workers=local_workers, resume=resume, on_progress=update)
+        outcome = upscale_chunked(
+            settings,
+            chunks=parse_chunks(chunks),
+            scheduler=scheduler,
+            local_workers=local_workers,
+            resume=resume,
+            on_progress=update,
+        )
     finally:
         if progress is not None:
             progress.stop()
-    summary = {"input": settings.input.path, "output": settings.output, "preset": settings.preset,
-               "frames": outcome.frames, "wall_s": round(outcome.wall_s, 3),
-               "fps": round(outcome.frames / outcome.wall_s, 3) if outcome.wall_s else 0.0,
-               "chunks": len(outcome.plan.chunks), "chunks_run": outcome.chunks_run,
-               "chunks_reused": outcome.chunks_reused, "workers": outcome.workers}
+    summary = {
+        "input": settings.input.path,
+        "output": settings.output,
+        "preset": settings.preset,
+        "frames": outcome.frames,
+        "wall_s": round(outcome.wall_s, 3),
+        "fps": round(outcome.frames / outcome.wall_s, 3) if outcome.wall_s else 0.0,
+        "chunks": len(outcome.plan.chunks),
+        "chunks_run": outcome.chunks_run,
+        "chunks_reused": outcome.chunks_reused,
+        "workers": outcome.workers,
+    }
     if as_json:
         emit_json(summary)
     elif not quiet:
         stderr_console().print(
             f"{outcome.frames} frames in {len(outcome.plan.chunks)} chunks ({len(outcome.chunks_run)} run, "
             f"{len(outcome.chunks_reused)} reused) on {outcome.workers} workers: {summary['wall_s']:.2f} s, "
-            f"{summary['fps']:.2f} fps")
+            f"{summary['fps']:.2f} fps"
+        )
 
 
 @click.command("batch")
@@ -238,13 +351,24 @@ def run_chunked_cli(settings: UpscaleSettings, chunks: str | None, scheduler: st
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Model threads per task.")
 @click.option("--scheduler", default=None, help="Dask scheduler address; default a local cluster.")
 @click.option("--local-workers", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("-y", "--overwrite", is_flag=True,
-              help="Redo every file, also those whose output is already complete.")
+@click.option("-y", "--overwrite", is_flag=True, help="Redo every file, also those whose output is already complete.")
 @click.option("--json", "as_json", is_flag=True, help="Results as JSON on stdout.")
 @guarded
-def batch_cmd(inputs: tuple[str, ...], out_dir: str, suffix: str, scale: int | None, preset: str | None,
-              codec: str | None, crf: int | None, encoder_preset: str | None, threads: int,
-              scheduler: str | None, local_workers: int, overwrite: bool, as_json: bool) -> None:
+def batch_cmd(
+    inputs: tuple[str, ...],
+    out_dir: str,
+    suffix: str,
+    scale: int | None,
+    preset: str | None,
+    codec: str | None,
+    crf: int | None,
+    encoder_preset: str | None,
+    threads: int,
+    scheduler: str | None,
+    local_workers: int,
+    overwrite: bool,
+    as_json: bool,
+) -> None:
     """Upscale many files on Dask: each file is one task.
 
     \b
@@ -259,15 +383,20 @@ def batch_cmd(inputs: tuple[str, ...], out_dir: str, suffix: str, scale: int | N
     that every worker sees.
     """
     from espcn_video.jobs.chunked import batch_jobs, find_done_outputs, run_batch
+
     name = preset_for(scale, preset)
     encode = EncodeSettings(codec=codec, crf=crf, preset=encoder_preset)
     pairs = batch_jobs(list(inputs), out_dir, suffix)
     skipped, partial = ([], set()) if overwrite else find_done_outputs(pairs)
     skip = {r["input"] for r in skipped}
     # An incomplete output (a crash, a full disk) is replaced without asking for -y.
-    all_settings = [UpscaleSettings(input=spec, output=out, preset=name, encode=encode, threads=threads,
-                                    overwrite=overwrite or out in partial)
-                    for spec, out in pairs if spec.path not in skip]
+    all_settings = [
+        UpscaleSettings(
+            input=spec, output=out, preset=name, encode=encode, threads=threads, overwrite=overwrite or out in partial
+        )
+        for spec, out in pairs
+        if spec.path not in skip
+    ]
     console = stderr_console()
 
     def done(rec: dict[str, Any]) -> None:
@@ -287,10 +416,10 @@ def batch_cmd(inputs: tuple[str, ...], out_dir: str, suffix: str, scale: int | N
     results = sorted(skipped + ran, key=lambda r: order[r["input"]])
     failed = [r for r in results if r["status"] == "failed"]
     if as_json:
-        emit_json({"results": results, "done": len(ran) - len(failed), "skipped": len(skipped),
-                   "failed": len(failed)})
+        emit_json({"results": results, "done": len(ran) - len(failed), "skipped": len(skipped), "failed": len(failed)})
     if failed:
-        raise EspcnVideoError(f"{len(failed)} of {len(results)} files failed (first: {failed[0]['input']}: "
-                              f"{failed[0]['error']})")
+        raise EspcnVideoError(
+            f"{len(failed)} of {len(results)} files failed (first: {failed[0]['input']}: {failed[0]['error']})"
+        )
     if not as_json:
         console.print(f"{len(ran)} upscaled, {len(skipped)} skipped (already done)")

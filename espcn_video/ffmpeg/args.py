@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import PurePath
 
-from espcn_video.settings import EncodeSettings, InputSpec
 from espcn_video.ffmpeg.probe import ColorTags, MasteringDisplay, ProbeInfo
 from espcn_video.ffmpeg.y4m import PIPE_PIX_FMTS
+from espcn_video.settings import EncodeSettings, InputSpec
 
 COMMON = ["-nostdin", "-hide_banner", "-loglevel", "error"]
 
@@ -35,8 +35,16 @@ def build_input_args(source: InputSpec) -> list[str]:
     args: list[str] = []
     if source.raw is not None:
         raw = source.raw
-        args += ["-f", "rawvideo", "-pix_fmt", raw.pix_fmt, "-video_size", f"{raw.width}x{raw.height}",
-                 "-framerate", f"{raw.rate.numerator}/{raw.rate.denominator}"]
+        args += [
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            raw.pix_fmt,
+            "-video_size",
+            f"{raw.width}x{raw.height}",
+            "-framerate",
+            f"{raw.rate.numerator}/{raw.rate.denominator}",
+        ]
     return [*args, "-i", source.path]
 
 
@@ -59,10 +67,35 @@ def build_timed_decode_args(ffmpeg: str, input_args: Sequence[str], filters: Seq
     per frame (see ffmpeg/timestamps.py). The format list lets ffmpeg pick the nearest layout.
     """
     chain = ",".join([*filters, "format=" + "|".join(PIPE_PIX_FMTS), "split=2[frames][times]"])
-    return [ffmpeg, *COMMON, *input_args, "-filter_complex", "[0:v:0]" + chain,
-            "-map", "[frames]", "-fps_mode", "passthrough", "-strict", "-1", "-f", "yuv4mpegpipe", "pipe:1",
-            "-map", "[times]", "-c:v", "wrapped_avframe", "-fps_mode", "passthrough", "-enc_time_base",
-            "filter", "-flush_packets", "1", "-f", "framecrc", "pipe:2"]
+    return [
+        ffmpeg,
+        *COMMON,
+        *input_args,
+        "-filter_complex",
+        "[0:v:0]" + chain,
+        "-map",
+        "[frames]",
+        "-fps_mode",
+        "passthrough",
+        "-strict",
+        "-1",
+        "-f",
+        "yuv4mpegpipe",
+        "pipe:1",
+        "-map",
+        "[times]",
+        "-c:v",
+        "wrapped_avframe",
+        "-fps_mode",
+        "passthrough",
+        "-enc_time_base",
+        "filter",
+        "-flush_packets",
+        "1",
+        "-f",
+        "framecrc",
+        "pipe:2",
+    ]
 
 
 def build_decode_args(ffmpeg: str, source: InputSpec) -> list[str]:
@@ -72,8 +105,19 @@ def build_decode_args(ffmpeg: str, source: InputSpec) -> list[str]:
     10-bit source stays 10-bit and 4:2:2 stays 4:2:2; y4m carries the range tag.
     """
     args = [ffmpeg, *COMMON, *build_input_args(source)]
-    args += ["-map", "0:v:0", "-vf", "format=" + "|".join(PIPE_PIX_FMTS),
-             "-fps_mode", "passthrough", "-strict", "-1", "-f", "yuv4mpegpipe", "pipe:1"]
+    args += [
+        "-map",
+        "0:v:0",
+        "-vf",
+        "format=" + "|".join(PIPE_PIX_FMTS),
+        "-fps_mode",
+        "passthrough",
+        "-strict",
+        "-1",
+        "-f",
+        "yuv4mpegpipe",
+        "pipe:1",
+    ]
     return args
 
 
@@ -136,9 +180,25 @@ class OutputVideo:
 
 
 # Encoders that take 4:2:0 (and 4:2:2) only at even sizes.
-_EVEN_ONLY = ("libx264", "libx265", "libsvtav1", "libaom-av1", "librav1e", "libopenh264", "libvvenc",
-              "libkvazaar", "mpeg2video", "mpeg4", "libxvid", "_nvenc", "_vaapi", "_qsv", "_amf",
-              "_videotoolbox", "_vulkan")
+_EVEN_ONLY = (
+    "libx264",
+    "libx265",
+    "libsvtav1",
+    "libaom-av1",
+    "librav1e",
+    "libopenh264",
+    "libvvenc",
+    "libkvazaar",
+    "mpeg2video",
+    "mpeg4",
+    "libxvid",
+    "_nvenc",
+    "_vaapi",
+    "_qsv",
+    "_amf",
+    "_videotoolbox",
+    "_vulkan",
+)
 
 
 def even_size_for(codec: str, width: int, height: int, chroma_shift: tuple[int, int]) -> tuple[int, int] | None:
@@ -165,8 +225,12 @@ def build_output_filter(video: OutputVideo) -> str:
     """setparams puts the source's colour, siting and progressive flag on every frame: since
     ffmpeg 7.1 the -color_* output options are ignored when the input says nothing."""
     params = [f"range={'pc' if video.full_range else (video.color.range or 'tv')}"]
-    for key, value in (("color_primaries", video.color.primaries), ("color_trc", video.color.transfer),
-                       ("colorspace", video.color.space), ("chroma_location", video.chroma_location)):
+    for key, value in (
+        ("color_primaries", video.color.primaries),
+        ("color_trc", video.color.transfer),
+        ("colorspace", video.color.space),
+        ("chroma_location", video.chroma_location),
+    ):
         if value:
             params.append(f"{key}={value}")
     chain = [f"setparams=field_mode={video.field_mode}:" + ":".join(params)]
@@ -206,22 +270,36 @@ def build_hdr_args(codec: str, video: OutputVideo) -> list[str]:
     option, mastering_key, light_key, xy, luminance = _HDR_PARAMS[codec]
     params = []
     if m is not None:
-        params.append(f"{mastering_key}=G{xy(m.green)}B{xy(m.blue)}R{xy(m.red)}WP{xy(m.white)}"
-                      f"L({luminance(m.max_luminance)},{luminance(m.min_luminance)})")
+        params.append(
+            f"{mastering_key}=G{xy(m.green)}B{xy(m.blue)}R{xy(m.red)}WP{xy(m.white)}"
+            f"L({luminance(m.max_luminance)},{luminance(m.min_luminance)})"
+        )
     if light is not None:
         params.append(f"{light_key}={light[0]},{light[1]}")
     return [option, ":".join(params)]
 
 
-def copies_from_source(output: str, settings: EncodeSettings, source: InputSpec | None,
-                       probe: ProbeInfo | None) -> bool:
-    return (settings.copy_streams and source is not None and not source.is_stdin
-            and source.raw is None and probe is not None and can_carry_audio(output, settings.format))
+def copies_from_source(
+    output: str, settings: EncodeSettings, source: InputSpec | None, probe: ProbeInfo | None
+) -> bool:
+    return (
+        settings.copy_streams
+        and source is not None
+        and not source.is_stdin
+        and source.raw is None
+        and probe is not None
+        and can_carry_audio(output, settings.format)
+    )
 
 
-def build_source_copy_args(output: str, settings: EncodeSettings, source: InputSpec | None,
-                           probe: ProbeInfo | None, video_input: int = 0,
-                           source_offset_s: float | None = None) -> list[str]:
+def build_source_copy_args(
+    output: str,
+    settings: EncodeSettings,
+    source: InputSpec | None,
+    probe: ProbeInfo | None,
+    video_input: int = 0,
+    source_offset_s: float | None = None,
+) -> list[str]:
     """Input 1 is the source file: map our video, then its audio, subtitles, chapters, metadata.
 
     `source_offset_s`: with -copyts, shift the source's streams by this (minus its start time) so
@@ -231,8 +309,23 @@ def build_source_copy_args(output: str, settings: EncodeSettings, source: InputS
         return ["-map", f"{video_input}:v:0"]
     assert source is not None and probe is not None
     offset = ["-itsoffset", f"{source_offset_s:.6f}"] if source_offset_s else []
-    args = [*offset, "-i", source.path, "-map", f"{video_input}:v:0", "-map", "1:a?", "-map", "1:s?",
-            "-map_chapters", "1", "-map_metadata", "1", "-c:a", settings.audio_codec]
+    args = [
+        *offset,
+        "-i",
+        source.path,
+        "-map",
+        f"{video_input}:v:0",
+        "-map",
+        "1:a?",
+        "-map",
+        "1:s?",
+        "-map_chapters",
+        "1",
+        "-map_metadata",
+        "1",
+        "-c:a",
+        settings.audio_codec,
+    ]
     if probe.subtitle_codecs:
         args += ["-c:s", subtitle_codec_for(output, settings.format, probe.subtitle_codecs)]
     return args
@@ -256,9 +349,17 @@ def _muxer_args(output: str, settings: EncodeSettings) -> list[str]:
     return args + ["-y", "pipe:1" if output == "-" else output]
 
 
-def build_encode_args(ffmpeg: str, output: str, settings: EncodeSettings, *, full_range: bool = False,
-                      source: InputSpec | None = None, probe: ProbeInfo | None = None,
-                      video: OutputVideo | None = None, timed: bool = False) -> list[str]:
+def build_encode_args(
+    ffmpeg: str,
+    output: str,
+    settings: EncodeSettings,
+    *,
+    full_range: bool = False,
+    source: InputSpec | None = None,
+    probe: ProbeInfo | None = None,
+    video: OutputVideo | None = None,
+    timed: bool = False,
+) -> list[str]:
     """Encode frames from stdin into `output`; copy audio, subtitles, chapters and metadata from a file source.
 
     `timed`: stdin is Matroska with each frame's timestamp (ffmpeg/mkv.py), kept as they are
@@ -271,8 +372,7 @@ def build_encode_args(ffmpeg: str, output: str, settings: EncodeSettings, *, ful
     args = [ffmpeg, *COMMON]
     if timed:
         args += ["-copyts", "-f", "matroska", "-i", "pipe:0"]
-        args += build_source_copy_args(output, settings, source, probe,
-                                       source_offset_s=-video.source_start_s)
+        args += build_source_copy_args(output, settings, source, probe, source_offset_s=-video.source_start_s)
     else:
         args += ["-f", "yuv4mpegpipe", "-i", "pipe:0"]
         args += build_source_copy_args(output, settings, source, probe)
@@ -294,16 +394,35 @@ def build_encode_args(ffmpeg: str, output: str, settings: EncodeSettings, *, ful
     return args + _muxer_args(output, settings)
 
 
-def build_join_args(ffmpeg: str, concat_list: str, output: str, settings: EncodeSettings, *,
-                    source: InputSpec, probe: ProbeInfo, video_start_s: float = 0.0,
-                    video: OutputVideo | None = None) -> list[str]:
+def build_join_args(
+    ffmpeg: str,
+    concat_list: str,
+    output: str,
+    settings: EncodeSettings,
+    *,
+    source: InputSpec,
+    probe: ProbeInfo,
+    video_start_s: float = 0.0,
+    video: OutputVideo | None = None,
+) -> list[str]:
     """Join encoded chunk files once (concat demuxer, no re-encode), then mux the source's streams.
 
     The concat demuxer starts the joined video at 0; -itsoffset puts it back at its first frame's
     time, and the source's streams are shifted by its start time, as in an unchunked run.
     """
-    args = [ffmpeg, *COMMON, "-copyts", "-itsoffset", f"{video_start_s:.6f}", "-f", "concat", "-safe", "0",
-            "-i", concat_list]
+    args = [
+        ffmpeg,
+        *COMMON,
+        "-copyts",
+        "-itsoffset",
+        f"{video_start_s:.6f}",
+        "-f",
+        "concat",
+        "-safe",
+        "0",
+        "-i",
+        concat_list,
+    ]
     args += build_source_copy_args(output, settings, source, probe, source_offset_s=-probe.start_s)
     if output_muxer(output, settings.format) not in ("yuv4mpegpipe", "rawvideo"):
         args += ["-c:v", "copy"]  # y4m and raw re-wrap uncompressed frames instead: still lossless
@@ -315,8 +434,9 @@ def build_join_args(ffmpeg: str, concat_list: str, output: str, settings: Encode
     return args + _muxer_args(output, settings)
 
 
-def build_remux_args(ffmpeg: str, video_path: str, output: str, settings: EncodeSettings, *,
-                     source: InputSpec, probe: ProbeInfo) -> list[str]:
+def build_remux_args(
+    ffmpeg: str, video_path: str, output: str, settings: EncodeSettings, *, source: InputSpec, probe: ProbeInfo
+) -> list[str]:
     """The encoded video (timestamps kept) with the streams of `source`, no re-encode.
 
     For stdin input: the bytes that fed the decoder were spooled to `source`, which is read

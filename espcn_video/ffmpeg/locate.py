@@ -28,7 +28,10 @@ def _version_of(path: str) -> str:
     try:
         out = subprocess.run(
             [path, "-hide_banner", "-version"],
-            capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            stdin=subprocess.DEVNULL,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise FFmpegNotFound(f"ffmpeg at {path} does not run: {exc}") from exc
@@ -49,6 +52,7 @@ def _candidate() -> tuple[str, str]:
         return on_path, "path"
     try:
         import imageio_ffmpeg
+
         return imageio_ffmpeg.get_ffmpeg_exe(), "imageio-ffmpeg"
     except Exception as exc:  # ImportError or its own "no binary" RuntimeError
         raise FFmpegNotFound(
@@ -70,7 +74,10 @@ def locate_ffmpeg() -> FFmpegBinary:
 @functools.lru_cache(maxsize=8)
 def list_encoders(path: str) -> frozenset[str]:
     out = subprocess.run(
-        [path, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=20,
+        [path, "-hide_banner", "-encoders"],
+        capture_output=True,
+        text=True,
+        timeout=20,
         stdin=subprocess.DEVNULL,
     )
     names = set()
@@ -84,6 +91,7 @@ def list_encoders(path: str) -> frozenset[str]:
 @functools.lru_cache(maxsize=4)
 def has_libvmaf(ffmpeg: str) -> bool:
     """Whether this ffmpeg was built with libvmaf (the imageio-ffmpeg build is)."""
-    out = subprocess.run([ffmpeg, "-hide_banner", "-filters"], capture_output=True, text=True, timeout=30,
-                         stdin=subprocess.DEVNULL)
+    out = subprocess.run(
+        [ffmpeg, "-hide_banner", "-filters"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+    )
     return any(line.split()[1:2] == ["libvmaf"] for line in out.stdout.splitlines())

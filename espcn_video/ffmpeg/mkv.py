@@ -14,7 +14,7 @@ way this ffmpeg honours for every input format.
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
@@ -26,10 +26,18 @@ UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"
 
 # libavcodec's raw fourccs (raw.c), by which the rawvideo decoder recognises the pixel format.
 RAW_FOURCC: dict[str, bytes] = {
-    "yuv420p": b"I420", "yuv422p": b"Y42B", "yuv444p": b"444P", "gray": b"Y800",
-    "yuv420p10le": b"Y3\x0b\x0a", "yuv422p10le": b"Y3\x0a\x0a", "yuv444p10le": b"Y3\x00\x0a",
-    "gray10le": b"Y1\x00\x0a", "yuv420p12le": b"Y3\x0b\x0c", "yuv422p12le": b"Y3\x0a\x0c",
-    "yuv444p12le": b"Y3\x00\x0c", "gray12le": b"Y1\x00\x0c",
+    "yuv420p": b"I420",
+    "yuv422p": b"Y42B",
+    "yuv444p": b"444P",
+    "gray": b"Y800",
+    "yuv420p10le": b"Y3\x0b\x0a",
+    "yuv422p10le": b"Y3\x0a\x0a",
+    "yuv444p10le": b"Y3\x00\x0a",
+    "gray10le": b"Y1\x00\x0a",
+    "yuv420p12le": b"Y3\x0b\x0c",
+    "yuv422p12le": b"Y3\x0a\x0c",
+    "yuv444p12le": b"Y3\x00\x0c",
+    "gray12le": b"Y1\x00\x0c",
 }
 
 
@@ -62,31 +70,65 @@ def build_hdr_colour(mastering: MasteringDisplay | None, content_light: tuple[in
         parts += [uint(0x55BC, content_light[0]), uint(0x55BD, content_light[1])]
     if mastering is not None:
         m = mastering
-        parts.append(element(0x55D0, b"".join([
-            double(0x55D1, m.red[0]), double(0x55D2, m.red[1]), double(0x55D3, m.green[0]),
-            double(0x55D4, m.green[1]), double(0x55D5, m.blue[0]), double(0x55D6, m.blue[1]),
-            double(0x55D7, m.white[0]), double(0x55D8, m.white[1]),
-            double(0x55D9, m.max_luminance), double(0x55DA, m.min_luminance)])))
+        parts.append(
+            element(
+                0x55D0,
+                b"".join(
+                    [
+                        double(0x55D1, m.red[0]),
+                        double(0x55D2, m.red[1]),
+                        double(0x55D3, m.green[0]),
+                        double(0x55D4, m.green[1]),
+                        double(0x55D5, m.blue[0]),
+                        double(0x55D6, m.blue[1]),
+                        double(0x55D7, m.white[0]),
+                        double(0x55D8, m.white[1]),
+                        double(0x55D9, m.max_luminance),
+                        double(0x55DA, m.min_luminance),
+                    ]
+                ),
+            )
+        )
     return element(0x55B0, b"".join(parts)) if parts else b""
 
 
-def build_stream_header(geometry: FrameGeometry, *, sar: tuple[int, int] | None = None,
-                        frame_duration_ns: int | None = None, hdr_colour: bytes = b"") -> bytes:
+def build_stream_header(
+    geometry: FrameGeometry,
+    *,
+    sar: tuple[int, int] | None = None,
+    frame_duration_ns: int | None = None,
+    hdr_colour: bytes = b"",
+) -> bytes:
     """EBML header, Segment start (unknown size), Info and the one video track."""
-    ebml = element(0x1A45DFA3, b"".join([
-        uint(0x4286, 1), uint(0x42F7, 1), uint(0x42F2, 4), uint(0x42F3, 8),
-        string(0x4282, "matroska"), uint(0x4287, 4), uint(0x4285, 2)]))
-    info = element(0x1549A966, uint(0x2AD7B1, TIMESTAMP_SCALE_NS) + string(0x4D80, "espcn-video")
-                   + string(0x5741, "espcn-video"))
-    video = [uint(0x9A, 2), uint(0xB0, geometry.width), uint(0xBA, geometry.height),
-             element(0x2EB524, RAW_FOURCC[geometry.pix_fmt])]
+    ebml = element(
+        0x1A45DFA3,
+        b"".join(
+            [
+                uint(0x4286, 1),
+                uint(0x42F7, 1),
+                uint(0x42F2, 4),
+                uint(0x42F3, 8),
+                string(0x4282, "matroska"),
+                uint(0x4287, 4),
+                uint(0x4285, 2),
+            ]
+        ),
+    )
+    info = element(
+        0x1549A966, uint(0x2AD7B1, TIMESTAMP_SCALE_NS) + string(0x4D80, "espcn-video") + string(0x5741, "espcn-video")
+    )
+    video = [
+        uint(0x9A, 2),
+        uint(0xB0, geometry.width),
+        uint(0xBA, geometry.height),
+        element(0x2EB524, RAW_FOURCC[geometry.pix_fmt]),
+    ]
     if hdr_colour:
         video.append(hdr_colour)
     if sar and sar[0] > 0 and sar[1] > 0 and sar != (1, 1):
         # DisplayWidth/Height in pixels carry the aspect ratio; ffmpeg derives the SAR from them.
         video += [uint(0x54B0, geometry.width * sar[0]), uint(0x54BA, geometry.height * sar[1])]
-    entry = [uint(0xD7, 1), uint(0x73C5, 1), uint(0x83, 1), uint(0x9C, 0),
-             string(0x86, "V_UNCOMPRESSED")]
+    entry = [uint(0xD7, 1), uint(0x73C5, 1), uint(0x83, 1), uint(0x9C, 0), string(0x86, "V_UNCOMPRESSED")]
     if frame_duration_ns:
         entry.append(uint(0x23E383, frame_duration_ns))
     entry.append(element(0xE0, b"".join(video)))
@@ -94,17 +136,18 @@ def build_stream_header(geometry: FrameGeometry, *, sar: tuple[int, int] | None 
     return ebml + b"\x18\x53\x80\x67" + UNKNOWN_SIZE + info + tracks
 
 
-def write_frame(stream: BinaryIO, planes: list[np.ndarray], pts_us: int) -> None:
+def write_frame(stream: IO[bytes], planes: list[np.ndarray], pts_us: int) -> None:
     """One Cluster (timestamp pts_us) with one key SimpleBlock; the planes are written in place."""
     if pts_us < 0:
         raise ValueError(f"negative timestamp {pts_us} us")
-    data = [memoryview(np.ascontiguousarray(p)).cast("B") for p in planes]
+    data = [np.ascontiguousarray(p).data.cast("B") for p in planes]
     payload_bytes = sum(d.nbytes for d in data)
     block_head = b"\x81" + struct.pack(">hB", 0, 0x80)  # track 1, relative time 0, keyframe
     simple_block_size = len(block_head) + payload_bytes
     timestamp = uint(0xE7, pts_us)
     cluster_size = len(timestamp) + 1 + 8 + simple_block_size
-    stream.write(b"\x1f\x43\xb6\x75" + _size(cluster_size) + timestamp + b"\xa3"
-                 + _size(simple_block_size) + block_head)
+    stream.write(
+        b"\x1f\x43\xb6\x75" + _size(cluster_size) + timestamp + b"\xa3" + _size(simple_block_size) + block_head
+    )
     for d in data:
         stream.write(d)

@@ -78,7 +78,7 @@ class ProbeInfo:
 
     @property
     def interlaced(self) -> str | None:
-        """"tff"/"bff" when the decoded frames or the stream say interlaced, else None."""
+        """ "tff"/"bff" when the decoded frames or the stream say interlaced, else None."""
         if self.frame is not None and self.frame.interlaced:
             return self.frame.interlaced
         if self.field_order and "first" in self.field_order:
@@ -91,8 +91,7 @@ class ProbeInfo:
         if self.frame is None:
             return self.color
         f, c = self.frame.color, self.color
-        return ColorTags(c.range or f.range, c.space or f.space, c.primaries or f.primaries,
-                         c.transfer or f.transfer)
+        return ColorTags(c.range or f.range, c.space or f.space, c.primaries or f.primaries, c.transfer or f.transfer)
 
     @property
     def has_video(self) -> bool:
@@ -121,7 +120,9 @@ def _parse_pix_fmt(desc: str) -> tuple[str | None, ColorTags]:
             parts = token.split("/")
             if len(parts) == 3:
                 space, prim, trc = parts
-        elif token.startswith(("bt", "smpte", "fcc", "ycgco", "gbr", "film", "iec", "arib", "linear", "log", "jedec", "ebu", "chroma")):
+        elif token.startswith(
+            ("bt", "smpte", "fcc", "ycgco", "gbr", "film", "iec", "arib", "linear", "log", "jedec", "ebu", "chroma")
+        ):
             space = prim = trc = token
     if pix_fmt.startswith("yuvj") and rng is None:
         rng = "pc"
@@ -137,8 +138,10 @@ def _parse_field_order(desc: str) -> str | None:
 _SHOWINFO_FRAME = re.compile(r"\] n:\s*0 .*? cl:(\w+) .*? i:([PTB])")
 _SHOWINFO_COLOR = re.compile(r"\] color_range:(\w+) color_space:([\w-]+) color_primaries:([\w-]+) color_trc:([\w-]+)")
 _XY = r"\(\s*([\d.]+)[, ]\s*([\d.]+)\)"
-_MASTERING = re.compile(rf"Mastering display metadata: has_primaries:(\d) has_luminance:(\d) r{_XY} g{_XY} b{_XY} "
-                        rf"wp{_XY} min_luminance=([\d.]+), max_luminance=([\d.]+)")
+_MASTERING = re.compile(
+    rf"Mastering display metadata: has_primaries:(\d) has_luminance:(\d) r{_XY} g{_XY} b{_XY} "
+    rf"wp{_XY} min_luminance=([\d.]+), max_luminance=([\d.]+)"
+)
 _LIGHT = re.compile(r"Content light level metadata: MaxCLL=(\d+), MaxFALL=(\d+)")
 
 
@@ -212,28 +215,41 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
                     cut = i
                     break
             if cut is not None:
-                pix_fmt, color = _parse_pix_fmt(desc[cut + 1:])
-                field_order = _parse_field_order(desc[cut + 1:])
-            if sm := _SIZE.search(desc[cut or 0:]):
+                pix_fmt, color = _parse_pix_fmt(desc[cut + 1 :])
+                field_order = _parse_field_order(desc[cut + 1 :])
+            if sm := _SIZE.search(desc[cut or 0 :]):
                 width, height = int(sm.group(1)), int(sm.group(2))
             if fm := _FPS.search(desc):
                 fps = float(fm.group(1)) * (1000 if fm.group(2) else 1)
             if tm := _TBN.search(desc):
                 time_base = Fraction(1, int(tm.group(1)) * (1000 if tm.group(2) else 1))
-    return ProbeInfo(duration, vcodec, pix_fmt, width, height, fps, color, audio, tuple(subs), chapters,
-                     start, field_order, time_base)
+    return ProbeInfo(
+        duration,
+        vcodec,
+        pix_fmt,
+        width,
+        height,
+        fps,
+        color,
+        audio,
+        tuple(subs),
+        chapters,
+        start,
+        field_order,
+        time_base,
+    )
 
 
-def build_probe_args(ffmpeg: str, path: str, input_args: Sequence[str] = (),
-                     first_frame: bool = False) -> list[str]:
+def build_probe_args(ffmpeg: str, path: str, input_args: Sequence[str] = (), first_frame: bool = False) -> list[str]:
     args = [ffmpeg, "-nostdin", "-hide_banner", *input_args, "-i", path]
     if first_frame:  # decode one frame: its siting, field flags and HDR side data are the codec's
         args += ["-map", "0:v:0?", "-frames:v", "1", "-vf", "showinfo", "-f", "null", "-"]
     return args
 
 
-def probe_file(ffmpeg: str, path: str, timeout_s: float = 60.0, *, input_args: Sequence[str] = (),
-               first_frame: bool = False) -> ProbeInfo:
+def probe_file(
+    ffmpeg: str, path: str, timeout_s: float = 60.0, *, input_args: Sequence[str] = (), first_frame: bool = False
+) -> ProbeInfo:
     """Run `ffmpeg -i path` (with first_frame, decode one frame through showinfo) and parse it."""
     cmd = build_probe_args(ffmpeg, path, input_args, first_frame)
     try:
@@ -244,8 +260,10 @@ def probe_file(ffmpeg: str, path: str, timeout_s: float = 60.0, *, input_args: S
         raise InputError(f"{path}: ffmpeg took over {timeout_s:.0f} s to open it") from exc
     text = done.stderr.decode("utf-8", errors="replace")
     if "Error opening input" in text or "Input #0" not in text:
-        reason = next((ln.split(":", 1)[-1].strip() for ln in reversed(text.splitlines())
-                       if "Error opening input" in ln), text.strip().splitlines()[-1] if text.strip() else "")
+        reason = next(
+            (ln.split(":", 1)[-1].strip() for ln in reversed(text.splitlines()) if "Error opening input" in ln),
+            text.strip().splitlines()[-1] if text.strip() else "",
+        )
         raise InputError(f"{path}: ffmpeg cannot read it ({reason or 'unknown format'})")
     info = parse_probe_output(text)
     if not info.has_video:

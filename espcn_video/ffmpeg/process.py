@@ -22,7 +22,7 @@ log = logging.getLogger("espcn_video.ffmpeg")
 try:
     import fcntl
 except ImportError:  # Windows: pipes keep their default size
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # the module is absent there, its name stays
 
 _F_SETPIPE_SZ = 1031  # Linux: bigger pipes mean fewer wake-ups per HD frame
 _PR_SET_PDEATHSIG = 1
@@ -44,7 +44,8 @@ def _load_prctl() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+        return prctl
     except (OSError, AttributeError):
         return None
 
@@ -88,8 +89,15 @@ class FFmpegProcess:
     The child gets its own session so a terminal's Ctrl-C reaches only us; we stop it.
     """
 
-    def __init__(self, role: str, cmd: Sequence[str], *, stdin: str | IO[bytes] = "devnull",
-                 stdout: str | IO[bytes] = "devnull", stderr_router: StderrRouter | None = None) -> None:
+    def __init__(
+        self,
+        role: str,
+        cmd: Sequence[str],
+        *,
+        stdin: str | IO[bytes] = "devnull",
+        stdout: str | IO[bytes] = "devnull",
+        stderr_router: StderrRouter | None = None,
+    ) -> None:
         self.role = role
         self._router = stderr_router
         self.cmd = list(cmd)
@@ -108,14 +116,19 @@ class FFmpegProcess:
             return subprocess.DEVNULL
         if value == "inherit":
             return None
-        return value  # type: ignore[return-value]
+        assert not isinstance(value, str), f"unknown stream spec {value!r}"
+        return value
 
     def __enter__(self) -> FFmpegProcess:
         log.debug("ffmpeg %s: %s", self.role, shlex.join(self.cmd))
         try:
             self._proc = subprocess.Popen(
-                self.cmd, stdin=self._spec(self._stdin_spec), stdout=self._spec(self._stdout_spec),
-                stderr=subprocess.PIPE, start_new_session=True, bufsize=PIPE_BYTES,
+                self.cmd,
+                stdin=self._spec(self._stdin_spec),
+                stdout=self._spec(self._stdout_spec),
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                bufsize=PIPE_BYTES,
                 preexec_fn=die_with_parent_hook(),
             )
         except FileNotFoundError as exc:
@@ -192,8 +205,9 @@ class FFmpegProcess:
         if code != 0 and not self.killed:
             raise self.error()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._proc is None:
             return
         if exc_type is not None:
@@ -204,8 +218,12 @@ class FFmpegProcess:
         except subprocess.TimeoutExpired:
             self.kill()
             self._proc.wait()
-        log.debug("ffmpeg %s: %s%s", self.role, describe_returncode(self._proc.returncode),
-                  " (stopped by us)" if self.killed else "")
+        log.debug(
+            "ffmpeg %s: %s%s",
+            self.role,
+            describe_returncode(self._proc.returncode),
+            " (stopped by us)" if self.killed else "",
+        )
         if self._proc.stdout is not None:
             self._proc.stdout.close()
         if self._drain is not None:

@@ -3,10 +3,9 @@ that quality/degrade.py builds), and run VMAF against it."""
 
 from __future__ import annotations
 
-
-
-from espcn_video.settings import InputSpec
 from espcn_video.ffmpeg.args import COMMON, build_decode_args
+from espcn_video.settings import InputSpec
+
 
 def hr_size_for(size: tuple[int, int], scale: int) -> tuple[int, int]:
     return size[0] - size[0] % scale, size[1] - size[1] % scale
@@ -18,8 +17,16 @@ def build_reference_filter(size: tuple[int, int], scale: int, pix_fmt: str) -> s
     return ",".join([*crop, f"format={pix_fmt}"])
 
 
-def build_degrade_decode_args(ffmpeg: str, source: InputSpec, *, size: tuple[int, int], pix_fmt: str,
-                              scale: int, degrade_filter: str | None, frames: int | None = None) -> list[str]:
+def build_degrade_decode_args(
+    ffmpeg: str,
+    source: InputSpec,
+    *,
+    size: tuple[int, int],
+    pix_fmt: str,
+    scale: int,
+    degrade_filter: str | None,
+    frames: int | None = None,
+) -> list[str]:
     """The decode of `upscale` with our filter chain: the reference (degrade_filter None) or its LR.
 
     `size` and `pix_fmt` are the decoded reference's (see probe_clip); both decodes crop the same,
@@ -45,18 +52,33 @@ def _escape_filter_value(value: str) -> str:
     return value
 
 
-def build_vmaf_args(ffmpeg: str, source: InputSpec, ref_chain: str, log_path: str, threads: int,
-                    frames: int | None) -> list[str]:
+def build_vmaf_args(
+    ffmpeg: str, source: InputSpec, ref_chain: str, log_path: str, threads: int, frames: int | None
+) -> list[str]:
     """libvmaf on y4m from stdin (the SR frames) against the reference decoded a third time.
 
     Both inputs are renumbered (pts = frame number, time base 1 s) so libvmaf's frame sync pairs
     frame n with frame n whatever the source timestamps.
     """
     decode = build_decode_args(ffmpeg, source)
-    ref_input = decode[len(COMMON) + 1:decode.index("-map")]
+    ref_input = decode[len(COMMON) + 1 : decode.index("-map")]
     trim = f",trim=end_frame={frames}" if frames is not None else ""
-    graph = (f"[0:v]settb=1,setpts=N[dist];[1:v]{ref_chain}{trim},settb=1,setpts=N[ref];"
-             f"[dist][ref]libvmaf=log_fmt=json:log_path={_escape_filter_value(log_path)}"
-             f":n_threads={threads}:shortest=1")
-    return [ffmpeg, *COMMON, "-f", "yuv4mpegpipe", "-i", "pipe:0", *ref_input,
-            "-filter_complex", graph, "-f", "null", "-"]
+    graph = (
+        f"[0:v]settb=1,setpts=N[dist];[1:v]{ref_chain}{trim},settb=1,setpts=N[ref];"
+        f"[dist][ref]libvmaf=log_fmt=json:log_path={_escape_filter_value(log_path)}"
+        f":n_threads={threads}:shortest=1"
+    )
+    return [
+        ffmpeg,
+        *COMMON,
+        "-f",
+        "yuv4mpegpipe",
+        "-i",
+        "pipe:0",
+        *ref_input,
+        "-filter_complex",
+        graph,
+        "-f",
+        "null",
+        "-",
+    ]

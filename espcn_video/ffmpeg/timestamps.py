@@ -98,8 +98,23 @@ class FrameTimes:
 
 def build_packet_list_args(ffmpeg: str, path: str) -> list[str]:
     """Every video packet's pts and key flag, without decoding (framecrc of a stream copy)."""
-    return [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-copyts", "-i", path,
-            "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "pipe:1"]
+    return [
+        ffmpeg,
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-copyts",
+        "-i",
+        path,
+        "-map",
+        "0:v:0",
+        "-c",
+        "copy",
+        "-f",
+        "framecrc",
+        "pipe:1",
+    ]
 
 
 def parse_framecrc(text: str, source: str) -> tuple[Fraction, list[int], list[int]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
@@ -36,10 +36,18 @@ _COLORSPACES: dict[str, tuple[str, int, int, int, bool]] = {
     "mono12": ("gray12le", 0, 0, 12, False),
 }
 _PIX_FMT_TO_CS = {
-    "yuv420p": "420jpeg", "yuv422p": "422", "yuv444p": "444", "gray": "mono",
-    "yuv420p10le": "420p10", "yuv422p10le": "422p10", "yuv444p10le": "444p10",
-    "gray10le": "mono10", "yuv420p12le": "420p12", "yuv422p12le": "422p12",
-    "yuv444p12le": "444p12", "gray12le": "mono12",
+    "yuv420p": "420jpeg",
+    "yuv422p": "422",
+    "yuv444p": "444",
+    "gray": "mono",
+    "yuv420p10le": "420p10",
+    "yuv422p10le": "422p10",
+    "yuv444p10le": "444p10",
+    "gray10le": "mono10",
+    "yuv420p12le": "420p12",
+    "yuv422p12le": "422p12",
+    "yuv444p12le": "444p12",
+    "gray12le": "mono12",
 }
 # What the decoder may hand us; ffmpeg's format filter picks the closest to the source.
 PIPE_PIX_FMTS: tuple[str, ...] = tuple(_PIX_FMT_TO_CS)
@@ -55,9 +63,7 @@ class FrameGeometry:
 
     def __post_init__(self) -> None:
         if self.pix_fmt not in _PIX_FMT_TO_CS:
-            raise StreamFormatError(
-                f"unsupported pixel format {self.pix_fmt}; supported: {', '.join(PIPE_PIX_FMTS)}"
-            )
+            raise StreamFormatError(f"unsupported pixel format {self.pix_fmt}; supported: {', '.join(PIPE_PIX_FMTS)}")
         if self.width <= 0 or self.height <= 0:
             raise StreamFormatError(f"invalid frame size {self.width}x{self.height}")
 
@@ -118,8 +124,12 @@ class Y4MHeader:
         g = self.geometry
         sar = f"{self.sar.numerator}:{self.sar.denominator}" if self.sar else "0:0"
         parts = [
-            "YUV4MPEG2", f"W{g.width}", f"H{g.height}",
-            f"F{self.rate.numerator}:{self.rate.denominator}", "Ip", f"A{sar}",
+            "YUV4MPEG2",
+            f"W{g.width}",
+            f"H{g.height}",
+            f"F{self.rate.numerator}:{self.rate.denominator}",
+            "Ip",
+            f"A{sar}",
             f"C{_PIX_FMT_TO_CS[g.pix_fmt]}",
         ]
         if self.full_range:
@@ -164,7 +174,7 @@ def parse_header(line: bytes, source: str = "stream") -> Y4MHeader:
     return Y4MHeader(geometry, rate, sar, interlace, full_range, colorspace)
 
 
-def _read_line(stream: BinaryIO, source: str, what: str) -> bytes:
+def _read_line(stream: IO[bytes], source: str, what: str) -> bytes:
     """One '\\n'-terminated line, bounded; b'' at a clean end of stream."""
     line = stream.readline(MAX_HEADER_BYTES)
     if not line:
@@ -176,7 +186,7 @@ def _read_line(stream: BinaryIO, source: str, what: str) -> bytes:
     return line[:-1]
 
 
-def read_header(stream: BinaryIO, source: str = "stream") -> Y4MHeader | None:
+def read_header(stream: IO[bytes], source: str = "stream") -> Y4MHeader | None:
     """The stream header, or None when the stream is empty (the decoder produced nothing)."""
     line = _read_line(stream, source, "header")
     if not line:
@@ -184,8 +194,9 @@ def read_header(stream: BinaryIO, source: str = "stream") -> Y4MHeader | None:
     return parse_header(line, source)
 
 
-def read_frame(stream: BinaryIO, geometry: FrameGeometry, index: int,
-               source: str = "stream") -> list[np.ndarray] | None:
+def read_frame(
+    stream: IO[bytes], geometry: FrameGeometry, index: int, source: str = "stream"
+) -> list[np.ndarray] | None:
     """The planes of the next frame, or None at a clean end (0 bytes at a frame boundary)."""
     marker = _read_line(stream, source, "FRAME")
     if not marker:
@@ -196,7 +207,8 @@ def read_frame(stream: BinaryIO, geometry: FrameGeometry, index: int,
     data = bytearray(want)  # writable, so the planes can go to torch without a copy
     view, got = memoryview(data), 0
     while got < want:
-        n = stream.readinto(view[got:])
+        # Popen's pipes and BytesIO are buffered readers; typeshed's IO[bytes] omits readinto
+        n = stream.readinto(view[got:])  # type: ignore[attr-defined]
         if not n:
             raise TruncatedFrame(source, index, got, want)
         got += n
@@ -207,12 +219,12 @@ def split_planes(data: bytes | bytearray | memoryview, geometry: FrameGeometry) 
     flat = np.frombuffer(data, dtype=geometry.dtype)
     planes, offset = [], 0
     for h, w in geometry.plane_shapes:
-        planes.append(flat[offset:offset + h * w].reshape(h, w))
+        planes.append(flat[offset : offset + h * w].reshape(h, w))
         offset += h * w
     return planes
 
 
-def write_frame(stream: BinaryIO, planes: list[np.ndarray]) -> None:
+def write_frame(stream: IO[bytes], planes: list[np.ndarray]) -> None:
     stream.write(FRAME_MARKER + b"\n")
     for plane in planes:
-        stream.write(memoryview(np.ascontiguousarray(plane)).cast("B"))
+        stream.write(np.ascontiguousarray(plane).data.cast("B"))

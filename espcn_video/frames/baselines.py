@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from espcn_video.errors import PresetError
 from espcn_video.frames.resample import upscale_by_phases, upscale_unit_bicubic
 from espcn_video.model.engines import from_unit_float, to_unit_float
 from espcn_video.model.net import SRCNN
@@ -42,7 +43,9 @@ class SrcnnEngine:
 
     name = "srcnn"
 
-    def __init__(self, model: SRCNN, scale: int) -> None:
+    def __init__(self, model: torch.nn.Module, scale: int) -> None:
+        if not isinstance(model, SRCNN):
+            raise PresetError(f"the srcnn method needs an SRCNN preset, not a {type(model).__name__}")
         self.model = model.eval()
         self.scale = scale
 
@@ -50,4 +53,3 @@ class SrcnnEngine:
     def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:
         up = upscale_unit_bicubic(to_unit_float(y, peak), self.scale)
         return from_unit_float(self.model.in_strips(up), peak, y.dtype)
-

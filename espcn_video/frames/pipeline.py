@@ -13,12 +13,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from espcn_video.errors import (EspcnVideoError, FrameCountMismatch, InputError, StageError,
-                                summarize_stderr)
+from espcn_video.errors import EspcnVideoError, FrameCountMismatch, InputError, StageError, summarize_stderr
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.timestamps import FrameTimes
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header
@@ -81,8 +80,15 @@ class _Item:
 class _Run:
     """State shared by the three stage threads of one run."""
 
-    def __init__(self, dec: FFmpegProcess, sink: FrameSink, header: Y4MHeader,
-                 upscaler: FrameUpscaler, queue_size: int, times: FrameTimes | None) -> None:
+    def __init__(
+        self,
+        dec: FFmpegProcess,
+        sink: FrameSink,
+        header: Y4MHeader,
+        upscaler: FrameUpscaler,
+        queue_size: int,
+        times: FrameTimes | None,
+    ) -> None:
         self.dec, self.sink, self.header, self.upscaler = dec, sink, header, upscaler
         self.times = times
         self.to_model: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
@@ -130,6 +136,7 @@ class _Run:
                 pass
             except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
                 self.fail(name, exc)
+
         return threading.Thread(target=run, name=f"espcn-{name}", daemon=True)
 
     # -- stages -----------------------------------------------------------------------------
@@ -194,11 +201,19 @@ class _Run:
             self.counters.frames_written += 1
 
 
-def run_pipeline(decode_cmd: Sequence[str], make_sink: SinkFactory, upscaler: FrameUpscaler, *,
-                 decoder_stdin: str = "devnull", queue_size: int = 4, strict_decode: bool = True,
-                 timed: bool = False, time_offset_us: int = 0,
-                 on_start: Callable[[Y4MHeader], None] | None = None,
-                 on_progress: Callable[[Counters], None] | None = None) -> RunResult:
+def run_pipeline(
+    decode_cmd: Sequence[str],
+    make_sink: SinkFactory,
+    upscaler: FrameUpscaler,
+    *,
+    decoder_stdin: str | IO[bytes] = "devnull",
+    queue_size: int = 4,
+    strict_decode: bool = True,
+    timed: bool = False,
+    time_offset_us: int = 0,
+    on_start: Callable[[Y4MHeader], None] | None = None,
+    on_progress: Callable[[Counters], None] | None = None,
+) -> RunResult:
     """Decode, super-resolve and hand frames to a sink; raise the first failure, named, after cleaning up.
 
     `timed`: the decode command writes framecrc timestamps to stderr (build_timed_decode_args);
@@ -206,14 +221,12 @@ def run_pipeline(decode_cmd: Sequence[str], make_sink: SinkFactory, upscaler: Fr
     """
     t_start = time.perf_counter()
     times = FrameTimes(time_offset_us) if timed else None
-    with FFmpegProcess("decoder", decode_cmd, stdin=decoder_stdin, stdout="pipe",
-                       stderr_router=times) as dec:
+    with FFmpegProcess("decoder", decode_cmd, stdin=decoder_stdin, stdout="pipe", stderr_router=times) as dec:
         header = read_header(dec.stdout, "decoder output")
         if header is None:
             dec.check(timeout_s=30.0)
             raise InputError(NO_FRAMES)
-        hr_header = Y4MHeader(header.geometry.scaled(upscaler.scale), header.rate, header.sar,
-                              "p", header.full_range)
+        hr_header = Y4MHeader(header.geometry.scaled(upscaler.scale), header.rate, header.sar, "p", header.full_range)
         if on_start is not None:
             on_start(header)
         with make_sink(header, hr_header) as sink:
@@ -223,23 +236,33 @@ def run_pipeline(decode_cmd: Sequence[str], make_sink: SinkFactory, upscaler: Fr
             if strict_decode and (complaint := summarize_stderr(dec.stderr_tail())):
                 # ffmpeg exits 0 on a file cut short or damaged mid-way; at -loglevel error
                 # anything it prints means frames were lost or invented.
-                raise InputError(f"the input is corrupt or truncated: {complaint} "
-                                 "(--ignore-decode-errors keeps such output)")
+                raise InputError(
+                    f"the input is corrupt or truncated: {complaint} (--ignore-decode-errors keeps such output)"
+                )
     counters = run.counters
     if counters.frames_written != counters.frames_read:
         raise FrameCountMismatch(counters.frames_read, counters.frames_written)
     return RunResult(
-        lr=header.geometry, hr=hr_header.geometry, rate=header.rate, full_range=header.full_range,
-        method=upscaler.method, frames_read=counters.frames_read,
-        frames_written=counters.frames_written, wall_s=time.perf_counter() - t_start,
-        timings=run.timings, frame_times=times,
+        lr=header.geometry,
+        hr=hr_header.geometry,
+        rate=header.rate,
+        full_range=header.full_range,
+        method=upscaler.method,
+        frames_read=counters.frames_read,
+        frames_written=counters.frames_written,
+        wall_s=time.perf_counter() - t_start,
+        timings=run.timings,
+        frame_times=times,
     )
 
 
 def _run_stages(run: _Run, on_progress: Callable[[Counters], None] | None) -> None:
     """Start the three stages, draw progress, and re-raise the first stage error here."""
-    threads = [run.stage("reader", run.read_stage), run.stage("model", run.model_stage),
-               run.stage("writer", run.write_stage)]
+    threads = [
+        run.stage("reader", run.read_stage),
+        run.stage("model", run.model_stage),
+        run.stage("writer", run.write_stage),
+    ]
     for t in threads:
         t.start()
     try:

@@ -27,15 +27,22 @@ from espcn_video.model.engines import from_unit_float, to_unit_float
 
 def cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
     ax = np.abs(x)
-    return np.where(ax <= 1, (a + 2) * ax**3 - (a + 3) * ax**2 + 1,
-                    np.where(ax < 2, a * ax**3 - 5 * a * ax**2 + 8 * a * ax - 4 * a, 0.0))
+    return np.where(
+        ax <= 1,
+        (a + 2) * ax**3 - (a + 3) * ax**2 + 1,
+        np.where(ax < 2, a * ax**3 - 5 * a * ax**2 + 8 * a * ax - 4 * a, 0.0),
+    )
 
 
 # chroma_location -> sample 0's offset in luma pixels per subsampled axis, as a fraction of
 # (f - 1): 0 left/top, 1/2 centred, 1 bottom. The first letter is horizontal, the second vertical.
 _SITING: dict[str, tuple[float, float]] = {
-    "left": (0.0, 0.5), "center": (0.5, 0.5), "topleft": (0.0, 0.0), "top": (0.5, 0.0),
-    "bottomleft": (0.0, 1.0), "bottom": (0.5, 1.0),
+    "left": (0.0, 0.5),
+    "center": (0.5, 0.5),
+    "topleft": (0.0, 0.0),
+    "top": (0.5, 0.0),
+    "bottomleft": (0.0, 1.0),
+    "bottom": (0.5, 1.0),
 }
 CHROMA_LOCATIONS = tuple(_SITING)
 
@@ -58,7 +65,7 @@ def phase_taps(scale: int, centre: float = 0.5) -> np.ndarray:
         d = p / scale + centre * (1 - scale) / scale
         base = math.floor(d)
         frac = d - base
-        for j, off in enumerate(range(base - 1, base + 3)):
+        for off in range(base - 1, base + 3):
             taps[p, off + 2] = cubic(np.array(frac - (off - base)))
     return taps / taps.sum(axis=1, keepdims=True)
 
@@ -89,12 +96,16 @@ def upscale_unit_bicubic(x: torch.Tensor, scale: int, centres: tuple[float, floa
 
 
 @torch.inference_mode()
-def upscale_planes_bicubic(planes: list[np.ndarray], scale: int, out_shapes: list[tuple[int, int]],
-                           peak: int, centres: tuple[float, float] = (0.5, 0.5)) -> list[np.ndarray]:
+def upscale_planes_bicubic(
+    planes: list[np.ndarray],
+    scale: int,
+    out_shapes: list[tuple[int, int]],
+    peak: int,
+    centres: tuple[float, float] = (0.5, 0.5),
+) -> list[np.ndarray]:
     """Upsample planes of equal shape together by `scale`; crop each to its out shape."""
     if not planes:
         return []
     stacked = torch.cat([to_unit_float(p, peak) for p in planes], dim=0)
     up = upscale_unit_bicubic(stacked, scale, centres)
-    return [from_unit_float(up[i:i + 1, :, :h, :w], peak, planes[i].dtype)
-            for i, (h, w) in enumerate(out_shapes)]
+    return [from_unit_float(up[i : i + 1, :, :h, :w], peak, planes[i].dtype) for i, (h, w) in enumerate(out_shapes)]

@@ -29,8 +29,9 @@ from espcn_video.quality.video_metrics import VideoScorer
 class FrameSink(Protocol):
     def __enter__(self) -> FrameSink: ...
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
 
     def write(self, index: int, planes: list[np.ndarray], pts_s: Fraction | None = None) -> None: ...
 
@@ -48,8 +49,14 @@ class EncoderSink:
     timestamps are unsigned; `shift_us` says by how much.
     """
 
-    def __init__(self, cmd: Sequence[str], header: Y4MHeader, stdout: str = "devnull",
-                 timed: bool = False, hdr_colour: bytes = b"") -> None:
+    def __init__(
+        self,
+        cmd: Sequence[str],
+        header: Y4MHeader,
+        stdout: str = "devnull",
+        timed: bool = False,
+        hdr_colour: bytes = b"",
+    ) -> None:
         self.process = FFmpegProcess("encoder", cmd, stdin="pipe", stdout=stdout)
         self.header = header
         self.timed = timed
@@ -63,8 +70,9 @@ class EncoderSink:
         rate = self.header.rate
         duration_ns = round(1e9 * rate.denominator / rate.numerator) if rate > 0 else None
         sar = (self.header.sar.numerator, self.header.sar.denominator) if self.header.sar else None
-        return mkv.build_stream_header(self.header.geometry, sar=sar, frame_duration_ns=duration_ns,
-                                       hdr_colour=self.hdr_colour)
+        return mkv.build_stream_header(
+            self.header.geometry, sar=sar, frame_duration_ns=duration_ns, hdr_colour=self.hdr_colour
+        )
 
     def __enter__(self) -> EncoderSink:
         self.process.__enter__()
@@ -74,15 +82,16 @@ class EncoderSink:
             self._encoder_died()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.process.__exit__(exc_type, exc, tb)
 
     def _encoder_died(self) -> None:
         self.process.check(timeout_s=30.0)
         raise EspcnVideoError(
-            f"ffmpeg encoder stopped reading after {self.frames_written} frames (exit 0); "
-            "check the output options")
+            f"ffmpeg encoder stopped reading after {self.frames_written} frames (exit 0); check the output options"
+        )
 
     def write(self, index: int, planes: list[np.ndarray], pts_s: Fraction | None = None) -> None:
         try:
@@ -114,21 +123,26 @@ class EncoderSink:
 SinkFactory = Callable[[Y4MHeader, Y4MHeader], FrameSink]
 
 
-def encoder_sink(build_cmd: Callable[[Y4MHeader], list[str]], stdout: str = "devnull",
-                 timed: bool = False, hdr_colour: bytes = b"") -> SinkFactory:
+def encoder_sink(
+    build_cmd: Callable[[Y4MHeader], list[str]], stdout: str = "devnull", timed: bool = False, hdr_colour: bytes = b""
+) -> SinkFactory:
     """The sink of `upscale`: an ffmpeg encoder whose command depends on the decoded header."""
     return lambda lr, hr: EncoderSink(build_cmd(lr), hr, stdout, timed, hdr_colour)
 
 
 # -- the psnr job's sink ------------------------------------------------------------------------
 
+
 def check_same_geometry(dist: FrameGeometry, ref: FrameGeometry, dist_name: str, ref_name: str) -> None:
     if (dist.width, dist.height) != (ref.width, ref.height):
-        raise InputError(f"sizes differ: {dist_name} is {dist.width}x{dist.height}, "
-                         f"{ref_name} is {ref.width}x{ref.height}")
+        raise InputError(
+            f"sizes differ: {dist_name} is {dist.width}x{dist.height}, {ref_name} is {ref.width}x{ref.height}"
+        )
     if dist.bits != ref.bits:
-        raise InputError(f"bit depths differ: {dist_name} is {dist.bits}-bit ({dist.pix_fmt}), "
-                         f"{ref_name} is {ref.bits}-bit ({ref.pix_fmt})")
+        raise InputError(
+            f"bit depths differ: {dist_name} is {dist.bits}-bit ({dist.pix_fmt}), "
+            f"{ref_name} is {ref.bits}-bit ({ref.pix_fmt})"
+        )
     if dist.pix_fmt != ref.pix_fmt:
         raise InputError(f"pixel formats differ: {dist_name} is {dist.pix_fmt}, {ref_name} is {ref.pix_fmt}")
 
@@ -150,9 +164,18 @@ class ReferenceSink:
     `vmaf_cmd` the frames also go to an ffmpeg libvmaf process (its JSON log is read at the end).
     """
 
-    def __init__(self, ref_cmd: list[str], geometry: FrameGeometry, scorer: VideoScorer, *,
-                 ref_name: str, dist_name: str, vmaf_cmd: list[str] | None = None,
-                 vmaf_log: Path | None = None, header: Y4MHeader | None = None) -> None:
+    def __init__(
+        self,
+        ref_cmd: list[str],
+        geometry: FrameGeometry,
+        scorer: VideoScorer,
+        *,
+        ref_name: str,
+        dist_name: str,
+        vmaf_cmd: list[str] | None = None,
+        vmaf_log: Path | None = None,
+        header: Y4MHeader | None = None,
+    ) -> None:
         self.ref = FFmpegProcess("reference decoder", ref_cmd, stdout="pipe")
         self.vmaf = FFmpegProcess("libvmaf", vmaf_cmd, stdin="pipe") if vmaf_cmd else None
         self.geometry, self.scorer, self.header = geometry, scorer, header
@@ -178,8 +201,9 @@ class ReferenceSink:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is not None:
             self.kill()
         if self.vmaf is not None:
@@ -216,8 +240,9 @@ class ReferenceSink:
         self.ref_done = True
         check_decoder(self.ref, self.ref_name)
         if ref_frames != self.dist_frames:
-            raise InputError(f"frame counts differ: {self.dist_name} has {self.dist_frames} frames, "
-                             f"{self.ref_name} has {ref_frames}")
+            raise InputError(
+                f"frame counts differ: {self.dist_name} has {self.dist_frames} frames, {self.ref_name} has {ref_frames}"
+            )
         if self.vmaf is not None:
             self.vmaf.close_stdin()
             self.vmaf.check(timeout_s=600.0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from espcn_video.ffmpeg.y4m import FrameGeometry
-from espcn_video.model.engines import LumaEngine
 from espcn_video.frames.resample import chroma_centres, upscale_planes_bicubic
+from espcn_video.model.engines import LumaEngine
 
 
 class FrameUpscaler:
@@ -16,8 +16,7 @@ class FrameUpscaler:
     source sited it; the output keeps the same siting.
     """
 
-    def __init__(self, scale: int, engine: LumaEngine | None = None,
-                 chroma_location: str | None = None) -> None:
+    def __init__(self, scale: int, engine: LumaEngine | None = None, chroma_location: str | None = None) -> None:
         if engine is not None and engine.scale != scale:
             raise ValueError(f"engine scale {engine.scale} != requested scale {scale}")
         self.scale = scale
@@ -28,8 +27,7 @@ class FrameUpscaler:
     def method(self) -> str:
         return "bicubic" if self.engine is None else self.engine.name
 
-    def _chroma(self, planes: list[np.ndarray], lr: FrameGeometry,
-                shapes: list[tuple[int, int]]) -> list[np.ndarray]:
+    def _chroma(self, planes: list[np.ndarray], lr: FrameGeometry, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
         centres = chroma_centres(self.chroma_location, lr.chroma_shift)
         return upscale_planes_bicubic(planes, self.scale, shapes, lr.peak, centres)
 
@@ -39,8 +37,9 @@ class FrameUpscaler:
         if self.engine is None:
             if len(planes) == 1:
                 return upscale_planes_bicubic(planes, self.scale, shapes, lr.peak)
-            return (upscale_planes_bicubic(planes[:1], self.scale, shapes[:1], lr.peak)
-                    + self._chroma(planes[1:], lr, shapes[1:]))
+            return upscale_planes_bicubic(planes[:1], self.scale, shapes[:1], lr.peak) + self._chroma(
+                planes[1:], lr, shapes[1:]
+            )
         start = getattr(self.engine, "start_luma", None)
         if len(planes) > 1 and start is not None:
             # The engine runs on its own threads: resample chroma meanwhile.

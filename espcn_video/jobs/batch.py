@@ -8,10 +8,28 @@ from espcn_video.errors import EspcnVideoError, InputError
 from espcn_video.ffmpeg.timestamps import list_packets
 
 # What a folder contributes; anything else in it (images, subtitles, notes) is left alone.
-VIDEO_EXTENSIONS = frozenset({
-    ".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".ts",
-    ".mts", ".m2ts", ".vob", ".ogv", ".3gp", ".nut", ".y4m",
-})
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4",
+        ".m4v",
+        ".mkv",
+        ".webm",
+        ".mov",
+        ".avi",
+        ".wmv",
+        ".flv",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".mts",
+        ".m2ts",
+        ".vob",
+        ".ogv",
+        ".3gp",
+        ".nut",
+        ".y4m",
+    }
+)
 
 
 def expand_inputs(inputs: list[str], skip_suffix: str | None = None, skip_in: Path | None = None) -> list[str]:
@@ -27,11 +45,15 @@ def expand_inputs(inputs: list[str], skip_suffix: str | None = None, skip_in: Pa
             names.append(name)
             continue
         is_out_dir = skip_in is not None and path.resolve() == skip_in.resolve()
-        videos = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
-                        and not (is_out_dir and skip_suffix and p.name.endswith(skip_suffix)))
+        videos = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file()
+            and p.suffix.lower() in VIDEO_EXTENSIONS
+            and not (is_out_dir and skip_suffix and p.name.endswith(skip_suffix))
+        )
         if not videos:
-            raise InputError(f"{name}: a folder without video files "
-                             f"({', '.join(sorted(VIDEO_EXTENSIONS))})")
+            raise InputError(f"{name}: a folder without video files ({', '.join(sorted(VIDEO_EXTENSIONS))})")
         names.extend(str(p) for p in videos)
     seen: set[Path] = set()
     unique = []

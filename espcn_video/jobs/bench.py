@@ -26,34 +26,48 @@ from typing import Any
 import numpy as np
 import torch
 
-from espcn_video.settings import InputSpec
 from espcn_video.errors import InputError, PresetError
 from espcn_video.ffmpeg.args import COMMON, build_decode_args
 from espcn_video.ffmpeg.locate import list_encoders, locate_ffmpeg
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header
-from espcn_video.model.engines import (LumaEngine, TorchEngine, cpu_info, create_engine, default_threads,
-                                       engine_options, tune_malloc)
 from espcn_video.frames.baselines import SrcnnEngine
-from espcn_video.model.net import ESPCN, SRCNN
-from espcn_video.model.graphs import ranges_from_metadata
 from espcn_video.frames.pipeline import run_pipeline
 from espcn_video.frames.resample import upscale_planes_bicubic
 from espcn_video.frames.sinks import EncoderSink
-from espcn_video.jobs.summary import peak_memory_mb, summarize_ms, summarize_stages
 from espcn_video.frames.upscaler import FrameUpscaler
-
-try:
-    import resource
-except ImportError:  # Windows
-    resource = None  # type: ignore[assignment]
+from espcn_video.jobs.summary import peak_memory_mb, summarize_ms, summarize_stages
+from espcn_video.model.engines import (
+    LumaEngine,
+    TorchEngine,
+    cpu_info,
+    create_engine,
+    default_threads,
+    engine_options,
+    tune_malloc,
+)
+from espcn_video.model.graphs import ranges_from_metadata
+from espcn_video.model.net import ESPCN, SRCNN
+from espcn_video.settings import InputSpec
 
 STANDARD_JOBS: tuple[tuple[int, tuple[int, int]], ...] = (
-    (3, (640, 360)), (2, (960, 540)), (4, (480, 270)), (2, (1920, 1080)))
+    (3, (640, 360)),
+    (2, (960, 540)),
+    (4, (480, 270)),
+    (2, (1920, 1080)),
+)
 SYNTHETIC_RATE = 30
 WARMUP_FRAMES = 2  # compilation and first-touch allocations happen here, not in the numbers
-COMPARE_METRICS = ("sr_fps", "frame_fps", "pipeline_fps", "bicubic_fps", "srcnn_fps",
-                   "reference_sr_fps", "gflops", "ceiling_fps")
+COMPARE_METRICS = (
+    "sr_fps",
+    "frame_fps",
+    "pipeline_fps",
+    "bicubic_fps",
+    "srcnn_fps",
+    "reference_sr_fps",
+    "gflops",
+    "ceiling_fps",
+)
 
 
 @dataclass(frozen=True)
@@ -108,20 +122,40 @@ def _version(package: str) -> str | None:
 
 def machine_info(threads: int, ffmpeg_version: str) -> dict[str, Any]:
     model, flags = cpu_info()
-    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
-              "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+    wanted = (
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "avx512_vnni",
+        "avx512_bf16",
+        "avx_vnni",
+        "amx_tile",
+        "amx_bf16",
+        "amx_int8",
+    )
     return {
-        "cpu_model": model, "cpu_flags": [f for f in wanted if f in flags],
-        "cores": default_threads(), "threads": threads, "platform": platform.platform(),
+        "cpu_model": model,
+        "cpu_flags": [f for f in wanted if f in flags],
+        "cores": default_threads(),
+        "threads": threads,
+        "platform": platform.platform(),
         "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "numpy": np.__version__, "openvino": _version("openvino"),
-                     "onnxruntime": _version("onnxruntime"), "ffmpeg": ffmpeg_version},
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "openvino": _version("openvino"),
+            "onnxruntime": _version("onnxruntime"),
+            "ffmpeg": ffmpeg_version,
+        },
     }
 
 
 def load_model(scale: int, preset: str | None) -> _Model:
     from espcn_video.model.presets import resolve_preset
+
     try:
         model, info = resolve_preset(preset, scale=scale)
     except PresetError:
@@ -139,9 +173,27 @@ def make_synthetic_clip(ffmpeg: str, size: tuple[int, int], frames: int, folder:
     if not path.exists():
         codec = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18"] if x264 else ["-c:v", "ffv1"]
         src = f"testsrc2=s={size[0]}x{size[1]}:r={SYNTHETIC_RATE}"
-        subprocess.run([ffmpeg, *COMMON, "-f", "lavfi", "-i", src, "-frames:v", str(frames), *codec,
-                        "-pix_fmt", "yuv420p", "-y", str(path)], check=True, timeout=600,
-                       stdin=subprocess.DEVNULL, capture_output=True)
+        subprocess.run(
+            [
+                ffmpeg,
+                *COMMON,
+                "-f",
+                "lavfi",
+                "-i",
+                src,
+                "-frames:v",
+                str(frames),
+                *codec,
+                "-pix_fmt",
+                "yuv420p",
+                "-y",
+                str(path),
+            ],
+            check=True,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+        )
     return path
 
 
@@ -154,8 +206,14 @@ def decode_args(ffmpeg: str, clip: Path, frames: int, lr_size: tuple[int, int] |
     return [*args[:-1], "-frames:v", str(frames), args[-1]]
 
 
-def encode_args(ffmpeg: str, encoder: str, preset: str | None, source: str = "pipe:0",
-                source_format: Sequence[str] = ("-f", "yuv4mpegpipe"), vf: str | None = None) -> list[str]:
+def encode_args(
+    ffmpeg: str,
+    encoder: str,
+    preset: str | None,
+    source: str = "pipe:0",
+    source_format: Sequence[str] = ("-f", "yuv4mpegpipe"),
+    vf: str | None = None,
+) -> list[str]:
     args = [ffmpeg, *COMMON, *source_format, "-i", source]
     if vf:
         args += ["-vf", vf]
@@ -177,7 +235,9 @@ def decode_frames(cmd: list[str]) -> tuple[Y4MHeader, list[list[np.ndarray]]]:
     return header, frames
 
 
-def time_sr_stage(engine: LumaEngine, frames: list[list[np.ndarray]], geometry: FrameGeometry) -> dict[str, list[float]]:
+def time_sr_stage(
+    engine: LumaEngine, frames: list[list[np.ndarray]], geometry: FrameGeometry
+) -> dict[str, list[float]]:
     """Per-frame luma (the engine) and chroma (bicubic) milliseconds, each in its own pass.
 
     Separate passes give each stage's own cost; interleaved, the engine's idle workers and the
@@ -199,8 +259,9 @@ def time_sr_stage(engine: LumaEngine, frames: list[list[np.ndarray]], geometry: 
     return {"luma": luma, "chroma": chroma}
 
 
-def time_reference(model: torch.nn.Module, frames: list[list[np.ndarray]], peak: int, count: int,
-                   threads: int) -> float | None:
+def time_reference(
+    model: torch.nn.Module, frames: list[list[np.ndarray]], peak: int, count: int, threads: int
+) -> float | None:
     """ESPCN in the torch fp32 reference engine: the same engine SRCNN is timed in."""
     if count <= 0:
         return None
@@ -226,11 +287,9 @@ def time_srcnn(frames: list[list[np.ndarray]], peak: int, scale: int, count: int
 
 
 def _cpu_seconds() -> tuple[float, float]:
-    if resource is None:  # Windows: this process's time only
-        times = os.times()
-        return times.user + times.system, times.children_user + times.children_system
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
+    """CPU seconds of this process and of its reaped children (ffmpeg); children are 0 on Windows."""
+    times = os.times()
+    return times.user + times.system, times.children_user + times.children_system
 
 
 def time_pipeline(dec_cmd: list[str], enc_cmd: list[str], upscaler: FrameUpscaler) -> dict[str, Any]:
@@ -242,19 +301,26 @@ def time_pipeline(dec_cmd: list[str], enc_cmd: list[str], upscaler: FrameUpscale
     python_ms, ffmpeg_ms = ((cpu1[i] - cpu0[i]) * 1e3 / frames for i in (0, 1))
     cores = default_threads()
     ceiling = cores * 1e3 / (python_ms + ffmpeg_ms) if python_ms + ffmpeg_ms > 0 else None
-    return {"fps": result.fps, "frames": result.frames_written, "wall_s": round(result.wall_s, 3),
-            "cpu_ms_per_frame": {"python": round(python_ms, 2), "ffmpeg": round(ffmpeg_ms, 2)},
-            "ceiling_fps": ceiling, "stages": summarize_stages(result.timings)}
+    return {
+        "fps": result.fps,
+        "frames": result.frames_written,
+        "wall_s": round(result.wall_s, 3),
+        "cpu_ms_per_frame": {"python": round(python_ms, 2), "ffmpeg": round(ffmpeg_ms, 2)},
+        "ceiling_fps": ceiling,
+        "stages": summarize_stages(result.timings),
+    }
 
 
-def time_ffmpeg_bicubic(ffmpeg: str, dec_cmd: list[str], settings: BenchSettings, hr: tuple[int, int],
-                        frames: int) -> float:
+def time_ffmpeg_bicubic(
+    ffmpeg: str, dec_cmd: list[str], settings: BenchSettings, hr: tuple[int, int], frames: int
+) -> float:
     """ffmpeg's bicubic scale on the same decoded frames, into the same encoder (or -f null)."""
-    enc = encode_args(ffmpeg, settings.encoder, settings.encoder_preset,
-                      vf=f"scale={hr[0]}:{hr[1]}:flags=bicubic")
+    enc = encode_args(ffmpeg, settings.encoder, settings.encoder_preset, vf=f"scale={hr[0]}:{hr[1]}:flags=bicubic")
     t0 = time.perf_counter()
-    with FFmpegProcess("decoder", dec_cmd, stdout="pipe") as dec, \
-            FFmpegProcess("bicubic", enc, stdin=dec.stdout) as scaler:  # the scaler owns the read end
+    with (
+        FFmpegProcess("decoder", dec_cmd, stdout="pipe") as dec,
+        FFmpegProcess("bicubic", enc, stdin=dec.stdout) as scaler,
+    ):  # the scaler owns the read end
         scaler.check(timeout_s=600.0)
         dec.check(timeout_s=30.0)
     return frames / (time.perf_counter() - t0)
@@ -272,7 +338,11 @@ def _fps(ms: list[float]) -> float:
 
 
 def run_job(spec: JobSpec, settings: BenchSettings, ffmpeg: str, folder: Path) -> dict[str, Any]:
-    clip = Path(spec.clip) if spec.clip else make_synthetic_clip(ffmpeg, spec.lr_size or (640, 360), settings.frames, folder)
+    clip = (
+        Path(spec.clip)
+        if spec.clip
+        else make_synthetic_clip(ffmpeg, spec.lr_size or (640, 360), settings.frames, folder)
+    )
     if not clip.exists():
         raise InputError(f"{clip}: no such file")
     resize = spec.lr_size if spec.clip else None
@@ -280,11 +350,18 @@ def run_job(spec: JobSpec, settings: BenchSettings, ffmpeg: str, folder: Path) -
     header, frames = decode_frames(dec_cmd)
     lr, hr = header.geometry, header.geometry.scaled(spec.scale)
     loaded = load_model(spec.scale, settings.preset)
-    engine = create_engine(loaded.model, settings.backend, settings.precision, settings.threads,
-                           settings.device, calibration=loaded.calibration)
+    engine = create_engine(
+        loaded.model,
+        settings.backend,
+        settings.precision,
+        settings.threads,
+        settings.device,
+        calibration=loaded.calibration,
+    )
     sr = time_sr_stage(engine, frames, lr)
-    pipeline = time_pipeline(dec_cmd, encode_args(ffmpeg, settings.encoder, settings.encoder_preset),
-                             FrameUpscaler(spec.scale, engine))
+    pipeline = time_pipeline(
+        dec_cmd, encode_args(ffmpeg, settings.encoder, settings.encoder_preset), FrameUpscaler(spec.scale, engine)
+    )
     bicubic_fps = time_ffmpeg_bicubic(ffmpeg, dec_cmd, settings, (hr.width, hr.height), len(frames))
     threads = settings.threads or default_threads()
     reference_fps = time_reference(loaded.model, frames, lr.peak, settings.reference_frames, threads)
@@ -292,21 +369,37 @@ def run_job(spec: JobSpec, settings: BenchSettings, ffmpeg: str, folder: Path) -
     gflop = 2 * ESPCN.macs_per_lr_pixel(spec.scale) * lr.width * lr.height / 1e9
     sr_fps = _fps(sr["luma"])
     return {
-        "name": spec.label, "input": str(clip) if spec.clip else f"lavfi testsrc2 ({clip.suffix[1:]})",
-        "scale": spec.scale, "lr_size": [lr.width, lr.height], "hr_size": [hr.width, hr.height],
-        "pix_fmt": lr.pix_fmt, "frames": len(frames), "weights": loaded.weights,
-        "backend": getattr(engine, "backend", "torch"), "precision": getattr(engine, "precision", "fp32"),
-        "engine": engine.name, "int8_ranges": _int8_source(engine, loaded), "encoder": settings.encoder, "encoder_preset": settings.encoder_preset,
-        "sr_fps": sr_fps, "frame_fps": _fps([a + b for a, b in zip(sr["luma"], sr["chroma"])]),
-        "pipeline_fps": pipeline["fps"], "bicubic_fps": bicubic_fps, "srcnn_fps": srcnn_fps,
+        "name": spec.label,
+        "input": str(clip) if spec.clip else f"lavfi testsrc2 ({clip.suffix[1:]})",
+        "scale": spec.scale,
+        "lr_size": [lr.width, lr.height],
+        "hr_size": [hr.width, hr.height],
+        "pix_fmt": lr.pix_fmt,
+        "frames": len(frames),
+        "weights": loaded.weights,
+        "backend": getattr(engine, "backend", "torch"),
+        "precision": getattr(engine, "precision", "fp32"),
+        "engine": engine.name,
+        "int8_ranges": _int8_source(engine, loaded),
+        "encoder": settings.encoder,
+        "encoder_preset": settings.encoder_preset,
+        "sr_fps": sr_fps,
+        "frame_fps": _fps([a + b for a, b in zip(sr["luma"], sr["chroma"], strict=True)]),
+        "pipeline_fps": pipeline["fps"],
+        "bicubic_fps": bicubic_fps,
+        "srcnn_fps": srcnn_fps,
         "reference_sr_fps": reference_fps,
         "espcn_vs_srcnn": reference_fps / srcnn_fps if reference_fps and srcnn_fps else None,
-        "gflop_per_frame": gflop, "gflops": gflop * sr_fps,
+        "gflop_per_frame": gflop,
+        "gflops": gflop * sr_fps,
         "ceiling_fps": pipeline["ceiling_fps"],
         "pipeline_share_of_ceiling": pipeline["fps"] / pipeline["ceiling_fps"] if pipeline["ceiling_fps"] else None,
         "cpu_ms_per_frame": pipeline["cpu_ms_per_frame"],
-        "stages": {"sr_luma": summarize_ms(sr["luma"]), "sr_chroma": summarize_ms(sr["chroma"]),
-                   **{f"pipeline_{k}": v for k, v in pipeline["stages"].items()}},
+        "stages": {
+            "sr_luma": summarize_ms(sr["luma"]),
+            "sr_chroma": summarize_ms(sr["chroma"]),
+            **{f"pipeline_{k}": v for k, v in pipeline["stages"].items()},
+        },
         "peak_memory": peak_memory_mb(),
     }
 
@@ -333,8 +426,12 @@ def run_bench(settings: BenchSettings, on_job: Callable[[JobSpec], None] | None 
             if on_job is not None:
                 on_job(spec)
             jobs.append(_rounded(run_job(spec, settings, ffmpeg.path, folder)))
-    return {"command": "bench", "machine": machine_info(threads, ffmpeg.version),
-            "engines": [o.describe() for o in engine_options(settings.device)], "jobs": jobs}
+    return {
+        "command": "bench",
+        "machine": machine_info(threads, ffmpeg.version),
+        "engines": [o.describe() for o in engine_options(settings.device)],
+        "jobs": jobs,
+    }
 
 
 def job_key(job: dict[str, Any]) -> tuple[Any, ...]:
@@ -352,6 +449,13 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
         for metric in COMPARE_METRICS:
             va, vb = job_a.get(metric), job_b.get(metric)
             ratio = vb / va if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and va else None
-            rows.append({"job": job_a.get("name"), "metric": metric, "a": va, "b": vb,
-                         "ratio": round(ratio, 3) if ratio is not None else None})
+            rows.append(
+                {
+                    "job": job_a.get("name"),
+                    "metric": metric,
+                    "a": va,
+                    "b": vb,
+                    "ratio": round(ratio, 3) if ratio is not None else None,
+                }
+            )
     return rows

@@ -10,6 +10,7 @@ imprecise container seeks then still give every frame) and keeps its frames by t
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -64,13 +65,20 @@ def list_packets(ffmpeg: str, path: str) -> tuple[Fraction, list[int], list[int]
     return tb, pts, keys
 
 
-def plan_chunks(source: str, tb: Fraction, frame_pts: list[int], key_pts: list[int],
-                container_start_s: float, *, chunks: int | None = None,
-                target_s: float = 20.0) -> ChunkPlan:
+def plan_chunks(
+    source: str,
+    tb: Fraction,
+    frame_pts: list[int],
+    key_pts: list[int],
+    container_start_s: float,
+    *,
+    chunks: int | None = None,
+    target_s: float = 20.0,
+) -> ChunkPlan:
     """Split into `chunks` parts, or parts of about `target_s`; boundaries prefer keyframes."""
     n = len(frame_pts)
     span = frame_pts[-1] - frame_pts[0]
-    gap = min((b - a for a, b in zip(frame_pts, frame_pts[1:])), default=1)
+    gap = min((b - a for a, b in itertools.pairwise(frame_pts)), default=1)
     step = span / chunks if chunks else max(1, int(target_s / tb))
     wanted = chunks or max(1, round(span / step) if span else 1)
     wanted = max(1, min(wanted, n))
@@ -90,8 +98,9 @@ def plan_chunks(source: str, tb: Fraction, frame_pts: list[int], key_pts: list[i
     return ChunkPlan(source, f"{tb.numerator}/{tb.denominator}", container_start_s, gap, n, plan)
 
 
-def build_chunk_decode_args(ffmpeg: str, path: str, plan: ChunkPlan, chunk: Chunk,
-                            margin_s: float = SEEK_MARGIN_S, filters: Sequence[str] = ()) -> list[str]:
+def build_chunk_decode_args(
+    ffmpeg: str, path: str, plan: ChunkPlan, chunk: Chunk, margin_s: float = SEEK_MARGIN_S, filters: Sequence[str] = ()
+) -> list[str]:
     """Decode one chunk to y4m and timestamps: coarse seek before it, keep start <= pts < end.
 
     -copyts keeps the file's own timestamps, so the select bounds are the packet pts times;

@@ -27,27 +27,38 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from espcn_video.jobs.batch import expand_inputs, output_is_complete
-from espcn_video.jobs.chunk_plan import (SEEK_MARGIN_S, Chunk, ChunkPlan, build_chunk_decode_args,
-                                  list_packets, plan_chunks)
-from espcn_video.settings import EncodeSettings, InputSpec, UpscaleSettings
 from espcn_video.errors import EspcnVideoError, FrameCountMismatch, InputError, OutputError, UsageError
-from espcn_video.ffmpeg.args import (OutputVideo, build_deinterlace_filter, build_encode_args, build_join_args,
-                                     resolve_codec)
+from espcn_video.ffmpeg.args import (
+    OutputVideo,
+    build_deinterlace_filter,
+    build_encode_args,
+    build_join_args,
+    resolve_codec,
+)
 from espcn_video.ffmpeg.locate import locate_ffmpeg
 from espcn_video.ffmpeg.mkv import build_hdr_colour
 from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.y4m import Y4MHeader
 from espcn_video.files import atomic_write_text
+from espcn_video.frames.pipeline import run_pipeline
+from espcn_video.frames.sinks import encoder_sink
+from espcn_video.frames.upscaler import FrameUpscaler
+from espcn_video.jobs.batch import expand_inputs, output_is_complete
+from espcn_video.jobs.chunk_plan import (
+    SEEK_MARGIN_S,
+    Chunk,
+    ChunkPlan,
+    build_chunk_decode_args,
+    list_packets,
+    plan_chunks,
+)
+from espcn_video.jobs.inputs import check_input, choose_deinterlace, output_video_for
+from espcn_video.jobs.outputs import check_output, publish, sweep_stale_temporaries, temporary_output, verify_output
 from espcn_video.model.engines import create_engine, default_threads
 from espcn_video.model.graphs import ranges_from_metadata
 from espcn_video.model.presets import load_preset
-from espcn_video.frames.pipeline import run_pipeline
-from espcn_video.frames.sinks import encoder_sink
-from espcn_video.jobs.inputs import check_input, choose_deinterlace, output_video_for
-from espcn_video.jobs.outputs import check_output, publish, sweep_stale_temporaries, temporary_output, verify_output
-from espcn_video.frames.upscaler import FrameUpscaler
+from espcn_video.settings import EncodeSettings, InputSpec, UpscaleSettings
 
 TASK_RETRIES = 2
 log = logging.getLogger(__name__)
@@ -88,9 +99,17 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
     model, preset = load_preset(job.preset)
     probe = job.probe
     siting = probe.frame.chroma_location if probe.frame is not None else None
-    upscaler = FrameUpscaler(preset.scale, create_engine(
-        model, backend=job.backend, precision=job.precision, threads=job.threads,
-        calibration=ranges_from_metadata(preset.metadata, model)), siting)
+    upscaler = FrameUpscaler(
+        preset.scale,
+        create_engine(
+            model,
+            backend=job.backend,
+            precision=job.precision,
+            threads=job.threads,
+            calibration=ranges_from_metadata(preset.metadata, model),
+        ),
+        siting,
+    )
     final = Path(job.part_path)
     tmp = final.with_name(f".{final.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}.{PART_FORMAT}")
     codec = job.encode.codec
@@ -106,14 +125,20 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
         frames = -1
         # A container seek may overshoot (MPEG-TS seeks by bytes): then decode from the start.
         for margin in (SEEK_MARGIN_S, math.inf):
-            decode = build_chunk_decode_args(ffmpeg.path, job.source, job.plan, job.chunk, margin,
-                                             build_deinterlace_filter(job.deinterlace))
+            decode = build_chunk_decode_args(
+                ffmpeg.path, job.source, job.plan, job.chunk, margin, build_deinterlace_filter(job.deinterlace)
+            )
             # After a seek the decoder may complain about references it never saw; the frame
             # count check below is what proves the chunk whole. -copyts keeps the file's own
             # timestamps: take off its start as an unchunked decode does.
-            result = run_pipeline(decode, encoder_sink(build_encoder, timed=True, hdr_colour=hdr_colour), upscaler,
-                                  strict_decode=False, timed=True,
-                                  time_offset_us=round(job.plan.container_start_s * 1_000_000))
+            result = run_pipeline(
+                decode,
+                encoder_sink(build_encoder, timed=True, hdr_colour=hdr_colour),
+                upscaler,
+                strict_decode=False,
+                timed=True,
+                time_offset_us=round(job.plan.container_start_s * 1_000_000),
+            )
             frames = result.frames_written
             if frames == job.chunk.frames:
                 break
@@ -122,8 +147,12 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-    return {"index": job.chunk.index, "frames": frames, "bytes": final.stat().st_size,
-            "wall_s": round(time.perf_counter() - t0, 3)}
+    return {
+        "index": job.chunk.index,
+        "frames": frames,
+        "bytes": final.stat().st_size,
+        "wall_s": round(time.perf_counter() - t0, 3),
+    }
 
 
 CLOSE_TIMEOUT_S = 20.0
@@ -156,11 +185,19 @@ def open_client(scheduler: str | None, local_workers: int) -> Iterator[Any]:
     # ignore_cleanup_errors: a worker killed mid-write may leave a file being removed twice.
     # The scheduler in this process makes a scratch folder too (from "temporary-directory", not from
     # local_directory): without the config both would leave /tmp/dask-scratch-space behind.
-    with tempfile.TemporaryDirectory(prefix="espcn-video-dask-", ignore_cleanup_errors=True) as scratch, \
-            dask.config.set({"temporary-directory": scratch}):
-        cluster = LocalCluster(n_workers=local_workers, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
-                               local_directory=scratch)
+    with (
+        tempfile.TemporaryDirectory(prefix="espcn-video-dask-", ignore_cleanup_errors=True) as scratch,
+        dask.config.set({"temporary-directory": scratch}),
+    ):
+        cluster = LocalCluster(
+            n_workers=local_workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+            local_directory=scratch,
+        )
         try:
             with Client(cluster) as client:
                 try:
@@ -178,6 +215,7 @@ def open_client(scheduler: str | None, local_workers: int) -> Iterator[Any]:
 def _worker_processes(cluster: Any) -> list[Any]:
     """The cluster's live worker processes and their children (ffmpeg), as psutil handles."""
     import psutil
+
     found = []
     for nanny in list(cluster.workers.values()):
         pid = getattr(nanny, "pid", None)
@@ -197,6 +235,7 @@ def _worker_processes(cluster: Any) -> list[Any]:
 
 def _kill_processes(procs: list[Any]) -> None:
     import psutil
+
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             proc.kill()  # psutil checks the create time: a reused pid is not ours and is left alone
@@ -210,6 +249,7 @@ def _shut_down(cluster: Any) -> None:
     and outlive us holding our stderr, which hangs anyone reading it to EOF (pytest's capture).
     """
     import psutil
+
     before = _worker_processes(cluster)
     try:
         cluster.close(timeout=CLOSE_TIMEOUT_S)
@@ -229,21 +269,30 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
 
 def _fingerprint(source: Path, settings: UpscaleSettings, chunks: int | None) -> str:
     stat = source.stat()
-    doc = {"source": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-           "preset": settings.preset, "encode": asdict(settings.encode), "chunks": chunks,
-           "backend": settings.backend, "precision": settings.precision}
+    doc = {
+        "source": str(source.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "preset": settings.preset,
+        "encode": asdict(settings.encode),
+        "chunks": chunks,
+        "backend": settings.backend,
+        "precision": settings.precision,
+    }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _load_or_make_plan(parts: Path, settings: UpscaleSettings, probe: ProbeInfo, chunks: int | None,
-                       resume: bool) -> tuple[ChunkPlan, dict[str, Any]]:
+def _load_or_make_plan(
+    parts: Path, settings: UpscaleSettings, probe: ProbeInfo, chunks: int | None, resume: bool
+) -> tuple[ChunkPlan, dict[str, Any]]:
     source = Path(settings.input.path)
     fingerprint = _fingerprint(source, settings, chunks)
     plan_file, manifest_file = parts / "plan.json", parts / "manifest.json"
     if parts.exists():
         if not resume:
-            raise OutputError(f"{parts} holds the parts of an earlier run: add --resume to finish it, "
-                              "or remove the folder")
+            raise OutputError(
+                f"{parts} holds the parts of an earlier run: add --resume to finish it, or remove the folder"
+            )
         doc = json.loads(plan_file.read_text())
         if doc.get("fingerprint") != fingerprint:
             raise OutputError(f"{parts}: the earlier run used another input or settings; remove the folder")
@@ -256,7 +305,7 @@ def _load_or_make_plan(parts: Path, settings: UpscaleSettings, probe: ProbeInfo,
     plan = plan_chunks(str(source), tb, frame_pts, key_pts, probe.start_s, chunks=chunks)
     parts.mkdir()
     _write_json(plan_file, {"fingerprint": fingerprint, "plan": plan.to_json()})
-    manifest: dict[str, Any] = {"done": {}}
+    manifest = {"done": {}}
     _write_json(manifest_file, manifest)
     return plan, manifest
 
@@ -271,9 +320,15 @@ def _whole_parts(parts: Path, manifest: dict[str, Any]) -> set[int]:
     return done
 
 
-def upscale_chunked(settings: UpscaleSettings, *, chunks: int | None, scheduler: str | None = None,
-                    local_workers: int = 2, resume: bool = False,
-                    on_progress: Callable[[int, int], None] | None = None) -> ChunkedOutcome:
+def upscale_chunked(
+    settings: UpscaleSettings,
+    *,
+    chunks: int | None,
+    scheduler: str | None = None,
+    local_workers: int = 2,
+    resume: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ChunkedOutcome:
     """Plan, run missing chunks on Dask, join; `chunks=None` means parts of about 20 s."""
     source = settings.input
     if source.is_stdin or source.raw is not None or settings.output == "-":
@@ -283,11 +338,15 @@ def upscale_chunked(settings: UpscaleSettings, *, chunks: int | None, scheduler:
     check_output(source, settings.output, settings.overwrite or resume)
     t0 = time.perf_counter()
     if settings.deinterlace == "field":
-        raise UsageError("--deinterlace field doubles the frame count and cannot be split into chunks; "
-                         "use --deinterlace frame or run without --chunks")
+        raise UsageError(
+            "--deinterlace field doubles the frame count and cannot be split into chunks; "
+            "use --deinterlace frame or run without --chunks"
+        )
     if not settings.strict_decode:
-        raise UsageError("--ignore-decode-errors cannot be used with --chunks: each chunk is checked "
-                         "against the file's packet list instead, which a damaged file fails")
+        raise UsageError(
+            "--ignore-decode-errors cannot be used with --chunks: each chunk is checked "
+            "against the file's packet list instead, which a damaged file fails"
+        )
     load_preset(settings.preset)  # fail fast on the driver, not on every worker
     ffmpeg = locate_ffmpeg()
     probe = probe_file(ffmpeg.path, source.path, first_frame=True)
@@ -297,10 +356,23 @@ def upscale_chunked(settings: UpscaleSettings, *, chunks: int | None, scheduler:
     codec, crf = resolve_codec(settings.output, settings.encode)
     part_encode = replace(settings.encode, codec=codec, crf=crf, format=PART_FORMAT, copy_streams=False)
     threads = settings.threads or (None if scheduler else max(1, default_threads() // local_workers))
-    jobs = [ChunkJob(source.path, plan, c, settings.preset, part_encode, probe,
-                     str(parts / f"part-{c.index:05d}.{PART_FORMAT}"), threads,
-                     settings.backend, settings.precision, deinterlace)
-            for c in plan.chunks if c.index not in reused]
+    jobs = [
+        ChunkJob(
+            source.path,
+            plan,
+            c,
+            settings.preset,
+            part_encode,
+            probe,
+            str(parts / f"part-{c.index:05d}.{PART_FORMAT}"),
+            threads,
+            settings.backend,
+            settings.precision,
+            deinterlace,
+        )
+        for c in plan.chunks
+        if c.index not in reused
+    ]
     frames_done = sum(plan.chunks[i].frames for i in reused)
     if on_progress:
         on_progress(frames_done, plan.total_frames)
@@ -310,6 +382,7 @@ def upscale_chunked(settings: UpscaleSettings, *, chunks: int | None, scheduler:
             from dask.distributed import as_completed
 
             from espcn_video.jobs.preflight import check_workers
+
             check_workers(client, [source.path], [str(parts)])
             workers = len(client.scheduler_info().get("workers", {}))
             futures = [client.submit(process_chunk, job, retries=TASK_RETRIES, pure=False) for job in jobs]
@@ -327,12 +400,14 @@ def upscale_chunked(settings: UpscaleSettings, *, chunks: int | None, scheduler:
                     on_progress(frames_done, plan.total_frames)
             if first_error is not None:
                 done = len(manifest["done"])
-                raise EspcnVideoError(f"{first_error} ({done} of {len(plan.chunks)} chunks done; "
-                                      "--resume runs the rest)") from first_error
+                raise EspcnVideoError(
+                    f"{first_error} ({done} of {len(plan.chunks)} chunks done; --resume runs the rest)"
+                ) from first_error
     frames = _join(parts, plan, settings, probe, overwrite=settings.overwrite or resume)
     shutil.rmtree(parts)
-    return ChunkedOutcome(plan, frames, time.perf_counter() - t0,
-                          [j.chunk.index for j in jobs], sorted(reused), workers)
+    return ChunkedOutcome(
+        plan, frames, time.perf_counter() - t0, [j.chunk.index for j in jobs], sorted(reused), workers
+    )
 
 
 def build_concat_listing(plan: ChunkPlan) -> str:
@@ -356,10 +431,19 @@ def _join(parts: Path, plan: ChunkPlan, settings: UpscaleSettings, probe: ProbeI
     video_start_s = float(plan.chunks[0].start_pts * plan.tb) - plan.container_start_s
     siting = probe.frame.chroma_location if probe.frame is not None else None
     color = probe.best_color
-    video = OutputVideo(full_range=color.range == "pc" or (probe.pix_fmt or "").startswith("yuvj"),
-                        color=color, chroma_location=siting)
-    cmd = build_join_args(ffmpeg.path, str(listing), str(target), settings.encode,
-                          source=settings.input, probe=probe, video_start_s=video_start_s, video=video)
+    video = OutputVideo(
+        full_range=color.range == "pc" or (probe.pix_fmt or "").startswith("yuvj"), color=color, chroma_location=siting
+    )
+    cmd = build_join_args(
+        ffmpeg.path,
+        str(listing),
+        str(target),
+        settings.encode,
+        source=settings.input,
+        probe=probe,
+        video_start_s=video_start_s,
+        video=video,
+    )
     try:
         with FFmpegProcess("join", cmd) as proc:
             proc.check()
@@ -409,9 +493,9 @@ def find_done_outputs(pairs: list[tuple[InputSpec, str]]) -> tuple[list[dict[str
 def _upscale_one(settings: UpscaleSettings) -> dict[str, Any]:
     from espcn_video.jobs.summary import run_summary
     from espcn_video.jobs.upscale import upscale_video
+
     outcome = upscale_video(settings)
-    return {"input": settings.input.path, "output": settings.output, "status": "done",
-            **run_summary(outcome.result)}
+    return {"input": settings.input.path, "output": settings.output, "status": "done", **run_summary(outcome.result)}
 
 
 def describe_task_error(exc: BaseException) -> str:
@@ -421,8 +505,13 @@ def describe_task_error(exc: BaseException) -> str:
     return text if len(text) <= 400 else text[:397] + "..."
 
 
-def run_batch(all_settings: list[UpscaleSettings], *, scheduler: str | None, local_workers: int,
-              on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+def run_batch(
+    all_settings: list[UpscaleSettings],
+    *,
+    scheduler: str | None,
+    local_workers: int,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     """One Dask task per file; every file is attempted and reported, failed ones with their error.
 
     Workers are checked first (inputs readable, output folders writable, ffmpeg, the package).
@@ -436,6 +525,7 @@ def run_batch(all_settings: list[UpscaleSettings], *, scheduler: str | None, loc
         from dask.distributed import as_completed
 
         from espcn_video.jobs.preflight import check_workers
+
         out_dirs = sorted({str(Path(s.output).parent) for s in all_settings})
         check_workers(client, [s.input.path for s in all_settings], out_dirs)
         futures = {client.submit(_upscale_one, s, retries=TASK_RETRIES, pure=False): s for s in all_settings}
@@ -444,8 +534,7 @@ def run_batch(all_settings: list[UpscaleSettings], *, scheduler: str | None, loc
             try:
                 rec = future.result()
             except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - recorded per file
-                rec = {"input": s.input.path, "output": s.output, "status": "failed",
-                       "error": describe_task_error(exc)}
+                rec = {"input": s.input.path, "output": s.output, "status": "failed", "error": describe_task_error(exc)}
             results.append(rec)
             if on_done:
                 on_done(rec)

@@ -47,7 +47,8 @@ def check_input(source: InputSpec) -> None:
             raise InputError(
                 f"{source.path}: {size} bytes is not a whole number of {raw.width}x{raw.height} "
                 f"{raw.pix_fmt} frames ({frame_bytes} bytes each; {size // frame_bytes} frames "
-                f"and {size % frame_bytes} bytes left over)")
+                f"and {size % frame_bytes} bytes left over)"
+            )
     elif path.suffix.lower() == ".y4m":
         check_y4m_size(path, size)
 
@@ -55,6 +56,7 @@ def check_input(source: InputSpec) -> None:
 def check_y4m_size(path: Path, size: int) -> None:
     """A .y4m with plain FRAME markers must be header + n whole frames; else it was truncated."""
     from espcn_video.ffmpeg.y4m import parse_header  # local: only .y4m inputs need it
+
     with path.open("rb") as fh:
         line = fh.readline(4096)
         first_marker = fh.read(6)
@@ -64,12 +66,19 @@ def check_y4m_size(path: Path, size: int) -> None:
     per_frame = 6 + header.geometry.frame_bytes
     body = size - len(line)
     if body % per_frame:
-        raise InputError(f"{path}: truncated y4m: {body // per_frame} whole frames and "
-                         f"{body % per_frame} bytes of a partial one")
+        raise InputError(
+            f"{path}: truncated y4m: {body // per_frame} whole frames and {body % per_frame} bytes of a partial one"
+        )
 
 
-def output_video_for(header: Y4MHeader, scale: int, codec: str, probe: ProbeInfo | None,
-                     chroma_location: str | None, deinterlace: str | None) -> tuple[OutputVideo, str | None]:
+def output_video_for(
+    header: Y4MHeader,
+    scale: int,
+    codec: str,
+    probe: ProbeInfo | None,
+    chroma_location: str | None,
+    deinterlace: str | None,
+) -> tuple[OutputVideo, str | None]:
     """Everything the encoder sets on the frames, from the decoded header and the probe; and a
     note when the encoder needs the size cropped to even."""
     hr = header.geometry.scaled(scale)
@@ -79,12 +88,16 @@ def output_video_for(header: Y4MHeader, scale: int, codec: str, probe: ProbeInfo
         note = f"cropped {hr.width}x{hr.height} to {crop[0]}x{crop[1]}: {codec} needs even sizes for {hr.pix_fmt}"
     frame = probe.frame if probe is not None else None
     video = OutputVideo(
-        full_range=header.full_range, color=probe.best_color if probe else OutputVideo().color,
+        full_range=header.full_range,
+        color=probe.best_color if probe else OutputVideo().color,
         chroma_location=chroma_location if header.geometry.has_chroma else None,
-        mastering=frame.mastering if frame else None, content_light=frame.content_light if frame else None,
+        mastering=frame.mastering if frame else None,
+        content_light=frame.content_light if frame else None,
         time_base=probe.time_base if probe is not None and deinterlace != "field" else None,
-        crop=crop, source_start_s=probe.start_s if probe is not None else 0.0,
-        field_mode=(probe.interlaced or "prog") if probe is not None and deinterlace is None else "prog")
+        crop=crop,
+        source_start_s=probe.start_s if probe is not None else 0.0,
+        field_mode=(probe.interlaced or "prog") if probe is not None and deinterlace is None else "prog",
+    )
     return video, note
 
 
@@ -109,17 +122,27 @@ def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterla
         rate = "one frame per frame" if deinterlace == "frame" else "one frame per field (double rate)"
         notes.append(f"deinterlaced with bwdif, every frame, {rate}: --deinterlace {deinterlace}")
     elif deinterlace == "flagged" and probe is not None:
-        notes.append(f"deinterlaced with bwdif, one frame per frame, the frames flagged interlaced: the source "
-                     f"is interlaced ({probe.interlaced}); --deinterlace off keeps the fields woven")
+        notes.append(
+            f"deinterlaced with bwdif, one frame per frame, the frames flagged interlaced: the source "
+            f"is interlaced ({probe.interlaced}); --deinterlace off keeps the fields woven"
+        )
     elif deinterlace == "flagged":
-        notes.append("stdin: frames flagged interlaced are deinterlaced with bwdif (--deinterlace off keeps them woven)")
+        notes.append(
+            "stdin: frames flagged interlaced are deinterlaced with bwdif (--deinterlace off keeps them woven)"
+        )
     elif probe is not None and probe.interlaced and settings.deinterlace == "off":
         notes.append(f"the source is interlaced ({probe.interlaced}); kept woven (--deinterlace off)")
     src = settings.input
     if src.is_stdin and settings.encode.copy_streams and settings.output == "-":
-        notes.append("stdin to stdout: only the video of the pipe is read; audio, subtitles and chapters are "
-                     "not kept (give a file as IN or OUT to keep them)")
-    elif probe is not None and probe.audio_streams and not copies_from_source(
-            settings.output, settings.encode, src, probe) and settings.encode.copy_streams:
+        notes.append(
+            "stdin to stdout: only the video of the pipe is read; audio, subtitles and chapters are "
+            "not kept (give a file as IN or OUT to keep them)"
+        )
+    elif (
+        probe is not None
+        and probe.audio_streams
+        and not copies_from_source(settings.output, settings.encode, src, probe)
+        and settings.encode.copy_streams
+    ):
         notes.append(f"{probe.audio_streams} audio stream(s) not kept: the output format has no place for them")
     return notes

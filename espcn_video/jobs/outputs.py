@@ -37,8 +37,9 @@ class OutputCheck:
 def temporary_output(output: str, suffix: str | None = None) -> Path:
     """A hidden name beside OUT; `suffix` for the other files a run keeps there (a stdin spool)."""
     out = Path(output)
-    return out.with_name(f".{out.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}"
-                         f"{out.suffix if suffix is None else suffix}")
+    return out.with_name(
+        f".{out.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}{out.suffix if suffix is None else suffix}"
+    )
 
 
 def pid_alive(pid: int) -> bool:
@@ -104,38 +105,48 @@ def publish(target: Path, output: str, overwrite: bool) -> None:
     try:
         os.link(target, output)  # atomic and fails if OUT exists
     except FileExistsError:
-        raise OutputError(f"{output}: appeared while this run was working; not replaced "
-                          "(run again with -y to replace it)") from None
+        raise OutputError(
+            f"{output}: appeared while this run was working; not replaced (run again with -y to replace it)"
+        ) from None
     except OSError:
         if os.path.exists(output):  # no hard links on this file system: check, then rename
-            raise OutputError(f"{output}: appeared while this run was working; not replaced "
-                              "(run again with -y to replace it)") from None
+            raise OutputError(
+                f"{output}: appeared while this run was working; not replaced (run again with -y to replace it)"
+            ) from None
         os.replace(target, output)
         return
     target.unlink()
 
 
-def verify_output(ffmpeg: str, path: Path, output: str, muxer_name: str | None, frames: int,
-                  frame_times_s: list[Fraction], shift_s: Fraction = Fraction(0)) -> OutputCheck:
+def verify_output(
+    ffmpeg: str,
+    path: Path,
+    output: str,
+    muxer_name: str | None,
+    frames: int,
+    frame_times_s: list[Fraction],
+    shift_s: Fraction = Fraction(0),
+) -> OutputCheck:
     """Count the written file's video packets and compare their timestamps with the input's
     (`frame_times_s`, shifted by `shift_s`), relative to the first frame."""
     tb, pts, _ = list_packets(ffmpeg, str(path))
     check = OutputCheck(frames=len(pts), time_base=f"{tb.numerator}/{tb.denominator}")
     if len(pts) != frames:
-        raise OutputError(f"{output}: the written file has {len(pts)} frames, {frames} were encoded; "
-                          "not published")
+        raise OutputError(f"{output}: the written file has {len(pts)} frames, {frames} were encoded; not published")
     if output_muxer(output, muxer_name) in _UNTIMED_MUXERS or not frame_times_s:
         return check
     want = [t + shift_s for t in frame_times_s]
     got = [p * tb for p in pts]
     check.start_offset_s = float(got[0] - want[0])
-    errors = [abs((g - got[0]) - (w - want[0])) for g, w in zip(got, want)]
+    errors = [abs((g - got[0]) - (w - want[0])) for g, w in zip(got, want, strict=True)]
     check.max_time_error_s = float(max(errors))
     tolerance = tb + Fraction(1, 1_000_000)  # one output tick, plus the pipe's microsecond
     if max(errors) > tolerance:
         worst = errors.index(max(errors))
-        raise OutputError(f"{output}: frame {worst} is at {float(got[worst] - got[0]):.6f} s in the written "
-                          f"file but {float(want[worst] - want[0]):.6f} s in the input; not published (a container "
-                          "that stores a fixed frame rate, such as AVI, cannot keep these timestamps: use .mkv "
-                          "or .mp4)")
+        raise OutputError(
+            f"{output}: frame {worst} is at {float(got[worst] - got[0]):.6f} s in the written "
+            f"file but {float(want[worst] - want[0]):.6f} s in the input; not published (a container "
+            "that stores a fixed frame rate, such as AVI, cannot keep these timestamps: use .mkv "
+            "or .mp4)"
+        )
     return check

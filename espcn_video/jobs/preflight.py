@@ -52,6 +52,7 @@ def probe_worker(inputs: list[str], out_dirs: list[str]) -> list[str]:
         return missing
     try:
         from espcn_video.ffmpeg.locate import locate_ffmpeg
+
         locate_ffmpeg()
     except Exception as exc:  # noqa: BLE001 - FFmpegNotFound, or a binary that does not run
         missing.append(f"no usable ffmpeg ({exc})")
@@ -65,13 +66,13 @@ def _worker_addresses(client: Any, timeout_s: float) -> list[str]:
     try:  # a scheduler started a moment ago may still be waiting for its workers
         client.wait_for_workers(1, timeout=timeout_s)
     except Exception as exc:  # TimeoutError, or a lost scheduler connection
-        raise WorkerSetupError(f"no Dask worker joined the scheduler within {timeout_s:g} s "
-                               f"({type(exc).__name__})") from exc
+        raise WorkerSetupError(
+            f"no Dask worker joined the scheduler within {timeout_s:g} s ({type(exc).__name__})"
+        ) from exc
     return sorted(client.nthreads())
 
 
-def _probe_one(client: Any, address: str, inputs: list[str], out_dirs: list[str],
-               answers: dict[str, Any]) -> None:
+def _probe_one(client: Any, address: str, inputs: list[str], out_dirs: list[str], answers: dict[str, Any]) -> None:
     try:
         result = client.run(probe_worker, inputs, out_dirs, workers=[address], on_error="return")
         answers[address] = result.get(address, RuntimeError("the worker left before it answered"))
@@ -79,8 +80,7 @@ def _probe_one(client: Any, address: str, inputs: list[str], out_dirs: list[str]
         answers[address] = exc
 
 
-def check_workers(client: Any, inputs: list[str], out_dirs: list[str],
-                  timeout_s: float = PREFLIGHT_TIMEOUT_S) -> int:
+def check_workers(client: Any, inputs: list[str], out_dirs: list[str], timeout_s: float = PREFLIGHT_TIMEOUT_S) -> int:
     """Raise WorkerSetupError naming every worker that lacks an input, a writable output folder,
     ffmpeg or the package; return the number of workers checked.
 
@@ -88,13 +88,18 @@ def check_workers(client: Any, inputs: list[str], out_dirs: list[str],
     each worker's own working folder.
     """
     import cloudpickle
+
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     workers = _worker_addresses(client, timeout_s)
     answers: dict[str, Any] = {}
     # One daemon thread per worker: a worker that never answers costs the timeout, not a hang,
     # and cannot keep the interpreter from exiting.
-    threads = [threading.Thread(target=_probe_one, args=(client, w, inputs, out_dirs, answers),
-                                name=f"espcn-preflight-{w}", daemon=True) for w in workers]
+    threads = [
+        threading.Thread(
+            target=_probe_one, args=(client, w, inputs, out_dirs, answers), name=f"espcn-preflight-{w}", daemon=True
+        )
+        for w in workers
+    ]
     for t in threads:
         t.start()
     deadline = time.monotonic() + timeout_s
@@ -110,6 +115,7 @@ def check_workers(client: Any, inputs: list[str], out_dirs: list[str],
         elif answer:
             problems.append(f"{w}: " + "; ".join(answer))
     if problems:
-        raise WorkerSetupError(f"{len(problems)} of {len(workers)} Dask workers cannot run the tasks: "
-                               + " | ".join(problems))
+        raise WorkerSetupError(
+            f"{len(problems)} of {len(workers)} Dask workers cannot run the tasks: " + " | ".join(problems)
+        )
     return len(workers)

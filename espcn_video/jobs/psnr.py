@@ -24,7 +24,6 @@ lanczos (Lanczos-3 on the same grid, below), srcnn (a srcnn-xR preset on the bic
 Chroma is our bicubic for every method, so U and V scores only differ with the degradation.
 """
 
-
 from __future__ import annotations
 
 import functools
@@ -36,21 +35,22 @@ from typing import Any
 
 import numpy as np
 
-from espcn_video.settings import InputSpec
 from espcn_video.errors import EspcnVideoError, InputError, PresetError, UsageError
 from espcn_video.ffmpeg.args import build_decode_args
 from espcn_video.ffmpeg.process import FFmpegProcess
+from espcn_video.ffmpeg.psnr_args import build_degrade_decode_args, build_reference_filter, build_vmaf_args, hr_size_for
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header
+from espcn_video.frames.baselines import LanczosEngine, SrcnnEngine
+from espcn_video.frames.pipeline import run_pipeline
+from espcn_video.frames.sinks import ReferenceSink, VmafLog, check_decoder, check_same_geometry
+from espcn_video.frames.upscaler import FrameUpscaler
+from espcn_video.jobs.inputs import check_input
 from espcn_video.model.engines import TorchEngine, default_threads
 from espcn_video.model.presets import PresetInfo, load_preset, presets_dir, resolve_preset
-from espcn_video.frames.pipeline import run_pipeline
-from espcn_video.jobs.inputs import check_input
-from espcn_video.frames.upscaler import FrameUpscaler
-from espcn_video.quality.video_metrics import VideoScorer, add_gains, pooled_summary
-from espcn_video.frames.baselines import LanczosEngine, SrcnnEngine
-from espcn_video.ffmpeg.psnr_args import build_degrade_decode_args, build_reference_filter, build_vmaf_args, hr_size_for
 from espcn_video.quality.degrade import Degradation, build_degrade_filter
-from espcn_video.frames.sinks import ReferenceSink, VmafLog, check_decoder, check_same_geometry
+from espcn_video.quality.video_metrics import VideoScorer, add_gains, pooled_summary
+from espcn_video.settings import InputSpec
+
 
 def probe_clip(ffmpeg: str, source: InputSpec) -> Y4MHeader:
     """The reference's decoded header (size, pixel format after our format filter, bit depth)."""
@@ -64,7 +64,6 @@ def probe_clip(ffmpeg: str, source: InputSpec) -> Y4MHeader:
             raise InputError(f"{source.path}: no video frames")
         proc.kill()
     return header
-
 
 
 # -- the job ---------------------------------------------------------------------------------
@@ -100,8 +99,10 @@ def build_upscalers(settings: PsnrSettings) -> tuple[dict[str, FrameUpscaler], P
         elif name == "srcnn":
             path = presets_dir() / f"srcnn-x{scale}.pt"
             if not path.is_file():
-                raise PresetError(f"no srcnn-x{scale} preset in {presets_dir()}: the srcnn method needs one "
-                                  f"(espcn-video train --arch srcnn --scale {scale})")
+                raise PresetError(
+                    f"no srcnn-x{scale} preset in {presets_dir()}: the srcnn method needs one "
+                    f"(espcn-video train --arch srcnn --scale {scale})"
+                )
             model, _ = load_preset(str(path))
             upscalers[name] = FrameUpscaler(scale, SrcnnEngine(model, scale))
         else:
@@ -120,36 +121,61 @@ def _method_summary(scorer: VideoScorer, vmaf: list[float] | None, fps: float | 
     return summary
 
 
-def score_method(ffmpeg: str, clip: InputSpec, header: Y4MHeader, settings: PsnrSettings, method: str,
-                 upscaler: FrameUpscaler) -> tuple[VideoScorer, dict[str, Any]]:
+def score_method(
+    ffmpeg: str, clip: InputSpec, header: Y4MHeader, settings: PsnrSettings, method: str, upscaler: FrameUpscaler
+) -> tuple[VideoScorer, dict[str, Any]]:
     """One run of the shared pipeline: LR decode -> method -> ReferenceSink scoring every frame."""
     g, r = header.geometry, settings.scale
     size = (g.width, g.height)
     hr_w, hr_h = hr_size_for(size, r)
     scorer = VideoScorer(FrameGeometry(hr_w, hr_h, g.pix_fmt), settings.crop_border)
-    decode = functools.partial(build_degrade_decode_args, ffmpeg, clip, size=size, pix_fmt=g.pix_fmt, scale=r,
-                               frames=settings.frames)
+    decode = functools.partial(
+        build_degrade_decode_args, ffmpeg, clip, size=size, pix_fmt=g.pix_fmt, scale=r, frames=settings.frames
+    )
     lr_filter = build_degrade_filter(settings.degradation, (hr_w, hr_h), r, g.pix_fmt)
     ref_cmd, lr_cmd = decode(degrade_filter=None), decode(degrade_filter=lr_filter)
     sinks: list[ReferenceSink] = []
     with ExitStack() as stack:
         log = stack.enter_context(VmafLog()) if settings.vmaf else None
-        vmaf_cmd = None if log is None else build_vmaf_args(
-            ffmpeg, clip, build_reference_filter(size, r, g.pix_fmt), str(log),
-            settings.threads or default_threads(), settings.frames)
+        vmaf_cmd = (
+            None
+            if log is None
+            else build_vmaf_args(
+                ffmpeg,
+                clip,
+                build_reference_filter(size, r, g.pix_fmt),
+                str(log),
+                settings.threads or default_threads(),
+                settings.frames,
+            )
+        )
 
         def make_sink(lr: Y4MHeader, hr: Y4MHeader) -> ReferenceSink:
-            sinks.append(ReferenceSink(ref_cmd, hr.geometry, scorer, ref_name=clip.path,
-                                       dist_name=f"the {method} output", vmaf_cmd=vmaf_cmd,
-                                       vmaf_log=log, header=hr))
+            sinks.append(
+                ReferenceSink(
+                    ref_cmd,
+                    hr.geometry,
+                    scorer,
+                    ref_name=clip.path,
+                    dist_name=f"the {method} output",
+                    vmaf_cmd=vmaf_cmd,
+                    vmaf_log=log,
+                    header=hr,
+                )
+            )
             return sinks[-1]
 
         result = run_pipeline(lr_cmd, make_sink, upscaler)
     return scorer, _method_summary(scorer, sinks[0].vmaf_scores, result.fps)
 
 
-def evaluate_clip(ffmpeg: str, clip: InputSpec, settings: PsnrSettings, upscalers: dict[str, FrameUpscaler],
-                  on_run: OnRun | None = None) -> tuple[dict[str, Any], dict[str, VideoScorer]]:
+def evaluate_clip(
+    ffmpeg: str,
+    clip: InputSpec,
+    settings: PsnrSettings,
+    upscalers: dict[str, FrameUpscaler],
+    on_run: OnRun | None = None,
+) -> tuple[dict[str, Any], dict[str, VideoScorer]]:
     check_input(clip)
     header = probe_clip(ffmpeg, clip)
     g, r = header.geometry, settings.scale
@@ -166,17 +192,27 @@ def evaluate_clip(ffmpeg: str, clip: InputSpec, settings: PsnrSettings, upscaler
             on_run(clip.path, name)
         scorers[name], methods[name] = score_method(ffmpeg, clip, header, settings, name, upscaler)
     add_gains(methods)
-    doc = {"name": Path(clip.path).stem, "path": clip.path, "size": [hr_w, hr_h],
-           "source_size": [g.width, g.height], "cropped": (hr_w, hr_h) != (g.width, g.height),
-           "lr_size": [hr_w // r, hr_h // r], "pix_fmt": g.pix_fmt, "bits": g.bits, "peak": g.peak,
-           "frames": next(iter(methods.values()))["frames"], "methods": methods}
+    doc = {
+        "name": Path(clip.path).stem,
+        "path": clip.path,
+        "size": [hr_w, hr_h],
+        "source_size": [g.width, g.height],
+        "cropped": (hr_w, hr_h) != (g.width, g.height),
+        "lr_size": [hr_w // r, hr_h // r],
+        "pix_fmt": g.pix_fmt,
+        "bits": g.bits,
+        "peak": g.peak,
+        "frames": next(iter(methods.values()))["frames"],
+        "methods": methods,
+    }
     return doc, scorers
 
 
 def evaluate_clips(ffmpeg: str, settings: PsnrSettings, on_run: OnRun | None = None) -> dict[str, Any]:
     """Every clip x every method; per-clip and pooled summaries with gains over bicubic."""
     upscalers, preset = build_upscalers(settings)
-    clips, by_method = [], {name: {} for name in upscalers}  # type: ignore[var-annotated]
+    clips: list[dict[str, Any]] = []
+    by_method: dict[str, dict[str, Any]] = {name: {} for name in upscalers}
     for clip in settings.clips:
         doc, scorers = evaluate_clip(ffmpeg, clip, settings, upscalers, on_run)
         clips.append(doc)
@@ -184,16 +220,29 @@ def evaluate_clips(ffmpeg: str, settings: PsnrSettings, on_run: OnRun | None = N
             by_method[name][clip.path] = scorer
     overall = {name: pooled_summary(scorers) for name, scorers in by_method.items()}
     add_gains(overall)
-    return {"mode": "sr", "scale": settings.scale,
-            "degradation": {"spec": settings.degradation.spec(), "description": settings.degradation.describe()},
-            "crop_border": settings.crop_border, "frames_limit": settings.frames,
-            "methods": list(upscalers),
-            "preset": None if preset is None else {"name": preset.name, "path": str(preset.path)},
-            "clips": clips, "overall": overall}
+    return {
+        "mode": "sr",
+        "scale": settings.scale,
+        "degradation": {"spec": settings.degradation.spec(), "description": settings.degradation.describe()},
+        "crop_border": settings.crop_border,
+        "frames_limit": settings.frames,
+        "methods": list(upscalers),
+        "preset": None if preset is None else {"name": preset.name, "path": str(preset.path)},
+        "clips": clips,
+        "overall": overall,
+    }
 
 
-def compare_clips(ffmpeg: str, dist: InputSpec, ref: InputSpec, *, frames: int | None = None,
-                  crop_border: int = 0, vmaf: bool = False, threads: int | None = None) -> dict[str, Any]:
+def compare_clips(
+    ffmpeg: str,
+    dist: InputSpec,
+    ref: InputSpec,
+    *,
+    frames: int | None = None,
+    crop_border: int = 0,
+    vmaf: bool = False,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """DIST against REF frame by frame, as ffmpeg's psnr and ssim filters do: no degradation, no SR."""
     for spec in (dist, ref):
         check_input(spec)
@@ -206,18 +255,23 @@ def compare_clips(ffmpeg: str, dist: InputSpec, ref: InputSpec, *, frames: int |
         raise UsageError(f"--crop-border {crop_border}: {exc}") from None
 
     def cmd(spec: InputSpec) -> list[str]:
-        return build_degrade_decode_args(ffmpeg, spec, size=(g.width, g.height), pix_fmt=g.pix_fmt,
-                                         scale=1, degrade_filter=None, frames=frames)
+        return build_degrade_decode_args(
+            ffmpeg, spec, size=(g.width, g.height), pix_fmt=g.pix_fmt, scale=1, degrade_filter=None, frames=frames
+        )
 
     with ExitStack() as stack:
         log = stack.enter_context(VmafLog()) if vmaf else None
-        vmaf_cmd = None if log is None else build_vmaf_args(
-            ffmpeg, ref, f"format={g.pix_fmt}", str(log), threads or default_threads(), frames)
+        vmaf_cmd = (
+            None
+            if log is None
+            else build_vmaf_args(ffmpeg, ref, f"format={g.pix_fmt}", str(log), threads or default_threads(), frames)
+        )
         dec = stack.enter_context(FFmpegProcess("decoder", cmd(dist), stdout="pipe"))
         if read_header(dec.stdout, dist.path) is None:
             raise InputError(f"{dist.path}: no video frames")
-        sink = stack.enter_context(ReferenceSink(cmd(ref), g, scorer, ref_name=ref.path, dist_name=dist.path,
-                                                 vmaf_cmd=vmaf_cmd, vmaf_log=log))
+        sink = stack.enter_context(
+            ReferenceSink(cmd(ref), g, scorer, ref_name=ref.path, dist_name=dist.path, vmaf_cmd=vmaf_cmd, vmaf_log=log)
+        )
         index = 0
         while (planes := read_frame(dec.stdout, g, index, dist.path)) is not None:
             sink.write(index, planes)
@@ -225,10 +279,25 @@ def compare_clips(ffmpeg: str, dist: InputSpec, ref: InputSpec, *, frames: int |
         check_decoder(dec, dist.path)
         sink.finish()
     methods = {"dist": _method_summary(scorer, sink.vmaf_scores, None)}
-    clip = {"name": Path(ref.path).stem, "path": ref.path, "dist": dist.path, "size": [g.width, g.height],
-            "pix_fmt": g.pix_fmt, "bits": g.bits, "peak": g.peak, "frames": len(scorer.frames), "methods": methods}
-    return {"mode": "compare", "crop_border": crop_border, "frames_limit": frames, "methods": ["dist"],
-            "clips": [clip], "overall": {"dist": pooled_summary({ref.path: scorer})}}
+    clip = {
+        "name": Path(ref.path).stem,
+        "path": ref.path,
+        "dist": dist.path,
+        "size": [g.width, g.height],
+        "pix_fmt": g.pix_fmt,
+        "bits": g.bits,
+        "peak": g.peak,
+        "frames": len(scorer.frames),
+        "methods": methods,
+    }
+    return {
+        "mode": "compare",
+        "crop_border": crop_border,
+        "frames_limit": frames,
+        "methods": ["dist"],
+        "clips": [clip],
+        "overall": {"dist": pooled_summary({ref.path: scorer})},
+    }
 
 
 def frame_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -238,6 +307,12 @@ def frame_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         for method, summary in clip["methods"].items():
             series = summary["per_frame"]
             for i in range(summary["frames"]):
-                rows.append({"clip": clip["name"], "method": method, "frame": i,
-                             **{key: values[i] for key, values in series.items()}})
+                rows.append(
+                    {
+                        "clip": clip["name"],
+                        "method": method,
+                        "frame": i,
+                        **{key: values[i] for key, values in series.items()},
+                    }
+                )
     return rows

@@ -21,8 +21,8 @@ CHUNK_BYTES = 1 << 20
 def stdin_has_only_video(stream: BinaryIO | None = None) -> bool:
     """A y4m pipe (its first bytes say so) has no other streams to keep."""
     source = stream or sys.stdin.buffer
-    peek = getattr(source, "peek", None)
-    return bool(peek) and peek(9)[:9] == b"YUV4MPEG2"  # type: ignore[misc]
+    peek = getattr(source, "peek", None)  # a buffered pipe can look ahead without consuming
+    return peek is not None and bytes(peek(9)[:9]) == b"YUV4MPEG2"
 
 
 class StdinSpool:
@@ -62,7 +62,7 @@ class StdinSpool:
         view = memoryview(chunk)
         try:
             while view:
-                view = view[os.write(self._write_fd, view):]
+                view = view[os.write(self._write_fd, view) :]
         except BrokenPipeError:
             os.close(self._write_fd)
             return False
@@ -73,8 +73,9 @@ class StdinSpool:
         self._thread.join(timeout_s)
         return self.complete and not self._thread.is_alive()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if not self.decoder_stdin.closed:
             self.decoder_stdin.close()
         self.path.unlink(missing_ok=True)

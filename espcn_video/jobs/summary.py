@@ -12,7 +12,7 @@ from espcn_video.frames.pipeline import FrameTiming, RunResult
 try:
     import resource
 except ImportError:  # Windows: no getrusage; peak memory is then not reported
-    resource = None  # type: ignore[assignment]
+    resource = None  # type: ignore[assignment]  # the module is absent there, its name stays
 
 STAGES = ("read", "model", "write")
 
@@ -43,8 +43,7 @@ def peak_memory_mb() -> dict[str, float | None]:
 
 
 def timing_rows(timings: list[FrameTiming]) -> list[dict[str, Any]]:
-    return [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(t).items()}
-            for t in timings]
+    return [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(t).items()} for t in timings]
 
 
 def run_summary(result: RunResult) -> dict[str, Any]:

@@ -77,9 +77,14 @@ class _Plan:
 
 def build_engine(model: torch.nn.Module, preset: PresetInfo, settings: UpscaleSettings) -> LumaEngine:
     """The engine the settings ask for; int8 only with the preset's calibrated ranges."""
-    return create_engine(model, backend=settings.backend, precision=settings.precision,
-                         threads=settings.threads, device=settings.device,
-                         calibration=ranges_from_metadata(preset.metadata, model))
+    return create_engine(
+        model,
+        backend=settings.backend,
+        precision=settings.precision,
+        threads=settings.threads,
+        device=settings.device,
+        calibration=ranges_from_metadata(preset.metadata, model),
+    )
 
 
 def plan_upscale(settings: UpscaleSettings) -> _Plan:
@@ -94,8 +99,7 @@ def plan_upscale(settings: UpscaleSettings) -> _Plan:
     ffmpeg = locate_ffmpeg()
     probe = None
     if not source.is_stdin:
-        probe = probe_file(ffmpeg.path, source.path, input_args=build_input_args(source)[:-2],
-                           first_frame=True)
+        probe = probe_file(ffmpeg.path, source.path, input_args=build_input_args(source)[:-2], first_frame=True)
     deinterlace = choose_deinterlace(settings, probe)
     siting = probe.frame.chroma_location if probe is not None and probe.frame is not None else None
     upscaler = FrameUpscaler(preset.scale, build_engine(model, preset, settings), siting)
@@ -104,8 +108,17 @@ def plan_upscale(settings: UpscaleSettings) -> _Plan:
     if settings.output != "-":
         sweep_stale_temporaries(settings.output)
         target = temporary_output(settings.output)
-    return _Plan(settings, ffmpeg, probe, preset, upscaler, codec, deinterlace,
-                 describe_input(settings, probe, deinterlace), target)
+    return _Plan(
+        settings,
+        ffmpeg,
+        probe,
+        preset,
+        upscaler,
+        codec,
+        deinterlace,
+        describe_input(settings, probe, deinterlace),
+        target,
+    )
 
 
 def _sink_factory(plan: _Plan, sinks: list[EncoderSink]) -> SinkFactory:
@@ -115,29 +128,47 @@ def _sink_factory(plan: _Plan, sinks: list[EncoderSink]) -> SinkFactory:
     encode_to = str(plan.target) if plan.target is not None else "-"
 
     def make_sink(lr: Y4MHeader, hr: Y4MHeader) -> EncoderSink:
-        video, note = output_video_for(lr, plan.preset.scale, plan.codec, plan.probe,
-                                       plan.upscaler.chroma_location, plan.deinterlace)
+        video, note = output_video_for(
+            lr, plan.preset.scale, plan.codec, plan.probe, plan.upscaler.chroma_location, plan.deinterlace
+        )
         if note:
             plan.notes.append(note)
-        cmd = build_encode_args(plan.ffmpeg.path, encode_to, plan.settings.encode, source=plan.settings.input,
-                                probe=plan.probe, video=video, timed=True)
+        cmd = build_encode_args(
+            plan.ffmpeg.path,
+            encode_to,
+            plan.settings.encode,
+            source=plan.settings.input,
+            probe=plan.probe,
+            video=video,
+            timed=True,
+        )
         sink = EncoderSink(cmd, hr, "inherit" if plan.target is None else "devnull", True, hdr_colour)
         sinks.append(sink)
         return sink
+
     return make_sink
 
 
 def _stdin_spool(plan: _Plan) -> StdinSpool | None:
     """Piped input whose audio and subtitles OUT can hold: the pipe is kept on disk as it is read."""
     settings = plan.settings
-    if (settings.input.is_stdin and plan.target is not None and settings.encode.copy_streams
-            and can_carry_audio(settings.output, settings.encode.format) and not stdin_has_only_video()):
+    if (
+        settings.input.is_stdin
+        and plan.target is not None
+        and settings.encode.copy_streams
+        and can_carry_audio(settings.output, settings.encode.format)
+        and not stdin_has_only_video()
+    ):
         return StdinSpool(temporary_output(settings.output, ".stdin"))
     return None
 
 
-def upscale_video(settings: UpscaleSettings, *, on_start: Callable[[Y4MHeader, ProbeInfo | None], None] | None = None,
-                  on_progress: Callable[[Counters], None] | None = None) -> UpscaleOutcome:
+def upscale_video(
+    settings: UpscaleSettings,
+    *,
+    on_start: Callable[[Y4MHeader, ProbeInfo | None], None] | None = None,
+    on_progress: Callable[[Counters], None] | None = None,
+) -> UpscaleOutcome:
     """Upscale settings.input into settings.output; OUT is published only after its frame count and
     timestamps are measured equal to the input's (OutputCheck). Raises EspcnVideoError subclasses."""
     plan = plan_upscale(settings)
@@ -155,9 +186,16 @@ def upscale_video(settings: UpscaleSettings, *, on_start: Callable[[Y4MHeader, P
     try:
         with spool or contextlib.nullcontext():
             result = run_pipeline(
-                build_decode_command(plan.ffmpeg.path, settings.input, plan.deinterlace), _sink_factory(plan, sinks),
-                plan.upscaler, decoder_stdin=stdin_mode, queue_size=settings.queue_size,
-                strict_decode=settings.strict_decode, timed=True, on_start=started, on_progress=on_progress)
+                build_decode_command(plan.ffmpeg.path, settings.input, plan.deinterlace),
+                _sink_factory(plan, sinks),
+                plan.upscaler,
+                decoder_stdin=stdin_mode,
+                queue_size=settings.queue_size,
+                strict_decode=settings.strict_decode,
+                timed=True,
+                on_start=started,
+                on_progress=on_progress,
+            )
             check = _check_and_publish(plan, result, sinks[0].shift_us if sinks else 0, spool, temporaries)
     finally:
         for path in temporaries:
@@ -165,8 +203,9 @@ def upscale_video(settings: UpscaleSettings, *, on_start: Callable[[Y4MHeader, P
     return UpscaleOutcome(result, plan.preset, plan.ffmpeg, plan.probe, check, plan.notes)
 
 
-def _check_and_publish(plan: _Plan, result: RunResult, shift_us: int, spool: StdinSpool | None,
-                       temporaries: list[Path]) -> OutputCheck:
+def _check_and_publish(
+    plan: _Plan, result: RunResult, shift_us: int, spool: StdinSpool | None, temporaries: list[Path]
+) -> OutputCheck:
     """Mux the spooled streams, measure the written file against the input, publish it as OUT."""
     if shift_us:
         plan.notes.append(f"timestamps shifted by {shift_us / 1e6:.6f} s: the input starts before 0")
@@ -177,14 +216,22 @@ def _check_and_publish(plan: _Plan, result: RunResult, shift_us: int, spool: Std
         target = add_spooled_streams(plan.ffmpeg.path, target, settings, spool, plan.notes)
         temporaries.append(target)
     times = result.frame_times.all_seconds(result.frames_read) if result.frame_times else []
-    check = verify_output(plan.ffmpeg.path, target, settings.output, settings.encode.format,
-                          result.frames_written, times, Fraction(shift_us, 1_000_000))
+    check = verify_output(
+        plan.ffmpeg.path,
+        target,
+        settings.output,
+        settings.encode.format,
+        result.frames_written,
+        times,
+        Fraction(shift_us, 1_000_000),
+    )
     publish(target, settings.output, settings.overwrite)
     return check
 
 
-def add_spooled_streams(ffmpeg: str, video: Path, settings: UpscaleSettings, spool: StdinSpool,
-                        notes: list[str]) -> Path:
+def add_spooled_streams(
+    ffmpeg: str, video: Path, settings: UpscaleSettings, spool: StdinSpool, notes: list[str]
+) -> Path:
     """Mux the piped input's audio, subtitles and chapters (spooled beside OUT) into the video."""
     if not spool.wait():
         notes.append("stdin: the pipe could not be kept whole on disk; only its video is in OUT")
@@ -197,8 +244,8 @@ def add_spooled_streams(ffmpeg: str, video: Path, settings: UpscaleSettings, spo
     cmd = build_remux_args(ffmpeg, str(video), str(muxed), settings.encode, source=spooled, probe=probe)
     with FFmpegProcess("stream copy", cmd) as proc:
         proc.check()
-    notes.append(f"stdin: {probe.audio_streams} audio and {len(probe.subtitle_codecs)} subtitle stream(s) kept "
-                 "(the pipe was spooled beside OUT while it was read)")
+    notes.append(
+        f"stdin: {probe.audio_streams} audio and {len(probe.subtitle_codecs)} subtitle stream(s) kept "
+        "(the pipe was spooled beside OUT while it was read)"
+    )
     return muxed
-
-

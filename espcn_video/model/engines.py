@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from espcn_video.errors import EspcnVideoError, UsageError
+from espcn_video.model.net import model_scale
 from espcn_video.settings import BACKENDS, PRECISIONS
 
 # OpenVINO int8 runs conv2 only: 80% of the work. Set5 cost with calibrated ranges was -0.05 dB
@@ -73,7 +74,7 @@ class TorchEngine:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.scale = int(getattr(model, "scale"))
+        self.scale = model_scale(model)
 
     @torch.inference_mode()
     def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:
@@ -88,10 +89,11 @@ def default_threads() -> int:
 
 # -- what this CPU and installation offer ----------------------------------------------------
 
+
 @functools.lru_cache(maxsize=1)
 def cpu_info() -> tuple[str, frozenset[str]]:
     """(model name, flags) from /proc/cpuinfo; ("unknown", {}) where there is none."""
-    model, flags = "unknown", frozenset()
+    model, flags = "unknown", frozenset[str]()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
@@ -139,6 +141,7 @@ def tune_malloc() -> None:
 
 # -- fast engines ----------------------------------------------------------------------------
 
+
 class TorchFastEngine:
     """Torch without extra packages: bf16 oneDNN convolutions with tanh fused in (CPU), or a
     half-precision copy of the model (CUDA)."""
@@ -148,13 +151,14 @@ class TorchFastEngine:
     def __init__(self, model: nn.Module, precision: str, device: str = "cpu", threads: int | None = None) -> None:
         if threads:
             torch.set_num_threads(threads)
-        self.scale = int(getattr(model, "scale"))
+        self.scale = model_scale(model)
         self.precision = precision
         self.name = f"torch-{precision}"
         self.device = torch.device(device)
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
         if self.device.type == "cpu":
             from espcn_video.model.graphs import espcn_layers
+
             self.layers = espcn_layers(model)
             self._packed: dict[tuple[int, int], list[tuple[torch.Tensor, torch.Tensor, int, bool]]] = {}
         else:
@@ -165,11 +169,21 @@ class TorchFastEngine:
         torch.compile's freezing does): unpacked, every call reorders them, 85 ms -> 37 ms."""
         if shape not in self._packed:
             self._packed[shape] = [
-                (torch.ops.mkldnn._reorder_convolution_weight(
-                    torch.from_numpy(layer.weight).to(self.dtype), [layer.padding] * 2, [1, 1], [1, 1], 1,
-                    [1, layer.weight.shape[1], *shape]),
-                 torch.from_numpy(layer.bias).to(self.dtype), layer.padding, layer.tanh)
-                for layer in self.layers]
+                (
+                    torch.ops.mkldnn._reorder_convolution_weight(
+                        torch.from_numpy(layer.weight).to(self.dtype),
+                        [layer.padding] * 2,
+                        [1, 1],
+                        [1, 1],
+                        1,
+                        [1, layer.weight.shape[1], *shape],
+                    ),
+                    torch.from_numpy(layer.bias).to(self.dtype),
+                    layer.padding,
+                    layer.tanh,
+                )
+                for layer in self.layers
+            ]
         return self._packed[shape]
 
     def _forward_cpu(self, x: torch.Tensor) -> torch.Tensor:
@@ -177,7 +191,8 @@ class TorchFastEngine:
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
         for weight, bias, pad, tanh in weights:
             x = torch.ops.mkldnn._convolution_pointwise(
-                x, weight, bias, [pad, pad], [1, 1], [1, 1], 1, "tanh" if tanh else "none", [None], "")
+                x, weight, bias, [pad, pad], [1, 1], [1, 1], 1, "tanh" if tanh else "none", [None], ""
+            )
         return torch.pixel_shuffle(x, self.scale)
 
     @torch.inference_mode()
@@ -192,12 +207,18 @@ class OpenVINOEngine:
 
     backend = "openvino"
 
-    def __init__(self, model: nn.Module, precision: str, threads: int | None = None,
-                 calibration: Sequence[np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        precision: str,
+        threads: int | None = None,
+        calibration: Sequence[np.ndarray] | None = None,
+    ) -> None:
         import openvino as ov
+
         self.core = ov.Core()
         self.model = model
-        self.scale = int(getattr(model, "scale"))
+        self.scale = model_scale(model)
         self.precision = precision
         self.name = f"openvino-{precision}"
         self.threads = threads or default_threads()
@@ -208,12 +229,14 @@ class OpenVINOEngine:
         key = (*shape, peak)
         if key not in self._requests:
             from espcn_video.model.graphs import build_openvino_model
+
             int8 = INT8_LAYERS if self.precision == "int8" else ()
             graph = build_openvino_model(self.model, peak, shape, int8, self.calibration)
             config = {
                 "INFERENCE_NUM_THREADS": self.threads,
                 "INFERENCE_PRECISION_HINT": "f32" if self.precision == "fp32" else "bf16",
-                "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+                "PERFORMANCE_HINT": "LATENCY",
+                "NUM_STREAMS": 1,
                 # Decode and encode share the cores: pinned workers would fight them for a core.
                 "ENABLE_CPU_PINNING": False,
             }
@@ -259,21 +282,24 @@ class OnnxRuntimeEngine:
 
     def __init__(self, model: nn.Module, threads: int | None = None) -> None:
         self.model = model
-        self.scale = int(getattr(model, "scale"))
+        self.scale = model_scale(model)
         self.threads = threads or default_threads()
         self._sessions: dict[int, Any] = {}
 
     def _session(self, peak: int) -> Any:
         if peak not in self._sessions:
             import onnxruntime as ort
+
             from espcn_video.model.graphs import build_onnx_model
+
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
             # Spinning workers would burn the cores that decode and encode need between frames.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._sessions[peak] = ort.InferenceSession(build_onnx_model(self.model, peak), options,
-                                                        providers=["CPUExecutionProvider"])
+            self._sessions[peak] = ort.InferenceSession(
+                build_onnx_model(self.model, peak), options, providers=["CPUExecutionProvider"]
+            )
         return self._sessions[peak]
 
     def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:
@@ -314,11 +340,15 @@ class Backend:
         return not self.reason
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "precision": self.precision, "device": self.device,
-                "available": self.available, "reason": self.reason}
+        return {
+            "backend": self.name,
+            "precision": self.precision,
+            "device": self.device,
+            "available": self.available,
+            "reason": self.reason,
+        }
 
-    def build(self, model: nn.Module, threads: int | None,
-              calibration: Sequence[np.ndarray] | None) -> LumaEngine:
+    def build(self, model: nn.Module, threads: int | None, calibration: Sequence[np.ndarray] | None) -> LumaEngine:
         raise NotImplementedError
 
 
@@ -337,8 +367,7 @@ class TorchBackend(Backend):
             return _NO_BF16
         return ""
 
-    def build(self, model: nn.Module, threads: int | None,
-              calibration: Sequence[np.ndarray] | None) -> LumaEngine:
+    def build(self, model: nn.Module, threads: int | None, calibration: Sequence[np.ndarray] | None) -> LumaEngine:
         if self.precision == "fp32":
             return TorchEngine(model, device=self.device, threads=threads)
         return TorchFastEngine(model, self.precision, device=self.device, threads=threads)
@@ -355,8 +384,7 @@ class OpenVINOBackend(Backend):
             return f"openvino {_NO_FAST}"
         return _NO_BF16 if self.precision == "bf16" and not cpu_has_bf16() else ""
 
-    def build(self, model: nn.Module, threads: int | None,
-              calibration: Sequence[np.ndarray] | None) -> LumaEngine:
+    def build(self, model: nn.Module, threads: int | None, calibration: Sequence[np.ndarray] | None) -> LumaEngine:
         return OpenVINOEngine(model, self.precision, threads=threads, calibration=calibration)
 
 
@@ -370,8 +398,7 @@ class OnnxRuntimeBackend(Backend):
         ok = have_package("onnxruntime") and have_package("onnx")
         return "" if ok else f"onnxruntime and onnx {_NO_FAST}"
 
-    def build(self, model: nn.Module, threads: int | None,
-              calibration: Sequence[np.ndarray] | None) -> LumaEngine:
+    def build(self, model: nn.Module, threads: int | None, calibration: Sequence[np.ndarray] | None) -> LumaEngine:
         return OnnxRuntimeEngine(model, threads=threads)
 
 
@@ -380,17 +407,26 @@ assert tuple(BACKEND_TYPES) == BACKENDS
 
 
 def torch_has_bf16() -> bool:
-    return (cpu_has_bf16() and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-            and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight"))
+    return (
+        cpu_has_bf16()
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+        and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight")
+    )
 
 
 def engine_options(device: str = "cpu") -> list[Backend]:
     """Every backend/precision pair for `device` and whether it runs here (for `bench` and errors)."""
     if device.startswith("cuda"):
         return [TorchBackend(p, device) for p in ("fp32", "fp16", "bf16")]
-    return [TorchBackend("fp32"), TorchBackend("bf16"), OpenVINOBackend("fp32"), OpenVINOBackend("bf16"),
-            OpenVINOBackend("int8"), OnnxRuntimeBackend("fp32")]
+    return [
+        TorchBackend("fp32"),
+        TorchBackend("bf16"),
+        OpenVINOBackend("fp32"),
+        OpenVINOBackend("bf16"),
+        OpenVINOBackend("int8"),
+        OnnxRuntimeBackend("fp32"),
+    ]
 
 
 def backend_for(backend: str, precision: str, device: str = "cpu") -> Backend:
@@ -416,15 +452,22 @@ def speed_order(device: str = "cpu") -> list[tuple[str, str]]:
     """
     if device.startswith("cuda"):
         return [("torch", "fp16"), ("torch", "bf16"), ("torch", "fp32")]
-    order = [("openvino", "int8"), ("openvino", "bf16"), ("torch", "bf16"),
-             ("onnxruntime", "fp32"), ("openvino", "fp32"), ("torch", "fp32")]
+    order = [
+        ("openvino", "int8"),
+        ("openvino", "bf16"),
+        ("torch", "bf16"),
+        ("onnxruntime", "fp32"),
+        ("openvino", "fp32"),
+        ("torch", "fp32"),
+    ]
     if not cpu_has_int8_dot():
         order.remove(("openvino", "int8"))  # emulated int8 is slower than bf16 or fp32
     return order
 
 
-def choose_engine(device: str = "cpu", backend: str = "auto", precision: str = "auto",
-                  allow_int8: bool = True) -> tuple[str, str]:
+def choose_engine(
+    device: str = "cpu", backend: str = "auto", precision: str = "auto", allow_int8: bool = True
+) -> tuple[str, str]:
     """Fill in "auto": the fastest available pair that matches what was asked.
 
     When nothing available matches, the asked pair comes back as it is, so that create_engine
@@ -442,9 +485,14 @@ def choose_engine(device: str = "cpu", backend: str = "auto", precision: str = "
     return backend, precision
 
 
-def create_engine(model: nn.Module, backend: str = "auto", precision: str = "auto",
-                  threads: int | None = None, device: str = "cpu",
-                  calibration: Sequence[np.ndarray] | None = None) -> LumaEngine:
+def create_engine(
+    model: nn.Module,
+    backend: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
+    device: str = "cpu",
+    calibration: Sequence[np.ndarray] | None = None,
+) -> LumaEngine:
     """An engine for `model`; "auto" picks the fastest one that keeps the quality bound.
 
     `calibration`: int8 activation ranges measured on training images (export.calibrate_ranges,

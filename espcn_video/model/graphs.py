@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from espcn_video.model.net import model_scale
+
 ONNX_OPSET = 17
 
 
@@ -49,10 +51,16 @@ def espcn_layers(model: nn.Module) -> list[ConvLayer]:
         assert isinstance(conv, nn.Conv2d)
         pad = conv.padding[0] if isinstance(conv.padding, tuple) else conv.padding
         assert isinstance(pad, int)
-        layers.append(ConvLayer(conv.weight.detach().cpu().float().numpy().copy(),
-                                conv.bias.detach().cpu().float().numpy().copy()
-                                if conv.bias is not None else np.zeros(conv.out_channels, np.float32),
-                                pad, tanh=i < 2))
+        layers.append(
+            ConvLayer(
+                conv.weight.detach().cpu().float().numpy().copy(),
+                conv.bias.detach().cpu().float().numpy().copy()
+                if conv.bias is not None
+                else np.zeros(conv.out_channels, np.float32),
+                pad,
+                tanh=i < 2,
+            )
+        )
     return layers
 
 
@@ -70,8 +78,12 @@ def activation_bounds(model: nn.Module) -> list[np.ndarray]:
     bounds = []
     for layer in espcn_layers(model)[:2]:
         pos, neg = np.maximum(layer.weight, 0), np.minimum(layer.weight, 0)
-        top = layer.bias + (pos * hi[None, :, None, None]).sum((1, 2, 3)) + (neg * lo[None, :, None, None]).sum((1, 2, 3))
-        bottom = layer.bias + (pos * lo[None, :, None, None]).sum((1, 2, 3)) + (neg * hi[None, :, None, None]).sum((1, 2, 3))
+        top = (
+            layer.bias + (pos * hi[None, :, None, None]).sum((1, 2, 3)) + (neg * lo[None, :, None, None]).sum((1, 2, 3))
+        )
+        bottom = (
+            layer.bias + (pos * lo[None, :, None, None]).sum((1, 2, 3)) + (neg * hi[None, :, None, None]).sum((1, 2, 3))
+        )
         lo, hi = np.tanh(bottom), np.tanh(top)
         bounds.append(np.maximum(-lo, hi).astype(np.float32))
     return bounds
@@ -81,14 +93,16 @@ def calibrate_ranges(model: nn.Module, planes: Iterable[np.ndarray]) -> list[np.
     """Per-channel max |tanh output| of conv1 and conv2 over low-res Y planes in [0, 1] (training images)."""
     import torch
     import torch.nn.functional as F
+
     layers = espcn_layers(model)
     ranges = [np.zeros(layer.weight.shape[0], np.float32) for layer in layers[:2]]
     with torch.inference_mode():
         for plane in planes:
             x = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))[None, None]
             for i, layer in enumerate(layers[:2]):
-                x = torch.tanh(F.conv2d(x, torch.from_numpy(layer.weight), torch.from_numpy(layer.bias),
-                                        padding=layer.padding))
+                x = torch.tanh(
+                    F.conv2d(x, torch.from_numpy(layer.weight), torch.from_numpy(layer.bias), padding=layer.padding)
+                )
                 ranges[i] = np.maximum(ranges[i], x.abs().amax(dim=(0, 2, 3)).numpy())
     return ranges
 
@@ -100,19 +114,24 @@ def ranges_from_metadata(metadata: dict[str, Any], model: nn.Module) -> list[np.
         return None
     layers = espcn_layers(model)
     ranges = [np.asarray(r, dtype=np.float32) for r in stored]
-    if any(r.shape != (layer.weight.shape[0],) or not np.all(np.isfinite(r)) for r, layer in zip(ranges, layers)):
+    # two ranges (conv1, conv2) for three layers: zip stops at the ranges
+    fits = (
+        r.shape == (layer.weight.shape[0],) and np.all(np.isfinite(r)) for r, layer in zip(ranges, layers, strict=False)
+    )
+    if not all(fits):
         return None
     return ranges
 
 
 # -- OpenVINO --------------------------------------------------------------------------------
 
+
 def _opset() -> Any:
     """opset13 builders: top-level in recent OpenVINO, under openvino.runtime in older releases."""
     try:
         import openvino.opset13 as ops
     except ImportError:
-        import openvino.runtime.opset13 as ops  # type: ignore[no-redef]
+        import openvino.runtime.opset13 as ops
     return ops
 
 
@@ -122,6 +141,7 @@ INT8_STEP = 2.0 / 255.0  # uint8 with zero point 128 over [-1, 1]
 def _int8_weight(weight: np.ndarray, in_scale: np.ndarray | None) -> Any:
     """int8 weights per output channel, dequantized in the graph (the pattern OpenVINO fuses)."""
     import openvino as ov
+
     ops = _opset()
     if in_scale is not None:
         weight = weight * in_scale[None, :, None, None]
@@ -140,15 +160,20 @@ def _quantize_input(x: Any, index: int, ranges: Sequence[np.ndarray]) -> tuple[A
     return ops.fake_quantize(x, lo, hi, lo, hi, 256), r
 
 
-def build_openvino_model(model: nn.Module, peak: int, shape: tuple[int, int],
-                         int8_layers: Collection[int] = (),
-                         ranges: Sequence[np.ndarray] | None = None) -> Any:
+def build_openvino_model(
+    model: nn.Module,
+    peak: int,
+    shape: tuple[int, int],
+    int8_layers: Collection[int] = (),
+    ranges: Sequence[np.ndarray] | None = None,
+) -> Any:
     """ov.Model: integer (1, 1, H, W) plane in, integer (1, 1, rH, rW) plane out.
 
     `int8_layers` names the convolutions (0, 1, 2) to run in int8 (conv 0 only when peak is
     255); `ranges` are the per-channel activation ranges (default: activation_bounds).
     """
     import openvino as ov
+
     ops = _opset()
 
     int_type = ov.Type.u8 if peak <= 255 else ov.Type.u16
@@ -169,11 +194,12 @@ def build_openvino_model(model: nn.Module, peak: int, shape: tuple[int, int],
     # Round and narrow before the shuffle: depth-to-space then moves 1-2 bytes a pixel, not 4.
     x = ops.multiply(ops.clamp(x, 0.0, 1.0), np.float32(peak))
     x = ops.convert(ops.round(x, "half_to_even"), int_type)
-    hr = ops.depth_to_space(x, "depth_first", int(getattr(model, "scale")))
+    hr = ops.depth_to_space(x, "depth_first", model_scale(model))
     return ov.Model([hr], [lr], "espcn")
 
 
 # -- ONNX (ONNX Runtime) ---------------------------------------------------------------------
+
 
 def build_onnx_model(model: nn.Module, peak: int, float_io: bool = False) -> bytes:
     """Serialized ONNX, any h and w: integer (1, 1, h, w) in, integer (1, 1, rh, rw) out; or, with
@@ -182,11 +208,21 @@ def build_onnx_model(model: nn.Module, peak: int, float_io: bool = False) -> byt
 
     int_type = TensorProto.UINT8 if peak <= 255 else TensorProto.UINT16
     io_type = TensorProto.FLOAT if float_io else int_type
-    consts = {"inv_peak": np.float32(1.0 / peak), "peak": np.float32(peak),
-              "zero": np.float32(0.0), "one": np.float32(1.0)}
+    consts = {
+        "inv_peak": np.float32(1.0 / peak),
+        "peak": np.float32(peak),
+        "zero": np.float32(0.0),
+        "one": np.float32(1.0),
+    }
     inits = [numpy_helper.from_array(np.array(v), k) for k, v in consts.items()]
-    nodes = [] if float_io else [helper.make_node("Cast", ["lr"], ["lr_f"], to=TensorProto.FLOAT),
-                                 helper.make_node("Mul", ["lr_f", "inv_peak"], ["x0"])]
+    nodes = (
+        []
+        if float_io
+        else [
+            helper.make_node("Cast", ["lr"], ["lr_f"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["lr_f", "inv_peak"], ["x0"]),
+        ]
+    )
     prev = "lr" if float_io else "x0"
     for i, layer in enumerate(espcn_layers(model), 1):
         inits += [numpy_helper.from_array(layer.weight, f"w{i}"), numpy_helper.from_array(layer.bias, f"b{i}")]
@@ -196,7 +232,7 @@ def build_onnx_model(model: nn.Module, peak: int, float_io: bool = False) -> byt
             nodes.append(helper.make_node("Tanh", [prev], [f"t{i}"]))
             prev = f"t{i}"
     nodes += [
-        helper.make_node("DepthToSpace", [prev], ["ps"], blocksize=int(getattr(model, "scale")), mode="CRD"),
+        helper.make_node("DepthToSpace", [prev], ["ps"], blocksize=model_scale(model), mode="CRD"),
         helper.make_node("Clip", ["ps", "zero", "one"], ["hr" if float_io else "clipped"]),
     ]
     if not float_io:
@@ -206,8 +242,12 @@ def build_onnx_model(model: nn.Module, peak: int, float_io: bool = False) -> byt
             helper.make_node("Cast", ["rounded"], ["hr"], to=int_type),
         ]
     graph = helper.make_graph(
-        nodes, "espcn", [helper.make_tensor_value_info("lr", io_type, [1, 1, "h", "w"])],
-        [helper.make_tensor_value_info("hr", io_type, [1, 1, "rh", "rw"])], inits)
+        nodes,
+        "espcn",
+        [helper.make_tensor_value_info("lr", io_type, [1, 1, "h", "w"])],
+        [helper.make_tensor_value_info("hr", io_type, [1, 1, "rh", "rw"])],
+        inits,
+    )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)])
     proto.ir_version = 8  # readable by every onnxruntime >= 1.10
     checker.check_model(proto)

@@ -15,9 +15,17 @@ from torch import nn
 
 from espcn_video.settings import check_scale
 
+
+def model_scale(model: nn.Module) -> int:
+    """An ESPCN's upscaling factor (its `scale` attribute), typed for the code that reads it."""
+    scale = getattr(model, "scale", None)
+    if not isinstance(scale, int):
+        raise TypeError(f"{type(model).__name__} has no integer scale")
+    return scale
+
+
 SRCNN_STRIP_ROWS = 540
 SRCNN_HALO = 8  # receptive field radius of 9-5-5: 4 + 2 + 2
-
 
 
 class ESPCN(nn.Module):
@@ -60,7 +68,7 @@ class SRCNN(nn.Module):
         for top in range(0, height, SRCNN_STRIP_ROWS):
             lo, hi = max(0, top - SRCNN_HALO), min(height, top + SRCNN_STRIP_ROWS + SRCNN_HALO)
             rows = min(SRCNN_STRIP_ROWS, height - top)
-            out[:, :, top:top + rows] = self(upscaled[:, :, lo:hi])[:, :, top - lo:top - lo + rows]
+            out[:, :, top : top + rows] = self(upscaled[:, :, lo:hi])[:, :, top - lo : top - lo + rows]
         return out
 
     def forward(self, upscaled: torch.Tensor) -> torch.Tensor:

@@ -52,8 +52,13 @@ def default_preset_name(scale: int, arch: str = "espcn") -> str:
     return f"{arch}-x{scale}"
 
 
-def resolve_preset(name_or_path: str | os.PathLike[str] | None, *, scale: int | None = None,
-                   arch: str | None = "espcn", what: str = "--preset") -> tuple[nn.Module, PresetInfo]:
+def resolve_preset(
+    name_or_path: str | os.PathLike[str] | None,
+    *,
+    scale: int | None = None,
+    arch: str | None = "espcn",
+    what: str = "--preset",
+) -> tuple[nn.Module, PresetInfo]:
     """The one preset check: the preset asked for (default: the shipped ARCH-xSCALE, x2 when no
     scale is given), refused with a UsageError unless its architecture and scale are those asked
     for (None: any). `what` names the option in the message."""
@@ -147,7 +152,9 @@ def infer_architecture(state: dict[str, torch.Tensor], where: str) -> tuple[str,
     r2, rem = divmod(int(state["conv3.weight"].shape[0]), channels)
     scale = math.isqrt(r2)
     if rem or scale * scale != r2 or scale not in SUPPORTED_SCALES:
-        raise PresetError(f"{where}: conv3 makes {state['conv3.weight'].shape[0]} channels, not C·r² for r in {SUPPORTED_SCALES}")
+        raise PresetError(
+            f"{where}: conv3 makes {state['conv3.weight'].shape[0]} channels, not C·r² for r in {SUPPORTED_SCALES}"
+        )
     return arch, scale, sizes
 
 

@@ -160,8 +160,10 @@ def parse_degradation(text: str) -> Degradation:
         raise UsageError(f"--degrade {text!r}: SIGMA must be a number") from None
     radius_max = (MAX_TAPS - 3) // 2
     if not math.isfinite(sigma) or not 0 < sigma <= radius_max / 3:
-        raise UsageError(f"--degrade {text!r}: SIGMA must be in (0, {radius_max / 3:.2f}] "
-                         f"(ffmpeg's convolution filter takes at most {MAX_TAPS} taps)")
+        raise UsageError(
+            f"--degrade {text!r}: SIGMA must be in (0, {radius_max / 3:.2f}] "
+            f"(ffmpeg's convolution filter takes at most {MAX_TAPS} taps)"
+        )
     return Degradation(GAUSSIAN, sigma)
 
 
@@ -184,6 +186,7 @@ def degrade(hr: np.ndarray, scale: int, degradation: Degradation) -> np.ndarray:
 
 
 # --- the same degradations as ffmpeg filters (the psnr job degrades video in its decoder) ---------
+
 
 def gaussian_taps(sigma: float, scale: int) -> list[int]:
     """gaussian_kernel1d as integers of sum about TAP_ONE; for even scales two zeros appended, which

@@ -35,7 +35,6 @@ def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
     return 16.0 + 65.481 * r + 128.553 * g + 24.966 * b
 
 
-
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})

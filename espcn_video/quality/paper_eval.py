@@ -19,12 +19,11 @@ import torch
 from torch import nn
 
 from espcn_video.errors import DataError, PresetError
-from espcn_video.quality.image_metrics import compute_psnr, compute_ssim
-from espcn_video.quality.image_metrics import SSIM_WINDOW
-from espcn_video.quality.degrade import degrade, imresize, mod_crop, parse_degradation
-from espcn_video.quality.images import UnusableImage, list_images, matlab_round, read_y_plane
 from espcn_video.model.net import SRCNN
 from espcn_video.model.presets import load_preset, presets_dir, resolve_preset
+from espcn_video.quality.degrade import degrade, imresize, mod_crop, parse_degradation
+from espcn_video.quality.image_metrics import SSIM_WINDOW, compute_psnr, compute_ssim
+from espcn_video.quality.images import UnusableImage, list_images, matlab_round, read_y_plane
 
 
 def upscale_y(model: nn.Module, lr_y01: np.ndarray, scale: int, device: str | torch.device = "cpu") -> np.ndarray:
@@ -32,11 +31,10 @@ def upscale_y(model: nn.Module, lr_y01: np.ndarray, scale: int, device: str | to
 
     SRCNN works on the MATLAB-bicubic upscale (as in its paper); ESPCN on the LR itself.
     """
-    is_srcnn = isinstance(model, SRCNN)
-    source = imresize(lr_y01, scale) if is_srcnn else lr_y01
+    source = imresize(lr_y01, scale) if isinstance(model, SRCNN) else lr_y01
     tensor = torch.from_numpy(np.ascontiguousarray(source, dtype=np.float32))[None, None].to(device)
     with torch.inference_mode():
-        out = model.in_strips(tensor) if is_srcnn else model(tensor)
+        out = model.in_strips(tensor) if isinstance(model, SRCNN) else model(tensor)
     return out[0, 0].to("cpu", torch.float64).numpy()
 
 
@@ -56,7 +54,9 @@ def arch_of(model: nn.Module) -> str:
     return "srcnn" if isinstance(model, SRCNN) else "espcn"
 
 
-def _resolve_model(model_or_preset: nn.Module | str | os.PathLike[str], scale: int | None) -> tuple[nn.Module, int, str | None]:
+def _resolve_model(
+    model_or_preset: nn.Module | str | os.PathLike[str], scale: int | None
+) -> tuple[nn.Module, int, str | None]:
     if isinstance(model_or_preset, nn.Module):
         model_scale = getattr(model_or_preset, "scale", None)
         if scale is None:
@@ -78,7 +78,9 @@ def _baseline_srcnn(main_arch: str, scale: int) -> nn.Module | None:
     return model
 
 
-def evaluate_image(hr_y: np.ndarray, models: dict[str, nn.Module], scale: int, degradation_spec: str = "bicubic") -> dict[str, dict[str, float]]:
+def evaluate_image(
+    hr_y: np.ndarray, models: dict[str, nn.Module], scale: int, degradation_spec: str = "bicubic"
+) -> dict[str, dict[str, float]]:
     """Scores of each model and of bicubic for one HR Y plane in [16, 235] code values."""
     degradation = parse_degradation(degradation_spec)
     hr = mod_crop(hr_y, scale)

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from espcn_video.files import atomic_path
-
 import matplotlib
+
+from espcn_video.files import atomic_path
 
 matplotlib.use("Agg")  # files only: never needs a display, safe in threads and on servers
 import matplotlib.pyplot as plt  # noqa: E402 - after the backend is chosen
@@ -28,7 +28,7 @@ def plot_per_frame_psnr(report: dict[str, Any], path: str | os.PathLike[str]) ->
     clips = report["clips"][:MAX_CLIPS_PER_FIGURE]
     fig, axes = plt.subplots(len(clips), 1, figsize=(10, 0.8 + PANEL_HEIGHT_IN * len(clips)), squeeze=False)
     try:
-        for ax, clip in zip(axes[:, 0], clips):
+        for ax, clip in zip(axes[:, 0], clips, strict=True):
             for method, summary in clip["methods"].items():
                 mean = summary["y"]["mean_psnr_db"]
                 label = f"{method} ({mean:.2f} dB)" if mean is not None else method

@@ -37,7 +37,7 @@ def shave(plane: np.ndarray, border_x: int, border_y: int) -> np.ndarray:
     h, w = plane.shape
     if 2 * border_x >= w or 2 * border_y >= h:
         raise ValueError(f"crop border {border_x}x{border_y} leaves nothing of a {w}x{h} plane")
-    return plane[border_y:h - border_y, border_x:w - border_x]
+    return plane[border_y : h - border_y, border_x : w - border_x]
 
 
 def plane_mse(ref: np.ndarray, dist: np.ndarray) -> float:
@@ -48,7 +48,7 @@ def plane_mse(ref: np.ndarray, dist: np.ndarray) -> float:
 
 
 def _block_sums(plane: np.ndarray, blocks_h: int, blocks_w: int) -> np.ndarray:
-    cut = plane[:blocks_h * SSIM_BLOCK, :blocks_w * SSIM_BLOCK]
+    cut = plane[: blocks_h * SSIM_BLOCK, : blocks_w * SSIM_BLOCK]
     return cut.reshape(blocks_h, SSIM_BLOCK, blocks_w, SSIM_BLOCK).sum(axis=(1, 3))
 
 
@@ -92,7 +92,7 @@ class VideoScorer:
         if self.geometry.has_chroma:
             self._borders += [(self.crop_border >> sx, self.crop_border >> sy)] * 2
         # Fail before the first frame when the border leaves nothing to measure.
-        for (h, w), (bx, by) in zip(self.geometry.plane_shapes, self._borders):
+        for (h, w), (bx, by) in zip(self.geometry.plane_shapes, self._borders, strict=True):
             shave(np.empty((h, w), np.uint8), bx, by)
 
     @property
@@ -101,13 +101,13 @@ class VideoScorer:
 
     @property
     def plane_names(self) -> tuple[str, ...]:
-        return PLANE_NAMES[:len(self._borders)]
+        return PLANE_NAMES[: len(self._borders)]
 
     def add(self, ref: list[np.ndarray], dist: list[np.ndarray]) -> FrameScore:
-        shaved = [(shave(r, bx, by), shave(d, bx, by))
-                  for r, d, (bx, by) in zip(ref, dist, self._borders)]
-        score = FrameScore(tuple(plane_mse(r, d) for r, d in shaved),
-                           ssim_ffmpeg(shaved[0][0], shaved[0][1], self.peak))
+        shaved = [(shave(r, bx, by), shave(d, bx, by)) for r, d, (bx, by) in zip(ref, dist, self._borders, strict=True)]
+        score = FrameScore(
+            tuple(plane_mse(r, d) for r, d in shaved), ssim_ffmpeg(shaved[0][0], shaved[0][1], self.peak)
+        )
         self.frames.append(score)
         return score
 
@@ -116,8 +116,8 @@ class VideoScorer:
 
     def per_frame(self) -> dict[str, list[float | None]]:
         out: dict[str, list[float | None]] = {
-            f"psnr_{name}_db": [_round(v) for v in self.psnr_series(i)]
-            for i, name in enumerate(self.plane_names)}
+            f"psnr_{name}_db": [_round(v) for v in self.psnr_series(i)] for i, name in enumerate(self.plane_names)
+        }
         out["ssim_y"] = [_round(f.ssim_y, 6) for f in self.frames]
         return out
 
@@ -128,11 +128,16 @@ class VideoScorer:
         for i, name in enumerate(self.plane_names):
             out[name] = summarize_plane([f.mse[i] for f in self.frames], self.peak)
         ssims = [f.ssim_y for f in self.frames if f.ssim_y is not None]
-        out["ssim_y"] = {"mean": _round(float(np.mean(ssims)), 6) if ssims else None,
-                         "min": _round(min(ssims), 6) if ssims else None}
+        out["ssim_y"] = {
+            "mean": _round(float(np.mean(ssims)), 6) if ssims else None,
+            "min": _round(min(ssims), 6) if ssims else None,
+        }
         worst = int(np.argmax([f.mse[0] for f in self.frames]))
-        out["worst_frame"] = {"index": worst, "psnr_y_db": _round(psnr_from_mse(self.frames[worst].mse[0], self.peak)),
-                              "ssim_y": _round(self.frames[worst].ssim_y, 6)}
+        out["worst_frame"] = {
+            "index": worst,
+            "psnr_y_db": _round(psnr_from_mse(self.frames[worst].mse[0], self.peak)),
+            "ssim_y": _round(self.frames[worst].ssim_y, 6),
+        }
         return out
 
     def normalized_y_mse(self) -> list[float]:
@@ -184,8 +189,11 @@ def pooled_summary(scorers: dict[str, VideoScorer]) -> dict[str, Any]:
             "psnr_of_mean_mse_db": _round(psnr_from_mse(float(np.mean(pooled)), 1.0)),
         },
         "ssim_y": {"mean": _round(float(np.mean(ssims)), 6) if None not in ssims else None},
-        "worst_frame": {"clip": worst_clip, "index": worst["worst_frame"]["index"],
-                        "psnr_y_db": worst["worst_frame"]["psnr_y_db"]},
+        "worst_frame": {
+            "clip": worst_clip,
+            "index": worst["worst_frame"]["index"],
+            "psnr_y_db": worst["worst_frame"]["psnr_y_db"],
+        },
     }
 
 
@@ -207,4 +215,5 @@ def add_gains(methods: dict[str, dict[str, Any]], baseline: str = "bicubic") -> 
             summary[f"gain_over_{baseline}_db"] = None
             continue
         summary[f"gain_over_{baseline}_db"] = {
-            key: gain_db(summary["y"][key], base["y"][key]) for key in ("mean_psnr_db", "psnr_of_mean_mse_db")}
+            key: gain_db(summary["y"][key], base["y"][key]) for key in ("mean_psnr_db", "psnr_of_mean_mse_db")
+        }

@@ -36,10 +36,18 @@ def build_network(config: TrainConfig) -> nn.Module:
 
 def fingerprint(config: TrainConfig, report: DataReport) -> dict[str, Any]:
     """What must not change between a checkpoint and its --resume."""
-    return {"arch": config.arch, "scale": config.scale, "steps": config.steps, "batch": config.batch,
-            "init": config.init_from,
-            "lr": config.lr, "lr_min": config.lr_min, "seed": config.seed,
-            "degrade": parse_degradation(config.degrade).spec(), "images": hashlib.sha256("\n".join(report.train + report.val).encode()).hexdigest()[:16]}
+    return {
+        "arch": config.arch,
+        "scale": config.scale,
+        "steps": config.steps,
+        "batch": config.batch,
+        "init": config.init_from,
+        "lr": config.lr,
+        "lr_min": config.lr_min,
+        "seed": config.seed,
+        "degrade": parse_degradation(config.degrade).spec(),
+        "images": hashlib.sha256("\n".join(report.train + report.val).encode()).hexdigest()[:16],
+    }
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -58,11 +66,17 @@ class TrainState:
     val_psnr_db: float | None = None
 
     def checkpoint(self, stamp: dict[str, Any]) -> dict[str, Any]:
-        return {"step": self.step, "elapsed_s": self.elapsed_s, "val_psnr_db": self.val_psnr_db,
-                "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "numpy_rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "fingerprint": stamp}
+        return {
+            "step": self.step,
+            "elapsed_s": self.elapsed_s,
+            "val_psnr_db": self.val_psnr_db,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "numpy_rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "fingerprint": stamp,
+        }
 
     def restore(self, ckpt: dict[str, Any], stamp: dict[str, Any], where: Path) -> None:
         check_fingerprint(ckpt, stamp, where)
@@ -102,6 +116,7 @@ def new_state(config: TrainConfig, device: torch.device) -> TrainState:
 def initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
     """The --init preset's weights, refused unless it is the same architecture and scale."""
     from espcn_video.model.presets import resolve_preset
+
     model, _ = resolve_preset(str(config.init_from), scale=config.scale, arch=config.arch, what="--init")
     return model.state_dict()
 
@@ -111,6 +126,7 @@ def init_record(config: TrainConfig) -> dict[str, Any] | None:
     if not config.init_from:
         return None
     from espcn_video.model.presets import load_preset
+
     _, info = load_preset(str(config.init_from))
     return {"preset": info.name, "training": info.metadata.get("training")}
 
@@ -122,4 +138,3 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a corrupt checkpoint is a data problem, not a crash
         raise DataError(f"{path}: unreadable checkpoint: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
-

@@ -37,8 +37,13 @@ class DataReport:
         return dict(Counter(item["reason"] for item in self.skipped))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"train": len(self.train), "val": len(self.val), "skipped": self.skip_counts(),
-                "skipped_files": self.skipped, "converted": dict(self.notes)}
+        return {
+            "train": len(self.train),
+            "val": len(self.val),
+            "skipped": self.skip_counts(),
+            "skipped_files": self.skipped,
+            "converted": dict(self.notes),
+        }
 
 
 @dataclass
@@ -49,9 +54,9 @@ class PlaneSet:
     targets: list[np.ndarray] = field(default_factory=list)
 
 
-
-def read_hr_planes(config: TrainConfig,
-                   preloaded: list[tuple[str, np.ndarray]] | None = None) -> tuple[list[tuple[str, np.ndarray]], DataReport]:
+def read_hr_planes(
+    config: TrainConfig, preloaded: list[tuple[str, np.ndarray]] | None = None
+) -> tuple[list[tuple[str, np.ndarray]], DataReport]:
     """Mod-cropped HR Y planes (code values) of every usable image; skips counted with reasons.
 
     `preloaded` gives (label, full Y plane) pairs already read (a packed copy of the folders,
@@ -59,8 +64,11 @@ def read_hr_planes(config: TrainConfig,
     """
     report = DataReport()
     planes: list[tuple[str, np.ndarray]] = []
-    source = _folder_planes(config.data_dirs, report) if preloaded is None else \
-        ((label, hr_y.astype(np.float64), None) for label, hr_y in preloaded)
+    source = (
+        _folder_planes(config.data_dirs, report)
+        if preloaded is None
+        else ((label, hr_y.astype(np.float64), None) for label, hr_y in preloaded)
+    )
     for label, hr_y, note in source:
         hr_y = mod_crop(hr_y, config.scale)
         if min(hr_y.shape) < config.hr_patch:
@@ -123,8 +131,8 @@ def pack_y_planes(folders: tuple[Path, ...], out: Path) -> int:
     files are left out (reading the folders reports them).
     """
     labelled = [(label, hr_y) for label, hr_y, _ in _folder_planes(folders, DataReport())]
-    np.savez_compressed(out, labels=np.array([label for label, _ in labelled]),
-                        **{f"plane{i:05d}": hr_y.astype(np.uint8) for i, (_, hr_y) in enumerate(labelled)})
+    arrays: dict[str, Any] = {f"plane{i:05d}": hr_y.astype(np.uint8) for i, (_, hr_y) in enumerate(labelled)}
+    np.savez_compressed(out, labels=np.array([label for label, _ in labelled]), **arrays)
     return len(labelled)
 
 
@@ -137,8 +145,10 @@ def load_y_planes(pack: Path) -> list[tuple[str, np.ndarray]]:
         raise DataError(f"{pack}: not a pack of Y planes made by pack_y_planes ({str(exc).splitlines()[0]})") from None
 
 
-def prepare_data(config: TrainConfig, preloaded: list[tuple[str, np.ndarray]] | None = None,
-                 ) -> tuple[PlaneSet, list[tuple[np.ndarray, np.ndarray]], DataReport]:
+def prepare_data(
+    config: TrainConfig,
+    preloaded: list[tuple[str, np.ndarray]] | None = None,
+) -> tuple[PlaneSet, list[tuple[np.ndarray, np.ndarray]], DataReport]:
     """(training planes, validation (HR code values, LR in [0,1]) pairs, report)."""
     labelled, report = read_hr_planes(config, preloaded)
     val_idx = set(split_validation(len(labelled), config.val_fraction, config.seed).tolist())
@@ -146,7 +156,9 @@ def prepare_data(config: TrainConfig, preloaded: list[tuple[str, np.ndarray]] | 
     report.train = [name for i, (name, _) in enumerate(labelled) if i not in val_idx]
     report.val = [name for i, (name, _) in enumerate(labelled) if i in val_idx]
     degradation = parse_degradation(config.degrade)
-    val_pairs = [(hr, degrade(hr / 255.0, config.scale, degradation)) for i, (_, hr) in enumerate(labelled) if i in val_idx]
+    val_pairs = [
+        (hr, degrade(hr / 255.0, config.scale, degradation)) for i, (_, hr) in enumerate(labelled) if i in val_idx
+    ]
     return make_planes(config, train_hr), val_pairs, report
 
 
@@ -158,7 +170,9 @@ class PatchSampler:
         self.patch = input_patch
         self.stride = stride
         self.rng = rng
-        self.positions = np.array([(h - input_patch + 1, w - input_patch + 1) for h, w in (p.shape for p in planes.inputs)])
+        self.positions = np.array(
+            [(h - input_patch + 1, w - input_patch + 1) for h, w in (p.shape for p in planes.inputs)]
+        )
         # Weight images by their number of patch positions: every position equally likely.
         counts = self.positions.prod(axis=1).astype(np.float64)
         self.weights = counts / counts.sum()
@@ -170,7 +184,7 @@ class PatchSampler:
         transforms = self.rng.integers(0, 8, size=size)
         inputs = np.empty((size, 1, p, p), dtype=np.float32)
         targets = np.empty((size, 1, p * s, p * s), dtype=np.float32)
-        for b, (i, (y, x), t) in enumerate(zip(which, corners, transforms)):
+        for b, (i, (y, x), t) in enumerate(zip(which, corners, transforms, strict=True)):
             src = self.planes.inputs[i][y : y + p, x : x + p]
             dst = self.planes.targets[i][y * s : (y + p) * s, x * s : (x + p) * s]
             inputs[b, 0] = _dihedral(src, int(t))

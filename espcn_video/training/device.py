@@ -39,14 +39,20 @@ class DevicePatchSource:
     columns, then bit 2 transposes (the dihedral group of the square), both patches alike.
     """
 
-    def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], input_patch: int, stride: int,
-                 device: torch.device) -> None:
+    def __init__(
+        self,
+        inputs: Sequence[np.ndarray],
+        targets: Sequence[np.ndarray],
+        input_patch: int,
+        stride: int,
+        device: torch.device,
+    ) -> None:
         if not inputs or len(inputs) != len(targets):
             raise ValueError("need as many input planes as target planes, and at least one")
         p, s = input_patch, stride
         pos_h, pos_w, in_off, tgt_off, in_w, tgt_w = [], [], [], [], [], []
         n_in = n_tgt = 0
-        for src, dst in zip(inputs, targets):
+        for src, dst in zip(inputs, targets, strict=True):
             h, w = src.shape
             if dst.shape != (h * s, w * s):
                 raise ValueError(f"target {dst.shape} is not input {src.shape} times {s}")
@@ -61,7 +67,10 @@ class DevicePatchSource:
             n_in += src.size
             n_tgt += dst.size
         counts = np.array(pos_h, dtype=np.int64) * np.array(pos_w, dtype=np.int64)
-        as_long = lambda values: torch.tensor(values, dtype=torch.int64, device=device)  # noqa: E731
+
+        def as_long(values: Any) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.int64, device=device)
+
         self.device = device
         self.stride = s
         self.total = int(counts.sum())
@@ -88,15 +97,26 @@ class DevicePatchSource:
         image, top, left, transform = self.draw(size)
         s = self.stride
         x = self.in_flat[self._index(self.in_grid, self.in_off[image], self.in_w[image], top, left, transform)]
-        y = self.tgt_flat[self._index(self.tgt_grid, self.tgt_off[image], self.tgt_w[image], top * s, left * s, transform)]
+        y = self.tgt_flat[
+            self._index(self.tgt_grid, self.tgt_off[image], self.tgt_w[image], top * s, left * s, transform)
+        ]
         return x.unsqueeze(1), y.unsqueeze(1)
 
     @staticmethod
-    def _index(grid: torch.Tensor, offset: torch.Tensor, width: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
-               transform: torch.Tensor) -> torch.Tensor:
+    def _index(
+        grid: torch.Tensor,
+        offset: torch.Tensor,
+        width: torch.Tensor,
+        top: torch.Tensor,
+        left: torch.Tensor,
+        transform: torch.Tensor,
+    ) -> torch.Tensor:
         n = grid.numel()
         rows, cols = grid.view(1, n, 1), grid.view(1, 1, n)
-        col = lambda v: v.view(-1, 1, 1)  # noqa: E731
+
+        def col(v: torch.Tensor) -> torch.Tensor:
+            return v.view(-1, 1, 1)
+
         t = col(transform)
         transpose, flip_rows, flip_cols = (t & 4) != 0, (t & 1) != 0, (t & 2) != 0
         a = torch.where(transpose, cols, rows)
@@ -225,7 +245,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_concurrently(steppers: Sequence[GraphStepper], until: int, on_round: Callable[[int], None] | None = None) -> None:
+def run_concurrently(
+    steppers: Sequence[GraphStepper], until: int, on_round: Callable[[int], None] | None = None
+) -> None:
     """Advance all steppers round by round (each on its own stream) until each reaches `until`.
 
     `on_round(step)` runs after each round with the lowest step reached; it may synchronise.

@@ -34,7 +34,13 @@ from espcn_video.quality.degrade import parse_degradation
 from espcn_video.quality.image_metrics import compute_psnr
 from espcn_video.quality.paper_eval import evaluate_folder, to_code_values, upscale_y
 from espcn_video.training.checkpoints import (
-    TrainState, atomic_torch_save, check_fingerprint, fingerprint, init_record, load_checkpoint, new_state,
+    TrainState,
+    atomic_torch_save,
+    check_fingerprint,
+    fingerprint,
+    init_record,
+    load_checkpoint,
+    new_state,
 )
 from espcn_video.training.config import STEPS_PER_EPOCH, TrainConfig
 from espcn_video.training.data import DataReport, PatchSampler, PlaneSet, prepare_data
@@ -62,7 +68,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def validate(model: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], scale: int, device: torch.device) -> float | None:
+def validate(
+    model: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], scale: int, device: torch.device
+) -> float | None:
     """Mean PSNR (Y, shave = scale, 8-bit rounded output) on the held-out training images."""
     if not pairs:
         return None
@@ -72,8 +80,15 @@ def validate(model: nn.Module, pairs: list[tuple[np.ndarray, np.ndarray]], scale
     return float(np.mean(values))
 
 
-def run_steps(config: TrainConfig, state: TrainState, sampler: PatchSampler, val_pairs: list[tuple[np.ndarray, np.ndarray]],
-              device: torch.device, stamp: dict[str, Any], on_progress: ProgressCallback | None) -> None:
+def run_steps(
+    config: TrainConfig,
+    state: TrainState,
+    sampler: PatchSampler,
+    val_pairs: list[tuple[np.ndarray, np.ndarray]],
+    device: torch.device,
+    stamp: dict[str, Any],
+    on_progress: ProgressCallback | None,
+) -> None:
     """The optimisation loop; checkpoints on a timer, and on Ctrl-C before re-raising."""
     loss_fn = nn.MSELoss()
     state.model.train()
@@ -110,15 +125,23 @@ def uses_device_loop(config: TrainConfig, device: torch.device) -> bool:
     return config.loop == "device" or (config.loop == "auto" and device.type == "cuda")
 
 
-def run_device_loop(config: TrainConfig, state: TrainState, planes: PlaneSet, val_pairs: list[tuple[np.ndarray, np.ndarray]],
-                    device: torch.device, stamp: dict[str, Any], on_progress: ProgressCallback | None,
-                    resume: dict[str, Any] | None) -> None:
+def run_device_loop(
+    config: TrainConfig,
+    state: TrainState,
+    planes: PlaneSet,
+    val_pairs: list[tuple[np.ndarray, np.ndarray]],
+    device: torch.device,
+    stamp: dict[str, Any],
+    on_progress: ProgressCallback | None,
+    resume: dict[str, Any] | None,
+) -> None:
     """training.device's loop: patches drawn on the device, one CUDA graph per step on a GPU.
 
     Same data, hold-out, schedule and checkpoints as run_steps; progress is reported every step
     on the CPU and every 100 steps on a GPU (each report waits for the device).
     """
     from espcn_video.training.device import DevicePatchSource, GraphStepper, synchronize
+
     source = DevicePatchSource(planes.inputs, planes.targets, config.input_patch, config.stride, device)
     optimizer_state = None
     if resume is not None:
@@ -129,9 +152,17 @@ def run_device_loop(config: TrainConfig, state: TrainState, planes: PlaneSet, va
         torch.set_rng_state(resume["torch_rng"])
         if device.type == "cuda" and resume.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(resume["cuda_rng"], device)
-    stepper = GraphStepper(state.model, source, config.batch, config.lr, config.lr_min, config.steps,
-                           start_step=state.step, optimizer_state=optimizer_state,
-                           use_graph=config.steps - state.step > 16)
+    stepper = GraphStepper(
+        state.model,
+        source,
+        config.batch,
+        config.lr,
+        config.lr_min,
+        config.steps,
+        start_step=state.step,
+        optimizer_state=optimizer_state,
+        use_graph=config.steps - state.step > 16,
+    )
     state.optimizer = stepper.optimizer
 
     def save() -> None:
@@ -168,21 +199,40 @@ def run_device_loop(config: TrainConfig, state: TrainState, planes: PlaneSet, va
     save()
 
 
-def build_metadata(config: TrainConfig, state: TrainState, report: DataReport, threads: int, device: torch.device) -> dict[str, Any]:
+def build_metadata(
+    config: TrainConfig,
+    elapsed_s: float,
+    val_psnr_db: float | None,
+    report: DataReport,
+    threads: int,
+    device: torch.device,
+) -> dict[str, Any]:
     degradation = parse_degradation(config.degrade)
     return {
-        "name": config.out.stem, "arch": config.arch, "scale": config.scale, "channels": [64, 32],
+        "name": config.out.stem,
+        "arch": config.arch,
+        "scale": config.scale,
+        "channels": [64, 32],
         "activation": "relu" if config.arch == "srcnn" else "tanh",
         "training": {
-            "data": [str(d) for d in config.data_dirs], "degradation": degradation.describe(),
+            "data": [str(d) for d in config.data_dirs],
+            "degradation": degradation.describe(),
             "degrade": degradation.spec(),
-            "patch": {"input": config.input_patch, "hr": config.hr_patch}, "batch": config.batch,
-            "steps": config.steps, "epochs": config.steps / STEPS_PER_EPOCH,
-            "steps_per_epoch": STEPS_PER_EPOCH, "lr": config.lr, "lr_min": config.lr_min,
-            "seed": config.seed, "train_seconds": round(state.elapsed_s, 1), "threads": threads,
-            "device": device.type, "loop": "device" if uses_device_loop(config, device) else "host",
-            "torch": torch.__version__, "images": report.as_dict(),
-            "val_psnr_db": state.val_psnr_db,
+            "patch": {"input": config.input_patch, "hr": config.hr_patch},
+            "batch": config.batch,
+            "steps": config.steps,
+            "epochs": config.steps / STEPS_PER_EPOCH,
+            "steps_per_epoch": STEPS_PER_EPOCH,
+            "lr": config.lr,
+            "lr_min": config.lr_min,
+            "seed": config.seed,
+            "train_seconds": round(elapsed_s, 1),
+            "threads": threads,
+            "device": device.type,
+            "loop": "device" if uses_device_loop(config, device) else "host",
+            "torch": torch.__version__,
+            "images": report.as_dict(),
+            "val_psnr_db": val_psnr_db,
             "init": init_record(config),
         },
         "eval": {},
@@ -197,15 +247,22 @@ def measure_test_sets(config: TrainConfig, model: nn.Module) -> dict[str, Any]:
         report = evaluate_folder(folder, model, config.scale, config.degrade)
         key = "srcnn" if config.arch == "srcnn" else "espcn"
         mean = report["mean"]
-        results[name] = {"psnr_db": round(mean[key]["psnr_db"], 4), "ssim": round(mean[key]["ssim"], 5),
-                         "bicubic_psnr_db": round(mean["bicubic"]["psnr_db"], 4),
-                         "bicubic_ssim": round(mean["bicubic"]["ssim"], 5), "degradation": report["degradation"],
-                         "images": len(report["images"])}
+        results[name] = {
+            "psnr_db": round(mean[key]["psnr_db"], 4),
+            "ssim": round(mean[key]["ssim"], 5),
+            "bicubic_psnr_db": round(mean["bicubic"]["psnr_db"], 4),
+            "bicubic_ssim": round(mean["bicubic"]["ssim"], 5),
+            "degradation": report["degradation"],
+            "images": len(report["images"]),
+        }
     return results
 
 
-def train(config: TrainConfig, on_progress: ProgressCallback | None = None,
-          on_data: Callable[[DataReport], None] | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    on_progress: ProgressCallback | None = None,
+    on_data: Callable[[DataReport], None] | None = None,
+) -> TrainResult:
     """Train, checkpoint, write `<out>` (state_dict) and `<out>.json`; returns the summary.
 
     `on_data` hears the data report (kept, held out, skipped) before the first step.
@@ -236,7 +293,7 @@ def train(config: TrainConfig, on_progress: ProgressCallback | None = None,
         run_steps(config, state, sampler, val_pairs, device, stamp, on_progress)
     model = state.model.to("cpu").eval()
     atomic_torch_save({k: v.detach().clone() for k, v in model.state_dict().items()}, config.out)
-    metadata = build_metadata(config, state, report, threads, device)
+    metadata = build_metadata(config, state.elapsed_s, state.val_psnr_db, report, threads, device)
     metadata["eval"] = measure_test_sets(config, model)
     atomic_write_json(config.out.with_suffix(".json"), metadata)
     return TrainResult(config.out, state.step, state.elapsed_s, state.val_psnr_db, report, metadata)

@@ -12,16 +12,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 
-from espcn_video.training.device import DevicePatchSource, GraphStepper, run_concurrently, synchronize
 from espcn_video.training.checkpoints import initial_model
 from espcn_video.training.config import TrainConfig
 from espcn_video.training.data import DataReport, prepare_data
+from espcn_video.training.device import DevicePatchSource, GraphStepper, run_concurrently, synchronize
 from espcn_video.training.loop import build_metadata, validate
 
 Log = Callable[[str], None]
@@ -49,17 +48,31 @@ class Run:
         self.val_curve.append((self.stepper.step, self.val_psnr_db, loss))
 
 
-def build_run(config: TrainConfig, device: torch.device, preloaded: list[tuple[str, np.ndarray]] | None,
-              per_call: int, use_graph: bool) -> Run:
+def build_run(
+    config: TrainConfig,
+    device: torch.device,
+    preloaded: list[tuple[str, np.ndarray]] | None,
+    per_call: int,
+    use_graph: bool,
+) -> Run:
     planes, val_pairs, report = prepare_data(config, preloaded)
     source = DevicePatchSource(planes.inputs, planes.targets, config.input_patch, config.stride, device)
-    stepper = GraphStepper(initial_model(config).to(device), source, config.batch, config.lr, config.lr_min,
-                           config.steps, per_call=per_call, use_graph=use_graph)
+    stepper = GraphStepper(
+        initial_model(config).to(device),
+        source,
+        config.batch,
+        config.lr,
+        config.lr_min,
+        config.steps,
+        per_call=per_call,
+        use_graph=use_graph,
+    )
     return Run(config, stepper, val_pairs, report)
 
 
-def steps_within(runs: list[Run], device: torch.device, deadline: float, timing_s: float, per_call: int,
-                 validations: int, log: Log) -> int:
+def steps_within(
+    runs: list[Run], device: torch.device, deadline: float, timing_s: float, per_call: int, validations: int, log: Log
+) -> int:
     """Time `timing_s` of real training and one validation pass; the step count that ends by `deadline`."""
     t0, s0 = time.monotonic(), runs[0].stepper.step
     while time.monotonic() - t0 < timing_s:
@@ -76,14 +89,25 @@ def steps_within(runs: list[Run], device: torch.device, deadline: float, timing_
     remaining = deadline - time.monotonic() - validations * val_s
     total = int(runs[0].stepper.step + rate * max(remaining, 0.0) * 0.97)
     total = max(total - total % per_call, runs[0].stepper.step + per_call)
-    log(f"timing: {rate:.0f} steps/s per run with {len(runs)} runs, validation pass {val_s:.1f} s; "
-        f"{remaining:.0f} s of training left -> {total:,} steps each")
+    log(
+        f"timing: {rate:.0f} steps/s per run with {len(runs)} runs, validation pass {val_s:.1f} s; "
+        f"{remaining:.0f} s of training left -> {total:,} steps each"
+    )
     return total
 
 
-def train_together(configs: list[TrainConfig], device: torch.device, *, preloaded: list[tuple[str, np.ndarray]] | None = None,
-                   budget_s: float | None = None, timing_s: float = 20.0, per_call: int = 4, use_graph: bool = True,
-                   val_times: int = 8, log: Log = print) -> list[Run]:
+def train_together(
+    configs: list[TrainConfig],
+    device: torch.device,
+    *,
+    preloaded: list[tuple[str, np.ndarray]] | None = None,
+    budget_s: float | None = None,
+    timing_s: float = 20.0,
+    per_call: int = 4,
+    use_graph: bool = True,
+    val_times: int = 8,
+    log: Log = print,
+) -> list[Run]:
     """Train every config to its end; returns the runs (weights in run.stepper.model).
 
     With `budget_s`, every run gets the step count that a timing phase says fits the budget.
@@ -93,12 +117,17 @@ def train_together(configs: list[TrainConfig], device: torch.device, *, preloade
     for config in configs:
         run = build_run(config, device, preloaded, per_call, use_graph)
         runs.append(run)
-        log(f"{run.name}: {len(run.report.train)} train / {len(run.report.val)} val images, "
-            f"{run.stepper.source.total:,} patch positions")
+        log(
+            f"{run.name}: {len(run.report.train)} train / {len(run.report.val)} val images, "
+            f"{run.stepper.source.total:,} patch positions"
+        )
     for run in runs:
         run.stepper.prepare()
         how = f"graph of {per_call} steps" if run.stepper.graph is not None else "eager"
-        log(f"{run.name}: {how}" + (f" (capture failed: {run.stepper.capture_error})" if run.stepper.capture_error else ""))
+        log(
+            f"{run.name}: {how}"
+            + (f" (capture failed: {run.stepper.capture_error})" if run.stepper.capture_error else "")
+        )
     synchronize(device)
     train_started = time.monotonic()
     if budget_s is not None:
@@ -121,8 +150,10 @@ def train_together(configs: list[TrainConfig], device: torch.device, *, preloade
         synchronize(device)
         for run in runs:
             run.validate(device)
-            log(f"{run.name}: step {run.stepper.step:,}/{total:,} loss {run.val_curve[-1][2]:.6f} "
-                f"val {run.val_psnr_db:.3f} dB  ({time.monotonic() - train_started:.0f} s)")
+            log(
+                f"{run.name}: step {run.stepper.step:,}/{total:,} loss {run.val_curve[-1][2]:.6f} "
+                f"val {run.val_psnr_db:.3f} dB  ({time.monotonic() - train_started:.0f} s)"
+            )
 
     run_concurrently([r.stepper for r in runs], total, on_round)
     synchronize(device)
@@ -137,10 +168,10 @@ def train_together(configs: list[TrainConfig], device: torch.device, *, preloade
 def run_record(run: Run, device: torch.device) -> dict[str, Any]:
     """Weights and metadata (as training.loop.train writes them, plus the device and the curve)."""
     weights = {k: v.detach().to("cpu", copy=True) for k, v in run.stepper.model.state_dict().items()}
-    state = SimpleNamespace(elapsed_s=run.elapsed_s, val_psnr_db=run.val_psnr_db)
-    meta = build_metadata(run.config, state, run.report, torch.get_num_threads(), device)  # type: ignore[arg-type]
+    meta = build_metadata(run.config, run.elapsed_s, run.val_psnr_db, run.report, torch.get_num_threads(), device)
     meta["training"]["device_name"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    meta["training"]["loop_detail"] = (f"{'CUDA graph' if run.stepper.graph is not None else 'eager'} steps, "
-                                       "several runs side by side on one device")
-    meta["training"]["val_curve"] = [{"step": s, "val_psnr_db": v, "train_mse": l} for s, v, l in run.val_curve]
+    meta["training"]["loop_detail"] = (
+        f"{'CUDA graph' if run.stepper.graph is not None else 'eager'} steps, several runs side by side on one device"
+    )
+    meta["training"]["val_curve"] = [{"step": s, "val_psnr_db": v, "train_mse": mse} for s, v, mse in run.val_curve]
     return {"state_dict": weights, "metadata": meta}
