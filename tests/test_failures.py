@@ -344,10 +344,11 @@ def test_file_cut_mid_way_is_an_error_unless_ignored(
 
 def test_help_and_version_start_without_torch() -> None:
     """Commands load when they run: `--help` lists them from the registry, whose one-line help
-    must stay what each command says of itself."""
+    must stay what each command says of itself; each command's own --help loads no engine either."""
     code = (
         "import sys, json; from espcn_video.cli import main\n"
-        "for args in (['--help'], ['--version']):\n"
+        "from espcn_video.cli import COMMANDS\n"
+        "for args in (['--help'], ['--version'], *([name, '--help'] for name in COMMANDS)):\n"
         "    try:\n"
         "        main(args)\n"
         "    except SystemExit:\n"

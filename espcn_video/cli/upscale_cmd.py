@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.progress import (
@@ -23,9 +23,10 @@ from espcn_video.errors import EspcnVideoError, UsageError
 from espcn_video.ffmpeg.probe import ProbeInfo
 from espcn_video.ffmpeg.y4m import Y4MHeader
 from espcn_video.files import write_rows
-from espcn_video.frames.pipeline import Counters
-from espcn_video.jobs.summary import run_summary, timing_rows
 from espcn_video.settings import BACKENDS, PRECISIONS, EncodeSettings, InputSpec, RawInput, UpscaleSettings
+
+if TYPE_CHECKING:  # the frame path loads torch: only when a command runs, not for --help
+    from espcn_video.frames.pipeline import Counters
 
 
 def build_input_spec(path: str, size: str | None, pix_fmt: str | None, rate: str | None) -> InputSpec:
@@ -221,6 +222,8 @@ def upscale_cmd(
     from espcn_video.jobs.upscale import upscale_video
 
     display = _Display(enabled=not quiet and sys.stderr.isatty())
+    from espcn_video.jobs.summary import run_summary, timing_rows
+
     try:
         outcome = upscale_video(settings, on_start=display.start, on_progress=display.update)
     finally:
