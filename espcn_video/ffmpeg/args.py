@@ -12,6 +12,8 @@ from espcn_video.ffmpeg.y4m import PIPE_PIX_FMTS
 from espcn_video.settings import EncodeSettings, InputSpec
 
 COMMON = ["-nostdin", "-hide_banner", "-loglevel", "error"]
+# frames as they come (no frame dropped or duplicated to a rate), any depth, as y4m on stdout
+Y4M_PIPE_OUT = ("-fps_mode", "passthrough", "-strict", "-1", "-f", "yuv4mpegpipe", "pipe:1")
 
 # extension -> (muxer or None to let ffmpeg guess, default video codec, default crf, can carry audio)
 _CONTAINERS: dict[str, tuple[str | None, str, int | None, bool]] = {
@@ -73,28 +75,9 @@ def build_timed_decode_args(ffmpeg: str, input_args: Sequence[str], filters: Seq
         *input_args,
         "-filter_complex",
         "[0:v:0]" + chain,
-        "-map",
-        "[frames]",
-        "-fps_mode",
-        "passthrough",
-        "-strict",
-        "-1",
-        "-f",
-        "yuv4mpegpipe",
-        "pipe:1",
-        "-map",
-        "[times]",
-        "-c:v",
-        "wrapped_avframe",
-        "-fps_mode",
-        "passthrough",
-        "-enc_time_base",
-        "filter",
-        "-flush_packets",
-        "1",
-        "-f",
-        "framecrc",
-        "pipe:2",
+        *("-map", "[frames]", *Y4M_PIPE_OUT),
+        *("-map", "[times]", "-c:v", "wrapped_avframe", "-fps_mode", "passthrough"),
+        *("-enc_time_base", "filter", "-flush_packets", "1", "-f", "framecrc", "pipe:2"),
     ]
 
 
@@ -105,19 +88,7 @@ def build_decode_args(ffmpeg: str, source: InputSpec) -> list[str]:
     10-bit source stays 10-bit and 4:2:2 stays 4:2:2; y4m carries the range tag.
     """
     args = [ffmpeg, *COMMON, *build_input_args(source)]
-    args += [
-        "-map",
-        "0:v:0",
-        "-vf",
-        "format=" + "|".join(PIPE_PIX_FMTS),
-        "-fps_mode",
-        "passthrough",
-        "-strict",
-        "-1",
-        "-f",
-        "yuv4mpegpipe",
-        "pipe:1",
-    ]
+    args += ["-map", "0:v:0", "-vf", "format=" + "|".join(PIPE_PIX_FMTS), *Y4M_PIPE_OUT]
     return args
 
 
