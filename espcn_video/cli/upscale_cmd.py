@@ -385,7 +385,7 @@ def batch_cmd(
     Paths reach the workers as written: with --scheduler, give paths
     that every worker sees.
     """
-    from espcn_video.jobs.chunked import batch_jobs, find_done_outputs, run_batch
+    from espcn_video.jobs.batch import batch_jobs, find_done_outputs, run_batch
 
     name = preset_for(scale, preset)
     encode = EncodeSettings(codec=codec, crf=crf, preset=encoder_preset)

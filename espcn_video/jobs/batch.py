@@ -1,11 +1,18 @@
-"""The files of a `batch`: folders expanded to their videos, outputs checked by frame count."""
+"""The `batch` job: folders expanded to their videos, finished outputs (same frame count) skipped,
+one Dask task per file, every file reported."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from espcn_video.errors import EspcnVideoError, InputError
+from espcn_video.errors import EspcnVideoError, InputError, OutputError, UsageError
+from espcn_video.ffmpeg.locate import locate_ffmpeg
 from espcn_video.ffmpeg.timestamps import list_packets
+from espcn_video.jobs.dask_cluster import TASK_RETRIES, describe_task_error, open_client
+from espcn_video.settings import InputSpec, UpscaleSettings
 
 # What a folder contributes; anything else in it (images, subtitles, notes) is left alone.
 VIDEO_EXTENSIONS = frozenset(
@@ -83,3 +90,81 @@ def output_is_complete(ffmpeg: str, source: str, output: str) -> tuple[bool, int
     want = count_video_packets(ffmpeg, source)
     have = count_video_packets(ffmpeg, output)
     return (want is not None and want > 0 and have == want), have
+
+
+def batch_jobs(inputs: list[str], out_dir: str, suffix: str) -> list[tuple[InputSpec, str]]:
+    """Each input file, or each video file of an input folder, and the output name it gets in `out_dir`."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise OutputError(f"{out_dir}: no such folder")
+    pairs = []
+    for name in expand_inputs(inputs, skip_suffix=suffix, skip_in=out):
+        path = Path(name)
+        if not path.is_file():
+            raise InputError(f"{name}: no such file or folder")
+        pairs.append((InputSpec(name), str(out / (path.stem + suffix))))
+    names = [p[1] for p in pairs]
+    if len(set(names)) != len(names):
+        raise UsageError("two inputs would write the same output name in --out-dir")
+    return pairs
+
+
+def find_done_outputs(pairs: list[tuple[InputSpec, str]]) -> tuple[list[dict[str, Any]], set[str]]:
+    """Records of the outputs already complete (same video frame count as the input), and the
+    outputs that exist but are not (to be redone over)."""
+    ffmpeg = locate_ffmpeg().path
+    done, partial = [], set()
+    for spec, out in pairs:
+        if not Path(out).exists():
+            continue
+        complete, frames = output_is_complete(ffmpeg, spec.path, out)
+        if complete:
+            done.append({"input": spec.path, "output": out, "status": "skipped", "frames": frames})
+        else:
+            partial.add(out)
+    return done, partial
+
+
+def _upscale_one(settings: UpscaleSettings) -> dict[str, Any]:
+    from espcn_video.jobs.summary import run_summary
+    from espcn_video.jobs.upscale import upscale_video
+
+    outcome = upscale_video(settings)
+    return {"input": settings.input.path, "output": settings.output, "status": "done", **run_summary(outcome.result)}
+
+
+def run_batch(
+    all_settings: list[UpscaleSettings],
+    *,
+    scheduler: str | None,
+    local_workers: int,
+    on_done: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """One Dask task per file; every file is attempted and reported, failed ones with their error.
+
+    Workers are checked first (inputs readable, output folders writable, ffmpeg, the package).
+    A task that raises, or whose workers keep dying (KilledWorker), is one failed file: the
+    loop goes on to the end so that the other files' results are never lost.
+    """
+    if not all_settings:
+        return []
+    results: list[dict[str, Any]] = []
+    with open_client(scheduler, local_workers) as client:
+        from dask.distributed import as_completed
+
+        from espcn_video.jobs.preflight import check_workers
+
+        out_dirs = sorted({str(Path(s.output).parent) for s in all_settings})
+        check_workers(client, [s.input.path for s in all_settings], out_dirs)
+        futures = {client.submit(_upscale_one, s, retries=TASK_RETRIES, pure=False): s for s in all_settings}
+        for future in as_completed(futures):
+            s = futures[future]
+            try:
+                rec = future.result()
+            except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - recorded per file
+                rec = {"input": s.input.path, "output": s.output, "status": "failed", "error": describe_task_error(exc)}
+            results.append(rec)
+            if on_done:
+                on_done(rec)
+    order = {s.input.path: i for i, s in enumerate(all_settings)}
+    return sorted(results, key=lambda r: order[r["input"]])

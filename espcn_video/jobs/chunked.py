@@ -9,25 +9,21 @@ only after its frame count matched the plan, so a part on disk is always whole.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
 import logging
 import math
-import multiprocessing
 import os
 import secrets
 import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from espcn_video.errors import EspcnVideoError, FrameCountMismatch, InputError, OutputError, UsageError
+from espcn_video.errors import EspcnVideoError, FrameCountMismatch, OutputError, UsageError
 from espcn_video.ffmpeg.args import (
     OutputVideo,
     build_deinterlace_filter,
@@ -44,7 +40,6 @@ from espcn_video.files import atomic_write_text
 from espcn_video.frames.pipeline import run_pipeline
 from espcn_video.frames.sinks import encoder_sink
 from espcn_video.frames.upscaler import FrameUpscaler
-from espcn_video.jobs.batch import expand_inputs, output_is_complete
 from espcn_video.jobs.chunk_plan import (
     SEEK_MARGIN_S,
     Chunk,
@@ -53,14 +48,14 @@ from espcn_video.jobs.chunk_plan import (
     list_packets,
     plan_chunks,
 )
+from espcn_video.jobs.dask_cluster import TASK_RETRIES, open_client
 from espcn_video.jobs.inputs import check_input, choose_deinterlace, output_video_for
 from espcn_video.jobs.outputs import check_output, publish, sweep_stale_temporaries, temporary_output, verify_output
 from espcn_video.model.engines import create_engine, default_threads
 from espcn_video.model.graphs import ranges_from_metadata
 from espcn_video.model.presets import load_preset
-from espcn_video.settings import EncodeSettings, InputSpec, UpscaleSettings
+from espcn_video.settings import EncodeSettings, UpscaleSettings
 
-TASK_RETRIES = 2
 log = logging.getLogger(__name__)
 PART_FORMAT = "nut"  # carries any codec, rawvideo included, and concatenates cleanly
 
@@ -153,114 +148,6 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
         "bytes": final.stat().st_size,
         "wall_s": round(time.perf_counter() - t0, 3),
     }
-
-
-CLOSE_TIMEOUT_S = 20.0
-_WORKER_PROCESS_NAME = "Dask Worker process (from Nanny)"  # distributed.nanny.WorkerProcess
-
-
-@contextlib.contextmanager
-def open_client(scheduler: str | None, local_workers: int) -> Iterator[Any]:
-    """A Dask client: to a running scheduler, or to a local cluster kept on loopback.
-
-    The local cluster's scratch space lives in a temporary folder removed afterwards, and every
-    worker process it started is gone when this returns, whatever state the workers were in.
-    """
-    try:
-        import dask
-        from dask.distributed import Client, LocalCluster
-    except ImportError as exc:
-        raise UsageError("chunked upscaling needs Dask: pip install 'espcn-video[distributed]'") from exc
-    if scheduler:
-        try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError) as exc:
-            raise EspcnVideoError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
-        try:
-            yield client
-        finally:
-            with contextlib.suppress(Exception):  # a scheduler gone meanwhile has nothing to close
-                client.close(timeout=CLOSE_TIMEOUT_S)
-        return
-    # ignore_cleanup_errors: a worker killed mid-write may leave a file being removed twice.
-    # The scheduler in this process makes a scratch folder too (from "temporary-directory", not from
-    # local_directory): without the config both would leave /tmp/dask-scratch-space behind.
-    with (
-        tempfile.TemporaryDirectory(prefix="espcn-video-dask-", ignore_cleanup_errors=True) as scratch,
-        dask.config.set({"temporary-directory": scratch}),
-    ):
-        cluster = LocalCluster(
-            n_workers=local_workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-            local_directory=scratch,
-        )
-        try:
-            with Client(cluster) as client:
-                try:
-                    yield client
-                except BaseException:
-                    # A worker inside a chunk does not stop for a graceful close (its task thread is
-                    # in native code or blocked on a pipe): kill it, so Ctrl-C and errors return at
-                    # once. Its ffmpeg children see a broken pipe or EOF and exit; parts stay unpublished.
-                    _kill_processes(_worker_processes(cluster))
-                    raise
-        finally:
-            _shut_down(cluster)
-
-
-def _worker_processes(cluster: Any) -> list[Any]:
-    """The cluster's live worker processes and their children (ffmpeg), as psutil handles."""
-    import psutil
-
-    found = []
-    for nanny in list(cluster.workers.values()):
-        pid = getattr(nanny, "pid", None)
-        with contextlib.suppress(psutil.Error, TypeError, ValueError):
-            proc = psutil.Process(pid)
-            found.append(proc)
-            found.extend(proc.children(recursive=True))
-    # A worker the nanny is still restarting is not in cluster.workers' pids yet.
-    for child in multiprocessing.active_children():
-        if child.name == _WORKER_PROCESS_NAME and child.pid is not None:
-            with contextlib.suppress(psutil.Error):
-                proc = psutil.Process(child.pid)
-                found.append(proc)
-                found.extend(proc.children(recursive=True))
-    return found
-
-
-def _kill_processes(procs: list[Any]) -> None:
-    import psutil
-
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()  # psutil checks the create time: a reused pid is not ours and is left alone
-
-
-def _shut_down(cluster: Any) -> None:
-    """Close the cluster with a bound on the time; SIGKILL and reap whatever outlived the close.
-
-    A graceful close asks each worker to stop and only then SIGKILLs it; a worker stuck at
-    interpreter shutdown, or restarted by its nanny while the cluster closes, can escape that
-    and outlive us holding our stderr, which hangs anyone reading it to EOF (pytest's capture).
-    """
-    import psutil
-
-    before = _worker_processes(cluster)
-    try:
-        cluster.close(timeout=CLOSE_TIMEOUT_S)
-    except Exception as exc:  # noqa: BLE001 - the kill below is the fallback
-        log.warning("closing the local Dask cluster failed (%s); killing its workers", exc)
-    left = [p for p in before + _worker_processes(cluster) if p.is_running()]
-    _kill_processes(left)
-    psutil.wait_procs(left, timeout=5.0)  # reaps our own children, waits out the others
-    for child in multiprocessing.active_children():  # reaps the multiprocessing handles
-        if child.name == _WORKER_PROCESS_NAME:
-            child.join(timeout=1.0)
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
@@ -455,88 +342,3 @@ def _join(parts: Path, plan: ChunkPlan, settings: UpscaleSettings, probe: ProbeI
         target.unlink(missing_ok=True)
     assert check.frames is not None
     return check.frames
-
-
-def batch_jobs(inputs: list[str], out_dir: str, suffix: str) -> list[tuple[InputSpec, str]]:
-    """Each input file, or each video file of an input folder, and the output name it gets in `out_dir`."""
-    out = Path(out_dir)
-    if not out.is_dir():
-        raise OutputError(f"{out_dir}: no such folder")
-    pairs = []
-    for name in expand_inputs(inputs, skip_suffix=suffix, skip_in=out):
-        path = Path(name)
-        if not path.is_file():
-            raise InputError(f"{name}: no such file or folder")
-        pairs.append((InputSpec(name), str(out / (path.stem + suffix))))
-    names = [p[1] for p in pairs]
-    if len(set(names)) != len(names):
-        raise UsageError("two inputs would write the same output name in --out-dir")
-    return pairs
-
-
-def find_done_outputs(pairs: list[tuple[InputSpec, str]]) -> tuple[list[dict[str, Any]], set[str]]:
-    """Records of the outputs already complete (same video frame count as the input), and the
-    outputs that exist but are not (to be redone over)."""
-    ffmpeg = locate_ffmpeg().path
-    done, partial = [], set()
-    for spec, out in pairs:
-        if not Path(out).exists():
-            continue
-        complete, frames = output_is_complete(ffmpeg, spec.path, out)
-        if complete:
-            done.append({"input": spec.path, "output": out, "status": "skipped", "frames": frames})
-        else:
-            partial.add(out)
-    return done, partial
-
-
-def _upscale_one(settings: UpscaleSettings) -> dict[str, Any]:
-    from espcn_video.jobs.summary import run_summary
-    from espcn_video.jobs.upscale import upscale_video
-
-    outcome = upscale_video(settings)
-    return {"input": settings.input.path, "output": settings.output, "status": "done", **run_summary(outcome.result)}
-
-
-def describe_task_error(exc: BaseException) -> str:
-    """One line for a failed task: our errors as they are, Dask's and Python's named by type."""
-    text = str(exc) if isinstance(exc, EspcnVideoError) else f"{type(exc).__name__}: {exc}"
-    text = " ".join(text.split())  # KilledWorker's message runs over several lines
-    return text if len(text) <= 400 else text[:397] + "..."
-
-
-def run_batch(
-    all_settings: list[UpscaleSettings],
-    *,
-    scheduler: str | None,
-    local_workers: int,
-    on_done: Callable[[dict[str, Any]], None] | None = None,
-) -> list[dict[str, Any]]:
-    """One Dask task per file; every file is attempted and reported, failed ones with their error.
-
-    Workers are checked first (inputs readable, output folders writable, ffmpeg, the package).
-    A task that raises, or whose workers keep dying (KilledWorker), is one failed file: the
-    loop goes on to the end so that the other files' results are never lost.
-    """
-    if not all_settings:
-        return []
-    results: list[dict[str, Any]] = []
-    with open_client(scheduler, local_workers) as client:
-        from dask.distributed import as_completed
-
-        from espcn_video.jobs.preflight import check_workers
-
-        out_dirs = sorted({str(Path(s.output).parent) for s in all_settings})
-        check_workers(client, [s.input.path for s in all_settings], out_dirs)
-        futures = {client.submit(_upscale_one, s, retries=TASK_RETRIES, pure=False): s for s in all_settings}
-        for future in as_completed(futures):
-            s = futures[future]
-            try:
-                rec = future.result()
-            except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - recorded per file
-                rec = {"input": s.input.path, "output": s.output, "status": "failed", "error": describe_task_error(exc)}
-            results.append(rec)
-            if on_done:
-                on_done(rec)
-    order = {s.input.path: i for i, s in enumerate(all_settings)}
-    return sorted(results, key=lambda r: order[r["input"]])

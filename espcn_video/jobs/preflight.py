@@ -46,7 +46,8 @@ def probe_worker(inputs: list[str], out_dirs: list[str]) -> list[str]:
         except OSError as exc:
             missing.append(f"output folder {folder} is not writable ({exc.strerror}){where}")
     try:
-        importlib.import_module("espcn_video.jobs.chunked")  # what the tasks unpickle into
+        for module in ("espcn_video.jobs.chunked", "espcn_video.jobs.batch"):  # what the tasks unpickle into
+            importlib.import_module(module)
     except Exception as exc:  # noqa: BLE001 - any import failure is the finding
         missing.append(f"the espcn_video package does not import ({type(exc).__name__}: {exc})")
         return missing
