@@ -29,7 +29,7 @@ _EXPORTS = {
     "load_preset": "espcn_video.model.presets",
     "list_presets": "espcn_video.model.presets",
     "PresetInfo": "espcn_video.model.presets",
-    "create_engine": "espcn_video.model.engines",
+    "create_engine": "espcn_video.model.backends",
     "FrameUpscaler": "espcn_video.frames.upscaler",
     "EspcnVideoError": "espcn_video.errors",
     "UsageError": "espcn_video.errors",
@@ -67,6 +67,6 @@ if TYPE_CHECKING:  # the names as type checkers and IDEs see them
     )
     from espcn_video.frames.upscaler import FrameUpscaler
     from espcn_video.jobs.upscale import UpscaleOutcome, upscale_video
-    from espcn_video.model.engines import create_engine
+    from espcn_video.model.backends import create_engine
     from espcn_video.model.presets import PresetInfo, list_presets, load_preset
     from espcn_video.settings import SUPPORTED_SCALES, EncodeSettings, InputSpec, RawInput, UpscaleSettings

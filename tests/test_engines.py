@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from espcn_video.errors import UsageError
-from espcn_video.model.engines import Backend, TorchEngine, choose_engine, create_engine, engine_options
+from espcn_video.model.backends import Backend, choose_engine, create_engine, engine_options
+from espcn_video.model.engines import TorchEngine
 from espcn_video.model.graphs import activation_bounds, calibrate_ranges, ranges_from_metadata
 from espcn_video.model.net import ESPCN
 from espcn_video.training.data import calibration_planes

@@ -37,15 +37,8 @@ from espcn_video.frames.resample import upscale_planes_bicubic
 from espcn_video.frames.sinks import EncoderSink
 from espcn_video.frames.upscaler import FrameUpscaler
 from espcn_video.jobs.summary import peak_memory_mb, summarize_ms, summarize_stages
-from espcn_video.model.engines import (
-    LumaEngine,
-    TorchEngine,
-    cpu_info,
-    create_engine,
-    default_threads,
-    engine_options,
-    tune_malloc,
-)
+from espcn_video.model.backends import create_engine, engine_options
+from espcn_video.model.engines import LumaEngine, TorchEngine, cpu_info, default_threads, tune_malloc
 from espcn_video.model.graphs import ranges_from_metadata
 from espcn_video.model.net import ESPCN, SRCNN
 from espcn_video.settings import InputSpec

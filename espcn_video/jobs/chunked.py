@@ -51,7 +51,8 @@ from espcn_video.jobs.chunk_plan import (
 from espcn_video.jobs.dask_cluster import TASK_RETRIES, open_client
 from espcn_video.jobs.inputs import check_input, choose_deinterlace, output_video_for
 from espcn_video.jobs.outputs import check_output, publish, sweep_stale_temporaries, temporary_output, verify_output
-from espcn_video.model.engines import create_engine, default_threads
+from espcn_video.model.backends import create_engine
+from espcn_video.model.engines import default_threads
 from espcn_video.model.graphs import ranges_from_metadata
 from espcn_video.model.presets import load_preset
 from espcn_video.settings import EncodeSettings, UpscaleSettings

@@ -44,7 +44,8 @@ from espcn_video.jobs.outputs import (
     verify_output,
 )
 from espcn_video.jobs.stdin_spool import StdinSpool, stdin_has_only_video
-from espcn_video.model.engines import LumaEngine, create_engine
+from espcn_video.model.backends import create_engine
+from espcn_video.model.engines import LumaEngine
 from espcn_video.model.graphs import ranges_from_metadata
 from espcn_video.model.presets import PresetInfo, load_preset
 from espcn_video.settings import InputSpec, UpscaleSettings
