@@ -90,7 +90,8 @@ BLOCKED = """
 import sys
 for name in ("openvino", "onnxruntime"):
     sys.modules[name] = None  # as if not installed: find_spec answers None, import fails
-from espcn_video.model.engines import create_engine, EngineUnavailable
+from espcn_video.model.backends import create_engine
+from espcn_video.model.engines import EngineUnavailable
 from espcn_video.model.net import ESPCN
 engine = create_engine(ESPCN(2).eval())
 print(engine.name)
