@@ -1,4 +1,4 @@
-"""device_train (the GPU training loop), run eagerly on the CPU: patch geometry, schedule, resume."""
+"""training.device (the GPU training loop), run eagerly on the CPU: patch geometry, schedule, resume."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Inference engines behind one small interface: a Y plane in, a Y plane r times larger out.
 
 TorchEngine (fp32, eager, inference_mode) is the reference path on every CPU. The fast engines
-are checked against it (tests/test_engines.py) and chosen by create_engine:
+are checked against it (tests/test_engines.py) and chosen by model/backends.create_engine:
 
-- openvino: the graph from model/export.py with the convert/round tail inside it; bf16 where
+- openvino: the graph from model/graphs.py with the convert/round tail inside it; bf16 where
   the CPU has bf16 dot products, int8 (VNNI) on the convolutions where they are worth it.
 - onnxruntime: the same graph in fp32; the fastest fp32 path measured where OpenVINO is absent.
 - torch bf16: oneDNN convolutions with tanh fused as a post-op, channels_last, no extra package.
