@@ -136,7 +136,8 @@ def parse_y4m_bytes(data: bytes) -> tuple[Y4MHeader, list[list[np.ndarray]]]:
     return header, frames
 
 
-def audio_seconds(ffmpeg: str, path: Path) -> float:
+def audio_seconds(ffmpeg: str, path: Path, track: int = 0) -> float:
+    """Seconds of decoded audio in audio stream `track` (48 kHz mono samples counted)."""
     raw = subprocess.run(
         [
             ffmpeg,
@@ -146,7 +147,7 @@ def audio_seconds(ffmpeg: str, path: Path) -> float:
             "-i",
             str(path),
             "-map",
-            "0:a:0",
+            f"0:a:{track}",
             "-ac",
             "1",
             "-ar",
