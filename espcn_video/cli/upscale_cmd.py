@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from espcn_video.cli.common import SCALE, emit_json, guarded, parse_rate, parse_size, raw_input_options, stderr_console
+from espcn_video.cli.progress import ProgressWriter, open_progress
 from espcn_video.cli.render import print_run_summary
 from espcn_video.errors import EspcnVideoError, UsageError
 from espcn_video.ffmpeg.probe import ProbeInfo
@@ -50,17 +51,21 @@ def preset_for(scale: int | None, preset: str | None) -> str:
 
 
 class _Display:
-    """A rich progress bar on stderr while the stages run; the stages only bump counters."""
+    """Progress while the stages run (they only bump counters): a rich bar on a terminal, and/or
+    a ProgressWriter (key=value blocks for --progress, plain lines in a log)."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, writer: ProgressWriter | None = None) -> None:
         self.progress: Progress | None = None
         self.task: TaskID | None = None
         self.enabled = enabled
+        self.writer = writer
 
     def start(self, header: Y4MHeader, probe: ProbeInfo | None) -> None:
+        total = probe.estimated_frames() if probe else None
+        if self.writer is not None:
+            self.writer.start(total)
         if not self.enabled:
             return
-        total = probe.estimated_frames() if probe else None
         self.progress = Progress(
             TextColumn("[bold]upscale"),
             BarColumn(),
@@ -76,6 +81,8 @@ class _Display:
         self.task = self.progress.add_task("upscale", total=total, fps=0.0)
 
     def update(self, counters: Counters) -> None:
+        if self.writer is not None:
+            self.writer.update(counters.frames_written, counters.last_pts_s)
         if self.progress is None or self.task is None:
             return
         task = self.progress.tasks[0]
@@ -86,6 +93,8 @@ class _Display:
         self.progress.update(self.task, completed=counters.frames_written, fps=fps, total=total)
 
     def stop(self) -> None:
+        if self.writer is not None:
+            self.writer.finish()
         if self.progress is not None:
             if self.task is not None:  # the estimate from duration x rate is only an estimate
                 done = self.progress.tasks[0].completed
@@ -125,6 +134,20 @@ class _Display:
 @click.option("--timings", "timings_path", default=None, help="Per-frame timings file (.csv or .json).")
 @click.option("--json", "as_json", is_flag=True, help="Summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
+@click.option(
+    "--progress",
+    "progress_path",
+    default=None,
+    metavar="FILE",
+    help="Write key=value progress blocks (like ffmpeg's -progress) to FILE; '-' is stderr.",
+)
+@click.option(
+    "--stats-period",
+    type=click.FloatRange(min=0.05),
+    default=None,
+    metavar="SECONDS",
+    help="Progress period: default 0.5 s for --progress, 5 s for the plain lines a log gets.",
+)
 @click.option("--ignore-decode-errors", is_flag=True, help="Keep the output when the decoder reports a damaged input.")
 @click.option(
     "--deinterlace",
@@ -168,6 +191,8 @@ def upscale_cmd(
     timings_path: str | None,
     as_json: bool,
     quiet: bool,
+    progress_path: str | None,
+    stats_period: float | None,
     ignore_decode_errors: bool,
     deinterlace: str,
     overwrite: bool,
@@ -210,7 +235,13 @@ def upscale_cmd(
     )
     if chunks is not None or resume or scheduler:
         refused = [
-            name for name, used in (("--timings", timings_path is not None), ("--device", device != "cpu")) if used
+            name
+            for name, used in (
+                ("--timings", timings_path is not None),
+                ("--device", device != "cpu"),
+                ("--progress", progress_path is not None),
+            )
+            if used
         ]
         if refused:
             raise UsageError(
@@ -219,15 +250,17 @@ def upscale_cmd(
             )
         run_chunked_cli(settings, chunks, scheduler, local_workers, resume, as_json, quiet)
         return
+    from espcn_video.jobs.summary import run_summary, timing_rows
     from espcn_video.jobs.upscale import upscale_video
 
-    display = _Display(enabled=not quiet and sys.stderr.isatty())
-    from espcn_video.jobs.summary import run_summary, timing_rows
-
-    try:
-        outcome = upscale_video(settings, on_start=display.start, on_progress=display.update)
-    finally:
-        display.stop()
+    with open_progress("upscale", progress_path, stats_period, quiet) as writer:
+        # a key=value stream on stderr and a live bar would interleave: the stream wins
+        bar = not quiet and sys.stderr.isatty() and progress_path != "-"
+        display = _Display(enabled=bar, writer=writer)
+        try:
+            outcome = upscale_video(settings, on_start=display.start, on_progress=display.update)
+        finally:
+            display.stop()
     summary: dict[str, Any] = {
         "input": input_path,
         "output": output,

@@ -48,6 +48,7 @@ class Counters:
     frames_read: int = 0
     frames_upscaled: int = 0
     frames_written: int = 0
+    last_pts_s: float | None = None  # the last written frame's time in the input (for progress)
 
 
 @dataclass
@@ -198,6 +199,8 @@ class _Run:
             self.sink.write(item.index, item.planes, item.pts_s)
             write_ms = (time.perf_counter() - t0) * 1e3
             self.timings.append(FrameTiming(item.index, item.read_ms, item.model_ms, write_ms))
+            if item.pts_s is not None:
+                self.counters.last_pts_s = float(item.pts_s)
             self.counters.frames_written += 1
 
 
