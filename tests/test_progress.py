@@ -109,3 +109,20 @@ def test_progress_refusals_are_one_line(slow_src: Path, tmp_path: Path, random_p
     assert done.returncode == 2 and b"--progress" in done.stderr and b"cannot write it" in done.stderr
     done = run_cli("upscale", str(slow_src), str(tmp_path / "o.mkv"), "--progress", "-", "--chunks", "2")
     assert done.returncode == 2 and b"--progress cannot be used with --chunks" in done.stderr
+
+
+def test_psnr_progress_counts_frames_over_every_clip_and_method(
+    clips: Callable[..., Path], tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
+    ref = clips("progress_ref.y4m", "-pix_fmt", "yuv420p", src="testsrc2=s=48x32:r=10:d=1")
+    progress = tmp_path / "psnr.progress"
+    done = run_cli(
+        "psnr", str(ref), "--scale", "2", "--preset", str(random_preset(2)), "--methods", "bicubic,espcn",
+        "--frames", "8", "--progress", str(progress), "--stats-period", "0.05", "-q",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    blocks = parse_blocks(progress.read_text())
+    frames = [int(b["frame"]) for b in blocks]
+    assert frames == sorted(frames) and frames[-1] == 16  # 8 frames x 2 methods
+    assert blocks[-1]["progress"] == "end" and blocks[-1]["total_frames"] == "16"
+    assert blocks[-1]["out_time"] == "N/A"

@@ -24,11 +24,34 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO, TypeVar
+
+import click
 
 from espcn_video.errors import UsageError
 
 DEFAULT_PERIOD_S = 0.5  # ffmpeg's -stats_period
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def progress_options(func: F) -> F:
+    """--progress FILE|- and --stats-period, the same in every command that reports progress."""
+    func = click.option(
+        "--stats-period",
+        type=click.FloatRange(min=0.05),
+        default=None,
+        metavar="SECONDS",
+        help="Progress period: default 0.5 s for --progress, 5 s for the plain lines a log gets.",
+    )(func)
+    return click.option(
+        "--progress",
+        "progress_path",
+        default=None,
+        metavar="FILE",
+        help="Write key=value progress blocks (like ffmpeg's -progress) to FILE; '-' is stderr.",
+    )(func)
+
+
 LOG_LINE_PERIOD_S = 5.0
 
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from espcn_video.cli.common import SCALE, emit_json, guarded, parse_rate, parse_size, raw_input_options, stderr_console
+from espcn_video.cli.progress import ProgressWriter, open_progress, progress_options
 from espcn_video.errors import InputError, OutputError, UsageError
 from espcn_video.settings import InputSpec, RawInput
 
@@ -198,16 +199,25 @@ def print_detail_table(console: Console, report: dict[str, Any]) -> None:
     console.print(table)
 
 
-def _progress(enabled: bool, total: int, per_clip: int) -> Callable[[str, str], None]:
-    """One line per (clip, method) run on a terminal; a log file gets only the tables."""
-    count = [0]
+def _progress(
+    enabled: bool, total: int, per_clip: int, writer: ProgressWriter | None
+) -> tuple[Callable[[str, str], None], Callable[[int], None]]:
+    """One line per (clip, method) run on a terminal; frames scored over all runs to `writer`."""
+    count, before, current = [0], [0], [0]
 
     def on_run(clip: str, method: str) -> None:
         count[0] += 1
+        before[0] += current[0]
+        current[0] = 0
         if enabled:
             click.echo(f"psnr [{count[0]}/{total * per_clip}] {clip}: {method}", err=True)
 
-    return on_run
+    def on_frames(frames: int) -> None:
+        current[0] = frames
+        if writer is not None:
+            writer.update(before[0] + frames, None)
+
+    return on_run, on_frames
 
 
 @click.command("psnr")
@@ -235,7 +245,8 @@ def _progress(enabled: bool, total: int, per_clip: int) -> Callable[[str, str], 
 @click.option("--csv", "csv_path", default=None, help="Per-frame rows (clip, method, frame, PSNR Y/U/V, SSIM Y, VMAF).")
 @click.option("--plot", "plot_path", default=None, help="PNG of per-frame Y-PSNR for every method, one panel per clip.")
 @click.option("--vmaf", is_flag=True, help="Also VMAF per frame (ffmpeg's libvmaf, model vmaf_v0.6.1).")
-@click.option("-q", "--quiet", is_flag=True, help="No tables on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="No tables or progress on stderr.")
+@progress_options
 @guarded
 def psnr_cmd(
     refs: tuple[str, ...],
@@ -255,6 +266,8 @@ def psnr_cmd(
     plot_path: str | None,
     vmaf: bool,
     quiet: bool,
+    progress_path: str | None,
+    stats_period: float | None,
 ) -> None:
     """Score SR methods on reference clips: LR made by --degrade, PSNR/SSIM per frame vs REF.
 
@@ -293,8 +306,17 @@ def psnr_cmd(
             scale = _preset_scale(preset) if preset and "espcn" in method_names else 2
         clips = expand_clips(refs, input_size, input_pix_fmt, input_rate)
         settings = PsnrSettings(clips, scale, preset, degradation, method_names, frames, crop_border, vmaf, threads)
-        on_run = _progress(not quiet and sys.stderr.isatty(), len(clips), len(method_names))
-        report = evaluate_clips(ffmpeg.path, settings, on_run)
+        with open_progress("psnr", progress_path, stats_period, quiet) as writer:
+            on_run, on_frames = _progress(
+                not quiet and sys.stderr.isatty() and progress_path != "-", len(clips), len(method_names), writer
+            )
+            if writer is not None:  # frames over every (clip, method) run; the total only when --frames bounds it
+                writer.start(frames * len(clips) * len(method_names) if frames else None)
+            try:
+                report = evaluate_clips(ffmpeg.path, settings, on_run, on_frames)
+            finally:
+                if writer is not None:
+                    writer.finish()
     report = {"command": "psnr", "ffmpeg": {"path": ffmpeg.path, "version": ffmpeg.version}, **report}
     _write_outputs(report, csv_path, plot_path, frame_rows)
     if not quiet:

@@ -18,7 +18,7 @@ from rich.progress import (
 )
 
 from espcn_video.cli.common import SCALE, emit_json, guarded, parse_rate, parse_size, raw_input_options, stderr_console
-from espcn_video.cli.progress import ProgressWriter, open_progress
+from espcn_video.cli.progress import ProgressWriter, open_progress, progress_options
 from espcn_video.cli.render import print_run_summary
 from espcn_video.errors import EspcnVideoError, UsageError
 from espcn_video.ffmpeg.probe import ProbeInfo
@@ -134,20 +134,7 @@ class _Display:
 @click.option("--timings", "timings_path", default=None, help="Per-frame timings file (.csv or .json).")
 @click.option("--json", "as_json", is_flag=True, help="Summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
-@click.option(
-    "--progress",
-    "progress_path",
-    default=None,
-    metavar="FILE",
-    help="Write key=value progress blocks (like ffmpeg's -progress) to FILE; '-' is stderr.",
-)
-@click.option(
-    "--stats-period",
-    type=click.FloatRange(min=0.05),
-    default=None,
-    metavar="SECONDS",
-    help="Progress period: default 0.5 s for --progress, 5 s for the plain lines a log gets.",
-)
+@progress_options
 @click.option("--ignore-decode-errors", is_flag=True, help="Keep the output when the decoder reports a damaged input.")
 @click.option(
     "--deinterlace",

@@ -70,6 +70,7 @@ def probe_clip(ffmpeg: str, source: InputSpec) -> Y4MHeader:
 
 METHODS = ("espcn", "bicubic", "lanczos", "srcnn")
 OnRun = Callable[[str, str], None]
+OnFrames = Callable[[int], None]  # frames scored so far in the current (clip, method) run
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,13 @@ def _method_summary(scorer: VideoScorer, vmaf: list[float] | None, fps: float | 
 
 
 def score_method(
-    ffmpeg: str, clip: InputSpec, header: Y4MHeader, settings: PsnrSettings, method: str, upscaler: FrameUpscaler
+    ffmpeg: str,
+    clip: InputSpec,
+    header: Y4MHeader,
+    settings: PsnrSettings,
+    method: str,
+    upscaler: FrameUpscaler,
+    on_frames: OnFrames | None = None,
 ) -> tuple[VideoScorer, dict[str, Any]]:
     """One run of the shared pipeline: LR decode -> method -> ReferenceSink scoring every frame."""
     g, r = header.geometry, settings.scale
@@ -165,7 +172,10 @@ def score_method(
             )
             return sinks[-1]
 
-        result = run_pipeline(lr_cmd, make_sink, upscaler)
+        progress = None if on_frames is None else (lambda counters: on_frames(counters.frames_written))
+        result = run_pipeline(lr_cmd, make_sink, upscaler, on_progress=progress)
+    if on_frames is not None:
+        on_frames(result.frames_written)  # the loop's last look may predate the last frame
     return scorer, _method_summary(scorer, sinks[0].vmaf_scores, result.fps)
 
 
@@ -175,6 +185,7 @@ def evaluate_clip(
     settings: PsnrSettings,
     upscalers: dict[str, FrameUpscaler],
     on_run: OnRun | None = None,
+    on_frames: OnFrames | None = None,
 ) -> tuple[dict[str, Any], dict[str, VideoScorer]]:
     check_input(clip)
     header = probe_clip(ffmpeg, clip)
@@ -190,7 +201,7 @@ def evaluate_clip(
     for name, upscaler in upscalers.items():
         if on_run is not None:
             on_run(clip.path, name)
-        scorers[name], methods[name] = score_method(ffmpeg, clip, header, settings, name, upscaler)
+        scorers[name], methods[name] = score_method(ffmpeg, clip, header, settings, name, upscaler, on_frames)
     add_gains(methods)
     doc = {
         "name": Path(clip.path).stem,
@@ -208,13 +219,15 @@ def evaluate_clip(
     return doc, scorers
 
 
-def evaluate_clips(ffmpeg: str, settings: PsnrSettings, on_run: OnRun | None = None) -> dict[str, Any]:
+def evaluate_clips(
+    ffmpeg: str, settings: PsnrSettings, on_run: OnRun | None = None, on_frames: OnFrames | None = None
+) -> dict[str, Any]:
     """Every clip x every method; per-clip and pooled summaries with gains over bicubic."""
     upscalers, preset = build_upscalers(settings)
     clips: list[dict[str, Any]] = []
     by_method: dict[str, dict[str, Any]] = {name: {} for name in upscalers}
     for clip in settings.clips:
-        doc, scorers = evaluate_clip(ffmpeg, clip, settings, upscalers, on_run)
+        doc, scorers = evaluate_clip(ffmpeg, clip, settings, upscalers, on_run, on_frames)
         clips.append(doc)
         for name, scorer in scorers.items():
             by_method[name][clip.path] = scorer
