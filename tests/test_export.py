@@ -27,7 +27,7 @@ def test_exported_onnx_matches_torch(tmp_path: Path, io_kind: str) -> None:
     out = tmp_path / f"x3-{io_kind}.onnx"
     done = run_cli("export", "--preset", "espcn-x3", "--io", io_kind, str(out))
     assert done.returncode == 0, done.stderr.decode()
-    assert f"wrote {out}: espcn-x3 (x3), {io_kind} input 'lr' -> output 'hr'" in done.stderr.decode()
+    assert f"wrote {out}: espcn-x3 (x3), {io_kind} nchw input 'lr' -> output 'hr'" in done.stderr.decode()
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     y = _frame()
     model, _ = load_preset("espcn-x3")
@@ -42,6 +42,31 @@ def test_exported_onnx_matches_torch(tmp_path: Path, io_kind: str) -> None:
         want = TorchEngine(model).upscale_luma(y, 255)
         assert got.dtype == np.uint8 and got.shape == want.shape
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1 and (got == want).mean() > 0.999
+
+
+@pytest.mark.parametrize("io_kind", ["float", "uint8", "uint16"])
+def test_no_unused_initializers_and_nhwc_matches_nchw(tmp_path: Path, io_kind: str) -> None:
+    """Every constant in the graph is used (ONNX Runtime warns on each unused one at load), and the
+    NHWC layout (OpenCV's dnn_superres) gives the NCHW graph's output, transposed."""
+    import onnx
+
+    outputs = {}
+    for layout in ("nchw", "nhwc"):
+        out = tmp_path / f"{layout}.onnx"
+        done = run_cli("export", "--preset", "espcn-x2", "--io", io_kind, "--layout", layout, str(out))
+        assert done.returncode == 0, done.stderr.decode()
+        graph = onnx.load(str(out)).graph
+        used = {name for node in graph.node for name in node.input}
+        assert {init.name for init in graph.initializer} <= used
+        options = ort.SessionOptions()
+        options.log_severity_level = 1  # warnings and above: an unused initializer would be one
+        session = ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
+        y = _frame(20, 30)
+        lr = (y.astype(np.float32) / 255) if io_kind == "float" else (y if io_kind == "uint8" else y.astype(np.uint16))
+        feed = lr[None, None] if layout == "nchw" else lr[None, :, :, None]
+        outputs[layout] = session.run(["hr"], {"lr": feed})[0]
+    assert outputs["nchw"].shape == (1, 1, 40, 60) and outputs["nhwc"].shape == (1, 40, 60, 1)
+    assert np.array_equal(outputs["nchw"][0, 0], outputs["nhwc"][0, :, :, 0])
 
 
 def test_export_refuses_existing_output_and_unknown_preset(tmp_path: Path) -> None:

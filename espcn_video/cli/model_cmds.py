@@ -329,10 +329,17 @@ def presets_cmd(as_json: bool) -> None:
     help="float: float32 Y in [0, 1] in and out (ffmpeg dnn_processing, OpenVINO, most tools); "
     "uint8/uint16: integer code values in and out, rounding inside the graph.",
 )
+@click.option(
+    "--layout",
+    type=click.Choice(["nchw", "nhwc"]),
+    default="nchw",
+    show_default=True,
+    help="nchw: (1, 1, H, W) in and out; nhwc: (1, H, W, 1), as OpenCV's dnn_superres feeds.",
+)
 @click.option("-y", "--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.argument("out", metavar="OUT")
 @guarded
-def export_cmd(preset: str, fmt: str, io_kind: str, overwrite: bool, out: str) -> None:
+def export_cmd(preset: str, fmt: str, io_kind: str, layout: str, overwrite: bool, out: str) -> None:
     """Write a preset as an ONNX graph: input 'lr' (1, 1, H, W) -> output 'hr' (1, 1, rH, rW), any H and W."""
     from espcn_video.errors import OutputError
     from espcn_video.files import atomic_write_bytes
@@ -348,10 +355,12 @@ def export_cmd(preset: str, fmt: str, io_kind: str, overwrite: bool, out: str) -
     if not target.parent.is_dir():
         raise OutputError(f"{out}: folder {target.parent} does not exist")
     try:
-        blob = build_onnx_model(model, 65535 if io_kind == "uint16" else 255, float_io=io_kind == "float")
+        blob = build_onnx_model(
+            model, 65535 if io_kind == "uint16" else 255, float_io=io_kind == "float", layout=layout
+        )
     except ImportError:
         raise UsageError("export needs the onnx package: pip install 'espcn-video[fast]'") from None
     atomic_write_bytes(target, blob)
     stderr_console().print(
-        f"wrote {out}: {info.name} (x{info.scale}), {io_kind} input 'lr' -> output 'hr', {len(blob)} bytes"
+        f"wrote {out}: {info.name} (x{info.scale}), {io_kind} {layout} input 'lr' -> output 'hr', {len(blob)} bytes"
     )

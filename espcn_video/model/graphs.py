@@ -201,9 +201,13 @@ def build_openvino_model(
 # -- ONNX (ONNX Runtime) ---------------------------------------------------------------------
 
 
-def build_onnx_model(model: nn.Module, peak: int, float_io: bool = False) -> bytes:
+def build_onnx_model(model: nn.Module, peak: int, float_io: bool = False, layout: str = "nchw") -> bytes:
     """Serialized ONNX, any h and w: integer (1, 1, h, w) in, integer (1, 1, rh, rw) out; or, with
-    `float_io`, float32 in [0, 1] in and out (what ffmpeg's dnn_processing and most tools feed)."""
+    `float_io`, float32 in [0, 1] in and out (what ffmpeg's dnn_processing and most tools feed).
+    `layout="nhwc"`: (1, h, w, 1) in and (1, rh, rw, 1) out (OpenCV's dnn_superres feeds NHWC);
+    for one channel the transposes only relabel axes."""
+    if layout not in ("nchw", "nhwc"):
+        raise ValueError(f"layout {layout!r}: nchw or nhwc")
     from onnx import TensorProto, checker, helper, numpy_helper
 
     int_type = TensorProto.UINT8 if peak <= 255 else TensorProto.UINT16
@@ -215,15 +219,18 @@ def build_onnx_model(model: nn.Module, peak: int, float_io: bool = False) -> byt
         "one": np.float32(1.0),
     }
     inits = [numpy_helper.from_array(np.array(v), k) for k, v in consts.items()]
-    nodes = (
-        []
-        if float_io
-        else [
-            helper.make_node("Cast", ["lr"], ["lr_f"], to=TensorProto.FLOAT),
+    nodes = []
+    first = "lr"
+    if layout == "nhwc":
+        nodes.append(helper.make_node("Transpose", ["lr"], ["lr_nchw"], perm=[0, 3, 1, 2]))
+        first = "lr_nchw"
+    if not float_io:
+        nodes += [
+            helper.make_node("Cast", [first], ["lr_f"], to=TensorProto.FLOAT),
             helper.make_node("Mul", ["lr_f", "inv_peak"], ["x0"]),
         ]
-    )
-    prev = "lr" if float_io else "x0"
+    prev = first if float_io else "x0"
+    last = "hr_nchw" if layout == "nhwc" else "hr"
     for i, layer in enumerate(espcn_layers(model), 1):
         inits += [numpy_helper.from_array(layer.weight, f"w{i}"), numpy_helper.from_array(layer.bias, f"b{i}")]
         nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[layer.padding] * 4))
@@ -233,19 +240,25 @@ def build_onnx_model(model: nn.Module, peak: int, float_io: bool = False) -> byt
             prev = f"t{i}"
     nodes += [
         helper.make_node("DepthToSpace", [prev], ["ps"], blocksize=model_scale(model), mode="CRD"),
-        helper.make_node("Clip", ["ps", "zero", "one"], ["hr" if float_io else "clipped"]),
+        helper.make_node("Clip", ["ps", "zero", "one"], [last if float_io else "clipped"]),
     ]
     if not float_io:
         nodes += [
             helper.make_node("Mul", ["clipped", "peak"], ["scaled"]),
             helper.make_node("Round", ["scaled"], ["rounded"]),  # ONNX Round is half to even
-            helper.make_node("Cast", ["rounded"], ["hr"], to=int_type),
+            helper.make_node("Cast", ["rounded"], [last], to=int_type),
         ]
+    if layout == "nhwc":
+        nodes.append(helper.make_node("Transpose", [last], ["hr"], perm=[0, 2, 3, 1]))
+    used = {name for node in nodes for name in node.input}
+    inits = [init for init in inits if init.name in used]  # no unused constants: runtimes warn on them
+    dims_in: list[str | int] = [1, 1, "h", "w"] if layout == "nchw" else [1, "h", "w", 1]
+    dims_out: list[str | int] = [1, 1, "rh", "rw"] if layout == "nchw" else [1, "rh", "rw", 1]
     graph = helper.make_graph(
         nodes,
         "espcn",
-        [helper.make_tensor_value_info("lr", io_type, [1, 1, "h", "w"])],
-        [helper.make_tensor_value_info("hr", io_type, [1, 1, "rh", "rw"])],
+        [helper.make_tensor_value_info("lr", io_type, dims_in)],
+        [helper.make_tensor_value_info("hr", io_type, dims_out)],
         inits,
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)])
