@@ -27,7 +27,7 @@ def test_exported_onnx_matches_torch(tmp_path: Path, io_kind: str) -> None:
     out = tmp_path / f"x3-{io_kind}.onnx"
     done = run_cli("export", "--preset", "espcn-x3", "--io", io_kind, str(out))
     assert done.returncode == 0, done.stderr.decode()
-    assert f"wrote {out}: espcn-x3 (x3), {io_kind} nchw input 'lr' -> output 'hr'" in done.stderr.decode()
+    assert f"wrote {out}: espcn-x3 (x3), onnx {io_kind} nchw input 'lr' -> output 'hr'" in done.stderr.decode()
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     y = _frame()
     model, _ = load_preset("espcn-x3")
@@ -67,6 +67,37 @@ def test_no_unused_initializers_and_nhwc_matches_nchw(tmp_path: Path, io_kind: s
         outputs[layout] = session.run(["hr"], {"lr": feed})[0]
     assert outputs["nchw"].shape == (1, 1, 40, 60) and outputs["nhwc"].shape == (1, 40, 60, 1)
     assert np.array_equal(outputs["nchw"][0, 0], outputs["nhwc"][0, :, :, 0])
+
+
+@pytest.mark.parametrize("fmt,layout", [("openvino", "nchw"), ("torchscript", "nchw"), ("torchscript", "nhwc")])
+def test_openvino_ir_and_torchscript_load_in_their_runtimes_and_match(tmp_path: Path, fmt: str, layout: str) -> None:
+    out = tmp_path / ("m.xml" if fmt == "openvino" else "m.pt")
+    done = run_cli("export", "--preset", "espcn-x3", "--format", fmt, "--layout", layout, str(out))
+    assert done.returncode == 0, done.stderr.decode()
+    model, _ = load_preset("espcn-x3")
+    lr = (_frame(21, 34).astype(np.float32) / 255)[None, None]
+    with torch.inference_mode():
+        want = model(torch.from_numpy(lr)).clamp(0, 1).numpy()
+    feed = lr if layout == "nchw" else lr.transpose(0, 2, 3, 1)
+    if fmt == "openvino":
+        ov = pytest.importorskip("openvino")
+        assert out.with_suffix(".bin").is_file() and not list(tmp_path.glob(".*"))  # no temporaries left
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(str(out)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        got = compiled([feed])[0]
+    else:
+        with torch.inference_mode():
+            got = torch.jit.load(str(out))(torch.from_numpy(feed)).numpy()
+    got = got if layout == "nchw" else got.transpose(0, 3, 1, 2)
+    assert got.shape == (1, 1, 63, 102) and np.abs(got - want).max() < 1e-4
+
+
+def test_export_format_refusals(tmp_path: Path) -> None:
+    done = run_cli("export", "--preset", "espcn-x3", "--format", "torchscript", "--io", "uint8", str(tmp_path / "a.pt"))
+    assert done.returncode == 2 and "--format torchscript takes float I/O" in done.stderr.decode()
+    done = run_cli("export", "--preset", "espcn-x3", "--format", "openvino", str(tmp_path / "a.onnx"))
+    assert done.returncode == 2 and "give OUT as NAME.xml" in done.stderr.decode()
+    assert not list(tmp_path.iterdir())
 
 
 def test_export_refuses_existing_output_and_unknown_preset(tmp_path: Path) -> None:

@@ -319,7 +319,14 @@ def presets_cmd(as_json: bool) -> None:
 
 @click.command("export")
 @click.option("--preset", required=True, help="Preset name (see `espcn-video presets`) or a .pt file.")
-@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["onnx", "openvino", "torchscript"]),
+    default="onnx",
+    show_default=True,
+    help="onnx (.onnx); openvino: IR, OUT.xml with OUT.bin beside it; torchscript (.pt, float I/O only).",
+)
 @click.option(
     "--io",
     "io_kind",
@@ -340,27 +347,63 @@ def presets_cmd(as_json: bool) -> None:
 @click.argument("out", metavar="OUT")
 @guarded
 def export_cmd(preset: str, fmt: str, io_kind: str, layout: str, overwrite: bool, out: str) -> None:
-    """Write a preset as an ONNX graph: input 'lr' (1, 1, H, W) -> output 'hr' (1, 1, rH, rW), any H and W."""
+    """Write a preset as an ONNX graph: input 'lr' (1, 1, H, W) -> output 'hr' (1, 1, rH, rW), any H and W.
+
+    Also as OpenVINO IR or TorchScript (--format). The tests load each format in its own runtime
+    and compare it with the torch reference.
+    """
     from espcn_video.errors import OutputError
-    from espcn_video.files import atomic_write_bytes
-    from espcn_video.model.graphs import build_onnx_model
     from espcn_video.model.presets import load_preset
 
     model, info = load_preset(preset)
     if info.arch != "espcn":
         raise UsageError(f"export supports ESPCN presets; {info.name} is {info.arch}")
+    if fmt == "torchscript" and io_kind != "float":
+        raise UsageError("--format torchscript takes float I/O (Y in [0, 1]); integer I/O is for onnx and openvino")
+    if fmt == "openvino" and not out.endswith(".xml"):
+        raise UsageError(f"--format openvino writes OUT.xml and OUT.bin: give OUT as NAME.xml, not {out}")
     target = Path(out)
-    if target.exists() and not overwrite:
-        raise OutputError(f"{out}: already exists (use -y/--overwrite to replace it)")
+    targets = [target, target.with_suffix(".bin")] if fmt == "openvino" else [target]
+    for path in targets:
+        if path.exists() and not overwrite:
+            raise OutputError(f"{path}: already exists (use -y/--overwrite to replace it)")
     if not target.parent.is_dir():
         raise OutputError(f"{out}: folder {target.parent} does not exist")
+    size = _write_export(model, fmt, io_kind, layout, target)
+    stderr_console().print(
+        f"wrote {out}: {info.name} (x{info.scale}), {fmt} {io_kind} {layout} input 'lr' -> output 'hr', {size} bytes"
+    )
+
+
+def _write_export(model: Any, fmt: str, io_kind: str, layout: str, target: Path) -> int:
+    """The file(s) of one export, each written atomically; the size of OUT."""
+    from espcn_video.files import atomic_path, atomic_write_bytes
+    from espcn_video.model.graphs import build_onnx_model, build_openvino_ir, build_torchscript
+
+    if fmt == "torchscript":
+        blob = build_torchscript(model, layout)
+        atomic_write_bytes(target, blob)
+        return len(blob)
     try:
         blob = build_onnx_model(
             model, 65535 if io_kind == "uint16" else 255, float_io=io_kind == "float", layout=layout
         )
     except ImportError:
         raise UsageError("export needs the onnx package: pip install 'espcn-video[fast]'") from None
-    atomic_write_bytes(target, blob)
-    stderr_console().print(
-        f"wrote {out}: {info.name} (x{info.scale}), {io_kind} {layout} input 'lr' -> output 'hr', {len(blob)} bytes"
-    )
+    if fmt == "onnx":
+        atomic_write_bytes(target, blob)
+        return len(blob)
+    try:
+        import openvino  # noqa: F401 - only to say what is missing
+    except ImportError:
+        raise UsageError("--format openvino needs the openvino package: pip install 'espcn-video[fast]'") from None
+    with atomic_path(target.with_suffix(".bin")) as bin_tmp, atomic_path(target) as xml_tmp:
+        staged = bin_tmp.with_name(bin_tmp.name + ".xml")  # save_model names the .bin after the .xml
+        try:
+            build_openvino_ir(blob, staged)
+            staged.replace(xml_tmp)
+            staged.with_suffix(".bin").replace(bin_tmp)
+        finally:
+            staged.unlink(missing_ok=True)
+            staged.with_suffix(".bin").unlink(missing_ok=True)
+    return target.stat().st_size

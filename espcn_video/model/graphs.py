@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from espcn_video.model.net import model_scale
@@ -265,3 +267,39 @@ def build_onnx_model(model: nn.Module, peak: int, float_io: bool = False, layout
     proto.ir_version = 8  # readable by every onnxruntime >= 1.10
     checker.check_model(proto)
     return proto.SerializeToString()
+
+
+class _FloatSR(nn.Module):
+    """What the float ONNX graph computes, as a torch module: Y in [0, 1] in, clipped Y out."""
+
+    def __init__(self, model: nn.Module, nhwc: bool) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.nhwc = nhwc
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        x = lr.permute(0, 3, 1, 2) if self.nhwc else lr
+        hr = self.model(x).clamp(0.0, 1.0)
+        return hr.permute(0, 2, 3, 1) if self.nhwc else hr
+
+
+def build_torchscript(model: nn.Module, layout: str = "nchw") -> bytes:
+    """A TorchScript module (what FFmpeg's torch backend loads): float32 Y in [0, 1] in and out."""
+    import io
+
+    scripted = torch.jit.script(_FloatSR(model, layout == "nhwc"))
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer)
+    return buffer.getvalue()
+
+
+def build_openvino_ir(onnx_blob: bytes, xml_path: Path) -> None:
+    """OpenVINO IR (.xml and .bin beside it) converted from the ONNX graph, any H and W."""
+    import tempfile
+
+    import openvino as ov
+
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / "model.onnx"
+        onnx_path.write_bytes(onnx_blob)
+        ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
