@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 
 from espcn_video.model.engines import TorchEngine
 from espcn_video.model.presets import load_preset
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the fast extra)")
 pytest.importorskip("onnx", reason="onnx is not installed (the fast extra)")
@@ -108,3 +109,52 @@ def test_export_refuses_existing_output_and_unknown_preset(tmp_path: Path) -> No
     assert out.read_bytes() == b"keep"
     done = run_cli("export", "--preset", "espcn-x9", str(tmp_path / "n.onnx"))
     assert done.returncode == 1 and "unknown preset 'espcn-x9'" in done.stderr.decode()
+
+
+def test_exported_onnx_given_back_as_preset_gives_the_same_frames(tmp_path: Path, ffmpeg: str) -> None:
+    """An ONNX model from elsewhere runs through --preset: our own export, given back, makes the
+    frames of the built-in preset on the same engine (uint8 I/O: the same graph, byte for byte;
+    float I/O in either layout: within one code value)."""
+    from tests.conftest import decode_y4m
+
+    clip = tmp_path / "in.mkv"
+    subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=0.5", "-c:v", "ffv1",
+                    "-pix_fmt", "yuv420p", str(clip)], check=True, timeout=60)  # fmt: skip
+    ref = tmp_path / "ref.y4m"
+    done = run_cli("upscale", str(clip), str(ref), "--preset", "espcn-x2", "--backend", "onnxruntime", "-q")
+    assert done.returncode == 0, done.stderr.decode()
+    _, want = decode_y4m(ffmpeg, ref)
+    for io_kind, layout in (("uint8", "nchw"), ("float", "nchw"), ("float", "nhwc")):
+        model = tmp_path / f"x2-{io_kind}-{layout}.onnx"
+        assert (
+            run_cli("export", "--preset", "espcn-x2", "--io", io_kind, "--layout", layout, str(model)).returncode == 0
+        )
+        out = tmp_path / f"{model.stem}.y4m"
+        done = run_cli("upscale", str(clip), str(out), "--preset", str(model), "--json", "-q")
+        assert done.returncode == 0, done.stderr.decode()
+        assert f'"method": "onnxruntime-{model.stem}"' in done.stdout.decode() and '"scale": 2' in done.stdout.decode()
+        _, got = decode_y4m(ffmpeg, out)
+        assert len(got) == len(want) == 5
+        for g, w in zip(got, want, strict=True):
+            diffs = [np.abs(a.astype(int) - b.astype(int)) for a, b in zip(g, w, strict=True)]
+            if io_kind == "uint8":
+                assert all(d.max() == 0 for d in diffs)
+            else:
+                assert all(d.max() <= 1 for d in diffs) and diffs[0].mean() < 0.001
+
+
+def test_onnx_preset_refusals_are_one_line(tmp_path: Path) -> None:
+    model = tmp_path / "x2.onnx"
+    assert run_cli("export", "--preset", "espcn-x2", str(model)).returncode == 0
+    clip = REPO / "samples" / "bbb_360p.mp4"
+    done = run_cli("upscale", str(clip), str(tmp_path / "o.mkv"), "--preset", str(model), "--scale", "3")
+    assert done.returncode == 2 and f"--preset {model} is x2, not x3" in done.stderr.decode()
+    done = run_cli("upscale", str(clip), str(tmp_path / "o.mkv"), "--preset", str(model), "--backend", "openvino")
+    assert done.returncode == 2 and "an ONNX model runs on ONNX Runtime fp32" in done.stderr.decode()
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    done = run_cli("upscale", str(clip), str(tmp_path / "o.mkv"), "--preset", str(junk))
+    assert done.returncode == 1 and "not a loadable ONNX model" in done.stderr.decode()
+    done = run_cli("psnr", str(clip), "--preset", str(model), "--frames", "1", "-q")
+    assert done.returncode == 1 and "this command takes .pt presets" in done.stderr.decode()
+    assert not (tmp_path / "o.mkv").exists()

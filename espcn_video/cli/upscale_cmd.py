@@ -44,8 +44,15 @@ def build_input_spec(path: str, size: str | None, pix_fmt: str | None, rate: str
 
 def preset_for(scale: int | None, preset: str | None) -> str:
     """The preset name or path the job loads, checked here so a misfit fails before any work."""
+    from espcn_video.model.external import ExternalOnnxEngine, is_external_model
     from espcn_video.model.presets import resolve_preset
 
+    if is_external_model(preset):
+        assert preset is not None
+        model_scale = ExternalOnnxEngine(preset, threads=1).scale
+        if scale is not None and scale != model_scale:
+            raise UsageError(f"--preset {preset} is x{model_scale}, not x{scale}")
+        return preset
     _, info = resolve_preset(preset, scale=scale)
     return preset if preset is not None else info.name
 
@@ -106,7 +113,12 @@ class _Display:
 @click.argument("input_path", metavar="IN")
 @click.argument("output", metavar="OUT")
 @click.option("--scale", type=SCALE, default=None, help="Upscaling factor (default: the preset's, else 2).")
-@click.option("--preset", default=None, help="Preset name (see `espcn-video presets`) or a .pt file.")
+@click.option(
+    "--preset",
+    default=None,
+    help="Preset name (see `espcn-video presets`), a .pt file, or a one-channel SR model as .onnx "
+    "(float32 Y in [0, 1] or uint8 code values, NCHW or NHWC; its scale read from its shapes; ONNX Runtime).",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Model threads (default: all cores).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option(
@@ -367,7 +379,7 @@ def run_chunked_cli(
 @click.option("--out-dir", required=True, help="Folder for the outputs (same names, --suffix added).")
 @click.option("--suffix", default="_sr.mkv", show_default=True, help="Output name suffix and extension.")
 @click.option("--scale", type=SCALE, default=None, help="Upscaling factor (default: the preset's, else 2).")
-@click.option("--preset", default=None, help="Preset name or .pt file.")
+@click.option("--preset", default=None, help="Preset name, .pt file or .onnx model (see upscale --help).")
 @click.option("--codec", default=None)
 @click.option("--crf", type=int, default=None)
 @click.option("--encoder-preset", default=None)

@@ -235,6 +235,8 @@ def upscale_chunked(
             "--ignore-decode-errors cannot be used with --chunks: each chunk is checked "
             "against the file's packet list instead, which a damaged file fails"
         )
+    if settings.preset.lower().endswith(".onnx"):
+        raise UsageError("--chunks runs shipped presets and .pt files; run an ONNX model without --chunks")
     load_preset(settings.preset)  # fail fast on the driver, not on every worker
     ffmpeg = locate_ffmpeg()
     probe = probe_file(ffmpeg.path, source.path, first_frame=True)

@@ -46,6 +46,7 @@ from espcn_video.jobs.outputs import (
 from espcn_video.jobs.stdin_spool import StdinSpool, stdin_has_only_video
 from espcn_video.model.backends import create_engine
 from espcn_video.model.engines import LumaEngine
+from espcn_video.model.external import ExternalOnnxEngine, is_external_model
 from espcn_video.model.graphs import ranges_from_metadata
 from espcn_video.model.presets import PresetInfo, load_preset
 from espcn_video.settings import InputSpec, UpscaleSettings
@@ -88,6 +89,20 @@ def build_engine(model: torch.nn.Module, preset: PresetInfo, settings: UpscaleSe
     )
 
 
+def load_engine(settings: UpscaleSettings) -> tuple[LumaEngine, PresetInfo]:
+    """The Y engine and what it is: a preset on the engine the settings ask for, or an external
+    ONNX model on ONNX Runtime fp32 (the only engine that runs someone else's graph as it is)."""
+    if not is_external_model(settings.preset):
+        model, preset = load_preset(settings.preset)
+        return build_engine(model, preset, settings), preset
+    if settings.backend not in ("auto", "onnxruntime") or settings.precision not in ("auto", "fp32"):
+        raise UsageError("an ONNX model runs on ONNX Runtime fp32: --backend and --precision do not apply to it")
+    if settings.device != "cpu":
+        raise UsageError("an ONNX model runs on the CPU (ONNX Runtime): --device does not apply to it")
+    engine = ExternalOnnxEngine(settings.preset, settings.threads)
+    return engine, engine.info()
+
+
 def plan_upscale(settings: UpscaleSettings) -> _Plan:
     """Every check that can fail before a frame is decoded, then the probe and its decisions."""
     source = settings.input
@@ -96,14 +111,14 @@ def plan_upscale(settings: UpscaleSettings) -> _Plan:
     check_input(source)
     check_output(source, settings.output, settings.overwrite)
     check_timings_path(settings.timings_path)
-    model, preset = load_preset(settings.preset)
+    engine, preset = load_engine(settings)
     ffmpeg = locate_ffmpeg()
     probe = None
     if not source.is_stdin:
         probe = probe_file(ffmpeg.path, source.path, input_args=build_input_args(source)[:-2], first_frame=True)
     deinterlace = choose_deinterlace(settings, probe)
     siting = probe.frame.chroma_location if probe is not None and probe.frame is not None else None
-    upscaler = FrameUpscaler(preset.scale, build_engine(model, preset, settings), siting)
+    upscaler = FrameUpscaler(preset.scale, engine, siting)
     codec, _ = resolve_codec(settings.output, settings.encode)
     target = None
     if settings.output != "-":

@@ -92,6 +92,8 @@ def load_preset(name_or_path: str | os.PathLike[str]) -> tuple[nn.Module, Preset
         path = Path(text)
         if not path.is_file():
             raise PresetError(f"preset file {text} does not exist")
+        if path.suffix.lower() == ".onnx":
+            raise PresetError(f"{text}: an ONNX model runs in `upscale --preset`; this command takes .pt presets")
         return _load_path(path)
     path = presets_dir() / f"{text}.pt"
     if not path.is_file():
@@ -106,8 +108,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise PresetError(f"{path}: not a readable torch weights file (corrupt or not ours): {first_line}") from None
+        # torch's own text (weights_only advice, pickle details) is long and says nothing to a user
+        raise PresetError(
+            f"{path}: not a readable preset (our .pt weights; a model from another tool goes in as .onnx): "
+            f"{type(exc).__name__}"
+        ) from None
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise PresetError(f"{path}: not a state_dict (a dict of tensors), got {type(obj).__name__}")
     return obj
