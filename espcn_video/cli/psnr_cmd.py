@@ -245,6 +245,14 @@ def _progress(
 @click.option("--csv", "csv_path", default=None, help="Per-frame rows (clip, method, frame, PSNR Y/U/V, SSIM Y, VMAF).")
 @click.option("--plot", "plot_path", default=None, help="PNG of per-frame Y-PSNR for every method, one panel per clip.")
 @click.option("--vmaf", is_flag=True, help="Also VMAF per frame (ffmpeg's libvmaf, model vmaf_v0.6.1).")
+@click.option(
+    "--crops",
+    "crops_dir",
+    default=None,
+    metavar="DIR",
+    help="PNG crops of each clip's worst frames (reference and every method, Y, the window of largest error).",
+)
+@click.option("--worst", type=click.IntRange(min=1), default=None, help="How many worst frames --crops shows (3).")
 @click.option("-q", "--quiet", is_flag=True, help="No tables or progress on stderr.")
 @progress_options
 @guarded
@@ -265,6 +273,8 @@ def psnr_cmd(
     csv_path: str | None,
     plot_path: str | None,
     vmaf: bool,
+    crops_dir: str | None,
+    worst: int | None,
     quiet: bool,
     progress_path: str | None,
     stats_period: float | None,
@@ -278,6 +288,12 @@ def psnr_cmd(
     from espcn_video.jobs.psnr import PsnrSettings, compare_clips, evaluate_clips, frame_rows
     from espcn_video.quality.degrade import parse_degradation
 
+    if worst is not None and crops_dir is None:
+        raise UsageError("--worst N says how many frames --crops DIR shows: add --crops")
+    if crops_dir is not None:
+        if dist is not None:
+            raise UsageError("--crops shows SR methods against the reference; it does not apply to --dist")
+        Path(crops_dir).mkdir(parents=True, exist_ok=True)
     check_output_file("--csv", csv_path)
     check_output_file("--plot", plot_path)
     ffmpeg = locate_ffmpeg()
@@ -305,7 +321,10 @@ def psnr_cmd(
         if scale is None:
             scale = _preset_scale(preset) if preset and "espcn" in method_names else 2
         clips = expand_clips(refs, input_size, input_pix_fmt, input_rate)
-        settings = PsnrSettings(clips, scale, preset, degradation, method_names, frames, crop_border, vmaf, threads)
+        settings = PsnrSettings(
+            clips, scale, preset, degradation, method_names, frames, crop_border, vmaf, threads,
+            Path(crops_dir) if crops_dir is not None else None, worst or 3,
+        )  # fmt: skip
         with open_progress("psnr", progress_path, stats_period, quiet) as writer:
             on_run, on_frames = _progress(
                 not quiet and sys.stderr.isatty() and progress_path != "-", len(clips), len(method_names), writer

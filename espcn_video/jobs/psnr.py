@@ -84,6 +84,8 @@ class PsnrSettings:
     crop_border: int = 0
     vmaf: bool = False
     threads: int | None = None
+    crops_dir: Path | None = None  # --crops: PNG crops of the worst frames go here
+    worst: int = 3  # --worst: how many frames per clip
 
 
 def build_upscalers(settings: PsnrSettings) -> tuple[dict[str, FrameUpscaler], PresetInfo | None]:
@@ -228,6 +230,10 @@ def evaluate_clips(
     by_method: dict[str, dict[str, Any]] = {name: {} for name in upscalers}
     for clip in settings.clips:
         doc, scorers = evaluate_clip(ffmpeg, clip, settings, upscalers, on_run, on_frames)
+        if settings.crops_dir is not None:
+            from espcn_video.jobs.psnr_crops import write_crops
+
+            doc["crops"] = write_crops(ffmpeg, clip, doc, upscalers, settings, settings.worst, settings.crops_dir)
         clips.append(doc)
         for name, scorer in scorers.items():
             by_method[name][clip.path] = scorer
