@@ -58,3 +58,5 @@ def test_crops_refusals(clips: Callable[..., Path], tmp_path: Path) -> None:
     assert done.returncode == 2 and b"--worst N says how many frames --crops DIR shows" in done.stderr
     done = run_cli("psnr", str(ref), "--dist", str(ref), "--crops", str(tmp_path / "c"))
     assert done.returncode == 2 and b"does not apply to --dist" in done.stderr
+    done = run_cli("psnr", str(ref), "--dist", str(ref), "--progress", "-")
+    assert done.returncode == 2 and b"--progress counts the frames of SR runs" in done.stderr

@@ -288,6 +288,8 @@ def psnr_cmd(
     from espcn_video.jobs.psnr import PsnrSettings, compare_clips, evaluate_clips, frame_rows
     from espcn_video.quality.degrade import parse_degradation
 
+    if dist is not None and progress_path is not None:
+        raise UsageError("--progress counts the frames of SR runs; it does not apply to --dist")
     if worst is not None and crops_dir is None:
         raise UsageError("--worst N says how many frames --crops DIR shows: add --crops")
     if crops_dir is not None:
