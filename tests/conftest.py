@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -91,6 +93,22 @@ def run_cli(
         cwd=cwd,
         stdin=None if stdin is not None else subprocess.DEVNULL,
     )
+
+
+FP32 = ("--backend", "torch", "--precision", "fp32")  # the reference engine: no dependence on this CPU's bf16/int8
+
+
+def upscale_fp32(src: Path | str, out: Path, preset: Path, *extra: str) -> subprocess.CompletedProcess[bytes]:
+    """`upscale SRC OUT --preset P --json` on the fp32 reference engine, as a user runs it."""
+    return run_cli("upscale", str(src), str(out), "--preset", str(preset), "--json", *FP32, *extra)
+
+
+def upscale_json(src: Path | str, out: Path, preset: Path, *extra: str) -> dict[str, Any]:
+    """upscale_fp32 that must succeed; its JSON summary."""
+    done = upscale_fp32(src, out, preset, *extra)
+    assert done.returncode == 0, done.stderr.decode()
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
 
 
 def decode_y4m(ffmpeg: str, path: Path | str, *extra: str) -> tuple[Y4MHeader, list[list[np.ndarray]]]:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from espcn_video.jobs.chunk_plan import list_packets, plan_chunks
-from tests.conftest import REPO, audio_seconds, decode_y4m, run_cli
+from tests.conftest import FP32, REPO, audio_seconds, decode_y4m, run_cli
 
 pytest.importorskip("distributed", reason="Dask distributed is not installed")
 # signal, not thread: a timeout then fails only its test, and fixture teardowns still kill the daemons.
@@ -261,7 +261,7 @@ def test_resume_runs_only_missing_chunks(
     src = sources["opengop.mp4"]
     out = tmp_path / "out.mkv"
     parts = tmp_path / "out.mkv.parts"
-    fp32 = ("--backend", "torch", "--precision", "fp32")
+    fp32 = FP32
     done = run_cli(
         "upscale",
         str(src),

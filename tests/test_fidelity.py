@@ -19,7 +19,7 @@ import pytest
 from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
 from espcn_video.ffmpeg.timestamps import list_packets
 from espcn_video.frames.resample import CHROMA_LOCATIONS, chroma_centres, upscale_planes_bicubic
-from tests.conftest import audio_seconds, run_cli
+from tests.conftest import audio_seconds, run_cli, upscale_fp32, upscale_json
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -30,22 +30,9 @@ def _make(ffmpeg: str, path: Path, *args: str) -> Path:
 
 
 def _upscale(src: Path | str, out: Path, preset: Path, *extra: str, ok: bool = True) -> dict:
-    done = run_cli(
-        "upscale",
-        str(src),
-        str(out),
-        "--preset",
-        str(preset),
-        "--json",
-        "--backend",
-        "torch",
-        "--precision",
-        "fp32",
-        *extra,
-    )
     if ok:
-        assert done.returncode == 0, done.stderr.decode()
-        return json.loads(done.stdout)
+        return upscale_json(src, out, preset, *extra)
+    done = upscale_fp32(src, out, preset, *extra)
     return {"returncode": done.returncode, "stderr": done.stderr.decode()}
 
 

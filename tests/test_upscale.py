@@ -12,28 +12,12 @@ import pytest
 from espcn_video.frames.resample import upscale_planes_bicubic
 from espcn_video.model.engines import TorchEngine
 from espcn_video.model.presets import load_preset
-from tests.conftest import audio_seconds, decode_y4m, parse_y4m_bytes, run_cli
+from tests.conftest import audio_seconds, decode_y4m, parse_y4m_bytes, run_cli, upscale_json
 
 pytestmark = pytest.mark.timeout(240)
 
 
-def _upscale(src: Path, out: Path, preset: Path, *extra: str) -> dict:
-    # The fp32 reference engine: golden comparisons must not depend on this CPU's bf16/int8 support.
-    done = run_cli(
-        "upscale",
-        str(src),
-        str(out),
-        "--preset",
-        str(preset),
-        "--json",
-        "--backend",
-        "torch",
-        "--precision",
-        "fp32",
-        *extra,
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    return json.loads(done.stdout)
+_upscale = upscale_json  # the fp32 reference engine: golden comparisons must not depend on this CPU
 
 
 def test_output_is_exactly_espcn_y_and_bicubic_chroma(

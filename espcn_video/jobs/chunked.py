@@ -53,6 +53,7 @@ from espcn_video.jobs.inputs import check_input, choose_deinterlace, output_vide
 from espcn_video.jobs.outputs import check_output, publish, sweep_stale_temporaries, temporary_output, verify_output
 from espcn_video.model.backends import create_engine
 from espcn_video.model.engines import default_threads
+from espcn_video.model.external import is_external_model
 from espcn_video.model.graphs import ranges_from_metadata
 from espcn_video.model.presets import load_preset
 from espcn_video.settings import EncodeSettings, UpscaleSettings
@@ -235,7 +236,7 @@ def upscale_chunked(
             "--ignore-decode-errors cannot be used with --chunks: each chunk is checked "
             "against the file's packet list instead, which a damaged file fails"
         )
-    if settings.preset.lower().endswith(".onnx"):
+    if is_external_model(settings.preset):
         raise UsageError("--chunks runs shipped presets and .pt files; run an ONNX model without --chunks")
     load_preset(settings.preset)  # fail fast on the driver, not on every worker
     ffmpeg = locate_ffmpeg()

@@ -47,20 +47,21 @@ def worst_window(err: np.ndarray, size: int) -> tuple[int, int]:
     return int(y), int(x)
 
 
-def _decode_frame(cmd: list[str], index: int, what: str) -> tuple[Y4MHeader, list[np.ndarray]]:
-    """Frame `index` of a decode (frames before it are read and dropped: bounded memory)."""
+def _decode_frames(cmd: list[str], indices: list[int], what: str) -> tuple[Y4MHeader, dict[int, list[np.ndarray]]]:
+    """The frames at `indices` from one pass of a decode; the others are read and dropped."""
+    wanted, kept = set(indices), {}
     with FFmpegProcess(what, cmd, stdout="pipe") as proc:
         header = read_header(proc.stdout, what)
         if header is None:
             raise InputError(f"{what}: no frames")
-        planes: list[np.ndarray] | None = None
-        for i in range(index + 1):
+        for i in range(max(indices) + 1):
             planes = read_frame(proc.stdout, header.geometry, i, what)
             if planes is None:
-                raise InputError(f"{what}: ended before frame {index}")
+                raise InputError(f"{what}: ended before frame {max(indices)}")
+            if i in wanted:
+                kept[i] = planes
         proc.kill()
-    assert planes is not None
-    return header, planes
+    return header, kept
 
 
 def _to_gray8(plane: np.ndarray, peak: int) -> np.ndarray:
@@ -102,14 +103,17 @@ def write_crops(
     hr_w, hr_h = hr_size_for((src_w, src_h), scale)
     decode = dict(size=(src_w, src_h), pix_fmt=pix_fmt, scale=scale, frames=settings.frames)
     lr_filter = build_degrade_filter(settings.degradation, (hr_w, hr_h), scale, pix_fmt)
+    if not indices:
+        return []
+    _, refs = _decode_frames(build_degrade_decode_args(ffmpeg, clip, degrade_filter=None, **decode), indices, clip.path)
+    lr_header, lrs = _decode_frames(
+        build_degrade_decode_args(ffmpeg, clip, degrade_filter=lr_filter, **decode), indices, f"{clip.path} (LR)"
+    )
+    peak = FrameGeometry(hr_w, hr_h, pix_fmt).peak
     written = []
     for index in indices:
-        _, ref = _decode_frame(build_degrade_decode_args(ffmpeg, clip, degrade_filter=None, **decode), index, clip.path)
-        lr_header, lr = _decode_frame(
-            build_degrade_decode_args(ffmpeg, clip, degrade_filter=lr_filter, **decode), index, f"{clip.path} (LR)"
-        )
-        peak = FrameGeometry(hr_w, hr_h, pix_fmt).peak
-        outputs = {name: up.upscale(lr, lr_header.geometry)[0] for name, up in upscalers.items()}
+        ref = refs[index]
+        outputs = {name: up.upscale(lrs[index], lr_header.geometry)[0] for name, up in upscalers.items()}
         err = (outputs[judged].astype(np.float64) - ref[0].astype(np.float64)) ** 2
         y, x = worst_window(err, CROP_PX)
         size = (min(CROP_PX, hr_h), min(CROP_PX, hr_w))
