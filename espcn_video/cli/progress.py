@@ -168,11 +168,15 @@ class ProgressWriter:
         state = self._state(frame, out_time_s)
         self._write(format_block(state, False) if self.keyvalue else format_line(self.command, state))
 
-    def finish(self) -> None:
+    def finish(self, completed: bool = False) -> None:
+        """The last block (once); after a completed run the frame count is the total, not the
+        duration x rate estimate, so a reader's percentage ends at 100 and eta at 0."""
         if self._finished or not self.keyvalue:
             self._finished = True
             return
         self._finished = True
+        if completed:
+            self.total_frames = self._last[0]
         self._write(format_block(self._state(*self._last), True))
 
 

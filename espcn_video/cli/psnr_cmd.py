@@ -333,11 +333,13 @@ def psnr_cmd(
             )
             if writer is not None:  # frames over every (clip, method) run; the total only when --frames bounds it
                 writer.start(frames * len(clips) * len(method_names) if frames else None)
+            completed = False
             try:
                 report = evaluate_clips(ffmpeg.path, settings, on_run, on_frames)
+                completed = True
             finally:
                 if writer is not None:
-                    writer.finish()
+                    writer.finish(completed)
     report = {"command": "psnr", "ffmpeg": {"path": ffmpeg.path, "version": ffmpeg.version}, **report}
     _write_outputs(report, csv_path, plot_path, frame_rows)
     if not quiet:

@@ -99,9 +99,9 @@ class _Display:
             total = None  # the estimate was short: never bound anything by it
         self.progress.update(self.task, completed=counters.frames_written, fps=fps, total=total)
 
-    def stop(self) -> None:
+    def stop(self, completed: bool = False) -> None:
         if self.writer is not None:
-            self.writer.finish()
+            self.writer.finish(completed)
         if self.progress is not None:
             if self.task is not None:  # the estimate from duration x rate is only an estimate
                 done = self.progress.tasks[0].completed
@@ -256,10 +256,12 @@ def upscale_cmd(
         # a key=value stream on stderr and a live bar would interleave: the stream wins
         bar = not quiet and sys.stderr.isatty() and progress_path != "-"
         display = _Display(enabled=bar, writer=writer)
+        completed = False
         try:
             outcome = upscale_video(settings, on_start=display.start, on_progress=display.update)
+            completed = True
         finally:
-            display.stop()
+            display.stop(completed)
     summary: dict[str, Any] = {
         "input": input_path,
         "output": output,
