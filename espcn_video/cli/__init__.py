@@ -17,6 +17,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "upscale_cmd",
         "Super-resolve IN into OUT: ESPCN on Y, bicubic U and V, audio and subtitles kept.",
     ),
+    "compare": (
+        "espcn_video.cli.compare_cmd",
+        "compare_cmd",
+        "Show the baseline and ESPCN side by side, split or as a difference, in one video.",
+    ),
     "batch": ("espcn_video.cli.upscale_cmd", "batch_cmd", "Upscale many files on Dask: each file is one task."),
     "psnr": (
         "espcn_video.cli.psnr_cmd",

@@ -57,11 +57,12 @@ def preset_for(scale: int | None, preset: str | None) -> str:
     return preset if preset is not None else info.name
 
 
-class _Display:
+class RunDisplay:
     """Progress while the stages run (they only bump counters): a rich bar on a terminal, and/or
     a ProgressWriter (key=value blocks for --progress, plain lines in a log)."""
 
-    def __init__(self, enabled: bool, writer: ProgressWriter | None = None) -> None:
+    def __init__(self, enabled: bool, writer: ProgressWriter | None = None, label: str = "upscale") -> None:
+        self.label = label
         self.progress: Progress | None = None
         self.task: TaskID | None = None
         self.enabled = enabled
@@ -74,7 +75,7 @@ class _Display:
         if not self.enabled:
             return
         self.progress = Progress(
-            TextColumn("[bold]upscale"),
+            TextColumn(f"[bold]{self.label}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[fps]:.1f} fps"),
@@ -85,7 +86,7 @@ class _Display:
             transient=True,
         )
         self.progress.start()
-        self.task = self.progress.add_task("upscale", total=total, fps=0.0)
+        self.task = self.progress.add_task(self.label, total=total, fps=0.0)
 
     def update(self, counters: Counters) -> None:
         if self.writer is not None:
@@ -255,7 +256,7 @@ def upscale_cmd(
     with open_progress("upscale", progress_path, stats_period, quiet) as writer:
         # a key=value stream on stderr and a live bar would interleave: the stream wins
         bar = not quiet and sys.stderr.isatty() and progress_path != "-"
-        display = _Display(enabled=bar, writer=writer)
+        display = RunDisplay(enabled=bar, writer=writer)
         completed = False
         try:
             outcome = upscale_video(settings, on_start=display.start, on_progress=display.update)

@@ -148,6 +148,7 @@ class OutputVideo:
     crop: tuple[int, int] | None = None  # (width, height): an encoder that needs even sizes
     source_start_s: float = 0.0  # the source container's start time: audio is shifted by it
     field_mode: str = "prog"  # setparams' field_mode: tff/bff only for woven fields kept on purpose
+    compose: str | None = None  # compare's view, cut from the stacked frame (ffmpeg/compose.py)
 
 
 # Encoders that take 4:2:0 (and 4:2:2) only at even sizes.
@@ -205,6 +206,8 @@ def build_output_filter(video: OutputVideo) -> str:
         if value:
             params.append(f"{key}={value}")
     chain = [f"setparams=field_mode={video.field_mode}:" + ":".join(params)]
+    if video.compose is not None:
+        chain.append(video.compose)
     if video.crop is not None:
         chain.append(f"crop={video.crop[0]}:{video.crop[1]}:0:0")
     return ",".join(chain)

@@ -22,7 +22,7 @@ from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.timestamps import FrameTimes
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header
 from espcn_video.frames.sinks import FrameSink, SinkFactory
-from espcn_video.frames.upscaler import FrameUpscaler
+from espcn_video.frames.upscaler import Upscaler
 
 POLL_S = 0.1
 NO_FRAMES = "the input has no video frames (0 frames decoded)"
@@ -86,7 +86,7 @@ class _Run:
         dec: FFmpegProcess,
         sink: FrameSink,
         header: Y4MHeader,
-        upscaler: FrameUpscaler,
+        upscaler: Upscaler,
         queue_size: int,
         times: FrameTimes | None,
     ) -> None:
@@ -207,7 +207,7 @@ class _Run:
 def run_pipeline(
     decode_cmd: Sequence[str],
     make_sink: SinkFactory,
-    upscaler: FrameUpscaler,
+    upscaler: Upscaler,
     *,
     decoder_stdin: str | IO[bytes] = "devnull",
     queue_size: int = 4,
@@ -229,7 +229,8 @@ def run_pipeline(
         if header is None:
             dec.check(timeout_s=30.0)
             raise InputError(NO_FRAMES)
-        hr_header = Y4MHeader(header.geometry.scaled(upscaler.scale), header.rate, header.sar, "p", header.full_range)
+        hr = upscaler.output_geometry(header.geometry)
+        hr_header = Y4MHeader(hr, header.rate, header.sar, "p", header.full_range)
         if on_start is not None:
             on_start(header)
         with make_sink(header, hr_header) as sink:

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 from espcn_video.ffmpeg.y4m import FrameGeometry
 from espcn_video.frames.resample import chroma_centres, upscale_planes_bicubic
 from espcn_video.model.engines import LumaEngine
+
+
+class Upscaler(Protocol):
+    """What the pipeline runs on each frame: FrameUpscaler, or compare's CompareUpscaler."""
+
+    scale: int
+    chroma_location: str | None
+
+    @property
+    def method(self) -> str: ...
+
+    def output_geometry(self, lr: FrameGeometry) -> FrameGeometry: ...
+
+    def upscale(self, planes: list[np.ndarray], lr: FrameGeometry) -> list[np.ndarray]: ...
 
 
 class FrameUpscaler:
@@ -26,6 +42,10 @@ class FrameUpscaler:
     @property
     def method(self) -> str:
         return "bicubic" if self.engine is None else self.engine.name
+
+    def output_geometry(self, lr: FrameGeometry) -> FrameGeometry:
+        """The size of what upscale() returns."""
+        return lr.scaled(self.scale)
 
     def _chroma(self, planes: list[np.ndarray], lr: FrameGeometry, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
         centres = chroma_centres(self.chroma_location, lr.chroma_shift)

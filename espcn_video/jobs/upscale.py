@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.y4m import Y4MHeader
 from espcn_video.frames.pipeline import Counters, RunResult, run_pipeline
 from espcn_video.frames.sinks import EncoderSink, SinkFactory
-from espcn_video.frames.upscaler import FrameUpscaler
+from espcn_video.frames.upscaler import FrameUpscaler, Upscaler
 from espcn_video.jobs.inputs import (
     _Y4M_SITING,
     build_decode_command,
@@ -63,18 +63,21 @@ class UpscaleOutcome:
 
 
 @dataclass
-class _Plan:
+class UpscalePlan:
     """What the checks and the probe decided before the first frame."""
 
     settings: UpscaleSettings
     ffmpeg: FFmpegBinary
     probe: ProbeInfo | None
     preset: PresetInfo
-    upscaler: FrameUpscaler
+    upscaler: Upscaler
     codec: str
     deinterlace: str | None
     notes: list[str]
     target: Path | None  # the temporary OUT; None when OUT is stdout
+    # compare: the encoder's view of the stacked frames, and a check before OUT is published
+    compose: Callable[[Y4MHeader], str] | None = None
+    before_publish: Callable[[RunResult], None] | None = None
 
 
 def build_engine(model: torch.nn.Module, preset: PresetInfo, settings: UpscaleSettings) -> LumaEngine:
@@ -103,7 +106,7 @@ def load_engine(settings: UpscaleSettings) -> tuple[LumaEngine, PresetInfo]:
     return engine, engine.info()
 
 
-def plan_upscale(settings: UpscaleSettings) -> _Plan:
+def plan_upscale(settings: UpscaleSettings) -> UpscalePlan:
     """Every check that can fail before a frame is decoded, then the probe and its decisions."""
     source = settings.input
     if settings.output == "-" and not settings.encode.format:
@@ -124,7 +127,7 @@ def plan_upscale(settings: UpscaleSettings) -> _Plan:
     if settings.output != "-":
         sweep_stale_temporaries(settings.output)
         target = temporary_output(settings.output)
-    return _Plan(
+    return UpscalePlan(
         settings,
         ffmpeg,
         probe,
@@ -137,7 +140,7 @@ def plan_upscale(settings: UpscaleSettings) -> _Plan:
     )
 
 
-def _sink_factory(plan: _Plan, sinks: list[EncoderSink]) -> SinkFactory:
+def _sink_factory(plan: UpscalePlan, sinks: list[EncoderSink]) -> SinkFactory:
     """The encoder for the decoded header: its geometry, tags and HDR data from the probe."""
     frame = plan.probe.frame if plan.probe is not None else None
     hdr_colour = build_hdr_colour(frame.mastering, frame.content_light) if frame is not None else b""
@@ -147,6 +150,8 @@ def _sink_factory(plan: _Plan, sinks: list[EncoderSink]) -> SinkFactory:
         video, note = output_video_for(
             lr, plan.preset.scale, plan.codec, plan.probe, plan.upscaler.chroma_location, plan.deinterlace
         )
+        if plan.compose is not None:
+            video, note = replace(video, compose=plan.compose(lr), crop=None), None
         if note:
             plan.notes.append(note)
         cmd = build_encode_args(
@@ -165,7 +170,7 @@ def _sink_factory(plan: _Plan, sinks: list[EncoderSink]) -> SinkFactory:
     return make_sink
 
 
-def _stdin_spool(plan: _Plan) -> StdinSpool | None:
+def _stdin_spool(plan: UpscalePlan) -> StdinSpool | None:
     """Piped input whose audio and subtitles OUT can hold: the pipe is kept on disk as it is read."""
     settings = plan.settings
     if (
@@ -187,7 +192,17 @@ def upscale_video(
 ) -> UpscaleOutcome:
     """Upscale settings.input into settings.output; OUT is published only after its frame count and
     timestamps are measured equal to the input's (OutputCheck). Raises EspcnVideoError subclasses."""
-    plan = plan_upscale(settings)
+    return run_plan(plan_upscale(settings), on_start=on_start, on_progress=on_progress)
+
+
+def run_plan(
+    plan: UpscalePlan,
+    *,
+    on_start: Callable[[Y4MHeader, ProbeInfo | None], None] | None = None,
+    on_progress: Callable[[Counters], None] | None = None,
+) -> UpscaleOutcome:
+    """Decode, upscale, encode, check and publish what plan_upscale decided."""
+    settings = plan.settings
     sinks: list[EncoderSink] = []
 
     def started(header: Y4MHeader) -> None:
@@ -220,7 +235,7 @@ def upscale_video(
 
 
 def _check_and_publish(
-    plan: _Plan, result: RunResult, shift_us: int, spool: StdinSpool | None, temporaries: list[Path]
+    plan: UpscalePlan, result: RunResult, shift_us: int, spool: StdinSpool | None, temporaries: list[Path]
 ) -> OutputCheck:
     """Mux the spooled streams, measure the written file against the input, publish it as OUT."""
     if shift_us:
@@ -228,6 +243,8 @@ def _check_and_publish(
     target, settings = plan.target, plan.settings
     if target is None:  # stdout: nothing to measure after the fact
         return OutputCheck(frames=result.frames_written)
+    if plan.before_publish is not None:
+        plan.before_publish(result)
     if spool is not None:
         target = add_spooled_streams(plan.ffmpeg.path, target, settings, spool, plan.notes)
         temporaries.append(target)

@@ -1,0 +1,199 @@
+"""`compare`: every view checked pixel by pixel against the upscales it is made of (ffv1, lossless)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import FP32, audio_seconds, decode_y4m, run_cli, upscale_json
+from espcn_video.ffmpeg.compose import ComposeSpec, build_compose_filter, find_font
+from espcn_video.frames.upscaler import FrameUpscaler
+
+LABEL_ROWS = 32  # labels sit in the top rows of each block; pixels are compared below them
+
+
+@pytest.fixture(scope="module")
+def hr_clip(clips: Callable[..., Path]) -> Path:
+    return clips("cmp_hr.mkv", "-c:v", "ffv1", src="testsrc2=s=144x96:r=10:d=1")
+
+
+@pytest.fixture(scope="module")
+def lr_clip(clips: Callable[..., Path], hr_clip: Path, ffmpeg: str) -> Path:
+    path = hr_clip.with_name("cmp_lr.mkv")
+    if not path.exists():
+        subprocess.run(
+            [ffmpeg, "-v", "error", "-i", str(hr_clip), "-f", "lavfi", "-i", "sine=d=1:sample_rate=48000"]
+            + ["-vf", "scale=48:32:flags=bicubic", "-c:v", "ffv1", "-c:a", "flac", "-shortest", str(path)],
+            check=True,
+            timeout=60,
+        )
+    return path
+
+
+def compare(src: Path, out: Path, preset: Path, *extra: str) -> dict:
+    done = run_cli("compare", str(src), str(out), "--preset", str(preset), "--codec", "ffv1", "--json", *FP32, *extra)
+    assert done.returncode == 0, done.stderr.decode()
+    return json.loads(done.stdout)
+
+
+def y_frames(ffmpeg: str, path: Path) -> list[np.ndarray]:
+    return [planes[0].astype(np.int32) for planes in decode_y4m(ffmpeg, path)[1]]
+
+
+@pytest.fixture(scope="module")
+def upscales(
+    tmp_path_factory: pytest.TempPathFactory, ffmpeg: str, lr_clip: Path, random_preset: Callable[[int], Path]
+) -> dict[str, list[np.ndarray]]:
+    """The ESPCN output of a plain `upscale` and the bicubic baseline, Y of each frame."""
+    out = tmp_path_factory.mktemp("cmp") / "espcn.mkv"
+    upscale_json(lr_clip, out, random_preset(3), "--codec", "ffv1")
+    header, frames = decode_y4m(ffmpeg, lr_clip)
+    bicubic = FrameUpscaler(3)
+    base = [bicubic.upscale(planes, header.geometry)[0].astype(np.int32) for planes in frames]
+    return {"espcn": y_frames(ffmpeg, out), "bicubic": base}
+
+
+def test_side_by_side_is_the_baseline_then_the_upscale_with_audio_and_timestamps(
+    tmp_path: Path, ffmpeg: str, lr_clip: Path, random_preset: Callable[[int], Path], upscales: dict
+) -> None:
+    out = tmp_path / "sbs.mkv"
+    doc = compare(lr_clip, out, random_preset(3))
+    assert doc["frames"] == 10 and doc["output_size"] == [288, 96]
+    assert doc["output_check"]["frames_in_file"] == 10 and doc["output_check"]["max_time_error_s"] == 0
+    frames = y_frames(ffmpeg, out)
+    assert len(frames) == 10 and frames[0].shape == (96, 288)
+    for y, base, sr in zip(frames, upscales["bicubic"], upscales["espcn"], strict=True):
+        assert np.array_equal(y[LABEL_ROWS:, :144], base[LABEL_ROWS:])
+        assert np.array_equal(y[LABEL_ROWS:, 144:], sr[LABEL_ROWS:])
+    assert not np.array_equal(upscales["bicubic"][0], upscales["espcn"][0])
+    assert abs(audio_seconds(ffmpeg, out) - audio_seconds(ffmpeg, lr_clip)) < 0.05
+    assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob(".*"))
+
+
+def test_diff_is_the_scaled_absolute_difference(
+    tmp_path: Path, ffmpeg: str, lr_clip: Path, random_preset: Callable[[int], Path], upscales: dict
+) -> None:
+    out = tmp_path / "diff.mkv"
+    doc = compare(lr_clip, out, random_preset(3), "--layout", "diff", "--gain", "8")
+    assert doc["output_size"] == [144, 96]
+    header, frames = decode_y4m(ffmpeg, out)
+    for planes, base, sr in zip(frames, upscales["bicubic"], upscales["espcn"], strict=True):
+        expected = np.clip(16 + np.abs(sr - base) * 8, 16, 235)
+        assert np.array_equal(planes[0][LABEL_ROWS:].astype(np.int32), expected[LABEL_ROWS:])
+        assert (planes[1] == 128).all() and (planes[2] == 128).all()
+
+
+def line_at(y: np.ndarray) -> int:
+    """The wipe's white line: the first of two full-height columns at 235 (white)."""
+    return next(c for c in range(y.shape[1] - 1) if (y[:, c : c + 2] == 235).all())
+
+
+@pytest.mark.parametrize("wipe", ["0.5", "sweep"])
+def test_split_shows_the_baseline_left_of_the_wipe_and_espcn_right_of_it(
+    tmp_path: Path, ffmpeg: str, lr_clip: Path, random_preset: Callable[[int], Path], upscales: dict, wipe: str
+) -> None:
+    out = tmp_path / "split.mkv"
+    doc = compare(lr_clip, out, random_preset(3), "--layout", "split", "--wipe", wipe)
+    assert doc["output_size"] == [144, 96] and doc["frames"] == 10
+    frames = y_frames(ffmpeg, out)
+    positions = []
+    for y, base, sr in zip(frames, upscales["bicubic"], upscales["espcn"], strict=True):
+        rows = slice(LABEL_ROWS, None)
+        p = line_at(y[rows])
+        positions.append(p)
+        assert np.array_equal(y[rows, :p], base[rows, :p])
+        assert (y[rows, p : p + 2] == 235).all()  # the white line
+        assert np.array_equal(y[rows, p + 2 :], sr[rows, p + 2 :])
+    if wipe == "0.5":
+        assert set(positions) == {72}
+    else:  # 2*trunc(36*(1 - cos(2 pi t / 8 s))) at t = 0, 0.1, ... 0.9 s
+        assert positions == [2 * math.trunc(36 * (1 - math.cos(2 * math.pi * n / 80))) for n in range(10)]
+
+
+def test_ref_puts_both_error_maps_beneath(
+    tmp_path: Path,
+    ffmpeg: str,
+    lr_clip: Path,
+    hr_clip: Path,
+    random_preset: Callable[[int], Path],
+    upscales: dict,
+) -> None:
+    out = tmp_path / "ref.mkv"
+    doc = compare(lr_clip, out, random_preset(3), "--ref", str(hr_clip))
+    assert doc["output_size"] == [288, 192] and doc["frames"] == 10
+    refs = y_frames(ffmpeg, hr_clip)
+    frames = y_frames(ffmpeg, out)
+    for y, ref, base, sr in zip(frames, refs, upscales["bicubic"], upscales["espcn"], strict=True):
+        rows = slice(96 + LABEL_ROWS, None)
+        assert np.array_equal(y[rows, :144], np.clip(16 + np.abs(ref - base) * 4, 16, 235)[LABEL_ROWS:])
+        assert np.array_equal(y[rows, 144:], np.clip(16 + np.abs(ref - sr) * 4, 16, 235)[LABEL_ROWS:])
+        assert np.array_equal(y[LABEL_ROWS:96, 144:], sr[LABEL_ROWS:])
+
+
+@pytest.mark.parametrize(
+    ("ref_src", "message"),
+    [
+        ("testsrc2=s=96x64:r=10:d=1", "sizes differ"),
+        ("testsrc2=s=144x96:r=10:d=0.5", "ends after 5 frames, the input goes on"),
+        ("testsrc2=s=144x96:r=10:d=2", "frame counts differ: the input has 10 frames"),
+    ],
+)
+def test_a_reference_that_does_not_fit_is_refused_and_nothing_is_written(
+    tmp_path: Path,
+    clips: Callable[..., Path],
+    lr_clip: Path,
+    random_preset: Callable[[int], Path],
+    ref_src: str,
+    message: str,
+) -> None:
+    ref = clips(f"ref_{ref_src.split('=')[1].replace(':', '_')}_{ref_src[-5:]}.mkv", "-c:v", "ffv1", src=ref_src)
+    out = tmp_path / "out.mkv"
+    done = run_cli("compare", str(lr_clip), str(out), "--preset", str(random_preset(3)), "--ref", str(ref), *FP32)
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert message in err.replace(str(lr_clip.parent) + "/", "")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--layout", "diff", "--ref", "REF"], "diff has none"),
+        (["--wipe", "1.5"], "--wipe 1.5: a fraction"),
+        (["--wipe", "left"], "--wipe left: a fraction"),
+    ],
+)
+def test_bad_options_get_one_line(
+    tmp_path: Path, lr_clip: Path, hr_clip: Path, random_preset: Callable[[int], Path], args: list[str], message: str
+) -> None:
+    args = [str(hr_clip) if a == "REF" else a for a in args]
+    done = run_cli("compare", str(lr_clip), str(tmp_path / "o.mkv"), "--preset", str(random_preset(3)), *args)
+    err = done.stderr.decode()
+    assert done.returncode == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o.mkv").exists()
+
+
+def test_labels_survive_any_font_path(tmp_path: Path, ffmpeg: str) -> None:
+    """drawtext options are escaped for both parsers: a font under a path with : ' [ ] , ; still loads."""
+    font = find_font()
+    assert font is not None, "matplotlib's DejaVuSans.ttf is a dependency's file"
+    odd = tmp_path / "a:b's [x],y;z"
+    odd.mkdir()
+    shutil.copy(font, odd / "DejaVuSans.ttf")
+    spec = ComposeSpec("split", 64, 48, "bi:cubic's", "ESPCN ×3 [x],;", font=str(odd / "DejaVuSans.ttf"))
+    graph = build_compose_filter(spec)
+    done = subprocess.run(
+        [ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=128x48:d=0.2", "-vf", graph, "-f", "null", "-"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
