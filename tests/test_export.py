@@ -158,3 +158,35 @@ def test_onnx_preset_refusals_are_one_line(tmp_path: Path) -> None:
     done = run_cli("psnr", str(clip), "--preset", str(model), "--frames", "1", "-q")
     assert done.returncode == 1 and "this command takes .pt presets" in done.stderr.decode()
     assert not (tmp_path / "o.mkv").exists()
+
+
+def test_onnx_loads_in_openvino_as_ffmpegs_openvino_backend_reads_it(tmp_path: Path) -> None:
+    """FFmpeg's dnn_processing (OpenVINO backend) reads IR or ONNX through ov::Core::read_model."""
+    ov = pytest.importorskip("openvino")
+    out = tmp_path / "m.onnx"
+    out.write_bytes(build_onnx_model(load_preset("espcn-x3")[0], 255, float_io=True, layout="nchw"))
+    lr = (_frame(21, 34).astype(np.float32) / 255)[None, None]
+    with torch.inference_mode():
+        want = load_preset("espcn-x3")[0](torch.from_numpy(lr)).clamp(0, 1).numpy()
+    core = ov.Core()
+    got = core.compile_model(core.read_model(str(out)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})([lr])[0]
+    assert got.shape == (1, 1, 63, 102) and np.abs(got - want).max() < 1e-4
+
+
+def test_nhwc_onnx_runs_in_opencv_dnn_superres(tmp_path: Path) -> None:
+    """OpenCV's dnn_superres on a grey picture (Y = the grey value, neutral chroma) gives the
+    preset's Y, to uint8 rounding."""
+    cv2 = pytest.importorskip("cv2", reason="OpenCV is not installed (opencv-contrib-python is not a dependency)")
+    if not hasattr(cv2, "dnn_superres"):
+        pytest.skip("this OpenCV has no dnn_superres module (it comes with opencv-contrib-python)")
+    out = tmp_path / "espcn_x3.onnx"
+    done = run_cli("export", "--preset", "espcn-x3", "--layout", "nhwc", str(out))
+    assert done.returncode == 0, done.stderr.decode()
+    sr = cv2.dnn_superres.DnnSuperResImpl_create()
+    sr.readModel(str(out))
+    sr.setModel("espcn", 3)
+    y = _frame(21, 34)
+    got = sr.upsample(cv2.merge([y, y, y]))
+    want = TorchEngine(load_preset("espcn-x3")[0]).upscale_luma(y, 255)
+    assert got.shape[:2] == want.shape
+    assert np.abs(got[:, :, 1].astype(int) - want.astype(int)).max() <= 2

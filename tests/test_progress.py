@@ -107,8 +107,8 @@ def test_progress_file_and_plain_lines_in_a_log(
 def test_progress_refusals_are_one_line(slow_src: Path, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
     done = run_cli("upscale", str(slow_src), str(tmp_path / "o.mkv"), "--progress", str(tmp_path / "no" / "p.txt"))
     assert done.returncode == 2 and b"--progress" in done.stderr and b"cannot write it" in done.stderr
-    done = run_cli("upscale", str(slow_src), str(tmp_path / "o.mkv"), "--progress", "-", "--chunks", "2")
-    assert done.returncode == 2 and b"--progress cannot be used with --chunks" in done.stderr
+    done = run_cli("upscale", str(slow_src), str(tmp_path / "o.mkv"), "--timings", "t.csv", "--chunks", "2")
+    assert done.returncode == 2 and b"--timings cannot be used with --chunks" in done.stderr
 
 
 def test_psnr_progress_counts_frames_over_every_clip_and_method(
@@ -126,3 +126,63 @@ def test_psnr_progress_counts_frames_over_every_clip_and_method(
     assert frames == sorted(frames) and frames[-1] == 16  # 8 frames x 2 methods
     assert blocks[-1]["progress"] == "end" and blocks[-1]["total_frames"] == "16"
     assert blocks[-1]["out_time"] == "N/A"
+
+
+@pytest.fixture
+def slow_ten(clips: Callable[..., Path]) -> Path:
+    # 10 frames, every one a keyframe; through decoder-slow each chunk or file takes about 0.3 s a frame
+    return clips("progress10.mkv", "-c:v", "ffv1", "-pix_fmt", "yuv420p", src="testsrc2=s=48x32:r=10:d=1")
+
+
+def assert_counts_frames_while_tasks_run(blocks: list[dict[str, str]], total: int, task_sizes: set[int]) -> None:
+    """Rising to the total and ending in `end`; and some count no task boundary explains, so
+    the running tasks reported their own frames, not only the driver when a task ended."""
+    frames = [int(b["frame"]) for b in blocks]
+    assert all(list(b) == KEYS for b in blocks)
+    assert frames == sorted(frames) and frames[-1] == total
+    assert blocks[-1]["progress"] == "end" and all(b["progress"] == "continue" for b in blocks[:-1])
+    assert blocks[-1]["total_frames"] == str(total) and blocks[0]["total_frames"] == str(total)
+    boundaries = {0, total} | task_sizes
+    assert set(frames) - boundaries, frames
+
+
+@pytest.mark.slow
+def test_chunked_progress_counts_every_frame_of_the_running_chunks(
+    slow_ten: Path, tmp_path: Path, random_preset: Callable[[int], Path], fake_ffmpeg: Callable[[str], dict[str, str]]
+) -> None:
+    progress = tmp_path / "chunks.progress"
+    done = run_cli(
+        "upscale", str(slow_ten), str(tmp_path / "o.mkv"), "--preset", str(random_preset(2)), "--codec", "ffv1",
+        "--chunks", "2", "--local-workers", "2", "--progress", str(progress), "--stats-period", "0.1", "-q",
+        env=fake_ffmpeg("decoder-slow"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert_counts_frames_while_tasks_run(parse_blocks(progress.read_text()), 10, {5})
+    assert parse_blocks(progress.read_text())[-1]["out_time"] == "N/A"  # chunks run side by side: no one position
+
+
+@pytest.mark.slow
+def test_batch_progress_counts_frames_over_every_file_and_a_log_gets_lines(
+    slow_ten: Path, tmp_path: Path, random_preset: Callable[[int], Path], fake_ffmpeg: Callable[[str], dict[str, str]]
+) -> None:
+    import shutil
+
+    second = tmp_path / "second.mkv"
+    shutil.copy(slow_ten, second)
+    out = tmp_path / "out"
+    out.mkdir()
+    progress = tmp_path / "batch.progress"
+    done = run_cli(
+        "batch", str(slow_ten), str(second), "--out-dir", str(out), "--preset", str(random_preset(2)),
+        "--progress", str(progress), "--stats-period", "0.1", env=fake_ffmpeg("decoder-slow"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert_counts_frames_while_tasks_run(parse_blocks(progress.read_text()), 20, {10})
+    assert sorted(p.name for p in out.iterdir()) == ["progress10_sr.mkv", "second_sr.mkv"]
+    # no --progress, stderr a log (not a terminal): plain lines
+    log = run_cli(
+        "batch", str(slow_ten), "--out-dir", str(out), "--preset", str(random_preset(2)), "-y",
+        "--stats-period", "0.2", env=fake_ffmpeg("decoder-slow"),
+    )  # fmt: skip
+    assert log.returncode == 0, log.stderr.decode()
+    assert b"espcn-video: batch: frame " in log.stderr

@@ -239,7 +239,6 @@ def upscale_cmd(
             for name, used in (
                 ("--timings", timings_path is not None),
                 ("--device", device != "cpu"),
-                ("--progress", progress_path is not None),
             )
             if used
         ]
@@ -248,7 +247,8 @@ def upscale_cmd(
                 f"{', '.join(refused)} cannot be used with --chunks (each chunk runs on a "
                 "Dask worker's CPU and keeps no per-frame timings)"
             )
-        run_chunked_cli(settings, chunks, scheduler, local_workers, resume, as_json, quiet)
+        with open_progress("upscale", progress_path, stats_period, quiet) as writer:
+            run_chunked_cli(settings, chunks, scheduler, local_workers, resume, as_json, quiet, writer)
         return
     from espcn_video.jobs.summary import run_summary, timing_rows
     from espcn_video.jobs.upscale import upscale_video
@@ -320,11 +320,14 @@ def run_chunked_cli(
     resume: bool,
     as_json: bool,
     quiet: bool,
+    writer: ProgressWriter | None = None,
 ) -> None:
+    """The chunked run with its progress: frames written over all chunks (the running chunks
+    report theirs every half second), as a bar on a terminal and/or through `writer`."""
     from espcn_video.jobs.chunked import upscale_chunked
 
     progress = None
-    if not quiet and sys.stderr.isatty():
+    if not quiet and sys.stderr.isatty() and not (writer is not None and writer.stream is sys.stderr):
         progress = Progress(
             TextColumn("[bold]upscale (chunks)"),
             BarColumn(),
@@ -338,11 +341,20 @@ def run_chunked_cli(
         progress.start()
         task = progress.add_task("chunks", total=None, fps=0.0)
 
+    started = False
+
     def update(done: int, total: int) -> None:
+        nonlocal started
+        if writer is not None:
+            if not started:
+                writer.start(total)
+                started = True
+            writer.update(done, None)
         if progress is not None:
             elapsed = progress.tasks[0].elapsed or 0.0
             progress.update(task, completed=done, total=total, fps=done / elapsed if elapsed else 0.0)
 
+    completed = False
     try:
         outcome = upscale_chunked(
             settings,
@@ -352,9 +364,12 @@ def run_chunked_cli(
             resume=resume,
             on_progress=update,
         )
+        completed = True
     finally:
         if progress is not None:
             progress.stop()
+        if writer is not None:
+            writer.finish(completed)
     summary = {
         "input": settings.input.path,
         "output": settings.output,
@@ -391,6 +406,8 @@ def run_chunked_cli(
 @click.option("--local-workers", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("-y", "--overwrite", is_flag=True, help="Redo every file, also those whose output is already complete.")
 @click.option("--json", "as_json", is_flag=True, help="Results as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No per-file lines, progress or totals on stderr.")
+@progress_options
 @guarded
 def batch_cmd(
     inputs: tuple[str, ...],
@@ -406,6 +423,9 @@ def batch_cmd(
     local_workers: int,
     overwrite: bool,
     as_json: bool,
+    quiet: bool,
+    progress_path: str | None,
+    stats_period: float | None,
 ) -> None:
     """Upscale many files on Dask: each file is one task.
 
@@ -420,7 +440,7 @@ def batch_cmd(
     Paths reach the workers as written: with --scheduler, give paths
     that every worker sees.
     """
-    from espcn_video.jobs.batch import batch_jobs, find_done_outputs, run_batch
+    from espcn_video.jobs.batch import batch_jobs, estimated_frames, find_done_outputs, run_batch
 
     name = preset_for(scale, preset)
     encode = EncodeSettings(codec=codec, crf=crf, preset=encoder_preset)
@@ -438,7 +458,7 @@ def batch_cmd(
     console = stderr_console()
 
     def done(rec: dict[str, Any]) -> None:
-        if as_json:
+        if as_json or quiet:
             return
         if rec["status"] == "failed":
             console.print(f"[red]failed[/red] {rec['input']}: {rec['error']}")
@@ -449,7 +469,22 @@ def batch_cmd(
 
     for rec in skipped:
         done(rec)
-    ran = run_batch(all_settings, scheduler=scheduler, local_workers=local_workers, on_done=done)
+    with open_progress("batch", progress_path, stats_period, quiet) as writer:
+        if writer is not None:
+            writer.start(estimated_frames(all_settings) if all_settings else 0)
+        completed = False
+        try:
+            ran = run_batch(
+                all_settings,
+                scheduler=scheduler,
+                local_workers=local_workers,
+                on_done=done,
+                on_progress=(lambda frames: writer.update(frames, None)) if writer is not None else None,
+            )
+            completed = True
+        finally:
+            if writer is not None:
+                writer.finish(completed)
     order = {spec.path: i for i, (spec, _) in enumerate(pairs)}
     results = sorted(skipped + ran, key=lambda r: order[r["input"]])
     failed = [r for r in results if r["status"] == "failed"]
@@ -459,5 +494,5 @@ def batch_cmd(
         raise EspcnVideoError(
             f"{len(failed)} of {len(results)} files failed (first: {failed[0]['input']}: {failed[0]['error']})"
         )
-    if not as_json:
+    if not (as_json or quiet):
         console.print(f"{len(ran)} upscaled, {len(skipped)} skipped (already done)")

@@ -12,6 +12,7 @@ from espcn_video.errors import EspcnVideoError, InputError, OutputError, UsageEr
 from espcn_video.ffmpeg.locate import locate_ffmpeg
 from espcn_video.ffmpeg.timestamps import list_packets
 from espcn_video.jobs.dask_cluster import TASK_RETRIES, describe_task_error, open_client
+from espcn_video.jobs.task_progress import TaskProgress, TaskReporter, completed_while_ticking, new_topic
 from espcn_video.settings import InputSpec, UpscaleSettings
 
 # What a folder contributes; anything else in it (images, subtitles, notes) is left alone.
@@ -125,11 +126,29 @@ def find_done_outputs(pairs: list[tuple[InputSpec, str]]) -> tuple[list[dict[str
     return done, partial
 
 
-def _upscale_one(settings: UpscaleSettings) -> dict[str, Any]:
+def estimated_frames(all_settings: list[UpscaleSettings]) -> int | None:
+    """The files' frame counts from duration x rate (the probe's estimate), for a progress total;
+    None when any file does not say."""
+    from espcn_video.ffmpeg.probe import probe_file
+
+    ffmpeg = locate_ffmpeg().path
+    total = 0
+    for s in all_settings:
+        try:
+            frames = probe_file(ffmpeg, s.input.path).estimated_frames()
+        except EspcnVideoError:
+            return None
+        if frames is None:
+            return None
+        total += frames
+    return total
+
+
+def _upscale_one(settings: UpscaleSettings, topic: str | None = None) -> dict[str, Any]:
     from espcn_video.jobs.summary import run_summary
     from espcn_video.jobs.upscale import upscale_video
 
-    outcome = upscale_video(settings)
+    outcome = upscale_video(settings, on_progress=TaskReporter(topic, settings.output))
     return {"input": settings.input.path, "output": settings.output, "status": "done", **run_summary(outcome.result)}
 
 
@@ -139,6 +158,7 @@ def run_batch(
     scheduler: str | None,
     local_workers: int,
     on_done: Callable[[dict[str, Any]], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One Dask task per file; every file is attempted and reported, failed ones with their error.
 
@@ -150,21 +170,40 @@ def run_batch(
         return []
     results: list[dict[str, Any]] = []
     with open_client(scheduler, local_workers) as client:
-        from dask.distributed import as_completed
-
         from espcn_video.jobs.preflight import check_workers
 
         out_dirs = sorted({str(Path(s.output).parent) for s in all_settings})
         check_workers(client, [s.input.path for s in all_settings], out_dirs)
-        futures = {client.submit(_upscale_one, s, retries=TASK_RETRIES, pure=False): s for s in all_settings}
-        for future in as_completed(futures):
-            s = futures[future]
-            try:
-                rec = future.result()
-            except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - recorded per file
-                rec = {"input": s.input.path, "output": s.output, "status": "failed", "error": describe_task_error(exc)}
-            results.append(rec)
-            if on_done:
-                on_done(rec)
+        topic = new_topic() if on_progress is not None else None
+        counts = TaskProgress(client, topic) if topic is not None else None
+        running = {s.output for s in all_settings}
+        frames_done = 0
+
+        def tick() -> None:
+            if on_progress is not None and counts is not None:
+                on_progress(frames_done + counts.frames(running))
+
+        futures = {client.submit(_upscale_one, s, topic, retries=TASK_RETRIES, pure=False): s for s in all_settings}
+        try:
+            for future in completed_while_ticking(list(futures), tick):
+                s = futures[future]
+                try:
+                    rec = future.result()
+                except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - recorded per file
+                    rec = {
+                        "input": s.input.path,
+                        "output": s.output,
+                        "status": "failed",
+                        "error": describe_task_error(exc),
+                    }
+                results.append(rec)
+                running.discard(s.output)
+                frames_done += int(rec.get("frames") or 0)
+                tick()
+                if on_done:
+                    on_done(rec)
+        finally:
+            if counts is not None:
+                counts.close()
     order = {s.input.path: i for i, s in enumerate(all_settings)}
     return sorted(results, key=lambda r: order[r["input"]])

@@ -51,6 +51,7 @@ from espcn_video.jobs.chunk_plan import (
 from espcn_video.jobs.dask_cluster import TASK_RETRIES, open_client
 from espcn_video.jobs.inputs import check_input, choose_deinterlace, output_video_for
 from espcn_video.jobs.outputs import check_output, publish, sweep_stale_temporaries, temporary_output, verify_output
+from espcn_video.jobs.task_progress import TaskProgress, TaskReporter, completed_while_ticking, new_topic
 from espcn_video.model.backends import create_engine
 from espcn_video.model.engines import default_threads
 from espcn_video.model.external import is_external_model
@@ -77,6 +78,7 @@ class ChunkJob:
     backend: str = "auto"
     precision: str = "auto"
     deinterlace: str | None = None
+    progress_topic: str | None = None  # Dask event topic for frame counts while it runs
 
 
 @dataclass
@@ -118,6 +120,7 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
         video, _ = output_video_for(header, preset.scale, codec, probe, siting, job.deinterlace)
         return build_encode_args(ffmpeg.path, str(tmp), job.encode, video=video, timed=True)
 
+    reporter = TaskReporter(job.progress_topic, str(job.chunk.index))
     try:
         frames = -1
         # A container seek may overshoot (MPEG-TS seeks by bytes): then decode from the start.
@@ -135,6 +138,7 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
                 strict_decode=False,
                 timed=True,
                 time_offset_us=round(job.plan.container_start_s * 1_000_000),
+                on_progress=reporter,
             )
             frames = result.frames_written
             if frames == job.chunk.frames:
@@ -218,7 +222,10 @@ def upscale_chunked(
     resume: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ChunkedOutcome:
-    """Plan, run missing chunks on Dask, join; `chunks=None` means parts of about 20 s."""
+    """Plan, run missing chunks on Dask, join; `chunks=None` means parts of about 20 s.
+
+    `on_progress(frames, total)` is called as frames are written (the running chunks report
+    their counts as Dask events every half second), not only when a chunk ends."""
     source = settings.input
     if source.is_stdin or source.raw is not None or settings.output == "-":
         raise UsageError("--chunks needs a video file in and a file out (not stdin, stdout or raw .yuv)")
@@ -247,6 +254,7 @@ def upscale_chunked(
     codec, crf = resolve_codec(settings.output, settings.encode)
     part_encode = replace(settings.encode, codec=codec, crf=crf, format=PART_FORMAT, copy_streams=False)
     threads = settings.threads or (None if scheduler else max(1, default_threads() // local_workers))
+    topic = new_topic() if on_progress is not None else None
     jobs = [
         ChunkJob(
             source.path,
@@ -260,6 +268,7 @@ def upscale_chunked(
             settings.backend,
             settings.precision,
             deinterlace,
+            topic,
         )
         for c in plan.chunks
         if c.index not in reused
@@ -270,25 +279,34 @@ def upscale_chunked(
     workers = 0
     if jobs:
         with open_client(scheduler, local_workers) as client:
-            from dask.distributed import as_completed
-
             from espcn_video.jobs.preflight import check_workers
 
             check_workers(client, [source.path], [str(parts)])
             workers = len(client.scheduler_info().get("workers", {}))
+            counts = TaskProgress(client, topic) if topic is not None else None
+            running = {str(job.chunk.index) for job in jobs}
+
+            def tick() -> None:
+                if on_progress is not None and counts is not None:
+                    on_progress(frames_done + counts.frames(running), plan.total_frames)
+
             futures = [client.submit(process_chunk, job, retries=TASK_RETRIES, pure=False) for job in jobs]
             first_error: BaseException | None = None
-            for future in as_completed(futures):
-                try:
-                    rec = future.result()
-                except Exception as exc:  # noqa: BLE001 - the others still finish, for --resume
-                    first_error = first_error or exc
-                    continue
-                manifest["done"][str(rec["index"])] = rec
-                _write_json(parts / "manifest.json", manifest)
-                frames_done += rec["frames"]
-                if on_progress:
-                    on_progress(frames_done, plan.total_frames)
+            try:
+                for future in completed_while_ticking(futures, tick):
+                    try:
+                        rec = future.result()
+                    except Exception as exc:  # noqa: BLE001 - the others still finish, for --resume
+                        first_error = first_error or exc
+                        continue
+                    manifest["done"][str(rec["index"])] = rec
+                    _write_json(parts / "manifest.json", manifest)
+                    frames_done += rec["frames"]
+                    running.discard(str(rec["index"]))
+                    tick()
+            finally:
+                if counts is not None:
+                    counts.close()
             if first_error is not None:
                 done = len(manifest["done"])
                 raise EspcnVideoError(
