@@ -65,3 +65,4 @@ class UpscaleSettings:
     strict_decode: bool = True  # a decoder that reports errors fails the run
     deinterlace: str = "auto"  # auto (when the source says interlaced), off, frame, field
     timings_path: str | None = None  # per-frame timings file, checked before the run
+    max_memory_mb: float = 512.0  # the network's working memory per frame: larger frames run in strips

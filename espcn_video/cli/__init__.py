@@ -43,6 +43,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "eval_cmd",
         "PSNR/SSIM of a preset vs bicubic on HR image folders (SR-paper conventions).",
     ),
+    "quantize": (
+        "espcn_video.cli.model_cmds",
+        "quantize_cmd",
+        "Fine-tune a preset's int8 twin for the int8 engine and record what int8 and bf16 cost.",
+    ),
     "presets": ("espcn_video.cli.model_cmds", "presets_cmd", "List the shipped presets with their Set5/Set14 PSNR."),
     "export": (
         "espcn_video.cli.model_cmds",

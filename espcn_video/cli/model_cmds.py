@@ -15,6 +15,7 @@ from rich.table import Table
 
 from espcn_video.cli.common import SCALE, emit_json, guarded, stderr_console
 from espcn_video.errors import UsageError
+from espcn_video.settings import BACKENDS, PRECISIONS
 
 SHARED_TRAIN_SETS = ("T91", "General100", "BSD200")
 SHARED_TEST_SETS = ("Set5", "Set14")
@@ -259,24 +260,158 @@ def eval_table(report: dict[str, Any]) -> Table:
     help="Scale to check against the preset (default: the preset's; 3 when no preset).",
 )
 @click.option("--degrade", default="bicubic", show_default=True, help="How LR is made: bicubic or gaussian[:SIGMA].")
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", *BACKENDS]),
+    default=None,
+    help="Run the preset on this engine, from 8-bit LR as video is (default: torch fp32 on float LR, the papers').",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", *PRECISIONS]),
+    default=None,
+    help="The engine's precision (int8 runs the preset's int8 twin when it has one); implies --backend auto.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Also write the results as JSON on stdout.")
 @guarded
-def eval_cmd(dirs: tuple[Path, ...], preset: str | None, scale: int | None, degrade: str, as_json: bool) -> None:
+def eval_cmd(
+    dirs: tuple[Path, ...],
+    preset: str | None,
+    scale: int | None,
+    degrade: str,
+    backend: str | None,
+    precision: str | None,
+    as_json: bool,
+) -> None:
     """PSNR/SSIM of a preset vs bicubic on HR image folders (SR-paper conventions)."""
     from espcn_video.model.presets import default_preset_name
     from espcn_video.quality.paper_eval import evaluate_folder
 
     name = preset or default_preset_name(scale or 3)
     console = stderr_console()
+    engine = None
+    if backend is not None or precision is not None:
+        from espcn_video.model.backends import create_engine
+        from espcn_video.model.presets import int8_params, precision_deltas, resolve_preset
+
+        model, info = resolve_preset(name, scale=scale, arch=None)
+        if info.arch != "espcn":
+            raise UsageError("--backend/--precision run ESPCN presets; SRCNN runs in torch fp32")
+        notes: list[str] = []
+        engine = create_engine(
+            model,
+            backend or "auto",
+            precision or "auto",
+            int8=int8_params(model, info),
+            deltas=precision_deltas(info),
+            notes=notes,
+        )
+        console.print(f"engine: {engine.name}, from 8-bit LR (code values, as decoded video)")
+        for note in notes:
+            console.print(f"note: {note}")
     reports = []
     for folder in dirs:
-        report = evaluate_folder(folder, name, scale, degrade)
+        report = evaluate_folder(folder, name, scale, degrade, engine)
         console.print(eval_table(report))
         for skip in report["skipped"]:
             console.print(f"skipped {skip['name']}: {skip['reason']}")
         reports.append(report)
     if as_json:
         emit_json(finite_or_none({"command": "eval", "preset": name, "folders": reports}))
+
+
+@click.command("quantize")
+@click.option("--preset", required=True, help="ESPCN preset name or .pt file; its int8 twin is written beside it.")
+@click.option(
+    "--data",
+    "data_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Training image folder (repeatable). Default: the preset's own, else ../shared/data/train/*.",
+)
+@click.option("--steps", type=click.IntRange(min=1), default=1500, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--lr", type=float, default=4e-6, show_default=True, help="Adam learning rate of the weights (cosine).")
+@click.option("--quant-lr", type=float, default=2e-3, show_default=True, help="Of the log ranges and log steps.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads. Default: all cores.")
+@click.option("--no-eval", is_flag=True, help="Do not measure the int8 and bf16 cost on Set5/Set14 afterwards.")
+@guarded
+def quantize_cmd(
+    preset: str,
+    data_dirs: tuple[Path, ...],
+    steps: int,
+    batch: int,
+    lr: float,
+    quant_lr: float,
+    seed: int,
+    threads: int | None,
+    no_eval: bool,
+) -> None:
+    """Fine-tune a preset's int8 twin for the int8 engine and record what int8 and bf16 cost.
+
+    \b
+    The twin computes exactly as OpenVINO's int8 engine does (every
+    convolution int8, learned activation ranges and weight steps) and is
+    fine-tuned on the preset's training images with straight-through
+    rounding; the checkpoint with the best int8 PSNR on the held-out
+    training images is kept. Set5/Set14 are measured afterwards (int8 and
+    bf16 against fp32, from 8-bit LR) and recorded in the preset's JSON:
+    "auto" runs int8 only when that cost is within 0.05 dB.
+    """
+    from espcn_video.model.presets import load_preset
+    from espcn_video.training.qat import QatConfig, measure_precision_deltas, quantization_aware_finetune, record_twin
+
+    _, info = load_preset(preset)
+    if not data_dirs:
+        own = tuple(Path(d) for d in (info.metadata.get("training") or {}).get("data", []))
+        data_dirs = own if own and all(d.is_dir() for d in own) else default_data_dirs()
+    if not data_dirs:
+        raise UsageError("no --data given and ../shared/data/train has none of T91, General100, BSD200")
+    config = QatConfig(
+        preset, data_dirs, steps=steps, batch=batch, lr=lr, quant_lr=quant_lr, seed=seed, threads=threads
+    )
+    console = stderr_console()
+    with Progress(
+        TextColumn("[bold]quantize"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[val]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task("steps", total=steps, val="")
+
+        def progress(step: int, total: int, loss: float, val: float | None) -> None:
+            if val is not None:
+                bar.update(task, val=f"val int8 {val:.3f} dB")
+            bar.update(task, completed=step)
+
+        result = quantization_aware_finetune(config, progress)
+    deltas = None if no_eval else measure_precision_deltas(preset, default_eval_dirs(), threads)
+    twin = record_twin(preset, result, config, deltas)
+    val = result.val_psnr_db
+    console.print(
+        f"held-out training images: fp32 {val['fp32']:.3f} dB, int8 {val['int8_before']:.3f} before "
+        f"and {val['int8_after']:.3f} after fine-tuning (step {result.best_step}, {result.seconds:.0f} s)"
+    )
+    for precision, per_set in (deltas or {}).items():
+        console.print(f"{precision} vs fp32: " + ", ".join(f"{k} {v:+.3f} dB" for k, v in per_set.items()))
+    emit_json(
+        finite_or_none(
+            {
+                "command": "quantize",
+                "preset": info.name,
+                "twin": str(twin),
+                "val_psnr_db": val,
+                "best_step": result.best_step,
+                "seconds": round(result.seconds, 1),
+                "precision_delta_db": deltas,
+            }
+        )
+    )
 
 
 @click.command("presets")

@@ -123,6 +123,15 @@ class RunDisplay:
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Model threads (default: all cores).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option(
+    "--max-memory",
+    "max_memory_mb",
+    type=click.FloatRange(min=16),
+    default=512,
+    show_default=True,
+    metavar="MB",
+    help="The network's working memory on one frame; larger frames run in strips (same output).",
+)
+@click.option(
     "--backend",
     type=click.Choice(["auto", *BACKENDS]),
     default="auto",
@@ -176,6 +185,7 @@ def upscale_cmd(
     preset: str | None,
     threads: int | None,
     device: str,
+    max_memory_mb: float,
     backend: str,
     precision: str,
     codec: str | None,
@@ -232,6 +242,7 @@ def upscale_cmd(
         strict_decode=not ignore_decode_errors,
         deinterlace=deinterlace,
         timings_path=timings_path,
+        max_memory_mb=max_memory_mb,
     )
     if chunks is not None or resume or scheduler:
         refused = [

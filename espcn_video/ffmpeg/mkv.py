@@ -18,6 +18,7 @@ from typing import IO
 
 import numpy as np
 
+from espcn_video.errors import OutputError
 from espcn_video.ffmpeg.probe import MasteringDisplay
 from espcn_video.ffmpeg.y4m import FrameGeometry
 
@@ -134,6 +135,20 @@ def build_stream_header(
     entry.append(element(0xE0, b"".join(video)))
     tracks = element(0x1654AE6B, element(0xAE, b"".join(entry)))
     return ebml + b"\x18\x53\x80\x67" + UNKNOWN_SIZE + info + tracks
+
+
+# ffmpeg's Matroska demuxer refuses any element over 256 MB (matroskadec.c), a frame's block included.
+MAX_FRAME_BYTES = 0x10000000 - 64
+
+
+def check_frame_fits(geometry: FrameGeometry) -> None:
+    """A frame too large for one Matroska block gets a clear error before the encoder starts."""
+    if geometry.frame_bytes > MAX_FRAME_BYTES:
+        raise OutputError(
+            f"the upscaled frame is {geometry.width}x{geometry.height} {geometry.pix_fmt} "
+            f"({geometry.frame_bytes / 2**20:.0f} MB); ffmpeg reads at most 256 MB a frame from the "
+            "timestamped pipe: use a smaller --scale or crop the input"
+        )
 
 
 def write_frame(stream: IO[bytes], planes: list[np.ndarray], pts_us: int) -> None:

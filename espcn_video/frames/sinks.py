@@ -22,6 +22,7 @@ import numpy as np
 from espcn_video.errors import EspcnVideoError, FFmpegError, InputError, summarize_stderr
 from espcn_video.ffmpeg import mkv
 from espcn_video.ffmpeg.process import FFmpegProcess
+from espcn_video.ffmpeg.ssim_pipe import GRAY_FORMATS, build_ssim_args, parse_ssim_stats
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header, write_frame
 from espcn_video.quality.video_metrics import VideoScorer
 
@@ -57,6 +58,8 @@ class EncoderSink:
         timed: bool = False,
         hdr_colour: bytes = b"",
     ) -> None:
+        if timed:
+            mkv.check_frame_fits(header.geometry)
         self.process = FFmpegProcess("encoder", cmd, stdin="pipe", stdout=stdout)
         self.header = header
         self.timed = timed
@@ -157,6 +160,9 @@ def check_decoder(proc: FFmpegProcess, name: str) -> None:
         raise InputError(f"{name}: corrupt or truncated: {complaint}")
 
 
+FFMPEG_SSIM_MIN_SIDE = 16  # smaller planes are scored in numpy (ffmpeg's filter needs whole 8x8 windows)
+
+
 class ReferenceSink:
     """A FrameSink that decodes the reference alongside and scores each frame it is given.
 
@@ -178,6 +184,18 @@ class ReferenceSink:
     ) -> None:
         self.ref = FFmpegProcess("reference decoder", ref_cmd, stdout="pipe")
         self.vmaf = FFmpegProcess("libvmaf", vmaf_cmd, stdin="pipe") if vmaf_cmd else None
+        self.ssim: FFmpegProcess | None = None
+        self._ssim_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._ssim_first = 0
+        self._stack: np.ndarray | None = None
+        shaved = scorer.shaved_y(np.empty(geometry.plane_shapes[0], np.uint8)).shape
+        if min(shaved) >= FFMPEG_SSIM_MIN_SIDE and geometry.bits in GRAY_FORMATS:
+            self._ssim_dir = tempfile.TemporaryDirectory(prefix="espcn-video-ssim-")
+            stats = Path(self._ssim_dir.name) / "ssim.log"
+            cmd = build_ssim_args(ref_cmd[0], shaved[1], shaved[0], geometry.bits, stats)
+            self.ssim = FFmpegProcess("ssim", cmd, stdin="pipe")
+            self._ssim_stats = stats
+            self._stack = np.empty((2 * shaved[0], shaved[1]), geometry.dtype)
         self.geometry, self.scorer, self.header = geometry, scorer, header
         self.ref_name, self.dist_name, self.vmaf_log = ref_name, dist_name, vmaf_log
         self.dist_frames = 0
@@ -192,6 +210,9 @@ class ReferenceSink:
                 check_decoder(self.ref, self.ref_name)
                 raise InputError(f"{self.ref_name}: no video frames")
             check_same_geometry(self.geometry, header.geometry, self.dist_name, self.ref_name)
+            if self.ssim is not None:
+                self.ssim.__enter__()
+                self._ssim_first = len(self.scorer.frames)
             if self.vmaf is not None:
                 self.vmaf.__enter__()
                 self._to_vmaf(lambda stream: stream.write((self.header or header).encode()))
@@ -208,6 +229,10 @@ class ReferenceSink:
             self.kill()
         if self.vmaf is not None:
             self.vmaf.__exit__(exc_type, exc, tb)
+        if self.ssim is not None:
+            self.ssim.__exit__(exc_type, exc, tb)
+        if self._ssim_dir is not None:
+            self._ssim_dir.cleanup()
         self.ref.kill()  # a reference left unread would block in its write; its count is known
         self.ref.__exit__(exc_type, exc, tb)
 
@@ -221,7 +246,16 @@ class ReferenceSink:
         if ref is None:
             self.ref_done = True  # the reference is shorter: counted, reported by finish()
             return
-        self.scorer.add(ref, planes)
+        self.scorer.add(ref, planes, with_ssim=self.ssim is None)
+        if self.ssim is not None and self._stack is not None:
+            h = self._stack.shape[0] // 2
+            self._stack[:h] = self.scorer.shaved_y(ref[0])
+            self._stack[h:] = self.scorer.shaved_y(planes[0])
+            try:
+                self.ssim.stdin.write(self._stack.data.cast("B"))
+            except BrokenPipeError:
+                self.ssim.check(timeout_s=30.0)
+                raise EspcnVideoError("ffmpeg ssim stopped reading its input (exit 0)") from None
         if self.vmaf is not None:
             self._to_vmaf(lambda stream: write_frame(stream, planes))
 
@@ -243,12 +277,22 @@ class ReferenceSink:
             raise InputError(
                 f"frame counts differ: {self.dist_name} has {self.dist_frames} frames, {self.ref_name} has {ref_frames}"
             )
+        if self.ssim is not None:
+            self.ssim.close_stdin()
+            self.ssim.check(timeout_s=600.0)
+            values = parse_ssim_stats(self._ssim_stats.read_text(errors="replace"))
+            try:
+                self.scorer.set_ssim(values, self._ssim_first)
+            except ValueError as exc:
+                raise EspcnVideoError(f"ffmpeg ssim: {exc}") from None
         if self.vmaf is not None:
             self.vmaf.close_stdin()
             self.vmaf.check(timeout_s=600.0)
             self.vmaf_scores = read_vmaf_log(self.vmaf_log)
 
     def kill(self) -> None:
+        if self.ssim is not None:
+            self.ssim.kill()
         self.ref.kill()
         if self.vmaf is not None:
             self.vmaf.kill()

@@ -39,8 +39,8 @@ from espcn_video.frames.upscaler import FrameUpscaler
 from espcn_video.jobs.summary import peak_memory_mb, summarize_ms, summarize_stages
 from espcn_video.model.backends import create_engine, engine_options
 from espcn_video.model.engines import LumaEngine, TorchEngine, cpu_info, default_threads, tune_malloc
-from espcn_video.model.graphs import ranges_from_metadata
 from espcn_video.model.net import ESPCN, SRCNN
+from espcn_video.model.quant import Int8Params
 from espcn_video.settings import InputSpec
 
 STANDARD_JOBS: tuple[tuple[int, tuple[int, int]], ...] = (
@@ -94,7 +94,8 @@ class BenchSettings:
 class _Model:
     model: torch.nn.Module
     weights: str
-    calibration: list[np.ndarray] | None = field(default=None)
+    int8: Int8Params | None = field(default=None)
+    deltas: dict[str, float] | None = field(default=None)
 
 
 def build_jobs(clip: str | None, scale: int | None, input_size: tuple[int, int] | None) -> tuple[JobSpec, ...]:
@@ -147,7 +148,7 @@ def machine_info(threads: int, ffmpeg_version: str) -> dict[str, Any]:
 
 
 def load_model(scale: int, preset: str | None) -> _Model:
-    from espcn_video.model.presets import resolve_preset
+    from espcn_video.model.presets import int8_params, precision_deltas, resolve_preset
 
     try:
         model, info = resolve_preset(preset, scale=scale)
@@ -156,7 +157,7 @@ def load_model(scale: int, preset: str | None) -> _Model:
             raise
         torch.manual_seed(scale)  # weights do not change the speed; say so in the result
         return _Model(ESPCN(scale).eval(), "random")
-    return _Model(model, info.name, ranges_from_metadata(info.metadata, model))
+    return _Model(model, info.name, int8_params(model, info), precision_deltas(info))
 
 
 def make_synthetic_clip(ffmpeg: str, size: tuple[int, int], frames: int, folder: Path) -> Path:
@@ -323,7 +324,7 @@ def _int8_source(engine: LumaEngine, loaded: _Model) -> str | None:
     """Where int8 activation ranges came from: the preset's calibration, or the weights' bounds."""
     if getattr(engine, "precision", None) != "int8":
         return None
-    return "preset calibration" if loaded.calibration is not None else "bounds from the weights"
+    return loaded.int8.source if loaded.int8 is not None else "bounds from the weights"
 
 
 def _fps(ms: list[float]) -> float:
@@ -349,7 +350,8 @@ def run_job(spec: JobSpec, settings: BenchSettings, ffmpeg: str, folder: Path) -
         settings.precision,
         settings.threads,
         settings.device,
-        calibration=loaded.calibration,
+        int8=loaded.int8,
+        deltas=loaded.deltas,
     )
     sr = time_sr_stage(engine, frames, lr)
     pipeline = time_pipeline(

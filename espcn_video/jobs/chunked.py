@@ -55,8 +55,7 @@ from espcn_video.jobs.task_progress import TaskProgress, TaskReporter, completed
 from espcn_video.model.backends import create_engine
 from espcn_video.model.engines import default_threads
 from espcn_video.model.external import is_external_model
-from espcn_video.model.graphs import ranges_from_metadata
-from espcn_video.model.presets import load_preset
+from espcn_video.model.presets import int8_params, load_preset, precision_deltas
 from espcn_video.settings import EncodeSettings, UpscaleSettings
 
 log = logging.getLogger(__name__)
@@ -105,7 +104,8 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
             backend=job.backend,
             precision=job.precision,
             threads=job.threads,
-            calibration=ranges_from_metadata(preset.metadata, model),
+            int8=int8_params(model, preset),
+            deltas=precision_deltas(preset),
         ),
         siting,
     )

@@ -47,8 +47,7 @@ from espcn_video.jobs.stdin_spool import StdinSpool, stdin_has_only_video
 from espcn_video.model.backends import create_engine
 from espcn_video.model.engines import LumaEngine
 from espcn_video.model.external import ExternalOnnxEngine, is_external_model
-from espcn_video.model.graphs import ranges_from_metadata
-from espcn_video.model.presets import PresetInfo, load_preset
+from espcn_video.model.presets import PresetInfo, int8_params, load_preset, precision_deltas
 from espcn_video.settings import InputSpec, UpscaleSettings
 
 
@@ -80,24 +79,30 @@ class UpscalePlan:
     before_publish: Callable[[RunResult], None] | None = None
 
 
-def build_engine(model: torch.nn.Module, preset: PresetInfo, settings: UpscaleSettings) -> LumaEngine:
-    """The engine the settings ask for; int8 only with the preset's calibrated ranges."""
+def build_engine(
+    model: torch.nn.Module, preset: PresetInfo, settings: UpscaleSettings, notes: list[str] | None = None
+) -> LumaEngine:
+    """The engine the settings ask for; "auto" takes int8 or bf16 only as far as the preset's
+    recorded cost of each allows (model/backends.auto_precisions)."""
     return create_engine(
         model,
         backend=settings.backend,
         precision=settings.precision,
         threads=settings.threads,
         device=settings.device,
-        calibration=ranges_from_metadata(preset.metadata, model),
+        int8=int8_params(model, preset),
+        deltas=precision_deltas(preset),
+        notes=notes,
+        memory_mb=settings.max_memory_mb,
     )
 
 
-def load_engine(settings: UpscaleSettings) -> tuple[LumaEngine, PresetInfo]:
+def load_engine(settings: UpscaleSettings, notes: list[str] | None = None) -> tuple[LumaEngine, PresetInfo]:
     """The Y engine and what it is: a preset on the engine the settings ask for, or an external
     ONNX model on ONNX Runtime fp32 (the only engine that runs someone else's graph as it is)."""
     if not is_external_model(settings.preset):
         model, preset = load_preset(settings.preset)
-        return build_engine(model, preset, settings), preset
+        return build_engine(model, preset, settings, notes), preset
     if settings.backend not in ("auto", "onnxruntime") or settings.precision not in ("auto", "fp32"):
         raise UsageError("an ONNX model runs on ONNX Runtime fp32: --backend and --precision do not apply to it")
     if settings.device != "cpu":
@@ -114,7 +119,8 @@ def plan_upscale(settings: UpscaleSettings) -> UpscalePlan:
     check_input(source)
     check_output(source, settings.output, settings.overwrite)
     check_timings_path(settings.timings_path)
-    engine, preset = load_engine(settings)
+    engine_notes: list[str] = []
+    engine, preset = load_engine(settings, engine_notes)
     ffmpeg = locate_ffmpeg()
     probe = None
     if not source.is_stdin:
@@ -135,7 +141,7 @@ def plan_upscale(settings: UpscaleSettings) -> UpscalePlan:
         upscaler,
         codec,
         deinterlace,
-        describe_input(settings, probe, deinterlace),
+        describe_input(settings, probe, deinterlace) + engine_notes,
         target,
     )
 

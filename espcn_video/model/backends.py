@@ -4,20 +4,21 @@ machine can run, the speed order measured on two cores, and `create_engine`, whi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
 from espcn_video.errors import UsageError
 from espcn_video.model.engines import (
+    DEFAULT_MEMORY_MB,
     EngineUnavailable,
     LumaEngine,
     OnnxRuntimeEngine,
     OpenVINOEngine,
+    StripEngine,
     TorchEngine,
     TorchFastEngine,
     cpu_has_bf16,
@@ -25,6 +26,7 @@ from espcn_video.model.engines import (
     have_package,
     tune_malloc,
 )
+from espcn_video.model.quant import Int8Params
 from espcn_video.settings import BACKENDS, PRECISIONS
 
 _NO_BF16 = "this CPU has no bf16 dot product (avx512_bf16 or amx_bf16)"
@@ -68,7 +70,7 @@ class Backend:
             "reason": self.reason,
         }
 
-    def build(self, model: nn.Module, threads: int | None, calibration: Sequence[np.ndarray] | None) -> LumaEngine:
+    def build(self, model: nn.Module, threads: int | None, int8: Int8Params | None) -> LumaEngine:
         raise NotImplementedError
 
 
@@ -87,7 +89,7 @@ class TorchBackend(Backend):
             return _NO_BF16
         return ""
 
-    def build(self, model: nn.Module, threads: int | None, calibration: Sequence[np.ndarray] | None) -> LumaEngine:
+    def build(self, model: nn.Module, threads: int | None, int8: Int8Params | None) -> LumaEngine:
         if self.precision == "fp32":
             return TorchEngine(model, device=self.device, threads=threads)
         return TorchFastEngine(model, self.precision, device=self.device, threads=threads)
@@ -104,8 +106,8 @@ class OpenVINOBackend(Backend):
             return f"openvino {_NO_FAST}"
         return _NO_BF16 if self.precision == "bf16" and not cpu_has_bf16() else ""
 
-    def build(self, model: nn.Module, threads: int | None, calibration: Sequence[np.ndarray] | None) -> LumaEngine:
-        return OpenVINOEngine(model, self.precision, threads=threads, calibration=calibration)
+    def build(self, model: nn.Module, threads: int | None, int8: Int8Params | None) -> LumaEngine:
+        return OpenVINOEngine(model, self.precision, threads=threads, int8=int8)
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ class OnnxRuntimeBackend(Backend):
         ok = have_package("onnxruntime") and have_package("onnx")
         return "" if ok else f"onnxruntime and onnx {_NO_FAST}"
 
-    def build(self, model: nn.Module, threads: int | None, calibration: Sequence[np.ndarray] | None) -> LumaEngine:
+    def build(self, model: nn.Module, threads: int | None, int8: Int8Params | None) -> LumaEngine:
         return OnnxRuntimeEngine(model, threads=threads)
 
 
@@ -165,10 +167,8 @@ def backend_for(backend: str, precision: str, device: str = "cpu") -> Backend:
 def speed_order(device: str = "cpu") -> list[tuple[str, str]]:
     """(backend, precision) pairs, fastest first, as measured on two cores (docs/bench.md).
 
-    bf16 keeps Set5 PSNR within 0.01-0.02 dB of fp32. int8 (conv2 only) keeps it within 0.05 dB
-    only for some weights, so create_engine offers it to "auto" only when a preset brings
-    calibrated ranges, and a preset carries them only where int8 keeps the bound
-    (tests/test_engines.py checks every preset; the shipped GPU-trained ones carry none).
+    Which of these "auto" may use is decided by the quality each preset records for them
+    (auto_precisions), not here.
     """
     if device.startswith("cuda"):
         return [("torch", "fp16"), ("torch", "bf16"), ("torch", "fp32")]
@@ -185,16 +185,47 @@ def speed_order(device: str = "cpu") -> list[tuple[str, str]]:
     return order
 
 
+QUALITY_BOUND_DB = 0.05  # "auto" takes a precision only if it costs at most this on Set5 and Set14
+
+
+def auto_precisions(deltas: Mapping[str, float] | None) -> tuple[set[str], str | None]:
+    """The precisions "auto" may use, from a preset's recorded cost of each (dB vs fp32, the
+    worst of Set5 and Set14), and a line saying why when something was left out.
+
+    fp32 (and fp16, CUDA only) always; bf16 and int8 when recorded within QUALITY_BOUND_DB. A
+    preset that records nothing (a user's own) gets bf16, which cost 0.01-0.02 dB on every
+    shipped preset, and no int8."""
+    allowed = {"fp32", "fp16"}
+    if not deltas:
+        allowed.add("bf16")
+        return allowed, (
+            "auto: the preset records no measured int8 or bf16 cost, so int8 is left out "
+            "(run `espcn-video train --qat` to make and measure its int8 twin)"
+        )
+    left_out = []
+    for precision in ("bf16", "int8"):
+        delta = deltas.get(precision)
+        if delta is not None and delta >= -QUALITY_BOUND_DB:
+            allowed.add(precision)
+        elif delta is not None:
+            left_out.append(f"{precision} costs {-delta:.3f} dB")
+        elif precision == "bf16":
+            allowed.add("bf16")
+    note = f"auto: {', '.join(left_out)} (over {QUALITY_BOUND_DB} dB), left out" if left_out else None
+    return allowed, note
+
+
 def choose_engine(
-    device: str = "cpu", backend: str = "auto", precision: str = "auto", allow_int8: bool = True
+    device: str = "cpu", backend: str = "auto", precision: str = "auto", allowed: set[str] | None = None
 ) -> tuple[str, str]:
-    """Fill in "auto": the fastest available pair that matches what was asked.
+    """Fill in "auto": the fastest available pair that matches what was asked; an auto precision
+    only among `allowed` (default: all).
 
     When nothing available matches, the asked pair comes back as it is, so that create_engine
     names why it cannot run.
     """
     available = {(o.backend, o.precision) for o in engine_options(device) if o.available}
-    ranked = [pair for pair in speed_order(device) if allow_int8 or pair[1] != "int8" or precision == "int8"]
+    ranked = [pair for pair in speed_order(device) if allowed is None or precision != "auto" or pair[1] in allowed]
     for pair in ranked:
         if pair in available and backend in ("auto", pair[0]) and precision in ("auto", pair[1]):
             return pair
@@ -211,19 +242,26 @@ def create_engine(
     precision: str = "auto",
     threads: int | None = None,
     device: str = "cpu",
-    calibration: Sequence[np.ndarray] | None = None,
+    int8: Int8Params | None = None,
+    deltas: Mapping[str, float] | None = None,
+    notes: list[str] | None = None,
+    memory_mb: float | None = DEFAULT_MEMORY_MB,
 ) -> LumaEngine:
     """An engine for `model`; "auto" picks the fastest one that keeps the quality bound.
 
-    `calibration`: int8 activation ranges measured on training images (export.calibrate_ranges,
-    stored with a preset). Without it "auto" never picks int8, and an explicit int8 uses ranges
-    from the weights alone, which never clip but cost about 0.05 dB more.
+    `int8`: what the int8 engine runs (a preset's twin, or calibrated ranges; None: ranges from
+    the weights alone). `deltas`: the preset's recorded cost of bf16 and int8 (auto_precisions);
+    `notes` gets a line when "auto" left a precision out. `memory_mb`: frames whose network
+    working memory would exceed it run in strips (StripEngine, the same output); None: never.
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if backend != "auto" and precision != "auto":
         backend_for(backend, precision, device)  # a wrong name fails before any choosing
-    backend, precision = choose_engine(device, backend, precision, allow_int8=calibration is not None)
+    allowed, note = auto_precisions(deltas)
+    backend, precision = choose_engine(device, backend, precision, allowed)
+    if note and notes is not None and device == "cpu" and cpu_has_int8_dot() and precision != "int8":
+        notes.append(note)
     choice = backend_for(backend, precision, device)
     if not choice.available:
         raise EngineUnavailable(f"{backend} {precision}: {choice.reason}")
@@ -234,4 +272,5 @@ def create_engine(
         # which a second OpenMP pool only fights the engine's threads for the same cores
         # (measured on 2 cores: 5 ms per 1080p frame on one thread, 46-259 ms on two).
         torch.set_num_threads(1)
-    return choice.build(model, threads, calibration)
+    engine = choice.build(model, threads, int8)
+    return StripEngine(engine, memory_mb) if memory_mb is not None else engine

@@ -17,7 +17,7 @@ import ctypes
 import functools
 import importlib.util
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,12 +26,12 @@ from torch import nn
 
 from espcn_video.errors import EspcnVideoError
 from espcn_video.model.net import model_scale
+from espcn_video.model.quant import Int8Params
 
-# OpenVINO int8 runs conv2 only: 80% of the work. Set5 cost with calibrated ranges was -0.05 dB
-# (x2), -0.03 (x3), -0.02 (x4) with the first CPU-trained presets, but -0.13, -0.07 and -0.05 with
-# the better GPU-trained ones, over the 0.05 dB bound: those carry no int8_ranges, so "auto" runs
-# them in bf16 and int8 is explicit only. int8 conv1 (exact input, int8 weights) cost another
-# 0.02-0.04 dB and int8 conv3 another 0.03-0.05 for a few ms a frame (docs/bench.md).
+# int8 without a twin (a preset that has no quantization-aware int8 twin, model/quant.py): conv2
+# only, 80% of the work, with calibrated ranges (or ranges from the weights). Set5 cost -0.13,
+# -0.07 and -0.05 dB (x2, x3, x4) with the GPU-trained presets: over the 0.05 dB bound, so "auto"
+# takes int8 only for presets whose twin's measured cost is recorded within the bound.
 INT8_LAYERS = (1,)
 
 
@@ -79,6 +79,62 @@ class TorchEngine:
         lr = to_unit_float(y, peak).to(self.device)
         hr = self.model(lr)
         return from_unit_float(hr.cpu(), peak, y.dtype)
+
+
+RECEPTIVE_RADIUS = 4  # LR pixels each side one output pixel depends on: 5x5 (2) + 3x3 (1) + 3x3 (1)
+DEFAULT_MEMORY_MB = 512  # the network's working memory on one frame, unless told otherwise
+_BYTES_PER_LR_PIXEL = (1 + 64 + 32) * 4 * 2  # input, conv1 and conv2 activations (f32), twice over
+
+
+def strip_rows(width: int, scale: int, memory_mb: float) -> int:
+    """LR rows per strip so that one strip's working memory stays within `memory_mb`."""
+    per_row = width * (_BYTES_PER_LR_PIXEL + scale * scale * 4 * 2)
+    return max(4 * RECEPTIVE_RADIUS, int(memory_mb * 1024 * 1024 // per_row))
+
+
+class StripEngine:
+    """Runs an engine on horizontal strips of a large frame, each with RECEPTIVE_RADIUS rows of
+    context above and below that are cut from its output: every output pixel is computed from the
+    same LR pixels as on the whole frame, so memory is bounded by the strip, not the frame.
+
+    Frames that fit the budget go to the engine whole (and keep its asynchronous start)."""
+
+    def __init__(self, engine: LumaEngine, memory_mb: float = DEFAULT_MEMORY_MB) -> None:
+        self.engine = engine
+        self.scale = engine.scale
+        self.name = engine.name
+        self.memory_mb = memory_mb
+        for attr in ("backend", "precision"):
+            if hasattr(engine, attr):
+                setattr(self, attr, getattr(engine, attr))
+
+    def rows_for(self, y: np.ndarray) -> int | None:
+        rows = strip_rows(y.shape[1], self.scale, self.memory_mb)
+        return rows if y.shape[0] > rows else None
+
+    def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:
+        rows = self.rows_for(y)
+        if rows is None:
+            return self.engine.upscale_luma(y, peak)
+        r, h, pad = self.scale, y.shape[0], RECEPTIVE_RADIUS
+        out = np.empty((h * r, y.shape[1] * r), dtype=y.dtype)
+        # equal strips (one shape, so an engine that compiles per shape compiles once or twice)
+        count = -(-h // rows)
+        step = -(-h // count)
+        for top in range(0, h, step):
+            bottom = min(h, top + step)
+            a, b = max(0, top - pad), min(h, bottom + pad)
+            part = self.engine.upscale_luma(np.ascontiguousarray(y[a:b]), peak)
+            out[top * r : bottom * r] = part[(top - a) * r : (top - a + bottom - top) * r]
+        return out
+
+    def start_luma(self, y: np.ndarray, peak: int) -> Callable[[], np.ndarray]:
+        start = getattr(self.engine, "start_luma", None)
+        if start is not None and self.rows_for(y) is None:
+            pending: Callable[[], np.ndarray] = start(y, peak)
+            return pending
+        done = self.upscale_luma(y, peak)
+        return lambda: done
 
 
 def default_threads() -> int:
@@ -210,7 +266,7 @@ class OpenVINOEngine:
         model: nn.Module,
         precision: str,
         threads: int | None = None,
-        calibration: Sequence[np.ndarray] | None = None,
+        int8: Int8Params | None = None,
     ) -> None:
         import openvino as ov
 
@@ -220,16 +276,23 @@ class OpenVINOEngine:
         self.precision = precision
         self.name = f"openvino-{precision}"
         self.threads = threads or default_threads()
-        self.calibration = calibration
+        self.int8 = int8
         self._requests: dict[tuple[int, int, int], Any] = {}
 
     def _request(self, shape: tuple[int, int], peak: int) -> Any:
         key = (*shape, peak)
         if key not in self._requests:
-            from espcn_video.model.graphs import build_openvino_model
+            from espcn_video.model.graphs import activation_bounds, build_openvino_model
 
-            int8 = INT8_LAYERS if self.precision == "int8" else ()
-            graph = build_openvino_model(self.model, peak, shape, int8, self.calibration)
+            params = self.int8
+            if self.precision == "int8" and params is None:
+                params = Int8Params(self.model, activation_bounds(self.model), INT8_LAYERS, source="weight bounds")
+            if self.precision == "int8" and params is not None:
+                graph = build_openvino_model(
+                    params.model, peak, shape, params.layers, params.ranges, params.weight_steps
+                )
+            else:
+                graph = build_openvino_model(self.model, peak, shape)
             config = {
                 "INFERENCE_NUM_THREADS": self.threads,
                 "INFERENCE_PRECISION_HINT": "f32" if self.precision == "fp32" else "bf16",
@@ -238,7 +301,11 @@ class OpenVINOEngine:
                 # Decode and encode share the cores: pinned workers would fight them for a core.
                 "ENABLE_CPU_PINNING": False,
             }
-            if self.precision == "int8" and not cpu_has_bf16():
+            if self.precision == "int8" and (
+                not cpu_has_bf16() or (params is not None and set(params.layers) >= {0, 1, 2})
+            ):
+                # all three convolutions int8: what is left (bias, tanh, the tail) runs in f32,
+                # so the engine computes exactly what the twin was fine-tuned on (model/quant.py)
                 config["INFERENCE_PRECISION_HINT"] = "f32"
             self._requests[key] = self.core.compile_model(graph, "CPU", config).create_infer_request()
         return self._requests[key]

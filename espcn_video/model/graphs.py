@@ -140,14 +140,19 @@ def _opset() -> Any:
 INT8_STEP = 2.0 / 255.0  # uint8 with zero point 128 over [-1, 1]
 
 
-def _int8_weight(weight: np.ndarray, in_scale: np.ndarray | None) -> Any:
-    """int8 weights per output channel, dequantized in the graph (the pattern OpenVINO fuses)."""
+def _int8_weight(weight: np.ndarray, in_scale: np.ndarray | None, step: np.ndarray | None = None) -> Any:
+    """int8 weights per output channel, dequantized in the graph (the pattern OpenVINO fuses);
+    `step`: the int8 step per output channel an int8 twin learned, else max|w| / 127."""
     import openvino as ov
 
     ops = _opset()
     if in_scale is not None:
         weight = weight * in_scale[None, :, None, None]
-    q, scale = quantize_weight_int8(weight.astype(np.float32))
+    if step is None:
+        q, scale = quantize_weight_int8(weight.astype(np.float32))
+    else:
+        scale = step.astype(np.float32)
+        q = np.clip(np.rint(weight.astype(np.float32) / scale[:, None, None, None]), -127, 127).astype(np.int8)
     return ops.multiply(ops.convert(ops.constant(q), ov.Type.f32), ops.constant(scale.reshape(-1, 1, 1, 1)))
 
 
@@ -168,6 +173,7 @@ def build_openvino_model(
     shape: tuple[int, int],
     int8_layers: Collection[int] = (),
     ranges: Sequence[np.ndarray] | None = None,
+    weight_steps: Sequence[np.ndarray] | None = None,
 ) -> Any:
     """ov.Model: integer (1, 1, H, W) plane in, integer (1, 1, rH, rW) plane out.
 
@@ -185,7 +191,7 @@ def build_openvino_model(
     for i, layer in enumerate(espcn_layers(model)):
         if i in int8_layers and not (i == 0 and peak != 255):
             x, in_scale = _quantize_input(x, i, ranges)
-            weight = _int8_weight(layer.weight, in_scale)
+            weight = _int8_weight(layer.weight, in_scale, weight_steps[i] if weight_steps is not None else None)
         else:
             weight = ops.constant(layer.weight)
         p = layer.padding

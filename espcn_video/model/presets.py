@@ -20,6 +20,7 @@ from torch import nn
 
 from espcn_video.errors import PresetError, UsageError
 from espcn_video.model.net import ESPCN, SRCNN
+from espcn_video.model.quant import Int8Params, load_twin, twin_path
 from espcn_video.settings import SUPPORTED_SCALES
 
 PRESETS_ENV = "ESPCN_VIDEO_PRESETS"
@@ -210,3 +211,31 @@ def _load_path(path: Path) -> tuple[nn.Module, PresetInfo]:
     model.eval()
     info = PresetInfo(name=str(meta.get("name") or path.stem), path=path, scale=scale, arch=arch, metadata=meta)
     return model, info
+
+
+def precision_deltas(info: PresetInfo) -> dict[str, float] | None:
+    """The preset's recorded cost of each fast precision against fp32, in dB: the worst of the
+    test sets it was measured on ("precision_delta_db": {"int8": {"Set5": -0.01, ...}, ...})."""
+    doc = info.metadata.get("precision_delta_db")
+    if not isinstance(doc, dict):
+        return None
+    worst: dict[str, float] = {}
+    for precision, per_set in doc.items():
+        values = [float(v) for v in per_set.values()] if isinstance(per_set, dict) else []
+        if values and all(math.isfinite(v) for v in values):
+            worst[str(precision)] = min(values)
+    return worst or None
+
+
+def int8_params(model: nn.Module, info: PresetInfo) -> Int8Params | None:
+    """What the int8 engine runs for this preset: its int8 twin (train --qat) when there is one,
+    else conv2 on the calibrated ranges the metadata may carry, else None (ranges from the weights)."""
+    from espcn_video.model.graphs import ranges_from_metadata
+
+    if info.arch != "espcn":
+        return None
+    twin = load_twin(twin_path(info.path), model)
+    if twin is not None:
+        return twin
+    ranges = ranges_from_metadata(info.metadata, model)
+    return Int8Params(model, ranges, (1,)) if ranges is not None else None

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from espcn_video.errors import DataError, PresetError
+from espcn_video.model.engines import LumaEngine
 from espcn_video.model.net import SRCNN
 from espcn_video.model.presets import load_preset, presets_dir, resolve_preset
 from espcn_video.quality.degrade import degrade, imresize, mod_crop, parse_degradation
@@ -79,13 +80,29 @@ def _baseline_srcnn(main_arch: str, scale: int) -> nn.Module | None:
 
 
 def evaluate_image(
-    hr_y: np.ndarray, models: dict[str, nn.Module], scale: int, degradation_spec: str = "bicubic"
+    hr_y: np.ndarray,
+    models: dict[str, nn.Module],
+    scale: int,
+    degradation_spec: str = "bicubic",
+    engine: LumaEngine | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Scores of each model and of bicubic for one HR Y plane in [16, 235] code values."""
+    """Scores of each model and of bicubic for one HR Y plane in [16, 235] code values.
+
+    With `engine`, the LR is rounded to 8-bit code values first (as decoded video is) for every
+    method, and the main model runs on that engine (its precision: fp32, bf16, int8)."""
     degradation = parse_degradation(degradation_spec)
     hr = mod_crop(hr_y, scale)
     lr01 = degrade(hr / 255.0, scale, degradation)
-    result = {key: score(hr, to_code_values(upscale_y(model, lr01, scale)), scale) for key, model in models.items()}
+    if engine is not None:
+        lr8 = matlab_round(np.clip(lr01 * 255.0, 0.0, 255.0)).astype(np.uint8)
+        lr01 = lr8 / 255.0
+    result = {}
+    for key, model in models.items():
+        if engine is not None and key == next(iter(models)):  # the main model; SRCNN stays as it is
+            out = engine.upscale_luma(lr8, 255).astype(np.float64)
+        else:
+            out = to_code_values(upscale_y(model, lr01, scale))
+        result[key] = score(hr, out, scale)
     result["bicubic"] = score(hr, to_code_values(imresize(lr01, scale)), scale)
     return result
 
@@ -99,8 +116,10 @@ def evaluate_folder(
     model_or_preset: nn.Module | str | os.PathLike[str],
     scale: int | None = None,
     degradation: str = "bicubic",
+    engine: LumaEngine | None = None,
 ) -> dict[str, Any]:
-    """Per-image and mean PSNR/SSIM of the model, bicubic (and SRCNN when shipped) on a folder."""
+    """Per-image and mean PSNR/SSIM of the model, bicubic (and SRCNN when shipped) on a folder;
+    with `engine`, the model runs on it from 8-bit LR (evaluate_image)."""
     try:
         parsed = parse_degradation(degradation)
     except ValueError as exc:
@@ -126,7 +145,7 @@ def evaluate_folder(
         if min(hr_y.shape) < min_side:
             skipped.append({"name": path.name, "reason": f"smaller than {min_side}x{min_side}"})
             continue
-        images.append({"name": path.name, **evaluate_image(hr_y, models, scale, parsed.spec())})
+        images.append({"name": path.name, **evaluate_image(hr_y, models, scale, parsed.spec(), engine)})
     if not images:
         raise DataError(f"no usable images in {folder_path}")
     return {
@@ -134,6 +153,7 @@ def evaluate_folder(
         "model": preset_name,
         "scale": scale,
         "degradation": parsed.spec(),
+        "engine": engine.name if engine is not None else "torch-fp32 (float LR, the papers' protocol)",
         "mean": {key: _mean(images, key) for key in (*models, "bicubic")},
         "images": images,
         "skipped": skipped,

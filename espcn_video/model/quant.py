@@ -1,0 +1,166 @@
+"""int8 as the OpenVINO engine runs it, emulated in torch: for quantization-aware fine-tuning.
+
+The OpenVINO int8 graph (model/graphs.py) quantizes, for each int8 convolution i:
+- its input: conv1's to the 256 code values of 8-bit video (x in [0, 1], step 1/255); conv2's and
+  conv3's (tanh outputs) divided per channel by the calibrated range r_c, then to uint8 with zero
+  point 128 and step 2/255 (levels -128..127), r_c moved into the weights;
+- its weights (times r_c along the input channels): symmetric int8 per output channel, scale
+  max|w| / 127.
+`QuantizedESPCN` does exactly that with straight-through rounding, so that fine-tuning sees the
+int8 errors; OpenVINO's unsigned int8 kernels compute the same numbers (docs/bench.md).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from espcn_video.model.graphs import INT8_STEP
+
+WEIGHT_LEVELS = 127
+INT8_ALL = (0, 1, 2)  # an int8 twin quantizes every convolution
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """round in the forward pass, identity in the backward pass (straight-through)."""
+    return x + (torch.round(x) - x).detach()
+
+
+def fake_quant_input(x: torch.Tensor, index: int, ranges: Sequence[torch.Tensor]) -> torch.Tensor:
+    """conv `index`'s input on the int8 engine's grid, in the units the weights then expect."""
+    if index == 0:
+        return round_ste(x.clamp(0.0, 1.0) * 255.0) / 255.0
+    r = ranges[index - 1].view(1, -1, 1, 1)
+    q = round_ste(x / r / INT8_STEP).clamp(-128.0, 127.0)
+    return q * INT8_STEP
+
+
+def weight_scales(weight: np.ndarray) -> np.ndarray:
+    """The engine's default int8 step per output channel: max|w| / 127 (1 for an all-zero channel)."""
+    absmax = np.abs(weight).reshape(weight.shape[0], -1).max(axis=1)
+    return np.where(absmax > 0, absmax / WEIGHT_LEVELS, 1.0).astype(np.float32)
+
+
+def fake_quant_weight(weight: torch.Tensor, in_scale: torch.Tensor | None, step: torch.Tensor) -> torch.Tensor:
+    """int8 weights with the step `step` per output channel (weights beyond 127 steps clip)."""
+    if in_scale is not None:
+        weight = weight * in_scale.view(1, -1, 1, 1)
+    step = step.view(-1, 1, 1, 1)
+    return round_ste(weight / step).clamp(-WEIGHT_LEVELS, WEIGHT_LEVELS) * step
+
+
+def safe_ranges(ranges: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The ranges as the graph uses them: a dead channel (range ~0) gets 1."""
+    return [np.where(r > 1e-6, r, 1.0).astype(np.float32) for r in ranges]
+
+
+class QuantizedESPCN(nn.Module):
+    """An ESPCN whose `int8_layers` compute as the OpenVINO int8 engine does.
+
+    The activation ranges and the weight steps are learnable (as log values, so that a step of
+    the optimizer is relative), starting from the calibrated ranges and from max|w| / 127: what
+    quantization-aware fine-tuning learns is stored with the twin and used by the engine as is.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        ranges: Sequence[np.ndarray],
+        int8_layers: Collection[int],
+        weight_steps: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList([getattr(model, f"conv{i}") for i in (1, 2, 3)])
+        self.scale = int(model.scale)  # type: ignore[arg-type]
+        self.int8_layers = tuple(sorted(int8_layers))
+        safe = safe_ranges(ranges)
+        self.log_ranges = nn.ParameterList([nn.Parameter(torch.from_numpy(np.log(r))) for r in safe])
+        if weight_steps is None:
+            weight_steps = []
+            for i, conv in enumerate(self.convs):
+                assert isinstance(conv, nn.Conv2d)
+                w = conv.weight.detach().numpy()
+                if i > 0:
+                    w = w * safe[i - 1][None, :, None, None]
+                weight_steps.append(weight_scales(w))
+        self.log_steps = nn.ParameterList([nn.Parameter(torch.from_numpy(np.log(s))) for s in weight_steps])
+
+    @property
+    def ranges(self) -> list[torch.Tensor]:
+        return [r.exp() for r in self.log_ranges]
+
+    @property
+    def steps(self) -> list[torch.Tensor]:
+        return [s.exp() for s in self.log_steps]
+
+    def quant_parameters(self) -> list[nn.Parameter]:
+        return [*self.log_ranges, *self.log_steps]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ranges, steps = self.ranges, self.steps
+        for i, conv in enumerate(self.convs):
+            assert isinstance(conv, nn.Conv2d)
+            if i in self.int8_layers:
+                x = fake_quant_input(x, i, ranges)
+                weight = fake_quant_weight(conv.weight, ranges[i - 1] if i > 0 else None, steps[i])
+            else:
+                weight = conv.weight
+            x = F.conv2d(x, weight, conv.bias, padding=conv.padding)
+            if i < 2:
+                x = torch.tanh(x)
+        return F.pixel_shuffle(x, self.scale)
+
+
+@dataclass(frozen=True)
+class Int8Params:
+    """What the int8 engine runs: the weights (a preset's int8 twin, or the preset's own), the
+    activation ranges of conv2's and conv3's inputs, which convolutions are int8, and the
+    learned int8 weight steps (None: max|w| / 127)."""
+
+    model: nn.Module
+    ranges: list[np.ndarray]
+    layers: tuple[int, ...]
+    weight_steps: list[np.ndarray] | None = None
+    source: str = "calibrated ranges"
+
+
+TWIN_SUFFIX = ".int8.pth"  # beside <preset>.pt; not *.pt, so never listed as a preset of its own
+
+
+def twin_path(preset_path: Path) -> Path:
+    return preset_path.with_name(preset_path.stem + TWIN_SUFFIX)
+
+
+def save_twin(path: Path, params: Int8Params) -> None:
+    """The twin as a plain dict of tensors (torch.load weights_only reads it)."""
+    state = {k: v.detach().cpu().clone() for k, v in params.model.state_dict().items()}
+    state.update({f"int8.range{i}": torch.from_numpy(r.astype(np.float32)) for i, r in enumerate(params.ranges)})
+    for i, s in enumerate(params.weight_steps or []):
+        state[f"int8.step{i}"] = torch.from_numpy(s.astype(np.float32))
+    state["int8.layers"] = torch.tensor(params.layers, dtype=torch.int64)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_twin(path: Path, model: nn.Module) -> Int8Params | None:
+    """The twin beside a preset, if it fits that preset's network; else None."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        layers = tuple(int(v) for v in state.pop("int8.layers").tolist())
+        ranges = [state.pop(f"int8.range{i}").numpy() for i in range(2)]
+        steps = [state.pop(f"int8.step{i}").numpy() for i in range(3)] if "int8.step0" in state else None
+        twin = copy.deepcopy(model)
+        twin.load_state_dict(state, strict=True)
+    except Exception:  # noqa: BLE001 - a damaged or foreign twin file: the preset runs without it
+        return None
+    return Int8Params(twin.eval(), ranges, layers, steps, source=f"int8 twin {path.name}")

@@ -1,0 +1,103 @@
+"""`quantize`: a preset's int8 twin, fine-tuned for the int8 engine, recorded and then used."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from espcn_video.model.net import ESPCN
+from espcn_video.model.presets import int8_params, load_preset, precision_deltas
+from espcn_video.model.quant import INT8_ALL, load_twin, twin_path
+from tests.conftest import run_cli
+
+pytest.importorskip("openvino", reason="the int8 engine is OpenVINO's (the fast extra)")
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
+    """Six 96x96 training pictures (two kinds of test pattern, three moments each)."""
+    folder = tmp_path_factory.mktemp("images")
+    for i, src in enumerate(["testsrc2=s=96x96:r=1", "mandelbrot=s=96x96:r=1"]):
+        subprocess.run(
+            [ffmpeg, "-v", "error", "-f", "lavfi", "-i", src, "-frames:v", "3", str(folder / f"p{i}_%d.png")],
+            check=True,
+            timeout=60,
+        )
+    return folder
+
+
+@pytest.fixture
+def user_preset(tmp_path: Path) -> Path:
+    torch.manual_seed(11)
+    path = tmp_path / "mine-x2.pt"
+    torch.save(ESPCN(2).state_dict(), path)
+    return path
+
+
+def test_quantize_writes_a_twin_that_int8_runs_and_records_it(
+    images: Path, user_preset: Path, tmp_path: Path, clips: Callable[..., Path]
+) -> None:
+    done = run_cli(
+        "quantize", "--preset", str(user_preset), "--data", str(images), "--steps", "30", "--batch", "8",
+        "--no-eval", "--threads", "2",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    doc = json.loads(done.stdout)
+    twin = twin_path(user_preset)
+    assert doc["twin"] == str(twin) and twin.is_file()
+    assert set(doc["val_psnr_db"]) == {"fp32", "int8_before", "int8_after"}
+    assert doc["val_psnr_db"]["int8_after"] >= doc["val_psnr_db"]["int8_before"]  # the best checkpoint is kept
+    meta = json.loads(user_preset.with_suffix(".json").read_text())
+    assert meta["int8"]["twin"] == twin.name and meta["int8"]["layers"] == [0, 1, 2] and meta["int8"]["steps"] == 30
+    model, info = load_preset(user_preset)
+    params = int8_params(model, info)
+    assert params is not None and params.layers == INT8_ALL and params.weight_steps is not None
+    assert precision_deltas(info) is None  # --no-eval measured nothing: auto keeps to bf16
+    # the twin is what --precision int8 runs; the preset's own weights are untouched
+    assert torch.equal(load_preset(user_preset)[0].conv1.weight, torch.load(user_preset)["conv1.weight"])
+    src = clips("q.mkv", "-c:v", "ffv1", src="testsrc2=s=48x32:r=10:d=0.3")
+    out = tmp_path / "o.mkv"
+    up = run_cli("upscale", str(src), str(out), "--preset", str(user_preset), "--precision", "int8", "--json")
+    assert up.returncode == 0, up.stderr.decode()
+    assert json.loads(up.stdout)["method"] == "openvino-int8"
+    auto = run_cli("upscale", str(src), str(tmp_path / "a.mkv"), "--preset", str(user_preset), "--json")
+    summary = json.loads(auto.stdout)
+    assert summary["method"] != "openvino-int8"
+    assert any("records no measured int8 or bf16 cost" in n for n in summary["notes"])
+
+
+def test_recorded_costs_decide_auto(user_preset: Path, tmp_path: Path) -> None:
+    model, info = load_preset(user_preset)
+    meta = {"precision_delta_db": {"int8": {"Set5": -0.012, "Set14": -0.031}, "bf16": {"Set5": -0.004}}}
+    user_preset.with_suffix(".json").write_text(json.dumps(meta))
+    _, info = load_preset(user_preset)
+    assert precision_deltas(info) == {"int8": -0.031, "bf16": -0.004}
+
+
+def test_a_damaged_twin_is_ignored(user_preset: Path) -> None:
+    twin_path(user_preset).write_bytes(b"not a torch file")
+    model, info = load_preset(user_preset)
+    assert load_twin(twin_path(user_preset), model) is None and int8_params(model, info) is None
+
+
+def test_quantize_refuses_srcnn_and_missing_data(tmp_path: Path) -> None:
+    shipped = Path(__file__).resolve().parents[1] / "presets" / "srcnn-x3.pt"
+    if shipped.is_file():
+        copy = tmp_path / "srcnn-x3.pt"
+        shutil.copy(shipped, copy)
+        done = run_cli("quantize", "--preset", str(copy), "--data", str(tmp_path), "--steps", "1")
+        assert done.returncode == 2 and b"fine-tunes ESPCN presets" in done.stderr, done.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    torch.save(ESPCN(2).state_dict(), tmp_path / "e-x2.pt")
+    done = run_cli("quantize", "--preset", str(tmp_path / "e-x2.pt"), "--data", str(empty), "--steps", "1")
+    assert done.returncode != 0 and len(done.stderr.decode().strip().splitlines()) == 1, done.stderr
+    assert not np.any([p.name.endswith(".int8.pth") for p in tmp_path.iterdir()])
