@@ -16,11 +16,11 @@ import torch
 
 from espcn_video.errors import UsageError
 from espcn_video.model.backends import Backend, auto_precisions, choose_engine, create_engine, engine_options
-from espcn_video.model.engines import StripEngine, TorchEngine, strip_rows
+from espcn_video.model.engines import StripEngine, TorchEngine, cpu_has_bf16, strip_rows
 from espcn_video.model.graphs import activation_bounds, calibrate_ranges, ranges_from_metadata
 from espcn_video.model.net import ESPCN
 from espcn_video.model.presets import PresetInfo, int8_params, precision_deltas
-from espcn_video.model.quant import INT8_ALL, Int8Params, QuantizedESPCN, weight_scales
+from espcn_video.model.quant import INT8_ALL, INT8_TWIN_LAYERS, Int8Params, QuantizedESPCN, weight_scales
 from espcn_video.training.data import calibration_planes
 from tests.conftest import REPO, SHARED_DATA
 
@@ -243,11 +243,12 @@ def test_cuda_engine_agrees_with_cpu(precision: str) -> None:
 
 
 @pytest.mark.skipif(not any(o.precision == "int8" for o in available()), reason="no int8 engine (openvino absent)")
-@pytest.mark.parametrize("learned", [False, True])
-def test_int8_engine_computes_what_the_twin_was_fine_tuned_on(learned: bool) -> None:
-    """OpenVINO int8 with every convolution int8 gives the torch emulation's frame (model/quant.py),
-    with the default weight steps and with learned ones, to one code value (on Set5 the two agree
-    within 0.0001 dB); quantization-aware fine-tuning relies on it."""
+@pytest.mark.parametrize(("layers", "learned"), [(INT8_ALL, False), (INT8_ALL, True), (INT8_TWIN_LAYERS, True)])
+def test_int8_engine_computes_what_the_twin_was_fine_tuned_on(layers: tuple[int, ...], learned: bool) -> None:
+    """OpenVINO int8 gives the torch emulation's frame (model/quant.py), with the default weight
+    steps and with learned ones, to one code value (on Set5 the two agree within 0.0001 dB):
+    every convolution int8 (the rest in f32), or conv1 and conv2 int8 and conv3 in bf16 where
+    the CPU has bf16. Quantization-aware fine-tuning relies on it."""
     torch.manual_seed(3)
     model = ESPCN(3).eval()
     y = smooth_plane(40, 56, 255, 5)
@@ -262,9 +263,10 @@ def test_int8_engine_computes_what_the_twin_was_fine_tuned_on(learned: bool) -> 
             * rng.uniform(0.6, 1.0, c.out_channels).astype(np.float32)  # smaller steps: some weights clip
             for c, r in zip(convs, ins, strict=True)
         ]
-    twin = Int8Params(model, ranges, INT8_ALL, steps)
+    twin = Int8Params(model, ranges, layers, steps)
     out = create_engine(model, "openvino", "int8", int8=twin).upscale_luma(y, 255).astype(np.int64)
-    emulated = QuantizedESPCN(model, ranges, INT8_ALL, steps).eval()
+    bf16_rest = layers != INT8_ALL and cpu_has_bf16()
+    emulated = QuantizedESPCN(model, ranges, layers, steps, bf16_rest=bf16_rest).eval()
     with torch.inference_mode():
         want = emulated(torch.from_numpy(y.astype(np.float32) / 255)[None, None])[0, 0]
     want_codes = want.clamp(0, 1).mul(255).round().numpy().astype(np.int64)

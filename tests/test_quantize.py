@@ -14,7 +14,7 @@ import torch
 
 from espcn_video.model.net import ESPCN
 from espcn_video.model.presets import int8_params, load_preset, precision_deltas
-from espcn_video.model.quant import INT8_ALL, load_twin, twin_path
+from espcn_video.model.quant import INT8_TWIN_LAYERS, load_twin, twin_path
 from tests.conftest import run_cli
 
 pytest.importorskip("openvino", reason="the int8 engine is OpenVINO's (the fast extra)")
@@ -56,10 +56,10 @@ def test_quantize_writes_a_twin_that_int8_runs_and_records_it(
     assert set(doc["val_psnr_db"]) == {"fp32", "int8_before", "int8_after"}
     assert doc["val_psnr_db"]["int8_after"] >= doc["val_psnr_db"]["int8_before"]  # the best checkpoint is kept
     meta = json.loads(user_preset.with_suffix(".json").read_text())
-    assert meta["int8"]["twin"] == twin.name and meta["int8"]["layers"] == [0, 1, 2] and meta["int8"]["steps"] == 30
+    assert meta["int8"]["twin"] == twin.name and meta["int8"]["layers"] == [0, 1] and meta["int8"]["steps"] == 30
     model, info = load_preset(user_preset)
     params = int8_params(model, info)
-    assert params is not None and params.layers == INT8_ALL and params.weight_steps is not None
+    assert params is not None and params.layers == INT8_TWIN_LAYERS and params.weight_steps is not None
     assert precision_deltas(info) is None  # --no-eval measured nothing: auto keeps to bf16
     # the twin is what --precision int8 runs; the preset's own weights are untouched
     assert torch.equal(load_preset(user_preset)[0].conv1.weight, torch.load(user_preset)["conv1.weight"])

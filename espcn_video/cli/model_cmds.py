@@ -336,6 +336,7 @@ def eval_cmd(
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads. Default: all cores.")
 @click.option("--no-eval", is_flag=True, help="Do not measure the int8 and bf16 cost on Set5/Set14 afterwards.")
+@click.option("--all-layers", is_flag=True, help="conv3 in int8 too: faster, but costs about twice as much PSNR.")
 @guarded
 def quantize_cmd(
     preset: str,
@@ -347,12 +348,14 @@ def quantize_cmd(
     seed: int,
     threads: int | None,
     no_eval: bool,
+    all_layers: bool,
 ) -> None:
     """Fine-tune a preset's int8 twin for the int8 engine and record what int8 and bf16 cost.
 
     \b
-    The twin computes exactly as OpenVINO's int8 engine does (every
-    convolution int8, learned activation ranges and weight steps) and is
+    The twin computes exactly as OpenVINO's int8 engine does (conv1 and
+    conv2 int8 with learned activation ranges and weight steps, conv3
+    bf16; --all-layers: conv3 int8 too) and is
     fine-tuned on the preset's training images with straight-through
     rounding; the checkpoint with the best int8 PSNR on the held-out
     training images is kept. Set5/Set14 are measured afterwards (int8 and
@@ -360,7 +363,13 @@ def quantize_cmd(
     "auto" runs int8 only when that cost is within 0.05 dB.
     """
     from espcn_video.model.presets import load_preset
-    from espcn_video.training.qat import QatConfig, measure_precision_deltas, quantization_aware_finetune, record_twin
+    from espcn_video.training.qat import (
+        QatConfig,
+        measure_precision_deltas,
+        quantization_aware_finetune,
+        record_deltas,
+        record_twin,
+    )
 
     _, info = load_preset(preset)
     if not data_dirs:
@@ -368,8 +377,18 @@ def quantize_cmd(
         data_dirs = own if own and all(d.is_dir() for d in own) else default_data_dirs()
     if not data_dirs:
         raise UsageError("no --data given and ../shared/data/train has none of T91, General100, BSD200")
+    from espcn_video.model.quant import INT8_ALL, INT8_TWIN_LAYERS
+
     config = QatConfig(
-        preset, data_dirs, steps=steps, batch=batch, lr=lr, quant_lr=quant_lr, seed=seed, threads=threads
+        preset,
+        data_dirs,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        quant_lr=quant_lr,
+        seed=seed,
+        threads=threads,
+        layers=INT8_ALL if all_layers else INT8_TWIN_LAYERS,
     )
     console = stderr_console()
     with Progress(
@@ -390,8 +409,11 @@ def quantize_cmd(
             bar.update(task, completed=step)
 
         result = quantization_aware_finetune(config, progress)
-    deltas = None if no_eval else measure_precision_deltas(preset, default_eval_dirs(), threads)
-    twin = record_twin(preset, result, config, deltas)
+    twin = record_twin(preset, result, config)
+    deltas = None
+    if not no_eval and default_eval_dirs():
+        deltas = measure_precision_deltas(preset, default_eval_dirs(), threads)  # with the twin just written
+        record_deltas(preset, deltas)
     val = result.val_psnr_db
     console.print(
         f"held-out training images: fp32 {val['fp32']:.3f} dB, int8 {val['int8_before']:.3f} before "

@@ -1,11 +1,12 @@
 """Quantization-aware fine-tuning: a preset's int8 twin, trained to run on the int8 engine.
 
 The twin starts from the preset's weights, runs forward exactly as the OpenVINO int8 engine
-computes (model/quant.py: every convolution's input and weights on their int8 grids, activation
-ranges calibrated on the training images), and is fine-tuned with straight-through rounding on
-the preset's own training data. The LR patches are rounded to 8-bit code values, as decoded video
-is. The checkpoint kept is the one with the best int8 PSNR on the held-out training images (the
-preset's validation split); Set5 and Set14 are measured afterwards, never used for a choice.
+computes (model/quant.py: conv1's and conv2's inputs and weights on their int8 grids, activation
+ranges calibrated on the training images, conv3 on bf16 inputs and weights), and is fine-tuned
+with straight-through rounding on the preset's own training data. The LR patches are rounded to
+8-bit code values, as decoded video is. The checkpoint kept is the one with the best int8 PSNR
+on the held-out training images (the preset's validation split); Set5 and Set14 are measured
+afterwards, never used for a choice.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch import nn
 from espcn_video.errors import UsageError
 from espcn_video.model.graphs import calibrate_ranges
 from espcn_video.model.presets import load_preset
-from espcn_video.model.quant import INT8_ALL, QuantizedESPCN
+from espcn_video.model.quant import INT8_TWIN_LAYERS, QuantizedESPCN
 from espcn_video.quality.image_metrics import compute_psnr
 from espcn_video.training.config import LR_PATCH, TrainConfig
 from espcn_video.training.data import PatchSampler, PlaneSet, prepare_data
@@ -42,7 +43,7 @@ class QatConfig:
     lr: float = 4e-6
     lr_min: float = 1e-7
     val_every: int = 100
-    layers: tuple[int, ...] = INT8_ALL
+    layers: tuple[int, ...] = INT8_TWIN_LAYERS
     seed: int = 0
     threads: int | None = None
     quant_lr: float = 2e-3  # for the log ranges and log weight steps
@@ -58,6 +59,7 @@ class QatResult:
     val_psnr_db: dict[str, float]  # fp32 preset, int8 before and after fine-tuning (held-out images)
     best_step: int
     seconds: float
+    bf16_rest: bool
     curve: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -103,7 +105,11 @@ def quantization_aware_finetune(config: QatConfig, on_progress: QatProgress | No
         raise UsageError("quantize needs held-out training images to choose its checkpoint (give more than one image)")
     ranges = calibrate_ranges(model, planes.inputs)
     reference = val_psnr(model.eval(), val_pairs, info.scale)
-    twin = QuantizedESPCN(copy.deepcopy(model), ranges, config.layers)
+    # the other convolutions as the engine runs them: bf16 where this CPU has it (engines.py)
+    from espcn_video.model.engines import cpu_has_bf16
+
+    bf16_rest = set(config.layers) != {0, 1, 2} and cpu_has_bf16()
+    twin = QuantizedESPCN(copy.deepcopy(model), ranges, config.layers, bf16_rest=bf16_rest)
     before = best = val_psnr(twin.eval(), val_pairs, info.scale)
     best_state, best_step = copy.deepcopy(twin.state_dict()), 0
     curve = [{"step": 0, "val_psnr_db": before}]
@@ -153,6 +159,7 @@ def quantization_aware_finetune(config: QatConfig, on_progress: QatProgress | No
         val_psnr_db={"fp32": reference, "int8_before": before, "int8_after": best},
         best_step=best_step,
         seconds=time.monotonic() - t0,
+        bf16_rest=bf16_rest,
         curve=curve,
     )
 
@@ -187,8 +194,23 @@ def measure_precision_deltas(
     }
 
 
-def record_twin(preset: str, result: QatResult, config: QatConfig, deltas: dict[str, dict[str, float]] | None) -> Path:
-    """Write the twin beside the preset and say so in its metadata (atomically)."""
+def record_deltas(preset: str, deltas: dict[str, dict[str, float]]) -> None:
+    """The measured cost of each precision, in the preset's metadata (what "auto" reads)."""
+    from espcn_video.files import atomic_write_json
+
+    _, info = load_preset(preset)
+    meta = dict(info.metadata)
+    meta["precision_delta_db"] = deltas
+    meta["precision_delta_protocol"] = (
+        "PSNR of the OpenVINO engine at each precision minus OpenVINO fp32, Y, shave = scale, LR made by "
+        "MATLAB bicubic and rounded to 8-bit code values (espcn-video eval DIR --precision P)"
+    )
+    atomic_write_json(info.path.with_suffix(".json"), meta)
+
+
+def record_twin(preset: str, result: QatResult, config: QatConfig) -> Path:
+    """Write the twin beside the preset and say so in its metadata (atomically); the costs the
+    old twin had no longer hold, so they are dropped until measured again."""
     from espcn_video.files import atomic_write_json
     from espcn_video.model.quant import Int8Params, save_twin, twin_path
 
@@ -200,6 +222,7 @@ def record_twin(preset: str, result: QatResult, config: QatConfig, deltas: dict[
     meta["int8"] = {
         "twin": path.name,
         "layers": list(result.layers),
+        "others": "bf16 (as the engine runs them on a CPU with bf16)" if result.bf16_rest else "f32",
         "method": "quantization-aware fine-tuning (espcn-video quantize): every convolution's input and "
         "weights on the int8 engine's grids, learned activation ranges and weight steps",
         "data": [str(d) for d in config.data_dirs],
@@ -212,7 +235,6 @@ def record_twin(preset: str, result: QatResult, config: QatConfig, deltas: dict[
         "seconds": round(result.seconds, 1),
         "torch": torch.__version__,
     }
-    if deltas is not None:
-        meta["precision_delta_db"] = deltas
+    meta.pop("precision_delta_db", None)
     atomic_write_json(meta_path, meta)
     return path
