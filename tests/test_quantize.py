@@ -75,11 +75,18 @@ def test_quantize_writes_a_twin_that_int8_runs_and_records_it(
 
 
 def test_recorded_costs_decide_auto(user_preset: Path, tmp_path: Path) -> None:
-    model, info = load_preset(user_preset)
-    meta = {"precision_delta_db": {"int8": {"Set5": -0.012, "Set14": -0.031}, "bf16": {"Set5": -0.004}}}
+    from espcn_video.model.presets import file_sha256
+
+    meta = {
+        "precision_delta_db": {"int8": {"Set5": -0.012, "Set14": -0.031}, "bf16": {"Set5": -0.004}},
+        "int8": {"weights_sha256": file_sha256(user_preset)},
+    }
     user_preset.with_suffix(".json").write_text(json.dumps(meta))
     _, info = load_preset(user_preset)
     assert precision_deltas(info) == {"int8": -0.031, "bf16": -0.004}
+    torch.save(ESPCN(2).state_dict(), user_preset)  # other weights: the costs were not measured on them
+    _, info = load_preset(user_preset)
+    assert precision_deltas(info) is None
 
 
 def test_a_damaged_twin_is_ignored(user_preset: Path) -> None:
@@ -101,3 +108,18 @@ def test_quantize_refuses_srcnn_and_missing_data(tmp_path: Path) -> None:
     done = run_cli("quantize", "--preset", str(tmp_path / "e-x2.pt"), "--data", str(empty), "--steps", "1")
     assert done.returncode != 0 and len(done.stderr.decode().strip().splitlines()) == 1, done.stderr
     assert not np.any([p.name.endswith(".int8.pth") for p in tmp_path.iterdir()])
+
+
+def test_a_twin_counts_only_for_the_weights_it_was_made_from(images: Path, user_preset: Path, tmp_path: Path) -> None:
+    """Retraining (new weights, new JSON) or changing the weights leaves the old twin unused."""
+    done = run_cli(
+        "quantize", "--preset", str(user_preset), "--data", str(images), "--steps", "2", "--batch", "4",
+        "--no-eval", "--threads", "2",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    model, info = load_preset(user_preset)
+    assert int8_params(model, info) is not None
+    torch.manual_seed(99)
+    torch.save(ESPCN(2).state_dict(), user_preset)  # other weights, same JSON
+    model, info = load_preset(user_preset)
+    assert int8_params(model, info) is None

@@ -217,14 +217,23 @@ def precision_deltas(info: PresetInfo) -> dict[str, float] | None:
     """The preset's recorded cost of each fast precision against fp32, in dB: the worst of the
     test sets it was measured on ("precision_delta_db": {"int8": {"Set5": -0.01, ...}, ...})."""
     doc = info.metadata.get("precision_delta_db")
-    if not isinstance(doc, dict):
+    record = info.metadata.get("int8")
+    if not isinstance(doc, dict) or not isinstance(record, dict):
         return None
+    if record.get("weights_sha256") != file_sha256(info.path):
+        return None  # measured on other weights than the ones in the file now
     worst: dict[str, float] = {}
     for precision, per_set in doc.items():
         values = [float(v) for v in per_set.values()] if isinstance(per_set, dict) else []
         if values and all(math.isfinite(v) for v in values):
             worst[str(precision)] = min(values)
     return worst or None
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def int8_params(model: nn.Module, info: PresetInfo) -> Int8Params | None:
@@ -234,8 +243,11 @@ def int8_params(model: nn.Module, info: PresetInfo) -> Int8Params | None:
 
     if info.arch != "espcn":
         return None
-    twin = load_twin(twin_path(info.path), model)
-    if twin is not None:
-        return twin
+    record = info.metadata.get("int8")
+    # a twin counts only for the weights it was made from (a retrained preset's JSON has no record)
+    if isinstance(record, dict) and record.get("weights_sha256") == file_sha256(info.path):
+        twin = load_twin(twin_path(info.path), model)
+        if twin is not None:
+            return twin
     ranges = ranges_from_metadata(info.metadata, model)
     return Int8Params(model, ranges, (1,)) if ranges is not None else None

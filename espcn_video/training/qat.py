@@ -212,6 +212,7 @@ def record_twin(preset: str, result: QatResult, config: QatConfig) -> Path:
     """Write the twin beside the preset and say so in its metadata (atomically); the costs the
     old twin had no longer hold, so they are dropped until measured again."""
     from espcn_video.files import atomic_write_json
+    from espcn_video.model.presets import file_sha256
     from espcn_video.model.quant import Int8Params, save_twin, twin_path
 
     _, info = load_preset(preset)
@@ -221,10 +222,12 @@ def record_twin(preset: str, result: QatResult, config: QatConfig) -> Path:
     meta = dict(info.metadata)
     meta["int8"] = {
         "twin": path.name,
+        "weights_sha256": file_sha256(info.path),  # the preset weights the twin was made from
         "layers": list(result.layers),
         "others": "bf16 (as the engine runs them on a CPU with bf16)" if result.bf16_rest else "f32",
-        "method": "quantization-aware fine-tuning (espcn-video quantize): every convolution's input and "
-        "weights on the int8 engine's grids, learned activation ranges and weight steps",
+        "method": "quantization-aware fine-tuning (espcn-video quantize): the int8 convolutions' inputs and "
+        "weights on the int8 engine's grids with learned activation ranges and weight steps, the others as "
+        "the engine runs them",
         "data": [str(d) for d in config.data_dirs],
         "steps": config.steps,
         "batch": config.batch,
