@@ -15,8 +15,8 @@ import numpy as np
 
 from espcn_video.errors import EspcnVideoError, InputError
 from espcn_video.ffmpeg.process import FFmpegProcess
-from espcn_video.ffmpeg.y4m import FrameGeometry, read_frame, read_header
-from espcn_video.frames.sinks import check_decoder, check_same_geometry
+from espcn_video.ffmpeg.y4m import FrameGeometry, read_frame
+from espcn_video.frames.sinks import check_decoder, check_same_geometry, read_first_header
 from espcn_video.frames.upscaler import FrameUpscaler
 
 
@@ -43,11 +43,7 @@ class ReferenceFrames:
     def __enter__(self) -> ReferenceFrames:
         self.proc.__enter__()
         try:
-            header = read_header(self.proc.stdout, self.name)
-            if header is None:
-                check_decoder(self.proc, self.name)
-                raise InputError(f"{self.name}: no video frames")
-            self.geometry = header.geometry
+            self.geometry = read_first_header(self.proc, self.name).geometry
         except BaseException as exc:
             self.__exit__(type(exc), exc, exc.__traceback__)
             raise

@@ -160,6 +160,15 @@ def check_decoder(proc: FFmpegProcess, name: str) -> None:
         raise InputError(f"{name}: corrupt or truncated: {complaint}")
 
 
+def read_first_header(proc: FFmpegProcess, name: str) -> Y4MHeader:
+    """The y4m header of a decoder's output, or an error naming the file (its decoder's own first)."""
+    header = read_header(proc.stdout, name)
+    if header is None:
+        check_decoder(proc, name)
+        raise InputError(f"{name}: no video frames")
+    return header
+
+
 FFMPEG_SSIM_MIN_SIDE = 16  # smaller planes are scored in numpy (ffmpeg's filter needs whole 8x8 windows)
 
 
@@ -205,10 +214,7 @@ class ReferenceSink:
     def __enter__(self) -> ReferenceSink:
         self.ref.__enter__()
         try:
-            header = read_header(self.ref.stdout, self.ref_name)
-            if header is None:
-                check_decoder(self.ref, self.ref_name)
-                raise InputError(f"{self.ref_name}: no video frames")
+            header = read_first_header(self.ref, self.ref_name)
             check_same_geometry(self.geometry, header.geometry, self.dist_name, self.ref_name)
             if self.ssim is not None:
                 self.ssim.__enter__()
