@@ -197,3 +197,16 @@ def test_labels_survive_any_font_path(tmp_path: Path, ffmpeg: str) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr.decode()
+
+
+def test_raw_yuv_input_takes_the_raw_options(tmp_path: Path, ffmpeg: str, random_preset: Callable[[int], Path]) -> None:
+    raw = tmp_path / "in.yuv"
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=0.5", "-f", "rawvideo", str(raw)],
+        check=True,
+        timeout=60,
+    )
+    doc = compare(raw, tmp_path / "o.mkv", random_preset(2), "--input-size", "64x48")
+    assert doc["frames"] == 5 and doc["output_size"] == [256, 96]
+    done = run_cli("compare", str(raw), str(tmp_path / "p.mkv"), "--preset", str(random_preset(2)))
+    assert done.returncode == 2 and b"raw .yuv needs --input-size" in done.stderr

@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from espcn_video.cli.common import SCALE, emit_json, guarded, stderr_console
+from espcn_video.cli.common import SCALE, emit_json, guarded, raw_input_options, stderr_console
 from espcn_video.cli.progress import open_progress, progress_options
-from espcn_video.cli.upscale_cmd import RunDisplay, output_check_summary, preset_for
+from espcn_video.cli.upscale_cmd import RunDisplay, build_input_spec, output_check_summary, preset_for
 from espcn_video.errors import UsageError
 from espcn_video.settings import BACKENDS, PRECISIONS, EncodeSettings, InputSpec, UpscaleSettings
 
@@ -75,6 +75,7 @@ def parse_wipe(text: str) -> float | None:
 @click.option("--crf", type=int, default=None, help="Constant rate factor (default 18 for libx264).")
 @click.option("--encoder-preset", default=None, help="Encoder speed preset, e.g. ultrafast, veryfast, medium.")
 @click.option("--no-copy-streams", is_flag=True, help="Do not take audio, subtitles, chapters from IN.")
+@raw_input_options
 @click.option("--json", "as_json", is_flag=True, help="Summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 @progress_options
@@ -97,6 +98,9 @@ def compare_cmd(
     crf: int | None,
     encoder_preset: str | None,
     no_copy_streams: bool,
+    input_size: str | None,
+    input_pix_fmt: str | None,
+    input_rate: str | None,
     as_json: bool,
     quiet: bool,
     progress_path: str | None,
@@ -118,7 +122,7 @@ def compare_cmd(
     if output == "-":
         raise UsageError("compare writes a file: OUT cannot be '-'")
     settings = UpscaleSettings(
-        input=InputSpec(input_path),
+        input=build_input_spec(input_path, input_size, input_pix_fmt, input_rate),
         output=output,
         preset=preset_for(scale, preset),
         encode=EncodeSettings(codec=codec, crf=crf, preset=encoder_preset, copy_streams=not no_copy_streams),
