@@ -145,7 +145,11 @@ class TrainReporter:
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate, cosine-decayed to 1e-5.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
-    "--degrade", default="bicubic", show_default=True, help="bicubic (MATLAB, antialiased) or gaussian[:SIGMA]."
+    "--degrade",
+    default="bicubic",
+    show_default=True,
+    help="How LR is made: bicubic (MATLAB, antialiased), bicubic-noaa, area or gaussian[:SIGMA], "
+    "then optionally ,noise:SIGMA and ,x264:crf=N or ,x265:crf=N (e.g. bicubic-noaa,x264:crf=28).",
 )
 @click.option("--resume", is_flag=True, help="Continue exactly from OUT's .ckpt (same settings required).")
 @click.option("--init", "init_from", default=None, help="Start from this preset's weights (a warm restart).")
@@ -259,7 +263,13 @@ def eval_table(report: dict[str, Any]) -> Table:
     default=None,
     help="Scale to check against the preset (default: the preset's; 3 when no preset).",
 )
-@click.option("--degrade", default="bicubic", show_default=True, help="How LR is made: bicubic or gaussian[:SIGMA].")
+@click.option(
+    "--degrade",
+    default="bicubic",
+    show_default=True,
+    help="How LR is made: bicubic (MATLAB, antialiased), bicubic-noaa, area or gaussian[:SIGMA], "
+    "then optionally ,noise:SIGMA and ,x264:crf=N or ,x265:crf=N (e.g. bicubic-noaa,x264:crf=28).",
+)
 @click.option(
     "--backend",
     type=click.Choice(["auto", *BACKENDS]),

@@ -320,6 +320,11 @@ def psnr_cmd(
     else:
         method_names = parse_methods(methods)
         degradation = parse_degradation(degrade or "bicubic")
+        if not degradation.on_video:
+            raise UsageError(
+                f"--degrade {degradation.spec()}: psnr's decoder makes bicubic, area and gaussian; "
+                "bicubic-noaa, noise and encoder stages work on images (eval, train) so far"
+            )
         if scale is None:
             scale = _preset_scale(preset) if preset and "espcn" in method_names else 2
         clips = expand_clips(refs, input_size, input_pix_fmt, input_rate)

@@ -127,33 +127,86 @@ TAP_ONE = 4096  # ffmpeg's convolution filter takes integer taps: these sum to a
 MAX_TAPS = 49  # ffmpeg's convolution filter, row/column mode: sigma at most (49 - 3) / 2 / 3
 
 
+BICUBIC_NOAA = "bicubic-noaa"
+CODECS = {"x264": "libx264", "x265": "libx265"}
+MAX_NOISE = 25.0  # code values (8-bit), Gaussian standard deviation
+
+
 @dataclass(frozen=True)
 class Degradation:
     """How LR is made from HR, the one grammar of `train --degrade`, `eval --degrade` and
-    `psnr --degrade`: 'bicubic' | 'area' | 'gaussian[:SIGMA]'. `degrade` makes it on images
-    (numpy), `build_degrade_filter` makes the same thing in ffmpeg's decode of a video."""
+    `psnr --degrade`: a downscaler, then optional stages in the order written, comma-separated:
+
+        bicubic | bicubic-noaa | area | gaussian[:SIGMA]   [,noise:SIGMA] [,x264:crf=N | x265:crf=N]
+
+    e.g. `bicubic-noaa,x264:crf=28`. `bicubic` is MATLAB's antialiased imresize (the SR papers');
+    `bicubic-noaa` the same Keys a = -0.5 kernel without antialiasing (what a player or a plain
+    resize does: aliased, sharp); `noise:SIGMA` adds Gaussian noise of SIGMA code values (seeded by
+    the image, so a run is repeatable); `x264:crf=N` / `x265:crf=N` compresses the LR through that
+    encoder in ffmpeg (one frame, gray), so its blocking and ringing are the real ones.
+    `degrade` makes the whole chain on images (numpy + ffmpeg); `build_degrade_filter` makes the
+    downscalers bicubic, area and gaussian in ffmpeg's decode of a video (psnr)."""
 
     kind: str
     sigma: float | None = None
+    stages: tuple[tuple[str, float], ...] = ()  # ("noise", sigma) or ("x264"/"x265", crf), in order
 
     def spec(self) -> str:
-        return f"gaussian:{self.sigma:g}" if self.kind == GAUSSIAN else self.kind
+        first = f"gaussian:{self.sigma:g}" if self.kind == GAUSSIAN else self.kind
+        rest = [f"noise:{v:g}" if name == "noise" else f"{name}:crf={v:g}" for name, v in self.stages]
+        return ",".join([first, *rest])
+
+    @property
+    def on_video(self) -> bool:
+        """Whether psnr's decoder can make it (the downscalers bicubic, area, gaussian alone)."""
+        return self.kind != BICUBIC_NOAA and not self.stages
 
     def describe(self) -> str:
         if self.kind == GAUSSIAN:
-            return f"Gaussian blur sigma {self.sigma:g} + decimation (kept sample (r-1)//2)"
-        if self.kind == AREA:
-            return "area average (the mean of each r x r block)"
-        return "bicubic a=-0.5, antialiased (MATLAB imresize; swscale bicubic B=0 C=0.5 on video)"
+            text = f"Gaussian blur sigma {self.sigma:g} + decimation (kept sample (r-1)//2)"
+        elif self.kind == AREA:
+            text = "area average (the mean of each r x r block)"
+        elif self.kind == BICUBIC_NOAA:
+            text = "bicubic a=-0.5 without antialiasing (aliased)"
+        else:
+            text = "bicubic a=-0.5, antialiased (MATLAB imresize; swscale bicubic B=0 C=0.5 on video)"
+        for name, value in self.stages:
+            text += f", then Gaussian noise sigma {value:g}" if name == "noise" else f", then {name} CRF {value:g}"
+        return text
+
+
+def _parse_stage(text: str, stage: str) -> tuple[str, float]:
+    name, _, arg = stage.partition(":")
+    if name == "noise":
+        try:
+            sigma = float(arg)
+        except ValueError:
+            raise UsageError(f"--degrade {text!r}: noise:SIGMA needs a number of code values") from None
+        if not math.isfinite(sigma) or not 0 < sigma <= MAX_NOISE:
+            raise UsageError(f"--degrade {text!r}: noise SIGMA must be in (0, {MAX_NOISE:g}] code values")
+        return "noise", sigma
+    if name in CODECS:
+        key, _, value = arg.partition("=")
+        if key != "crf" or not value.isdigit() or not 0 <= int(value) <= 51:
+            raise UsageError(f"--degrade {text!r}: write {name}:crf=N with N from 0 to 51")
+        return name, float(int(value))
+    raise UsageError(f"--degrade {text!r}: unknown stage {stage!r} (noise:SIGMA, x264:crf=N, x265:crf=N)")
 
 
 def parse_degradation(text: str) -> Degradation:
-    """'bicubic' | 'area' | 'gaussian' | 'gaussian:SIGMA' -> Degradation; UsageError otherwise."""
-    kind, _, arg = text.strip().lower().partition(":")
-    if kind in (BICUBIC, AREA) and not arg:
-        return Degradation(kind)
+    """The grammar of Degradation -> Degradation; UsageError (one line) otherwise."""
+    first, *rest = [part.strip() for part in text.strip().lower().split(",")]
+    stages = tuple(_parse_stage(text, stage) for stage in rest)
+    if sum(name in CODECS for name, _ in stages) > 1 or sum(name == "noise" for name, _ in stages) > 1:
+        raise UsageError(f"--degrade {text!r}: at most one noise stage and one encoder")
+    kind, _, arg = first.partition(":")
+    if kind in (BICUBIC, BICUBIC_NOAA, AREA) and not arg:
+        return Degradation(kind, None, stages)
     if kind != GAUSSIAN:
-        raise UsageError(f"--degrade {text!r}: choose bicubic, area or gaussian[:SIGMA]")
+        raise UsageError(
+            f"--degrade {text!r}: start with bicubic, bicubic-noaa, area or gaussian[:SIGMA], "
+            "then optionally noise:SIGMA and x264:crf=N or x265:crf=N"
+        )
     try:
         sigma = float(arg) if arg else DEFAULT_GAUSSIAN_SIGMA
     except ValueError:
@@ -164,7 +217,7 @@ def parse_degradation(text: str) -> Degradation:
             f"--degrade {text!r}: SIGMA must be in (0, {radius_max / 3:.2f}] "
             f"(ffmpeg's convolution filter takes at most {MAX_TAPS} taps)"
         )
-    return Degradation(GAUSSIAN, sigma)
+    return Degradation(GAUSSIAN, sigma, stages)
 
 
 def area_degrade(img: np.ndarray, scale: int) -> np.ndarray:
@@ -175,14 +228,56 @@ def area_degrade(img: np.ndarray, scale: int) -> np.ndarray:
     return blocks.mean(axis=(1, 3))
 
 
-def degrade(hr: np.ndarray, scale: int, degradation: Degradation) -> np.ndarray:
-    """LR of a mod-cropped HR plane by the chosen degradation."""
+def downscale(hr: np.ndarray, scale: int, degradation: Degradation) -> np.ndarray:
     if degradation.kind == GAUSSIAN:
         assert degradation.sigma is not None
         return gaussian_degrade(hr, scale, degradation.sigma)
     if degradation.kind == AREA:
         return area_degrade(hr, scale)
-    return imresize(hr, 1.0 / scale)
+    return imresize(hr, 1.0 / scale, antialias=degradation.kind != BICUBIC_NOAA)
+
+
+def add_noise(lr01: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian noise of `sigma` code values, seeded by the image itself (repeatable runs)."""
+    import zlib
+
+    seed = zlib.crc32(np.ascontiguousarray(lr01, dtype=np.float64).tobytes())
+    rng = np.random.default_rng(seed)
+    return lr01 + rng.normal(0.0, sigma / 255.0, lr01.shape)
+
+
+def compress(lr01: np.ndarray, codec: str, crf: int) -> np.ndarray:
+    """The LR plane through a real encoder: 8-bit gray, one frame, ffmpeg libx264/libx265 at `crf`."""
+    import subprocess
+
+    from espcn_video.errors import EspcnVideoError
+    from espcn_video.ffmpeg.locate import locate_ffmpeg
+
+    code = np.clip(np.rint(lr01 * 255.0), 0, 255).astype(np.uint8)
+    h, w = code.shape
+    ffmpeg = locate_ffmpeg().path
+    raw = ["-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{w}x{h}"]
+    quiet = ["-x265-params", "log-level=error"] if codec == "x265" else []
+    encode = [ffmpeg, "-nostdin", "-v", "error", *raw, "-i", "pipe:0", "-c:v", CODECS[codec], "-crf", str(crf)]
+    encode += [*quiet, "-f", "matroska", "pipe:1"]
+    decode = [ffmpeg, "-nostdin", "-v", "error", "-f", "matroska", "-i", "pipe:0", *raw[:4], "pipe:1"]
+    try:
+        stream = subprocess.run(encode, input=code.tobytes(), capture_output=True, timeout=120, check=True).stdout
+        out = subprocess.run(decode, input=stream, capture_output=True, timeout=120, check=True).stdout
+    except subprocess.CalledProcessError as exc:
+        lines = exc.stderr.decode(errors="replace").strip().splitlines()
+        raise EspcnVideoError(f"--degrade {codec}: ffmpeg failed: {lines[-1] if lines else exc}") from None
+    if len(out) != h * w:
+        raise EspcnVideoError(f"--degrade {codec}: ffmpeg gave {len(out)} bytes for a {w}x{h} frame")
+    return np.frombuffer(out, np.uint8).reshape(h, w) / 255.0
+
+
+def degrade(hr: np.ndarray, scale: int, degradation: Degradation) -> np.ndarray:
+    """LR of a mod-cropped HR plane (float, [0, 1]) by the whole chain; float64 out."""
+    lr = downscale(hr, scale, degradation)
+    for name, value in degradation.stages:
+        lr = add_noise(lr, value) if name == "noise" else compress(lr, name, int(value))
+    return lr
 
 
 # --- the same degradations as ffmpeg filters (the psnr job degrades video in its decoder) ---------
@@ -206,6 +301,11 @@ def _convolution(mode: str, sigmas: list[float], scale: int) -> str:
 
 def build_degrade_filter(degradation: Degradation, hr_size: tuple[int, int], scale: int, pix_fmt: str) -> str:
     """The ffmpeg filters that turn the (mod-cropped) HR frames into LR, ending in `pix_fmt`."""
+    if not degradation.on_video:
+        raise UsageError(
+            f"--degrade {degradation.spec()}: psnr's decoder makes bicubic, area and gaussian; "
+            "bicubic-noaa, noise and encoder stages work on images (eval, train) so far"
+        )
     hr_w, hr_h = hr_size
     lr_w, lr_h = hr_w // scale, hr_h // scale
     sited = "in_chroma_loc=center:out_chroma_loc=center"
