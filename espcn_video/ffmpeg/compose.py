@@ -59,11 +59,16 @@ def _escape(value: str) -> str:
     return value
 
 
+def _label_size(spec: ComposeSpec) -> tuple[int, int]:
+    """Font size and box padding of the labels, from the block height."""
+    size = max(10, spec.block_h // 24)
+    return size, max(2, size // 4)
+
+
 def _label(spec: ComposeSpec, text: str, x: str, y: str = "0") -> str:
     if spec.font is None:
         return "null"
-    size = max(10, spec.block_h // 24)
-    pad = max(2, size // 4)
+    size, pad = _label_size(spec)
     return (
         f"drawtext=fontfile={_escape(spec.font)}:text={_escape(text.replace('%', ''))}:fontsize={size}:fontcolor=white"
         f":box=1:boxcolor=black@0.6:boxborderw={pad}:x={x}:y={y}+{pad * 2}"
@@ -115,7 +120,7 @@ def build_compose_filter(spec: ComposeSpec) -> str:
         chains.append(f"[b2][r]{_difference(spec)}[db]")
         chains.append(f"[e2][r2]{_difference(spec)}[de]")
     base_label, sr_label = spec.baseline_label, spec.espcn_label
-    right = f"w-text_w-{max(2, max(10, h // 24) // 4) * 2}"
+    right = f"w-text_w-{_label_size(spec)[1] * 2}"
     if spec.layout == "side-by-side":
         chains.append(f"[b]{_label(spec, base_label, '8')}[bl]")
         chains.append(f"[e]{_label(spec, sr_label, '8')}[el]")

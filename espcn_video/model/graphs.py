@@ -66,10 +66,21 @@ def espcn_layers(model: nn.Module) -> list[ConvLayer]:
     return layers
 
 
-def quantize_weight_int8(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-output-channel int8: (int8 weights, float32 scale per channel)."""
+def weight_scales(weight: np.ndarray) -> np.ndarray:
+    """The default int8 step per output channel: max|w| / 127 (1 for an all-zero channel)."""
     absmax = np.abs(weight).reshape(weight.shape[0], -1).max(axis=1)
-    scale = np.where(absmax > 0, absmax / 127.0, 1.0).astype(np.float32)
+    return np.where(absmax > 0, absmax / 127.0, 1.0).astype(np.float32)
+
+
+def safe_ranges(ranges: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Activation ranges as the int8 graph divides by them: a dead channel (range ~0) gets 1."""
+    return [np.where(r > 1e-6, r, 1.0).astype(np.float32) for r in ranges]
+
+
+def quantize_weight_int8(weight: np.ndarray, step: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel int8 with `step` (default weight_scales): (int8 weights, step)."""
+    weight = weight.astype(np.float32)
+    scale = weight_scales(weight) if step is None else step.astype(np.float32)
     q = np.clip(np.rint(weight / scale[:, None, None, None]), -127, 127).astype(np.int8)
     return q, scale
 
@@ -148,11 +159,7 @@ def _int8_weight(weight: np.ndarray, in_scale: np.ndarray | None, step: np.ndarr
     ops = _opset()
     if in_scale is not None:
         weight = weight * in_scale[None, :, None, None]
-    if step is None:
-        q, scale = quantize_weight_int8(weight.astype(np.float32))
-    else:
-        scale = step.astype(np.float32)
-        q = np.clip(np.rint(weight.astype(np.float32) / scale[:, None, None, None]), -127, 127).astype(np.int8)
+    q, scale = quantize_weight_int8(weight, step)
     return ops.multiply(ops.convert(ops.constant(q), ov.Type.f32), ops.constant(scale.reshape(-1, 1, 1, 1)))
 
 
@@ -161,7 +168,7 @@ def _quantize_input(x: Any, index: int, ranges: Sequence[np.ndarray]) -> tuple[A
     ops = _opset()
     if index == 0:  # 8-bit code values / 255: exactly the 256 uint8 levels
         return ops.fake_quantize(x, np.float32(0), np.float32(1), np.float32(0), np.float32(1), 256), None
-    r = np.where(ranges[index - 1] > 1e-6, ranges[index - 1], 1.0).astype(np.float32)
+    r = safe_ranges(ranges[index - 1 : index])[0]
     x = ops.multiply(x, ops.constant((1.0 / r).reshape(1, -1, 1, 1)))
     lo, hi = np.float32(-128 * INT8_STEP), np.float32(127 * INT8_STEP)
     return ops.fake_quantize(x, lo, hi, lo, hi, 256), r

@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from espcn_video.model.graphs import INT8_STEP
+from espcn_video.model.graphs import INT8_STEP, safe_ranges, weight_scales
 
 WEIGHT_LEVELS = 127
+__all__ = ["weight_scales", "safe_ranges"]  # the engine's defaults, re-exported for the twin's users
 INT8_ALL = (0, 1, 2)
 # What an int8 twin quantizes by default: conv1 and conv2 (90% of the work). conv3 stays bf16:
 # its 32 inputs on 256 levels alone cost 0.09 dB at x3 (8-bit activation noise through the
@@ -52,23 +53,12 @@ def fake_quant_input(x: torch.Tensor, index: int, ranges: Sequence[torch.Tensor]
     return q * INT8_STEP
 
 
-def weight_scales(weight: np.ndarray) -> np.ndarray:
-    """The engine's default int8 step per output channel: max|w| / 127 (1 for an all-zero channel)."""
-    absmax = np.abs(weight).reshape(weight.shape[0], -1).max(axis=1)
-    return np.where(absmax > 0, absmax / WEIGHT_LEVELS, 1.0).astype(np.float32)
-
-
 def fake_quant_weight(weight: torch.Tensor, in_scale: torch.Tensor | None, step: torch.Tensor) -> torch.Tensor:
     """int8 weights with the step `step` per output channel (weights beyond 127 steps clip)."""
     if in_scale is not None:
         weight = weight * in_scale.view(1, -1, 1, 1)
     step = step.view(-1, 1, 1, 1)
     return round_ste(weight / step).clamp(-WEIGHT_LEVELS, WEIGHT_LEVELS) * step
-
-
-def safe_ranges(ranges: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The ranges as the graph uses them: a dead channel (range ~0) gets 1."""
-    return [np.where(r > 1e-6, r, 1.0).astype(np.float32) for r in ranges]
 
 
 class QuantizedESPCN(nn.Module):
