@@ -21,12 +21,16 @@ SHARED_TRAIN_SETS = ("T91", "General100", "BSD200")
 SHARED_TEST_SETS = ("Set5", "Set14")
 
 # How LR is made, the same grammar for train and eval (quality/degrade.py)
-degrade_option = click.option(
+DEGRADE_HELP = (
+    "How LR is made: bicubic (MATLAB, antialiased), bicubic-noaa, area, bilinear, lanczos or "
+    "gaussian[:SIGMA], then optionally ,noise:SIGMA and ,x264:crf=N or ,x265:crf=N (e.g. bicubic-noaa,x264:crf=28)."
+)
+degrade_option = click.option("--degrade", default="bicubic", show_default=True, help=DEGRADE_HELP)
+train_degrade_option = click.option(
     "--degrade",
     default="bicubic",
     show_default=True,
-    help="How LR is made: bicubic (MATLAB, antialiased), bicubic-noaa, area or gaussian[:SIGMA], "
-    "then optionally ,noise:SIGMA and ,x264:crf=N or ,x265:crf=N (e.g. bicubic-noaa,x264:crf=28).",
+    help=DEGRADE_HELP + " Or real: 8 randomised chains per image (the robust presets; docs/training.md).",
 )
 
 
@@ -153,7 +157,7 @@ class TrainReporter:
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate, cosine-decayed to 1e-5.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@degrade_option
+@train_degrade_option
 @click.option("--resume", is_flag=True, help="Continue exactly from OUT's .ckpt (same settings required).")
 @click.option("--init", "init_from", default=None, help="Start from this preset's weights (a warm restart).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")

@@ -227,7 +227,13 @@ def _progress(
 )
 @click.option("--scale", type=SCALE, default=None, help="Upscaling factor (default: the preset's, else 2).")
 @click.option("--preset", default=None, help="ESPCN preset name or .pt file (default espcn-xSCALE).")
-@click.option("--degrade", default=None, help="How LR is made: bicubic (default), area, gaussian[:SIGMA].")
+@click.option(
+    "--degrade",
+    default=None,
+    help="How LR is made: bicubic (default), bicubic-noaa, area, bilinear, lanczos or gaussian[:SIGMA], then "
+    "optionally ,noise:SIGMA and ,x264:crf=N or ,x265:crf=N: the whole LR clip goes through that encoder "
+    "(e.g. bicubic-noaa,x264:crf=28).",
+)
 @click.option(
     "--methods", default=None, help="Comma list of espcn, bicubic, lanczos, srcnn (default espcn,bicubic,lanczos)."
 )
@@ -320,11 +326,6 @@ def psnr_cmd(
     else:
         method_names = parse_methods(methods)
         degradation = parse_degradation(degrade or "bicubic")
-        if not degradation.on_video:
-            raise UsageError(
-                f"--degrade {degradation.spec()}: psnr's decoder makes bicubic, area and gaussian; "
-                "bicubic-noaa, noise and encoder stages work on images (eval, train) so far"
-            )
         if scale is None:
             scale = _preset_scale(preset) if preset and "espcn" in method_names else 2
         clips = expand_clips(refs, input_size, input_pix_fmt, input_rate)

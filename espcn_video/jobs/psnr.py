@@ -26,7 +26,7 @@ Chroma is our bicubic for every method, so U and V scores only differ with the d
 
 from __future__ import annotations
 
-import functools
+import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -45,6 +45,7 @@ from espcn_video.frames.pipeline import run_pipeline
 from espcn_video.frames.sinks import ReferenceSink, VmafLog, check_decoder, check_same_geometry
 from espcn_video.frames.upscaler import FrameUpscaler
 from espcn_video.jobs.inputs import check_input
+from espcn_video.jobs.psnr_lr import make_lr_clip, needs_lr_clip
 from espcn_video.model.engines import TorchEngine, default_threads
 from espcn_video.model.presets import PresetInfo, load_preset, presets_dir, resolve_preset
 from espcn_video.quality.degrade import Degradation, build_degrade_filter
@@ -124,6 +125,35 @@ def _method_summary(scorer: VideoScorer, vmaf: list[float] | None, fps: float | 
     return summary
 
 
+def lr_decode_args(
+    ffmpeg: str,
+    clip: InputSpec,
+    size: tuple[int, int],
+    pix_fmt: str,
+    settings: PsnrSettings,
+    lr_clip: InputSpec | None,
+) -> list[str]:
+    """The LR decode: the reference through the degrade filter, or the LR clip made beforehand
+    (jobs/psnr_lr.py) for chains the decoder cannot make."""
+    r = settings.scale
+    if lr_clip is None:
+        hr_size = hr_size_for(size, r)
+        lr_filter = build_degrade_filter(settings.degradation, hr_size, r, pix_fmt)
+        return build_degrade_decode_args(
+            ffmpeg, clip, size=size, pix_fmt=pix_fmt, scale=r, degrade_filter=lr_filter, frames=settings.frames
+        )
+    hr_w, hr_h = hr_size_for(size, r)
+    return build_degrade_decode_args(
+        ffmpeg,
+        lr_clip,
+        size=(hr_w // r, hr_h // r),
+        pix_fmt=pix_fmt,
+        scale=1,
+        degrade_filter=None,
+        frames=settings.frames,
+    )
+
+
 def score_method(
     ffmpeg: str,
     clip: InputSpec,
@@ -132,17 +162,17 @@ def score_method(
     method: str,
     upscaler: FrameUpscaler,
     on_frames: OnFrames | None = None,
+    lr_clip: InputSpec | None = None,
 ) -> tuple[VideoScorer, dict[str, Any]]:
     """One run of the shared pipeline: LR decode -> method -> ReferenceSink scoring every frame."""
     g, r = header.geometry, settings.scale
     size = (g.width, g.height)
     hr_w, hr_h = hr_size_for(size, r)
     scorer = VideoScorer(FrameGeometry(hr_w, hr_h, g.pix_fmt), settings.crop_border)
-    decode = functools.partial(
-        build_degrade_decode_args, ffmpeg, clip, size=size, pix_fmt=g.pix_fmt, scale=r, frames=settings.frames
+    ref_cmd = build_degrade_decode_args(
+        ffmpeg, clip, size=size, pix_fmt=g.pix_fmt, scale=r, degrade_filter=None, frames=settings.frames
     )
-    lr_filter = build_degrade_filter(settings.degradation, (hr_w, hr_h), r, g.pix_fmt)
-    ref_cmd, lr_cmd = decode(degrade_filter=None), decode(degrade_filter=lr_filter)
+    lr_cmd = lr_decode_args(ffmpeg, clip, size, g.pix_fmt, settings, lr_clip)
     sinks: list[ReferenceSink] = []
     with ExitStack() as stack:
         log = stack.enter_context(VmafLog()) if settings.vmaf else None
@@ -188,7 +218,9 @@ def evaluate_clip(
     upscalers: dict[str, FrameUpscaler],
     on_run: OnRun | None = None,
     on_frames: OnFrames | None = None,
-) -> tuple[dict[str, Any], dict[str, VideoScorer]]:
+    lr_folder: Path | None = None,
+) -> tuple[dict[str, Any], dict[str, VideoScorer], InputSpec | None]:
+    """Every method on one clip; (report, scorers, the LR clip made in `lr_folder` or None)."""
     check_input(clip)
     header = probe_clip(ffmpeg, clip)
     g, r = header.geometry, settings.scale
@@ -199,11 +231,18 @@ def evaluate_clip(
         VideoScorer(FrameGeometry(hr_w, hr_h, g.pix_fmt), settings.crop_border)
     except ValueError as exc:
         raise UsageError(f"--crop-border {settings.crop_border}: {clip.path}: {exc}") from None
+    lr_clip = None
+    if needs_lr_clip(settings.degradation):
+        if lr_folder is None:
+            raise UsageError(f"--degrade {settings.degradation.spec()}: needs a folder for the LR clip")
+        if on_run is not None:
+            on_run(clip.path, "LR")
+        lr_clip = make_lr_clip(ffmpeg, clip, header, settings.degradation, r, settings.frames, lr_folder)
     methods, scorers = {}, {}
     for name, upscaler in upscalers.items():
         if on_run is not None:
             on_run(clip.path, name)
-        scorers[name], methods[name] = score_method(ffmpeg, clip, header, settings, name, upscaler, on_frames)
+        scorers[name], methods[name] = score_method(ffmpeg, clip, header, settings, name, upscaler, on_frames, lr_clip)
     add_gains(methods)
     doc = {
         "name": Path(clip.path).stem,
@@ -218,7 +257,7 @@ def evaluate_clip(
         "frames": next(iter(methods.values()))["frames"],
         "methods": methods,
     }
-    return doc, scorers
+    return doc, scorers, lr_clip
 
 
 def evaluate_clips(
@@ -229,11 +268,14 @@ def evaluate_clips(
     clips: list[dict[str, Any]] = []
     by_method: dict[str, dict[str, Any]] = {name: {} for name in upscalers}
     for clip in settings.clips:
-        doc, scorers = evaluate_clip(ffmpeg, clip, settings, upscalers, on_run, on_frames)
-        if settings.crops_dir is not None:
-            from espcn_video.jobs.psnr_crops import write_crops
+        with tempfile.TemporaryDirectory(prefix="espcn-video-lr-") as lr_folder:
+            doc, scorers, lr_clip = evaluate_clip(ffmpeg, clip, settings, upscalers, on_run, on_frames, Path(lr_folder))
+            if settings.crops_dir is not None:
+                from espcn_video.jobs.psnr_crops import write_crops
 
-            doc["crops"] = write_crops(ffmpeg, clip, doc, upscalers, settings, settings.worst, settings.crops_dir)
+                doc["crops"] = write_crops(
+                    ffmpeg, clip, doc, upscalers, settings, settings.worst, settings.crops_dir, lr_clip
+                )
         clips.append(doc)
         for name, scorer in scorers.items():
             by_method[name][clip.path] = scorer

@@ -21,7 +21,6 @@ from espcn_video.ffmpeg.psnr_args import build_degrade_decode_args, hr_size_for
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header
 from espcn_video.files import atomic_path
 from espcn_video.frames.upscaler import FrameUpscaler
-from espcn_video.quality.degrade import build_degrade_filter
 from espcn_video.settings import InputSpec
 
 CROP_PX = 96  # HR pixels on a side, or the whole frame when smaller
@@ -94,6 +93,7 @@ def write_crops(
     settings: Any,
     count: int,
     folder: Path,
+    lr_clip: InputSpec | None = None,
 ) -> list[str]:
     """PNG crops of the clip's `count` worst frames of the judged method; their paths."""
     judged = "espcn" if "espcn" in upscalers else next((m for m in upscalers if m != "bicubic"), "bicubic")
@@ -102,13 +102,13 @@ def write_crops(
     pix_fmt, scale = clip_doc["pix_fmt"], settings.scale
     hr_w, hr_h = hr_size_for((src_w, src_h), scale)
     decode = dict(size=(src_w, src_h), pix_fmt=pix_fmt, scale=scale, frames=settings.frames)
-    lr_filter = build_degrade_filter(settings.degradation, (hr_w, hr_h), scale, pix_fmt)
     if not indices:
         return []
+    from espcn_video.jobs.psnr import lr_decode_args
+
     _, refs = _decode_frames(build_degrade_decode_args(ffmpeg, clip, degrade_filter=None, **decode), indices, clip.path)
-    lr_header, lrs = _decode_frames(
-        build_degrade_decode_args(ffmpeg, clip, degrade_filter=lr_filter, **decode), indices, f"{clip.path} (LR)"
-    )
+    lr_cmd = lr_decode_args(ffmpeg, clip, (src_w, src_h), pix_fmt, settings, lr_clip)
+    lr_header, lrs = _decode_frames(lr_cmd, indices, f"{clip.path} (LR)")
     peak = FrameGeometry(hr_w, hr_h, pix_fmt).peak
     written = []
     for index in indices:

@@ -28,6 +28,17 @@ def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
     return img[: h - h % scale, : w - w % scale]
 
 
+def _triangle(x: np.ndarray) -> np.ndarray:
+    """MATLAB's 'bilinear' (triangle) kernel, support 2."""
+    absx = np.abs(x)
+    return (1.0 - absx) * (absx <= 1)
+
+
+def _lanczos3(x: np.ndarray) -> np.ndarray:
+    """MATLAB's 'lanczos3' kernel, support 6."""
+    return np.sinc(x) * np.sinc(x / 3.0) * (np.abs(x) < 3)
+
+
 def _cubic(x: np.ndarray) -> np.ndarray:
     """Keys cubic convolution kernel with a = -0.5 (MATLAB's 'bicubic')."""
     absx = np.abs(x)
@@ -38,14 +49,20 @@ def _cubic(x: np.ndarray) -> np.ndarray:
     return near + far
 
 
+KERNELS = {"bicubic": (_cubic, 4.0), "bilinear": (_triangle, 2.0), "lanczos3": (_lanczos3, 6.0)}
+
+
 def _output_length(in_length: int, scale: float) -> int:
     # MATLAB takes ceil(scale * size); the tolerance keeps 1/3 * 255 = 84.99999999999999 at 85.
     return max(1, math.ceil(in_length * scale - 1e-9))
 
 
-def resize_matrix(in_length: int, out_length: int, scale: float, antialias: bool = True) -> np.ndarray:
-    """Dense (out_length, in_length) weights of MATLAB's bicubic resize along one axis."""
-    kernel_width = 4.0
+def resize_matrix(
+    in_length: int, out_length: int, scale: float, antialias: bool = True, kernel: str = "bicubic"
+) -> np.ndarray:
+    """Dense (out_length, in_length) weights of MATLAB's imresize along one axis (bicubic by default;
+    `kernel` "bilinear" or "lanczos3" for MATLAB's other kernels)."""
+    function, kernel_width = KERNELS[kernel]
     shrink_aa = scale < 1 and antialias
     if shrink_aa:
         kernel_width /= scale  # wider support = low-pass before decimation
@@ -56,7 +73,7 @@ def resize_matrix(in_length: int, out_length: int, scale: float, antialias: bool
     taps = math.ceil(kernel_width) + 2
     indices = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]
     distance = u[:, None] - indices
-    weights = scale * _cubic(distance * scale) if shrink_aa else _cubic(distance)
+    weights = scale * function(distance * scale) if shrink_aa else function(distance)
     weights /= weights.sum(axis=1, keepdims=True)
     # Symmetric boundary: MATLAB's aux = [1:n, n:-1:1] indexed modulo 2n.
     mirror = np.concatenate([np.arange(in_length), np.arange(in_length - 1, -1, -1)])
@@ -67,8 +84,9 @@ def resize_matrix(in_length: int, out_length: int, scale: float, antialias: bool
     return matrix
 
 
-def imresize(img: np.ndarray, scale: float, antialias: bool = True) -> np.ndarray:
-    """MATLAB `imresize(img, scale, 'bicubic')` for a 2-D (or HxWxC) float array; float64 out.
+def imresize(img: np.ndarray, scale: float, antialias: bool = True, kernel: str = "bicubic") -> np.ndarray:
+    """MATLAB `imresize(img, scale, 'bicubic')` for a 2-D (or HxWxC) float array; float64 out
+    (`kernel` "bilinear" or "lanczos3" for those of MATLAB's methods).
 
     No clipping or rounding (MATLAB on double input does neither).
     """
@@ -76,8 +94,8 @@ def imresize(img: np.ndarray, scale: float, antialias: bool = True) -> np.ndarra
     if arr.ndim not in (2, 3):
         raise ValueError(f"expected a 2-D or HxWxC array, got shape {arr.shape}")
     in_h, in_w = arr.shape[:2]
-    rows = resize_matrix(in_h, _output_length(in_h, scale), scale, antialias)
-    cols = resize_matrix(in_w, _output_length(in_w, scale), scale, antialias)
+    rows = resize_matrix(in_h, _output_length(in_h, scale), scale, antialias, kernel)
+    cols = resize_matrix(in_w, _output_length(in_w, scale), scale, antialias, kernel)
     if arr.ndim == 2:
         return rows @ arr @ cols.T
     return np.einsum("oh,hwc,pw->opc", rows, arr, cols, optimize=True)
@@ -128,6 +146,9 @@ MAX_TAPS = 49  # ffmpeg's convolution filter, row/column mode: sigma at most (49
 
 
 BICUBIC_NOAA = "bicubic-noaa"
+BILINEAR = "bilinear"
+LANCZOS = "lanczos"
+PLAIN_DOWNSCALERS = (BICUBIC, BICUBIC_NOAA, AREA, BILINEAR, LANCZOS)  # no argument
 CODECS = {"x264": "libx264", "x265": "libx265"}
 MAX_NOISE = 25.0  # code values (8-bit), Gaussian standard deviation
 
@@ -137,11 +158,13 @@ class Degradation:
     """How LR is made from HR, the one grammar of `train --degrade`, `eval --degrade` and
     `psnr --degrade`: a downscaler, then optional stages in the order written, comma-separated:
 
-        bicubic | bicubic-noaa | area | gaussian[:SIGMA]   [,noise:SIGMA] [,x264:crf=N | x265:crf=N]
+        bicubic | bicubic-noaa | area | bilinear | lanczos | gaussian[:SIGMA]
+            [,noise:SIGMA] [,x264:crf=N | x265:crf=N]
 
     e.g. `bicubic-noaa,x264:crf=28`. `bicubic` is MATLAB's antialiased imresize (the SR papers');
     `bicubic-noaa` the same Keys a = -0.5 kernel without antialiasing (what a player or a plain
-    resize does: aliased, sharp); `noise:SIGMA` adds Gaussian noise of SIGMA code values (seeded by
+    resize does: aliased, sharp); `bilinear` and `lanczos` MATLAB's antialiased 'bilinear' and
+    'lanczos3'; `noise:SIGMA` adds Gaussian noise of SIGMA code values (seeded by
     the image, so a run is repeatable); `x264:crf=N` / `x265:crf=N` compresses the LR through that
     encoder in ffmpeg (one frame, gray), so its blocking and ringing are the real ones.
     `degrade` makes the whole chain on images (numpy + ffmpeg); `build_degrade_filter` makes the
@@ -159,7 +182,7 @@ class Degradation:
     @property
     def on_video(self) -> bool:
         """Whether psnr's decoder can make it (the downscalers bicubic, area, gaussian alone)."""
-        return self.kind != BICUBIC_NOAA and not self.stages
+        return self.kind in (BICUBIC, AREA, GAUSSIAN) and not self.stages
 
     def describe(self) -> str:
         if self.kind == GAUSSIAN:
@@ -168,6 +191,10 @@ class Degradation:
             text = "area average (the mean of each r x r block)"
         elif self.kind == BICUBIC_NOAA:
             text = "bicubic a=-0.5 without antialiasing (aliased)"
+        elif self.kind == BILINEAR:
+            text = "bilinear, antialiased (MATLAB imresize 'bilinear')"
+        elif self.kind == LANCZOS:
+            text = "Lanczos-3, antialiased (MATLAB imresize 'lanczos3')"
         else:
             text = "bicubic a=-0.5, antialiased (MATLAB imresize; swscale bicubic B=0 C=0.5 on video)"
         for name, value in self.stages:
@@ -200,11 +227,11 @@ def parse_degradation(text: str) -> Degradation:
     if sum(name in CODECS for name, _ in stages) > 1 or sum(name == "noise" for name, _ in stages) > 1:
         raise UsageError(f"--degrade {text!r}: at most one noise stage and one encoder")
     kind, _, arg = first.partition(":")
-    if kind in (BICUBIC, BICUBIC_NOAA, AREA) and not arg:
+    if kind in PLAIN_DOWNSCALERS and not arg:
         return Degradation(kind, None, stages)
     if kind != GAUSSIAN:
         raise UsageError(
-            f"--degrade {text!r}: start with bicubic, bicubic-noaa, area or gaussian[:SIGMA], "
+            f"--degrade {text!r}: start with {', '.join(PLAIN_DOWNSCALERS)} or gaussian[:SIGMA], "
             "then optionally noise:SIGMA and x264:crf=N or x265:crf=N"
         )
     try:
@@ -234,7 +261,8 @@ def downscale(hr: np.ndarray, scale: int, degradation: Degradation) -> np.ndarra
         return gaussian_degrade(hr, scale, degradation.sigma)
     if degradation.kind == AREA:
         return area_degrade(hr, scale)
-    return imresize(hr, 1.0 / scale, antialias=degradation.kind != BICUBIC_NOAA)
+    kernel = {BILINEAR: "bilinear", LANCZOS: "lanczos3"}.get(degradation.kind, "bicubic")
+    return imresize(hr, 1.0 / scale, antialias=degradation.kind != BICUBIC_NOAA, kernel=kernel)
 
 
 def add_noise(lr01: np.ndarray, sigma: float) -> np.ndarray:
@@ -280,6 +308,52 @@ def degrade(hr: np.ndarray, scale: int, degradation: Degradation) -> np.ndarray:
     return lr
 
 
+# --- `real`: the randomised chains the robust presets train on ----------------------------------
+
+REAL = "real"
+
+
+@dataclass(frozen=True)
+class RandomChains:
+    """`train --degrade real`: every training image gets `variants` LR versions, each made by its own
+    chain drawn from the grammar above (seeded, so a run is repeatable and its cache reusable):
+
+    - downscaler: bicubic 25 %, bicubic-noaa 20 %, area 15 %, bilinear 15 %, lanczos 10 %,
+      gaussian 15 % with SIGMA uniform in [0.35, 0.55] x scale;
+    - then noise 25 % of the time, SIGMA uniform in [0.5, 3] code values;
+    - then an encoder 75 % of the time: x264 (70 %) or x265 (30 %), CRF uniform in 18..36.
+
+    The draws are Degradation values, so each is written down by its spec."""
+
+    variants: int = 8
+
+    def draw(self, rng: np.random.Generator, scale: int) -> Degradation:
+        kinds = (BICUBIC, BICUBIC_NOAA, AREA, BILINEAR, LANCZOS, GAUSSIAN)
+        kind = kinds[int(rng.choice(len(kinds), p=[0.25, 0.20, 0.15, 0.15, 0.10, 0.15]))]
+        sigma = round(float(rng.uniform(0.35, 0.55)) * scale, 2) if kind == GAUSSIAN else None
+        stages: list[tuple[str, float]] = []
+        if rng.random() < 0.25:
+            stages.append(("noise", round(float(rng.uniform(0.5, 3.0)), 2)))
+        if rng.random() < 0.75:
+            codec = "x264" if rng.random() < 0.7 else "x265"
+            stages.append((codec, float(rng.integers(18, 37))))
+        return Degradation(kind, sigma, tuple(stages))
+
+    def spec(self) -> str:
+        return REAL
+
+    def describe(self) -> str:
+        return (
+            f"randomised chains ({self.variants} per image): downscaler bicubic/bicubic-noaa/area/bilinear/"
+            "lanczos/gaussian, noise 25 % (sigma 0.5-3), x264/x265 CRF 18-36 75 %"
+        )
+
+
+def parse_training_degradation(text: str) -> Degradation | RandomChains:
+    """`real` (the randomised chains) or one chain of the grammar."""
+    return RandomChains() if text.strip().lower() == REAL else parse_degradation(text)
+
+
 # --- the same degradations as ffmpeg filters (the psnr job degrades video in its decoder) ---------
 
 
@@ -303,8 +377,8 @@ def build_degrade_filter(degradation: Degradation, hr_size: tuple[int, int], sca
     """The ffmpeg filters that turn the (mod-cropped) HR frames into LR, ending in `pix_fmt`."""
     if not degradation.on_video:
         raise UsageError(
-            f"--degrade {degradation.spec()}: psnr's decoder makes bicubic, area and gaussian; "
-            "bicubic-noaa, noise and encoder stages work on images (eval, train) so far"
+            f"--degrade {degradation.spec()}: the decoder makes bicubic, area and gaussian alone; "
+            "the rest of the chain is made by jobs/psnr_lr.py"
         )
     hr_w, hr_h = hr_size
     lr_w, lr_h = hr_w // scale, hr_h // scale

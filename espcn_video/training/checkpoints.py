@@ -20,7 +20,7 @@ from torch import nn
 from espcn_video.errors import DataError, UsageError
 from espcn_video.files import atomic_path
 from espcn_video.model.net import ESPCN, SRCNN
-from espcn_video.quality.degrade import parse_degradation
+from espcn_video.quality.degrade import parse_training_degradation
 from espcn_video.settings import check_scale
 from espcn_video.training.config import TrainConfig
 from espcn_video.training.data import DataReport
@@ -45,7 +45,7 @@ def fingerprint(config: TrainConfig, report: DataReport) -> dict[str, Any]:
         "lr": config.lr,
         "lr_min": config.lr_min,
         "seed": config.seed,
-        "degrade": parse_degradation(config.degrade).spec(),
+        "degrade": parse_training_degradation(config.degrade).spec(),
         "images": hashlib.sha256("\n".join(report.train + report.val).encode()).hexdigest()[:16],
     }
 

@@ -19,11 +19,19 @@ from typing import Any
 import numpy as np
 
 from espcn_video.errors import DataError
-from espcn_video.quality.degrade import degrade, imresize, mod_crop, parse_degradation
+from espcn_video.quality.degrade import (
+    Degradation,
+    RandomChains,
+    degrade,
+    imresize,
+    mod_crop,
+    parse_training_degradation,
+)
 from espcn_video.quality.images import UnusableImage, list_images, read_y_plane
 from espcn_video.training.config import TrainConfig
 
 TOO_SMALL = "smaller than one HR patch"
+VAL_VARIANTS = 4  # chains per held-out image under `real`
 
 
 @dataclass
@@ -111,16 +119,92 @@ def split_validation(count: int, fraction: float, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(count)[:n_val])
 
 
-def make_planes(config: TrainConfig, hr_planes: list[np.ndarray]) -> PlaneSet:
-    degradation = parse_degradation(config.degrade)
+def make_planes(config: TrainConfig, hr_planes: list[np.ndarray], labels: list[str] | None = None) -> PlaneSet:
+    """Training planes: one LR per image for a chain, `variants` per image for `real` (the HR
+    target array is shared by an image's variants, not copied)."""
+    model = parse_training_degradation(config.degrade)
+    labels = labels if labels is not None else [f"image{i}" for i in range(len(hr_planes))]
+    chains = draw_chains(model, labels, config.scale, config.seed, "train")
+    lrs = degrade_all(hr_planes, chains, config.scale, cache_path(config, labels, hr_planes, chains))
+    targets = [(hr / 255.0).astype(np.float32) for hr in hr_planes]
     planes = PlaneSet()
-    for hr_y in hr_planes:
-        hr01 = hr_y / 255.0
-        lr01 = degrade(hr01, config.scale, degradation)
+    for (index, _), lr01 in zip(chains, lrs, strict=True):
         source = imresize(lr01, config.scale) if config.arch == "srcnn" else lr01
         planes.inputs.append(source.astype(np.float32))
-        planes.targets.append(hr01.astype(np.float32))
+        planes.targets.append(targets[index])
     return planes
+
+
+def draw_chains(
+    model: Degradation | RandomChains, labels: list[str], scale: int, seed: int, purpose: str
+) -> list[tuple[int, Degradation]]:
+    """(image index, chain) of every LR plane to make: one per image for a chain; for `real`,
+    `variants` draws per image from a generator seeded by (seed, purpose, label), so a run, its
+    resume and its cache see the same chains whatever the order of the images."""
+    if isinstance(model, Degradation):
+        return [(i, model) for i in range(len(labels))]
+    import zlib
+
+    chains = []
+    for i, label in enumerate(labels):
+        rng = np.random.default_rng([seed, zlib.crc32(f"{purpose}:{label}".encode())])
+        chains += [(i, model.draw(rng, scale)) for _ in range(model.variants)]
+    return chains
+
+
+def cache_path(
+    config: TrainConfig, labels: list[str], hr_planes: list[np.ndarray], chains: list[tuple[int, Degradation]]
+) -> Path | None:
+    """Where the LR planes of chains with an encoder are kept between runs (None: nothing to cache).
+
+    Keyed by the chains, the images (label and size) and the scale, in the cache folder
+    (ESPCN_VIDEO_CACHE, else $XDG_CACHE_HOME/espcn-video, else ~/.cache/espcn-video)."""
+    if not any(name in ("x264", "x265") for _, chain in chains for name, _ in chain.stages):
+        return None
+    import hashlib
+
+    key = hashlib.sha256(repr((config.scale, [(labels[i], hr_planes[i].shape, c.spec()) for i, c in chains])).encode())
+    root = os.environ.get("ESPCN_VIDEO_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "espcn-video"
+    )
+    return Path(root) / f"lr-x{config.scale}-{key.hexdigest()[:20]}.npz"
+
+
+def degrade_all(
+    hr_planes: list[np.ndarray], chains: list[tuple[int, Degradation]], scale: int, cache: Path | None
+) -> list[np.ndarray]:
+    """The LR (float64 in [0, 1]) of each (image, chain); encoder chains run two at a time (each
+    is an ffmpeg encode and decode) and are cached at `cache` when given."""
+    if cache is not None and cache.is_file():
+        try:
+            with np.load(cache) as data:
+                stored = [data[f"lr{k:06d}"] for k in range(len(chains))]
+            return [lr / 255.0 if lr.dtype == np.uint8 else lr.astype(np.float64) for lr in stored]
+        except (OSError, ValueError, KeyError, EOFError):
+            pass  # a damaged cache is made again
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(item: tuple[int, Degradation]) -> np.ndarray:
+        index, chain = item
+        return degrade(hr_planes[index] / 255.0, scale, chain)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        lrs = list(pool.map(one, chains))
+    if cache is not None:
+        _save_cache(cache, lrs, [chain for _, chain in chains])
+    return lrs
+
+
+def _save_cache(cache: Path, lrs: list[np.ndarray], chains: list[Degradation]) -> None:
+    """What an encoder gave is exact in 8 bits (kept as uint8); other LR as float32."""
+    arrays: dict[str, Any] = {}
+    for k, (lr, chain) in enumerate(zip(lrs, chains, strict=True)):
+        encoded = bool(chain.stages) and chain.stages[-1][0] in ("x264", "x265")
+        arrays[f"lr{k:06d}"] = np.rint(lr * 255.0).astype(np.uint8) if encoded else lr.astype(np.float32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, cache)
 
 
 def pack_y_planes(folders: tuple[Path, ...], out: Path) -> int:
@@ -155,11 +239,14 @@ def prepare_data(
     train_hr = [hr for i, (_, hr) in enumerate(labelled) if i not in val_idx]
     report.train = [name for i, (name, _) in enumerate(labelled) if i not in val_idx]
     report.val = [name for i, (name, _) in enumerate(labelled) if i in val_idx]
-    degradation = parse_degradation(config.degrade)
-    val_pairs = [
-        (hr, degrade(hr / 255.0, config.scale, degradation)) for i, (_, hr) in enumerate(labelled) if i in val_idx
-    ]
-    return make_planes(config, train_hr), val_pairs, report
+    val_hr = [hr for i, (_, hr) in enumerate(labelled) if i in val_idx]
+    model = parse_training_degradation(config.degrade)
+    if isinstance(model, RandomChains):
+        model = RandomChains(variants=VAL_VARIANTS)
+    val_chains = draw_chains(model, report.val, config.scale, config.seed, "val")
+    val_lrs = degrade_all(val_hr, val_chains, config.scale, None)
+    val_pairs = [(val_hr[i], lr) for (i, _), lr in zip(val_chains, val_lrs, strict=True)]
+    return make_planes(config, train_hr, report.train), val_pairs, report
 
 
 class PatchSampler:

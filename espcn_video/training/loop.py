@@ -30,7 +30,7 @@ from torch import nn
 
 from espcn_video.errors import UsageError
 from espcn_video.files import atomic_write_json
-from espcn_video.quality.degrade import parse_degradation
+from espcn_video.quality.degrade import parse_training_degradation
 from espcn_video.quality.image_metrics import compute_psnr
 from espcn_video.quality.paper_eval import evaluate_folder, to_code_values, upscale_y
 from espcn_video.training.checkpoints import (
@@ -207,7 +207,7 @@ def build_metadata(
     threads: int,
     device: torch.device,
 ) -> dict[str, Any]:
-    degradation = parse_degradation(config.degrade)
+    degradation = parse_training_degradation(config.degrade)
     return {
         "name": config.out.stem,
         "arch": config.arch,
@@ -243,8 +243,10 @@ def build_metadata(
 def measure_test_sets(config: TrainConfig, model: nn.Module) -> dict[str, Any]:
     """Set5/Set14 numbers for the metadata; measured after training, never used for decisions."""
     results: dict[str, Any] = {}
+    # The randomised `real` model is measured on the clean chain (the robustness grid has the rest).
+    spec = "bicubic" if config.degrade.strip().lower() == "real" else config.degrade
     for name, folder in config.eval_dirs:
-        report = evaluate_folder(folder, model, config.scale, config.degrade)
+        report = evaluate_folder(folder, model, config.scale, spec)
         key = "srcnn" if config.arch == "srcnn" else "espcn"
         mean = report["mean"]
         results[name] = {
@@ -267,7 +269,7 @@ def train(
 
     `on_data` hears the data report (kept, held out, skipped) before the first step.
     """
-    parse_degradation(config.degrade)
+    parse_training_degradation(config.degrade)
     if config.steps < 1 or config.batch < 1 or config.val_every < 1:
         raise UsageError("steps, batch and val_every must be positive")
     threads = config.threads or os.cpu_count() or 1
