@@ -173,7 +173,7 @@ def test_vmaf_args() -> None:
 @pytest.mark.parametrize(
     "text,message",
     [
-        ("lanczos", "start with bicubic, bicubic-noaa, area or gaussian"),
+        ("sinc", "start with bicubic, bicubic-noaa, area, bilinear, lanczos or gaussian"),
         ("gaussian:x", "SIGMA must be a number"),
         ("gaussian:0", "SIGMA must be in"),
         ("gaussian:9", "at most 49 taps"),

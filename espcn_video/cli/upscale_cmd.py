@@ -45,7 +45,7 @@ def build_input_spec(path: str, size: str | None, pix_fmt: str | None, rate: str
 def preset_for(scale: int | None, preset: str | None) -> str:
     """The preset name or path the job loads, checked here so a misfit fails before any work."""
     from espcn_video.model.external import ExternalOnnxEngine, is_external_model
-    from espcn_video.model.presets import resolve_preset
+    from espcn_video.model.presets import VIDEO, resolve_preset
 
     if is_external_model(preset):
         assert preset is not None
@@ -53,7 +53,7 @@ def preset_for(scale: int | None, preset: str | None) -> str:
         if scale is not None and scale != model_scale:
             raise UsageError(f"--preset {preset} is x{model_scale}, not x{scale}")
         return preset
-    _, info = resolve_preset(preset, scale=scale)
+    _, info = resolve_preset(preset, scale=scale, use=VIDEO)
     return preset if preset is not None else info.name
 
 

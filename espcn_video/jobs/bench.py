@@ -148,10 +148,10 @@ def machine_info(threads: int, ffmpeg_version: str) -> dict[str, Any]:
 
 
 def load_model(scale: int, preset: str | None) -> _Model:
-    from espcn_video.model.presets import int8_params, precision_deltas, resolve_preset
+    from espcn_video.model.presets import VIDEO, int8_params, precision_deltas, resolve_preset
 
     try:
-        model, info = resolve_preset(preset, scale=scale)
+        model, info = resolve_preset(preset, scale=scale, use=VIDEO)
     except PresetError:
         if preset is not None:
             raise

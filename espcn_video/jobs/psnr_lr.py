@@ -11,7 +11,8 @@ clip, before the methods run, into a temporary file that every method then decod
    bit depth, seeded by the plane), and the encoder: the whole LR clip through libx264/libx265 at
    the CRF with their default preset and GOP, so inter-frame prediction, blocking and ringing are
    those of a real stream;
-3. the result is a lossless y4m (or the encoder's own .mkv when it is the last stage).
+3. the result is a lossless y4m (or the encoder's own .mkv when it is the last stage). An LR of odd
+   size is edge-padded to even for the encoder (4:2:0 needs it) and cropped back after decoding.
 
 Frames are paired by order, as in the rest of psnr: the LR file has exactly the reference's frames.
 """
@@ -70,6 +71,35 @@ def _to_code(plane01: np.ndarray, peak: int, dtype: np.dtype) -> np.ndarray:
 def _add_noise(planes: list[np.ndarray], sigma: float, peak: int) -> list[np.ndarray]:
     """Gaussian noise of `sigma` 8-bit code values (the same fraction of the range at any depth)."""
     return [_to_code(add_noise(p / peak, sigma), peak, p.dtype) for p in planes]
+
+
+def _even_geometry(geometry: FrameGeometry) -> FrameGeometry:
+    """The size an encoder takes: subsampled chroma needs even luma sizes (x264, x265)."""
+    sx, sy = geometry.chroma_shift if geometry.has_chroma else (0, 0)
+    width = geometry.width + (geometry.width % 2 if sx else 0)
+    height = geometry.height + (geometry.height % 2 if sy else 0)
+    return dataclasses.replace(geometry, width=width, height=height)
+
+
+def _padded(
+    stream: Iterator[tuple[Y4MHeader, list[np.ndarray]]], geometry: FrameGeometry
+) -> Iterator[tuple[Y4MHeader, list[np.ndarray]]]:
+    """Frames edge-padded on the right and bottom to `geometry` (cropped off again after decoding)."""
+    for header, planes in stream:
+        shapes = geometry.plane_shapes
+        out = [
+            np.pad(p, ((0, h - p.shape[0]), (0, w - p.shape[1])), mode="edge")
+            for p, (h, w) in zip(planes, shapes, strict=True)
+        ]
+        yield dataclasses.replace(header, geometry=geometry), out
+
+
+def _cropped(
+    stream: Iterator[tuple[Y4MHeader, list[np.ndarray]]], geometry: FrameGeometry
+) -> Iterator[tuple[Y4MHeader, list[np.ndarray]]]:
+    for header, planes in stream:
+        out = [p[:h, :w] for p, (h, w) in zip(planes, geometry.plane_shapes, strict=True)]
+        yield dataclasses.replace(header, geometry=geometry), out
 
 
 def _noisy(
@@ -142,10 +172,12 @@ def make_lr_clip(
             stream = _noisy(stream, value, peak)
             continue
         encoded = folder / f"lr-{k}-{name}.mkv"
-        _encode(ffmpeg, stream, _encode_args(ffmpeg, name, int(value), g.pix_fmt, encoded), clip.path)
-        if last:
+        padded = _even_geometry(lr_geometry)
+        cmd = _encode_args(ffmpeg, name, int(value), g.pix_fmt, encoded)
+        _encode(ffmpeg, _padded(stream, padded), cmd, clip.path)
+        if last and padded == lr_geometry:
             return InputSpec(str(encoded))
-        stream = _decoded(ffmpeg, encoded, g.pix_fmt, lr_geometry)
+        stream = _cropped(_decoded(ffmpeg, encoded, g.pix_fmt, padded), lr_geometry)
     out = folder / "lr.y4m"
     with out.open("wb") as fh:
         first = True

@@ -49,8 +49,19 @@ def presets_dir() -> Path:
     return bundled if bundled.is_dir() else package_dir.parent / "presets"
 
 
-def default_preset_name(scale: int, arch: str = "espcn") -> str:
-    return f"{arch}-x{scale}"
+VIDEO, PAPER = "video", "paper"  # what a default preset is for (default_preset_name)
+
+
+def default_preset_name(scale: int, arch: str = "espcn", use: str = PAPER) -> str:
+    """The preset used when none is named. `paper` (eval, psnr, quantize): espcn-xR, trained on clean
+    MATLAB-bicubic LR like the SR papers. `video` (upscale, compare, batch, bench): espcn-xR-real when
+    shipped, trained on randomised real degradations: unknown real input is not clean bicubic LR, and
+    on the robustness grid (docs/robustness.md) the real preset is never below bicubic where the clean
+    one falls 1-2 dB under it."""
+    name = f"{arch}-x{scale}"
+    if use == VIDEO and arch == "espcn" and (presets_dir() / f"{name}-real.pt").is_file():
+        return f"{name}-real"
+    return name
 
 
 def resolve_preset(
@@ -59,12 +70,13 @@ def resolve_preset(
     scale: int | None = None,
     arch: str | None = "espcn",
     what: str = "--preset",
+    use: str = PAPER,
 ) -> tuple[nn.Module, PresetInfo]:
-    """The one preset check: the preset asked for (default: the shipped ARCH-xSCALE, x2 when no
-    scale is given), refused with a UsageError unless its architecture and scale are those asked
+    """The one preset check: the preset asked for (default: default_preset_name for `use`, x2 when
+    no scale is given), refused with a UsageError unless its architecture and scale are those asked
     for (None: any). `what` names the option in the message."""
     if name_or_path is None:
-        name_or_path = default_preset_name(scale or 2, arch or "espcn")
+        name_or_path = default_preset_name(scale or 2, arch or "espcn", use)
     model, info = load_preset(name_or_path)
     want = (arch or info.arch, scale or info.scale)
     if (info.arch, info.scale) != want:
