@@ -315,43 +315,74 @@ REAL = "real"
 
 @dataclass(frozen=True)
 class RandomChains:
-    """`train --degrade real`: every training image gets `variants` LR versions, each made by its own
-    chain drawn from the grammar above (seeded, so a run is repeatable and its cache reusable):
+    """`train --degrade real[:KEY=P...]`: every training image gets `variants` LR versions, each made
+    by its own chain drawn from the grammar above (seeded, so a run is repeatable and its cache
+    reusable). With the default keys (`real`):
 
-    - downscaler: bicubic 25 %, bicubic-noaa 20 %, area 15 %, bilinear 15 %, lanczos 10 %,
-      gaussian 15 % with SIGMA uniform in [0.35, 0.55] x scale;
-    - then noise 25 % of the time, SIGMA uniform in [0.5, 3] code values;
-    - then an encoder 75 % of the time: x264 (70 %) or x265 (30 %), CRF uniform in 18..36.
+    - downscaler: bicubic 25 %, bicubic-noaa 20 % (`noaa=P`; the other five keep their ratios),
+      area 15 %, bilinear 15 %, lanczos 10 %, gaussian 15 % with SIGMA uniform in [0.35, 0.55] x scale;
+    - then noise 25 % of the time (`noise=P`), SIGMA uniform in [0.5, 3] code values;
+    - then an encoder 75 % of the time (`encode=P`): x264 (70 %) or x265 (30 %), CRF uniform in 18..36.
 
     The draws are Degradation values, so each is written down by its spec."""
 
+    noaa: float = 0.20
+    noise: float = 0.25
+    encode: float = 0.75
     variants: int = 8
+
+    OTHERS = ((BICUBIC, 0.25), (AREA, 0.15), (BILINEAR, 0.15), (LANCZOS, 0.10), (GAUSSIAN, 0.15))  # sum 0.8
 
     def draw(self, rng: np.random.Generator, scale: int) -> Degradation:
         kinds = (BICUBIC, BICUBIC_NOAA, AREA, BILINEAR, LANCZOS, GAUSSIAN)
-        kind = kinds[int(rng.choice(len(kinds), p=[0.25, 0.20, 0.15, 0.15, 0.10, 0.15]))]
+        rest = (1.0 - self.noaa) / 0.8
+        weights = dict(self.OTHERS)
+        p = [weights[BICUBIC] * rest, self.noaa] + [weights[k] * rest for k in kinds[2:]]
+        kind = kinds[int(rng.choice(len(kinds), p=p))]
         sigma = round(float(rng.uniform(0.35, 0.55)) * scale, 2) if kind == GAUSSIAN else None
         stages: list[tuple[str, float]] = []
-        if rng.random() < 0.25:
+        if rng.random() < self.noise:
             stages.append(("noise", round(float(rng.uniform(0.5, 3.0)), 2)))
-        if rng.random() < 0.75:
+        if rng.random() < self.encode:
             codec = "x264" if rng.random() < 0.7 else "x265"
             stages.append((codec, float(rng.integers(18, 37))))
         return Degradation(kind, sigma, tuple(stages))
 
     def spec(self) -> str:
-        return REAL
+        default = RandomChains()
+        keys = [
+            f"{k}={getattr(self, k):g}" for k in ("noaa", "noise", "encode") if getattr(self, k) != getattr(default, k)
+        ]
+        return ":".join([REAL, *keys])
 
     def describe(self) -> str:
         return (
-            f"randomised chains ({self.variants} per image): downscaler bicubic/bicubic-noaa/area/bilinear/"
-            "lanczos/gaussian, noise 25 % (sigma 0.5-3), x264/x265 CRF 18-36 75 %"
+            f"randomised chains ({self.variants} per image): downscaler bicubic/bicubic-noaa ({self.noaa:.0%})/area/"
+            f"bilinear/lanczos/gaussian, noise {self.noise:.0%} (sigma 0.5-3), x264/x265 CRF 18-36 {self.encode:.0%}"
         )
 
 
 def parse_training_degradation(text: str) -> Degradation | RandomChains:
-    """`real` (the randomised chains) or one chain of the grammar."""
-    return RandomChains() if text.strip().lower() == REAL else parse_degradation(text)
+    """`real[:noaa=P][:noise=P][:encode=P]` (the randomised chains) or one chain of the grammar."""
+    head, *keys = text.strip().lower().split(":")
+    if head != REAL:
+        return parse_degradation(text)
+    values: dict[str, float] = {}
+    for item in keys:
+        key, _, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if key not in ("noaa", "noise", "encode") or key in values or not 0.0 <= number <= 1.0:
+            raise UsageError(f"--degrade {text!r}: write real[:noaa=P][:noise=P][:encode=P] with P from 0 to 1")
+        values[key] = number
+    default = RandomChains()
+    return RandomChains(
+        noaa=values.get("noaa", default.noaa),
+        noise=values.get("noise", default.noise),
+        encode=values.get("encode", default.encode),
+    )
 
 
 # --- the same degradations as ffmpeg filters (the psnr job degrades video in its decoder) ---------

@@ -242,7 +242,7 @@ def prepare_data(
     val_hr = [hr for i, (_, hr) in enumerate(labelled) if i in val_idx]
     model = parse_training_degradation(config.degrade)
     if isinstance(model, RandomChains):
-        model = RandomChains(variants=VAL_VARIANTS)
+        model = RandomChains(variants=VAL_VARIANTS)  # one yardstick for every `real:...` mix
     val_chains = draw_chains(model, report.val, config.scale, config.seed, "val")
     val_lrs = degrade_all(val_hr, val_chains, config.scale, None)
     val_pairs = [(val_hr[i], lr) for (i, _), lr in zip(val_chains, val_lrs, strict=True)]

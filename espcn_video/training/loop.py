@@ -30,7 +30,7 @@ from torch import nn
 
 from espcn_video.errors import UsageError
 from espcn_video.files import atomic_write_json
-from espcn_video.quality.degrade import parse_training_degradation
+from espcn_video.quality.degrade import RandomChains, parse_training_degradation
 from espcn_video.quality.image_metrics import compute_psnr
 from espcn_video.quality.paper_eval import evaluate_folder, to_code_values, upscale_y
 from espcn_video.training.checkpoints import (
@@ -244,7 +244,7 @@ def measure_test_sets(config: TrainConfig, model: nn.Module) -> dict[str, Any]:
     """Set5/Set14 numbers for the metadata; measured after training, never used for decisions."""
     results: dict[str, Any] = {}
     # The randomised `real` model is measured on the clean chain (the robustness grid has the rest).
-    spec = "bicubic" if config.degrade.strip().lower() == "real" else config.degrade
+    spec = "bicubic" if isinstance(parse_training_degradation(config.degrade), RandomChains) else config.degrade
     for name, folder in config.eval_dirs:
         report = evaluate_folder(folder, model, config.scale, spec)
         key = "srcnn" if config.arch == "srcnn" else "espcn"
