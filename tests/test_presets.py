@@ -168,3 +168,28 @@ def test_eval_and_presets_commands(preset_folder: Path, tmp_path: Path) -> None:
     result = runner.invoke(presets_cmd, ["--json"])
     assert result.exit_code == 0
     assert [p["name"] for p in json.loads(result.stdout)["presets"]] == ["mine-x2"]
+
+
+def test_real_video_presets_are_the_default_of_upscale_and_clean_ones_of_eval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from espcn_video.cli.upscale_cmd import preset_for
+    from espcn_video.model.presets import PAPER, VIDEO, default_preset_name, resolve_preset
+
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    torch.manual_seed(3)
+    torch.save(ESPCN(3).state_dict(), folder / "espcn-x3.pt")
+    monkeypatch.setenv(PRESETS_ENV, str(folder))
+    # no real preset: every command falls back to the clean one
+    assert default_preset_name(3, use=VIDEO) == default_preset_name(3, use=PAPER) == "espcn-x3"
+    assert preset_for(3, None) == "espcn-x3"
+    torch.save(ESPCN(3).state_dict(), folder / "espcn-x3-real.pt")
+    (folder / "espcn-x3-real.json").write_text(json.dumps({"training": {"degrade": "real"}}))
+    assert preset_for(3, None) == "espcn-x3-real" and preset_for(3, "espcn-x3") == "espcn-x3"
+    assert resolve_preset(None, scale=3)[1].name == "espcn-x3"  # eval, psnr: the papers' protocol
+    assert default_preset_name(3, "srcnn", VIDEO) == "srcnn-x3"
+    result = CliRunner().invoke(presets_cmd, ["--json"])
+    listed = {p["name"]: p for p in json.loads(result.stdout)["presets"]}
+    assert listed["espcn-x3-real"]["default_of"] == "upscale" and listed["espcn-x3-real"]["trained_on"] == "real"
+    assert listed["espcn-x3"]["default_of"] == "eval, psnr" and listed["espcn-x3-real"]["scale"] == 3

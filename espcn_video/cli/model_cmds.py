@@ -451,19 +451,29 @@ def quantize_cmd(
 @click.option("--json", "as_json", is_flag=True, help="Write the list as JSON on stdout.")
 @guarded
 def presets_cmd(as_json: bool) -> None:
-    """List the shipped presets with their Set5/Set14 PSNR."""
-    from espcn_video.model.presets import list_presets, presets_dir
+    """List the shipped presets with their Set5/Set14 PSNR (clean bicubic LR), what LR they were
+    trained on, and which commands use them by default."""
+    from espcn_video.model.presets import PAPER, VIDEO, default_preset_name, list_presets, presets_dir
 
     presets = list_presets()
-    table = Table(title=f"presets in {presets_dir()}")
-    for column in ("name", "arch", "scale", "Set5 PSNR dB (bicubic)", "Set14 PSNR dB (bicubic)"):
-        table.add_column(column, justify="right" if column != "name" else "left")
+    table = Table(title=f"presets in {presets_dir()}; PSNR dB on clean bicubic LR")
+    columns = ("name", "arch", "scale", "trained on", "default of", "Set5 (bicubic)", "Set14 (bicubic)")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("name", "trained on", "default of") else "right")
+    rows = []
     for info in presets:
-        cells = [info.name, info.arch, f"x{info.scale}"]
+        spec = str(info.metadata.get("training", {}).get("degrade", "?"))
+        uses = [use for use in (VIDEO, PAPER) if default_preset_name(info.scale, info.arch, use) == info.name]
+        default_of = {VIDEO: "upscale", PAPER: "eval, psnr"}
+        used_by = ", ".join(default_of[u] for u in uses) or "-"
+        if info.arch == "srcnn":
+            uses, used_by = [], "psnr's srcnn" if default_preset_name(info.scale, "srcnn") == info.name else "-"
+        cells = [info.name, info.arch, f"x{info.scale}", spec, used_by]
         for test_set in SHARED_TEST_SETS:
             numbers = info.metadata.get("eval", {}).get(test_set)
             cells.append(f"{numbers['psnr_db']:.2f} ({numbers['bicubic_psnr_db']:.2f})" if numbers else "-")
         table.add_row(*cells)
+        rows.append({"trained_on": spec, "default_of": used_by})
     stderr_console().print(table)
     if as_json:
         emit_json(
@@ -477,8 +487,9 @@ def presets_cmd(as_json: bool) -> None:
                             "scale": i.scale,
                             "path": str(i.path),
                             "eval": i.metadata.get("eval", {}),
+                            **row,
                         }
-                        for i in presets
+                        for i, row in zip(presets, rows, strict=True)
                     ],
                 }
             )
