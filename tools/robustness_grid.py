@@ -96,6 +96,21 @@ def markdown(grid: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def readme_table(grid: dict[str, Any]) -> str:
+    """The compact table of the README: bicubic / each preset, per set (the test compares them)."""
+    presets, sets = grid["presets"], grid["sets"]
+    names = " / ".join(["bicubic", *presets])
+    lines = [
+        "| LR made by | " + " | ".join(f"{s}: {names}" for s in sets) + " |",
+        "| --- |" + " ---: |" * len(sets),
+    ]
+    for spec in grid["specs"]:
+        cells = [grid["cells"][s][spec]["mean"] for s in sets]
+        values = [" / ".join(f"{c[n]:.2f}" for n in ["bicubic", *presets]) for c in cells]
+        lines.append(f"| `{spec}` | " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, default=3)
@@ -143,6 +158,7 @@ def main() -> None:
     if args.markdown is not None:
         args.markdown.write_text(markdown(grid))
     print(markdown(grid))
+    print(readme_table(grid))
 
 
 if __name__ == "__main__":

@@ -118,7 +118,8 @@ class RunDisplay:
     "--preset",
     default=None,
     help="Preset name (see `espcn-video presets`), a .pt file, or a one-channel SR model as .onnx "
-    "(float32 Y in [0, 1] or uint8 code values, NCHW or NHWC; its scale read from its shapes; ONNX Runtime).",
+    "(float32 Y in [0, 1] or uint8 code values, NCHW or NHWC; its scale read from its shapes; ONNX Runtime). "
+    "Default: espcn-xSCALE-real (trained on real degradations), else espcn-xSCALE.",
 )
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Model threads (default: all cores).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
