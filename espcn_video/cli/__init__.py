@@ -48,7 +48,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "quantize_cmd",
         "Fine-tune a preset's int8 twin for the int8 engine and record what int8 and bf16 cost.",
     ),
-    "presets": ("espcn_video.cli.model_cmds", "presets_cmd", "List the shipped presets with their Set5/Set14 PSNR."),
+    "presets": (
+        "espcn_video.cli.model_cmds",
+        "presets_cmd",
+        "List the shipped presets: Set5/Set14 PSNR, training LR, default use.",
+    ),
     "export": (
         "espcn_video.cli.model_cmds",
         "export_cmd",

@@ -451,8 +451,10 @@ def quantize_cmd(
 @click.option("--json", "as_json", is_flag=True, help="Write the list as JSON on stdout.")
 @guarded
 def presets_cmd(as_json: bool) -> None:
-    """List the shipped presets with their Set5/Set14 PSNR (clean bicubic LR), what LR they were
-    trained on, and which commands use them by default."""
+    """List the shipped presets: Set5/Set14 PSNR, training LR, default use.
+
+    PSNR on clean bicubic LR (the papers' protocol), what LR each preset was trained on (its
+    --degrade spec), and which commands use it when no --preset is given."""
     from espcn_video.model.presets import PAPER, VIDEO, default_preset_name, list_presets, presets_dir
 
     presets = list_presets()
