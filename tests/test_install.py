@@ -39,4 +39,4 @@ def test_wheel_carries_the_presets_and_runs_outside_the_checkout(tmp_path: Path,
         env=env, cwd=work, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert '"preset": "espcn-x3"' in done.stdout and '"frames": 5' in done.stdout
+    assert '"preset": "espcn-x3-real"' in done.stdout and '"frames": 5' in done.stdout

@@ -193,3 +193,19 @@ def test_real_video_presets_are_the_default_of_upscale_and_clean_ones_of_eval(
     listed = {p["name"]: p for p in json.loads(result.stdout)["presets"]}
     assert listed["espcn-x3-real"]["default_of"] == "upscale" and listed["espcn-x3-real"]["trained_on"] == "real"
     assert listed["espcn-x3"]["default_of"] == "eval, psnr" and listed["espcn-x3-real"]["scale"] == 3
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_real_video_presets_ship_with_their_int8_twin(scale: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from espcn_video.model.backends import QUALITY_BOUND_DB
+    from espcn_video.model.presets import int8_params, precision_deltas
+
+    monkeypatch.delenv(PRESETS_ENV, raising=False)
+    model, info = load_preset(f"espcn-x{scale}-real")
+    assert (info.arch, info.scale) == ("espcn", scale)
+    training = info.metadata["training"]
+    assert training["degrade"] == "real" and training["init"]["preset"] == f"espcn-x{scale}"
+    params = int8_params(model, info)  # the twin is there and made for these weights
+    assert params is not None and params.weight_steps is not None and params.layers == (0, 1)
+    deltas = precision_deltas(info)
+    assert deltas is not None and -QUALITY_BOUND_DB <= deltas["int8"] <= 0.01  # so auto picks int8

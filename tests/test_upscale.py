@@ -209,7 +209,7 @@ def test_subtitles_and_chapters_are_kept(
 def test_default_engine_stays_close_to_the_fp32_reference(
     ffmpeg: str, clips: Callable[..., Path], tmp_path: Path
 ) -> None:
-    """The fast default (bf16 or int8 where the CPU has it) through the real pipeline, shipped x3 preset."""
+    """The fast default (bf16 or int8 where the CPU has it) through the real pipeline, the default x3 preset."""
     src = clips("natural.y4m", "-pix_fmt", "yuv420p", src="testsrc2=s=96x64:r=10:d=0.3")
     out = tmp_path / "fast.y4m"
     done = run_cli("upscale", str(src), str(out), "--scale", "3", "--json")
@@ -217,7 +217,8 @@ def test_default_engine_stays_close_to_the_fp32_reference(
     summary = json.loads(done.stdout)
     _, lr = decode_y4m(ffmpeg, src)
     _, hr = decode_y4m(ffmpeg, out)
-    model, _ = load_preset("espcn-x3")
+    assert summary["preset"] == "espcn-x3-real"  # upscale's default: the real-video preset
+    model, _ = load_preset(summary["preset"])
     reference = TorchEngine(model).upscale_luma(lr[0][0], 255).astype(np.float64)
     mse = float(np.mean((hr[0][0].astype(np.float64) - reference) ** 2))
     assert len(hr) == 3 and summary["method"]
