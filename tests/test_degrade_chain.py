@@ -248,3 +248,16 @@ def _train_hr(config, report):  # type: ignore[no-untyped-def]
 
     labelled, _ = read_hr_planes(config)
     return [hr for label, hr in labelled if label in report.train]
+
+
+def test_psnr_crops_show_the_chain_s_lr(clips, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    clip = clips("chain_big.y4m", "-pix_fmt", "yuv420p", src="testsrc2=s=192x108:r=10:d=0.6")
+    args = ("--scale", "3", "--methods", "espcn,bicubic", "--degrade", "bicubic-noaa,x264:crf=28")
+    done = run_cli("psnr", str(clip), *args, "--crops", str(tmp_path / "crops"), "--worst", "1", "--json", "-q")
+    assert done.returncode == 0, done.stderr.decode()
+    clip_doc = json.loads(done.stdout)["clips"][0]
+    (crop,) = clip_doc["crops"]
+    worst = min(clip_doc["methods"]["espcn"]["per_frame"]["psnr_y_db"])
+    assert f"_{worst:.2f}dB_" in crop and Image.open(crop).size[0] > 3 * 96

@@ -43,6 +43,19 @@ def build_degrade_decode_args(
     return args
 
 
+def y4m_stdin_args(ffmpeg: str) -> list[str]:
+    """An ffmpeg reading y4m frames on stdin (we write them)."""
+    return [ffmpeg, *COMMON, "-f", "yuv4mpegpipe", "-i", "pipe:0"]
+
+
+def build_lr_encode_args(ffmpeg: str, encoder: str, crf: int, pix_fmt: str, out: str) -> list[str]:
+    """The LR clip of a degradation chain through a real encoder (libx264/libx265 at a CRF, their
+    default preset and GOP) into a Matroska file."""
+    quiet = ["-x265-params", "log-level=error"] if encoder == "libx265" else []
+    codec = ["-c:v", encoder, "-crf", str(crf), *quiet, "-pix_fmt", pix_fmt]
+    return [*y4m_stdin_args(ffmpeg), *codec, "-f", "matroska", "-y", out]
+
+
 def _escape_filter_value(value: str) -> str:
     """Two levels of ffmpeg filtergraph escaping: the option value, then the graph."""
     for ch in "\\':":
@@ -69,12 +82,7 @@ def build_vmaf_args(
         f":n_threads={threads}:shortest=1"
     )
     return [
-        ffmpeg,
-        *COMMON,
-        "-f",
-        "yuv4mpegpipe",
-        "-i",
-        "pipe:0",
+        *y4m_stdin_args(ffmpeg),
         *ref_input,
         "-filter_complex",
         graph,

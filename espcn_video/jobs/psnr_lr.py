@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from espcn_video.errors import EspcnVideoError
-from espcn_video.ffmpeg.args import COMMON
 from espcn_video.ffmpeg.process import FFmpegProcess
-from espcn_video.ffmpeg.psnr_args import build_degrade_decode_args, hr_size_for
+from espcn_video.ffmpeg.psnr_args import build_degrade_decode_args, build_lr_encode_args, hr_size_for
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header, write_frame
 from espcn_video.frames.sinks import check_decoder
 from espcn_video.quality.degrade import CODECS, Degradation, add_noise, build_degrade_filter, downscale
@@ -109,29 +108,6 @@ def _noisy(
         yield header, _add_noise(planes, sigma, peak)
 
 
-def _encode_args(ffmpeg: str, codec: str, crf: int, pix_fmt: str, out: Path) -> list[str]:
-    quiet = ["-x265-params", "log-level=error"] if codec == "x265" else []
-    return [
-        ffmpeg,
-        *COMMON,
-        "-f",
-        "yuv4mpegpipe",
-        "-i",
-        "pipe:0",
-        "-c:v",
-        CODECS[codec],
-        "-crf",
-        str(crf),
-        *quiet,
-        "-pix_fmt",
-        pix_fmt,
-        "-f",
-        "matroska",
-        "-y",
-        str(out),
-    ]
-
-
 def make_lr_clip(
     ffmpeg: str,
     clip: InputSpec,
@@ -173,7 +149,7 @@ def make_lr_clip(
             continue
         encoded = folder / f"lr-{k}-{name}.mkv"
         padded = _even_geometry(lr_geometry)
-        cmd = _encode_args(ffmpeg, name, int(value), g.pix_fmt, encoded)
+        cmd = build_lr_encode_args(ffmpeg, CODECS[name], int(value), g.pix_fmt, str(encoded))
         _encode(ffmpeg, _padded(stream, padded), cmd, clip.path)
         if last and padded == lr_geometry:
             return InputSpec(str(encoded))
