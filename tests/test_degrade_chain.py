@@ -261,3 +261,17 @@ def test_psnr_crops_show_the_chain_s_lr(clips, tmp_path: Path) -> None:  # type:
     (crop,) = clip_doc["crops"]
     worst = min(clip_doc["methods"]["espcn"]["per_frame"]["psnr_y_db"])
     assert f"_{worst:.2f}dB_" in crop and Image.open(crop).size[0] > 3 * 96
+
+
+def test_making_the_lr_clip_is_said_but_not_counted_as_a_run(capsys: pytest.CaptureFixture[str]) -> None:
+    from espcn_video.cli.psnr_cmd import _progress
+    from espcn_video.jobs.psnr import LR_RUN
+
+    on_run, _ = _progress(True, 1, 2, None)
+    for method in (LR_RUN, "espcn", "bicubic"):
+        on_run("a.y4m", method)
+    assert capsys.readouterr().err.splitlines() == [
+        "psnr a.y4m: making the LR clip",
+        "psnr [1/2] a.y4m: espcn",
+        "psnr [2/2] a.y4m: bicubic",
+    ]

@@ -206,6 +206,12 @@ def _progress(
     count, before, current = [0], [0], [0]
 
     def on_run(clip: str, method: str) -> None:
+        from espcn_video.jobs.psnr import LR_RUN
+
+        if method == LR_RUN:  # not a scored run: said, not counted
+            if enabled:
+                click.echo(f"psnr {clip}: {LR_RUN}", err=True)
+            return
         count[0] += 1
         before[0] += current[0]
         current[0] = 0

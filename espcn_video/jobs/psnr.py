@@ -70,7 +70,8 @@ def probe_clip(ffmpeg: str, source: InputSpec) -> Y4MHeader:
 # -- the job ---------------------------------------------------------------------------------
 
 METHODS = ("espcn", "bicubic", "lanczos", "srcnn")
-OnRun = Callable[[str, str], None]
+OnRun = Callable[[str, str], None]  # (clip, method), or (clip, LR_RUN) before a chain's LR clip is made
+LR_RUN = "making the LR clip"
 OnFrames = Callable[[int], None]  # frames scored so far in the current (clip, method) run
 
 
@@ -236,7 +237,7 @@ def evaluate_clip(
         if lr_folder is None:
             raise UsageError(f"--degrade {settings.degradation.spec()}: needs a folder for the LR clip")
         if on_run is not None:
-            on_run(clip.path, "LR")
+            on_run(clip.path, LR_RUN)
         lr_clip = make_lr_clip(ffmpeg, clip, header, settings.degradation, r, settings.frames, lr_folder)
     methods, scorers = {}, {}
     for name, upscaler in upscalers.items():
