@@ -465,11 +465,12 @@ def presets_cmd(as_json: bool) -> None:
     rows = []
     for info in presets:
         spec = str(info.metadata.get("training", {}).get("degrade", "?"))
-        uses = [use for use in (VIDEO, PAPER) if default_preset_name(info.scale, info.arch, use) == info.name]
-        default_of = {VIDEO: "upscale", PAPER: "eval, psnr"}
-        used_by = ", ".join(default_of[u] for u in uses) or "-"
-        if info.arch == "srcnn":
-            uses, used_by = [], "psnr's srcnn" if default_preset_name(info.scale, "srcnn") == info.name else "-"
+        if info.arch == "srcnn":  # only psnr's srcnn method loads one by default
+            commands = {PAPER: "psnr's srcnn"}
+        else:
+            commands = {VIDEO: "upscale", PAPER: "eval, psnr"}
+        uses = [text for use, text in commands.items() if default_preset_name(info.scale, info.arch, use) == info.name]
+        used_by = ", ".join(uses) or "-"
         cells = [info.name, info.arch, f"x{info.scale}", spec, used_by]
         for test_set in SHARED_TEST_SETS:
             numbers = info.metadata.get("eval", {}).get(test_set)

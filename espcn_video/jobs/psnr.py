@@ -137,21 +137,15 @@ def lr_decode_args(
     """The LR decode: the reference through the degrade filter, or the LR clip made beforehand
     (jobs/psnr_lr.py) for chains the decoder cannot make."""
     r = settings.scale
+    hr_w, hr_h = hr_size_for(size, r)
     if lr_clip is None:
-        hr_size = hr_size_for(size, r)
-        lr_filter = build_degrade_filter(settings.degradation, hr_size, r, pix_fmt)
+        lr_filter = build_degrade_filter(settings.degradation, (hr_w, hr_h), r, pix_fmt)
         return build_degrade_decode_args(
             ffmpeg, clip, size=size, pix_fmt=pix_fmt, scale=r, degrade_filter=lr_filter, frames=settings.frames
         )
-    hr_w, hr_h = hr_size_for(size, r)
+    lr_size = (hr_w // r, hr_h // r)
     return build_degrade_decode_args(
-        ffmpeg,
-        lr_clip,
-        size=(hr_w // r, hr_h // r),
-        pix_fmt=pix_fmt,
-        scale=1,
-        degrade_filter=None,
-        frames=settings.frames,
+        ffmpeg, lr_clip, size=lr_size, pix_fmt=pix_fmt, scale=1, degrade_filter=None, frames=settings.frames
     )
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from espcn_video.errors import DataError
 from espcn_video.quality.degrade import (
+    CODECS,
     Degradation,
     RandomChains,
     degrade,
@@ -119,11 +120,10 @@ def split_validation(count: int, fraction: float, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(count)[:n_val])
 
 
-def make_planes(config: TrainConfig, hr_planes: list[np.ndarray], labels: list[str] | None = None) -> PlaneSet:
+def make_planes(config: TrainConfig, hr_planes: list[np.ndarray], labels: list[str]) -> PlaneSet:
     """Training planes: one LR per image for a chain, `variants` per image for `real` (the HR
     target array is shared by an image's variants, not copied)."""
     model = parse_training_degradation(config.degrade)
-    labels = labels if labels is not None else [f"image{i}" for i in range(len(hr_planes))]
     chains = draw_chains(model, labels, config.scale, config.seed, "train")
     lrs = degrade_all(hr_planes, chains, config.scale, cache_path(config, labels, hr_planes, chains))
     targets = [(hr / 255.0).astype(np.float32) for hr in hr_planes]
@@ -159,7 +159,7 @@ def cache_path(
 
     Keyed by the chains, the images (label and size) and the scale, in the cache folder
     (ESPCN_VIDEO_CACHE, else $XDG_CACHE_HOME/espcn-video, else ~/.cache/espcn-video)."""
-    if not any(name in ("x264", "x265") for _, chain in chains for name, _ in chain.stages):
+    if not any(name in CODECS for _, chain in chains for name, _ in chain.stages):
         return None
     import hashlib
 
@@ -199,7 +199,7 @@ def _save_cache(cache: Path, lrs: list[np.ndarray], chains: list[Degradation]) -
     """What an encoder gave is exact in 8 bits (kept as uint8); other LR as float32."""
     arrays: dict[str, Any] = {}
     for k, (lr, chain) in enumerate(zip(lrs, chains, strict=True)):
-        encoded = bool(chain.stages) and chain.stages[-1][0] in ("x264", "x265")
+        encoded = bool(chain.stages) and chain.stages[-1][0] in CODECS
         arrays[f"lr{k:06d}"] = np.rint(lr * 255.0).astype(np.uint8) if encoded else lr.astype(np.float32)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
