@@ -244,6 +244,24 @@ def test_init_starts_from_a_preset_and_checks_it_fits(image_folder: Path, tmp_pa
         train(_config(image_folder, tmp_path / "x2", scale=2, steps=1, init_from=str(first.out)))
 
 
+@pytest.mark.slow
+def test_srcnn_starts_from_another_scale(image_folder: Path, tmp_path: Path) -> None:
+    """SRCNN runs on the upscaled image, so its weights carry no scale: the x2 and x4 baselines
+    warm-start from the x3 one. ESPCN's last layer is scale-sized and stays refused (test above)."""
+    first = train(_config(image_folder, tmp_path, arch="srcnn", steps=2, out=tmp_path / "out" / "s-x3.pt"))
+    warm = train(
+        _config(
+            image_folder, tmp_path / "x2", arch="srcnn", scale=2, steps=1, lr=1e-9, lr_min=1e-10,
+            init_from=str(first.out), out=tmp_path / "x2" / "s-x2.pt",
+        )
+    )  # fmt: skip
+    assert warm.metadata["training"]["init"]["preset"] == "s-x3" and warm.metadata["scale"] == 2
+    start, warm_w = torch.load(first.out, weights_only=True), torch.load(warm.out, weights_only=True)
+    assert all(torch.allclose(warm_w[k], v, atol=1e-6) for k, v in start.items())
+    with pytest.raises(UsageError, match=r"--init .* is srcnn x3, not espcn x2"):
+        train(_config(image_folder, tmp_path / "e", scale=2, steps=1, init_from=str(first.out)))
+
+
 def test_srcnn_in_strips_equals_one_piece() -> None:
     """The one way SRCNN runs outside training (bench, psnr, eval): strips with a halo, same output."""
     torch.manual_seed(0)

@@ -74,6 +74,28 @@ def test_quantize_writes_a_twin_that_int8_runs_and_records_it(
     assert any("records no measured int8 or bf16 cost" in n for n in summary["notes"])
 
 
+@pytest.mark.slow
+def test_measure_only_records_the_costs_again_and_trains_nothing(user_preset: Path) -> None:
+    """After an engine change the recorded costs are measured again by one command; the twin,
+    if any, and the weights are left as they are."""
+    from espcn_video.cli.model_cmds import default_eval_dirs
+
+    if {name for name, _ in default_eval_dirs()} != {"Set5", "Set14"}:
+        pytest.skip("../shared/data/test/Set5 and Set14 are needed")
+    bad = run_cli("quantize", "--preset", str(user_preset), "--measure-only", "--no-eval")
+    err = bad.stderr.decode().strip()
+    assert bad.returncode == 2 and "cannot go with --no-eval" in err and len(err.splitlines()) == 1, err
+    weights = user_preset.read_bytes()
+    done = run_cli("quantize", "--preset", str(user_preset), "--measure-only", "--threads", "2")
+    assert done.returncode == 0, done.stderr.decode()
+    deltas = json.loads(done.stdout)["precision_delta_db"]
+    assert "int8" in deltas and set(deltas["int8"]) == {"Set5", "Set14"}
+    assert all(isinstance(v, float) and abs(v) < 5 for per_set in deltas.values() for v in per_set.values())
+    meta = json.loads(user_preset.with_suffix(".json").read_text())
+    assert meta["precision_delta_db"] == deltas and "espcn-video eval" in meta["precision_delta_protocol"]
+    assert user_preset.read_bytes() == weights and not twin_path(user_preset).exists()
+
+
 def test_recorded_costs_decide_auto(user_preset: Path, tmp_path: Path) -> None:
     from espcn_video.model.presets import file_sha256
 

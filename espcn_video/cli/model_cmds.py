@@ -348,6 +348,11 @@ def eval_cmd(
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads. Default: all cores.")
 @click.option("--no-eval", is_flag=True, help="Do not measure the int8 and bf16 cost on Set5/Set14 afterwards.")
 @click.option("--all-layers", is_flag=True, help="conv3 in int8 too: faster, but costs about twice as much PSNR.")
+@click.option(
+    "--measure-only",
+    is_flag=True,
+    help="Fine-tune nothing: measure the int8 (the twin as it is) and bf16 cost on Set5/Set14 again and record it.",
+)
 @guarded
 def quantize_cmd(
     preset: str,
@@ -360,6 +365,7 @@ def quantize_cmd(
     threads: int | None,
     no_eval: bool,
     all_layers: bool,
+    measure_only: bool,
 ) -> None:
     """Fine-tune a preset's int8 twin for the int8 engine and record what int8 and bf16 cost.
 
@@ -371,7 +377,8 @@ def quantize_cmd(
     rounding; the checkpoint with the best int8 PSNR on the held-out
     training images is kept. Set5/Set14 are measured afterwards (int8 and
     bf16 against fp32, from 8-bit LR) and recorded in the preset's JSON:
-    "auto" runs int8 only when that cost is within 0.05 dB.
+    "auto" runs int8 only when that cost is within 0.05 dB. --measure-only
+    measures and records that cost again (after an engine change).
     """
     from espcn_video.model.presets import load_preset
     from espcn_video.training.qat import (
@@ -383,6 +390,9 @@ def quantize_cmd(
     )
 
     _, info = load_preset(preset)
+    if measure_only:
+        _measure_only(preset, info.name, threads, no_eval)
+        return
     if not data_dirs:
         own = tuple(Path(d) for d in (info.metadata.get("training") or {}).get("data", []))
         data_dirs = own if own and all(d.is_dir() for d in own) else default_data_dirs()
@@ -445,6 +455,24 @@ def quantize_cmd(
             }
         )
     )
+
+
+def _measure_only(preset: str, name: str, threads: int | None, no_eval: bool) -> None:
+    """quantize --measure-only: the int8 and bf16 cost of the preset as it is, recorded."""
+    from espcn_video.training.qat import measure_precision_deltas, record_deltas
+
+    if no_eval:
+        raise UsageError("--measure-only measures on Set5/Set14: it cannot go with --no-eval")
+    if not default_eval_dirs():
+        raise UsageError("--measure-only needs ../shared/data/test/Set5 and Set14, and neither is there")
+    deltas = measure_precision_deltas(preset, default_eval_dirs(), threads)
+    if not deltas:
+        raise UsageError("--measure-only needs the OpenVINO engine (pip install 'espcn-video[fast]')")
+    record_deltas(preset, deltas)
+    console = stderr_console()
+    for precision, per_set in deltas.items():
+        console.print(f"{precision} vs fp32: " + ", ".join(f"{k} {v:+.3f} dB" for k, v in per_set.items()))
+    emit_json({"command": "quantize", "preset": name, "measure_only": True, "precision_delta_db": deltas})
 
 
 @click.command("presets")

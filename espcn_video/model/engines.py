@@ -214,18 +214,20 @@ class TorchFastEngine:
             from espcn_video.model.graphs import espcn_layers
 
             self.layers = espcn_layers(model)
-            self._packed: dict[tuple[int, int], list[tuple[torch.Tensor, torch.Tensor, int, bool]]] = {}
+            self._packed: dict[tuple[int, int, float], list[tuple[torch.Tensor, torch.Tensor, int, bool]]] = {}
         else:
             self.model = model.to(self.device, self.dtype).eval()
 
-    def _weights(self, shape: tuple[int, int]) -> list[tuple[torch.Tensor, torch.Tensor, int, bool]]:
+    def _weights(self, shape: tuple[int, int], in_scale: float) -> list[tuple[torch.Tensor, torch.Tensor, int, bool]]:
         """Weights reordered once per frame size into oneDNN's blocked layout (what
-        torch.compile's freezing does): unpacked, every call reorders them, 85 ms -> 37 ms."""
-        if shape not in self._packed:
-            self._packed[shape] = [
+        torch.compile's freezing does): unpacked, every call reorders them, 85 ms -> 37 ms.
+        conv1's are multiplied by `in_scale` (1/peak when the input is the code values)."""
+        key = (*shape, in_scale)
+        if key not in self._packed:
+            self._packed[key] = [
                 (
                     torch.ops.mkldnn._reorder_convolution_weight(
-                        torch.from_numpy(layer.weight).to(self.dtype),
+                        torch.from_numpy(layer.weight * np.float32(in_scale if i == 0 else 1.0)).to(self.dtype),
                         [layer.padding] * 2,
                         [1, 1],
                         [1, 1],
@@ -236,12 +238,12 @@ class TorchFastEngine:
                     layer.padding,
                     layer.tanh,
                 )
-                for layer in self.layers
+                for i, layer in enumerate(self.layers)
             ]
-        return self._packed[shape]
+        return self._packed[key]
 
-    def _forward_cpu(self, x: torch.Tensor) -> torch.Tensor:
-        weights = self._weights((x.shape[2], x.shape[3]))
+    def _forward_cpu(self, x: torch.Tensor, in_scale: float = 1.0) -> torch.Tensor:
+        weights = self._weights((x.shape[2], x.shape[3]), in_scale)
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
         for weight, bias, pad, tanh in weights:
             x = torch.ops.mkldnn._convolution_pointwise(
@@ -251,6 +253,10 @@ class TorchFastEngine:
 
     @torch.inference_mode()
     def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:
+        if self.device.type == "cpu" and y.dtype == np.uint8:
+            # the code values themselves (exact in bf16; x / 255 is not), 1/peak in conv1's weights
+            lr = torch.from_numpy(np.ascontiguousarray(y))[None, None]
+            return from_unit_float(self._forward_cpu(lr, 1.0 / peak).float(), peak, y.dtype)
         lr = to_unit_float(y, peak).to(self.device)
         hr = self._forward_cpu(lr) if self.device.type == "cpu" else self.model(lr.to(self.dtype))
         return from_unit_float(hr.float().cpu(), peak, y.dtype)

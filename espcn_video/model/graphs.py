@@ -3,7 +3,8 @@
 Both graphs take the integer Y plane (uint8 or uint16, shape (1, 1, H, W)) and return the
 integer high-res plane: the conversions to and from [0, 1] (divide, clamp, scale, round half to
 even like the torch reference) run inside the engine's threads instead of as separate numpy
-passes over a 1080p frame.
+passes over a 1080p frame. OpenVINO's float conv1 reads 8-bit code values as they are, with
+1/255 in its weights (bf16 holds the integers exactly, not x / 255).
 
 The graphs are written out op by op rather than traced from torch: ESPCN is three convolutions,
 two tanh and a depth-to-space (ONNX "CRD", OpenVINO "depth_first": torch's PixelShuffle), and
@@ -194,11 +195,20 @@ def build_openvino_model(
     int_type = ov.Type.u8 if peak <= 255 else ov.Type.u16
     ranges = list(ranges) if ranges is not None else activation_bounds(model)
     lr = ops.parameter([1, 1, shape[0], shape[1]], int_type, name="lr")
-    x = ops.multiply(ops.convert(lr, ov.Type.f32), np.float32(1.0 / peak))
+    x = ops.convert(lr, ov.Type.f32)
+    int8_first = 0 in int8_layers and peak == 255
+    # A float conv1 reads the code values themselves, 1/peak folded into its weights: integers up
+    # to 256 are exact in bf16, x / 255 is not (rounded to 8 significant bits it cost 0.015-0.02
+    # dB at x2, the largest part of what bf16 cost).
+    codes_in = peak <= 255 and not int8_first
+    if not codes_in:
+        x = ops.multiply(x, np.float32(1.0 / peak))
     for i, layer in enumerate(espcn_layers(model)):
         if i in int8_layers and not (i == 0 and peak != 255):
             x, in_scale = _quantize_input(x, i, ranges)
             weight = _int8_weight(layer.weight, in_scale, weight_steps[i] if weight_steps is not None else None)
+        elif i == 0 and codes_in:
+            weight = ops.constant((layer.weight / np.float32(peak)).astype(np.float32))
         else:
             weight = ops.constant(layer.weight)
         p = layer.padding

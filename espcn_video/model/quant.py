@@ -112,6 +112,10 @@ class QuantizedESPCN(nn.Module):
             if i in self.int8_layers:
                 x = fake_quant_input(x, i, ranges)
                 weight = fake_quant_weight(conv.weight, ranges[i - 1] if i > 0 else None, steps[i])
+            elif self.bf16_rest and i == 0:
+                # the engine's float conv1 reads the 8-bit code values (exact in bf16) with the
+                # weights / 255 rounded to bf16 (model/graphs.py)
+                weight = bf16_ste(conv.weight / 255.0) * 255.0
             elif self.bf16_rest:
                 x, weight = bf16_ste(x), bf16_ste(conv.weight)
             else:

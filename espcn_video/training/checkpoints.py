@@ -3,7 +3,7 @@
 `TrainState` is what a checkpoint holds (model, optimiser, schedule, RNGs, step, time). The
 fingerprint records the settings and images a checkpoint was made with, so that --resume refuses
 a checkpoint from a different run. A run starts from the seeded fresh network or, with
---init, from a preset of the same architecture and scale (a warm restart).
+--init, from a preset of the same architecture and scale (a warm restart; SRCNN: any scale).
 """
 
 from __future__ import annotations
@@ -114,10 +114,15 @@ def new_state(config: TrainConfig, device: torch.device) -> TrainState:
 
 
 def initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
-    """The --init preset's weights, refused unless it is the same architecture and scale."""
+    """The --init preset's weights, refused unless it is the same architecture and scale. SRCNN
+    may start from another scale's preset: it runs on the bicubic-upscaled image, so its weights
+    have no scale in them (the paper's x2 and x4 baselines start from the x3 one)."""
     from espcn_video.model.presets import resolve_preset
 
-    model, _ = resolve_preset(str(config.init_from), scale=config.scale, arch=config.arch, what="--init")
+    any_scale = config.arch == "srcnn"
+    model, _ = resolve_preset(
+        str(config.init_from), scale=None if any_scale else config.scale, arch=config.arch, what="--init"
+    )
     return model.state_dict()
 
 
