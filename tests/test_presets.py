@@ -193,6 +193,11 @@ def test_real_video_presets_are_the_default_of_upscale_and_clean_ones_of_eval(
     listed = {p["name"]: p for p in json.loads(result.stdout)["presets"]}
     assert listed["espcn-x3-real"]["default_of"] == "upscale" and listed["espcn-x3-real"]["trained_on"] == "real"
     assert listed["espcn-x3"]["default_of"] == "eval, psnr" and listed["espcn-x3-real"]["scale"] == 3
+    # the frontier's cost column: (25·64 + 9·64·32 + 9·32·9) / 9 multiply-accumulates per output pixel
+    assert listed["espcn-x3"]["macs_per_hr_pixel"] == pytest.approx(22624 / 9) and listed["espcn-x3"]["speed"] is None
+    (folder / "espcn-x3.json").write_text(json.dumps({"speed": {"sr_fps": 71.5, "engine": "openvino-int8"}}))
+    table = CliRunner().invoke(presets_cmd, [], env={"COLUMNS": "200"})
+    assert "2,514" in table.output and "72 (openvino-int8)" in table.output, table.output
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

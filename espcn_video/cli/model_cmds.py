@@ -479,17 +479,22 @@ def _measure_only(preset: str, name: str, threads: int | None, no_eval: bool) ->
 @click.option("--json", "as_json", is_flag=True, help="Write the list as JSON on stdout.")
 @guarded
 def presets_cmd(as_json: bool) -> None:
-    """List the shipped presets: Set5/Set14 PSNR, training LR, default use.
+    """List the shipped presets: Set5/Set14 PSNR, training LR, default use, MACs and fps.
 
     PSNR on clean bicubic LR (the papers' protocol), what LR each preset was trained on (its
-    --degrade spec), and which commands use it when no --preset is given."""
-    from espcn_video.model.presets import PAPER, VIDEO, default_preset_name, list_presets, presets_dir
+    --degrade spec), which commands use it when no --preset is given, its cost in
+    multiply-accumulates per output pixel and its recorded speed (tools/frontier.py)."""
+    from espcn_video.model.net import macs_per_hr_pixel
+    from espcn_video.model.presets import PAPER, VIDEO, default_preset_name, list_presets, load_preset, presets_dir
 
     presets = list_presets()
     table = Table(title=f"presets in {presets_dir()}; PSNR dB on clean bicubic LR")
-    columns = ("name", "arch", "scale", "trained on", "default of", "Set5 (bicubic)", "Set14 (bicubic)")
+    columns = (
+        "name", "arch", "scale", "trained on", "default of", "Set5 (bicubic)", "Set14 (bicubic)", "MACs/px", "fps",
+    )  # fmt: skip
     for column in columns:
         table.add_column(column, justify="left" if column in ("name", "trained on", "default of") else "right")
+    table.caption = "MACs per output pixel; fps: the SR stage on the standard job, as recorded by tools/frontier.py"
     rows = []
     for info in presets:
         spec = str(info.metadata.get("training", {}).get("degrade", "?"))
@@ -503,8 +508,12 @@ def presets_cmd(as_json: bool) -> None:
         for test_set in SHARED_TEST_SETS:
             numbers = info.metadata.get("eval", {}).get(test_set)
             cells.append(f"{numbers['psnr_db']:.2f} ({numbers['bicubic_psnr_db']:.2f})" if numbers else "-")
+        macs = macs_per_hr_pixel(load_preset(info.path)[0])
+        speed = info.metadata.get("speed") or {}
+        fps = speed.get("sr_fps")
+        cells += [f"{macs:,.0f}", f"{fps:.{0 if fps >= 10 else 1}f} ({speed.get('engine', '?')})" if fps else "-"]
         table.add_row(*cells)
-        rows.append({"trained_on": spec, "default_of": used_by})
+        rows.append({"trained_on": spec, "default_of": used_by, "macs_per_hr_pixel": macs, "speed": speed or None})
     stderr_console().print(table)
     if as_json:
         emit_json(

@@ -75,3 +75,11 @@ class SRCNN(nn.Module):
         x = self.act(self.conv1(upscaled))
         x = self.act(self.conv2(x))
         return self.conv3(x)
+
+
+def macs_per_hr_pixel(model: nn.Module) -> float:
+    """Multiply-accumulates per output pixel: ESPCN's convolutions run at low resolution (divided
+    by scale²), SRCNN's on the upscaled image (the bicubic upscale itself not counted)."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    macs = sum(c.weight.numel() for c in convs)
+    return macs / model_scale(model) ** 2 if isinstance(model, ESPCN) else float(macs)
