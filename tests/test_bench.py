@@ -169,3 +169,22 @@ def test_compare_matches_jobs_by_input_scale_and_size() -> None:
     assert compare_runs(a, b) == []
     b["jobs"][0]["scale"] = 2
     assert [r for r in compare_runs(a, b) if r["metric"] == "sr_fps"][0]["ratio"] == 2.0
+
+
+def test_opencv_peer_script_says_what_it_needs_in_one_line(tmp_path: Path) -> None:
+    """tools/opencv_peer.py runs the peer only where opencv-contrib and its model file are; else
+    one line and exit 2 (here: OpenCV absent, or the model file missing)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "opencv_peer.py"), "--model", str(tmp_path / "ESPCN_x3.pb")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    err = done.stderr.strip()
+    assert done.returncode == 2 and len(err.splitlines()) == 1, err
+    assert "OpenCV is not installed" in err or "has no dnn_superres" in err or "does not exist" in err
