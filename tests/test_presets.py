@@ -71,10 +71,13 @@ def test_shipped_preset_reproduces_its_set5_number(name: str, monkeypatch: pytes
     reason=f"Set5 not found at {SHARED_DATA / 'test' / 'Set5'} (../shared/data is absent)",
 )
 @pytest.mark.slow
-def test_srcnn_preset_reproduces_its_number_and_joins_the_x3_eval(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_srcnn_preset_reproduces_its_number_and_joins_the_eval(scale: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The paper's 9-5-5 baseline at every scale (x2 and x4 warm-started from x3: SRCNN's weights
+    carry no scale), the comparison column of eval."""
     monkeypatch.delenv(PRESETS_ENV, raising=False)
-    recorded = json.loads((SHIPPED / "srcnn-x3.json").read_text())["eval"]["Set5"]
-    report = evaluate_folder(SHARED_DATA / "test" / "Set5", "espcn-x3")  # SRCNN is the comparison column
+    recorded = json.loads((SHIPPED / f"srcnn-x{scale}.json").read_text())["eval"]["Set5"]
+    report = evaluate_folder(SHARED_DATA / "test" / "Set5", f"espcn-x{scale}")  # SRCNN is the comparison column
     assert report["mean"]["srcnn"]["psnr_db"] == pytest.approx(recorded["psnr_db"], abs=0.01)
     assert set(report["mean"]) == {"espcn", "bicubic", "srcnn"}
 
