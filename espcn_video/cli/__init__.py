@@ -51,7 +51,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "presets": (
         "espcn_video.cli.model_cmds",
         "presets_cmd",
-        "List the shipped presets: Set5/Set14 PSNR, training LR, default use.",
+        "List the shipped presets: Set5/Set14 PSNR, training LR, default use, MACs and fps.",
     ),
     "export": (
         "espcn_video.cli.model_cmds",
