@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 from espcn_video.files import atomic_write_json  # noqa: E402
 from espcn_video.jobs.bench import STANDARD_JOBS  # noqa: E402
 from espcn_video.model.engines import cpu_info  # noqa: E402
-from espcn_video.model.net import macs_per_hr_pixel  # noqa: E402
-from espcn_video.model.presets import list_presets, load_preset  # noqa: E402
+from espcn_video.model.net import SRCNN, macs_per_hr_pixel  # noqa: E402
+from espcn_video.model.presets import PresetInfo, list_presets  # noqa: E402
 
 SETS = ("Set5", "Set14")
 
@@ -49,8 +49,7 @@ def scores(metadata: dict[str, Any], key: str) -> dict[str, float | None]:
     return {s: (evals.get(s) or {}).get(key) for s in SETS}
 
 
-def frontier(frames: int, srcnn_frames: int) -> dict[str, Any]:
-    presets = list_presets()
+def frontier(presets: list[PresetInfo], frames: int, srcnn_frames: int) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for scale in sorted({s for s, _ in STANDARD_JOBS}):
         lr_size = next(size for s, size in STANDARD_JOBS if s == scale)
@@ -66,16 +65,13 @@ def frontier(frames: int, srcnn_frames: int) -> dict[str, Any]:
              "fps": job["bicubic_fps"], "fp32_fps": None, "psnr_db": scores(espcn[0].metadata, "bicubic_psnr_db")}
         )  # fmt: skip
         for info in espcn:
-            model, _ = load_preset(info.name)
             rows.append(
-                {**base, "method": "ESPCN", "preset": info.name, "macs_per_hr_pixel": macs_per_hr_pixel(model),
+                {**base, "method": "ESPCN", "preset": info.name, "macs_per_hr_pixel": info.macs_per_hr_pixel,
                  "engine": job["engine"], "fps": job["sr_fps"], "fp32_fps": job["reference_sr_fps"],
                  "trained_on": (info.metadata.get("training") or {}).get("degrade", "?"),
                  "psnr_db": scores(info.metadata, "psnr_db")}
             )  # fmt: skip
         srcnn_psnr = scores(srcnn[0].metadata, "psnr_db") if srcnn else {s: None for s in SETS}
-        from espcn_video.model.net import SRCNN
-
         rows.append(
             {**base, "method": "SRCNN 9-5-5", "preset": srcnn[0].name if srcnn else None,
              "macs_per_hr_pixel": macs_per_hr_pixel(SRCNN()), "engine": "torch-fp32", "fps": job["srcnn_fps"],
@@ -156,11 +152,12 @@ def plot(doc: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def record(doc: dict[str, Any]) -> None:
+def record(doc: dict[str, Any], presets: list[PresetInfo]) -> None:
+    by_name = {info.name: info for info in presets}
     for row in doc["rows"]:
         if not row["preset"]:
             continue
-        info = load_preset(row["preset"])[1]
+        info = by_name[row["preset"]]
         meta = dict(info.metadata)
         meta["speed"] = {
             "job": row["job"],
@@ -180,12 +177,13 @@ def main() -> None:
     parser.add_argument("--srcnn-frames", type=int, default=2)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
-    doc = frontier(args.frames, args.srcnn_frames)
+    presets = list_presets()
+    doc = frontier(presets, args.frames, args.srcnn_frames)
     (ROOT / "docs" / "frontier.json").write_text(json.dumps(doc, indent=1) + "\n")
     (ROOT / "docs" / "frontier.md").write_text(markdown(doc))
     plot(doc, ROOT / "docs" / "img" / "frontier.png")
     if not args.no_record:
-        record(doc)
+        record(doc, presets)
     print(markdown(doc))
 
 

@@ -484,8 +484,7 @@ def presets_cmd(as_json: bool) -> None:
     PSNR on clean bicubic LR (the papers' protocol), what LR each preset was trained on (its
     --degrade spec), which commands use it when no --preset is given, its cost in
     multiply-accumulates per output pixel and its recorded speed (tools/frontier.py)."""
-    from espcn_video.model.net import macs_per_hr_pixel
-    from espcn_video.model.presets import PAPER, VIDEO, default_preset_name, list_presets, load_preset, presets_dir
+    from espcn_video.model.presets import PAPER, VIDEO, default_preset_name, list_presets, presets_dir
 
     presets = list_presets()
     table = Table(title=f"presets in {presets_dir()}; PSNR dB on clean bicubic LR")
@@ -508,10 +507,11 @@ def presets_cmd(as_json: bool) -> None:
         for test_set in SHARED_TEST_SETS:
             numbers = info.metadata.get("eval", {}).get(test_set)
             cells.append(f"{numbers['psnr_db']:.2f} ({numbers['bicubic_psnr_db']:.2f})" if numbers else "-")
-        macs = macs_per_hr_pixel(load_preset(info.path)[0])
+        macs = info.macs_per_hr_pixel
         speed = info.metadata.get("speed") or {}
         fps = speed.get("sr_fps")
-        cells += [f"{macs:,.0f}", f"{fps:.{0 if fps >= 10 else 1}f} ({speed.get('engine', '?')})" if fps else "-"]
+        macs_cell = f"{macs:,.0f}" if macs is not None else "-"
+        cells += [macs_cell, f"{fps:.{0 if fps >= 10 else 1}f} ({speed.get('engine', '?')})" if fps else "-"]
         table.add_row(*cells)
         rows.append({"trained_on": spec, "default_of": used_by, "macs_per_hr_pixel": macs, "speed": speed or None})
     stderr_console().print(table)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from espcn_video.errors import PresetError, UsageError
-from espcn_video.model.net import ESPCN, SRCNN
+from espcn_video.model.net import ESPCN, SRCNN, macs_per_hr_pixel
 from espcn_video.model.quant import Int8Params, load_twin, twin_path
 from espcn_video.settings import SUPPORTED_SCALES
 
@@ -37,6 +37,7 @@ class PresetInfo:
     scale: int
     arch: str
     metadata: dict[str, Any] = field(compare=False, repr=False)
+    macs_per_hr_pixel: float | None = None  # the network's cost (net.macs_per_hr_pixel); None: unknown
 
 
 def presets_dir() -> Path:
@@ -221,7 +222,14 @@ def _load_path(path: Path) -> tuple[nn.Module, PresetInfo]:
     model = build_model(arch, scale, sizes)
     model.load_state_dict(state, strict=True)
     model.eval()
-    info = PresetInfo(name=str(meta.get("name") or path.stem), path=path, scale=scale, arch=arch, metadata=meta)
+    info = PresetInfo(
+        name=str(meta.get("name") or path.stem),
+        path=path,
+        scale=scale,
+        arch=arch,
+        metadata=meta,
+        macs_per_hr_pixel=macs_per_hr_pixel(model),
+    )
     return model, info
 
 
