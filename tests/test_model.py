@@ -260,6 +260,9 @@ def test_srcnn_starts_from_another_scale(image_folder: Path, tmp_path: Path) -> 
     assert all(torch.allclose(warm_w[k], v, atol=1e-6) for k, v in start.items())
     with pytest.raises(UsageError, match=r"--init .* is srcnn x3, not espcn x2"):
         train(_config(image_folder, tmp_path / "e", scale=2, steps=1, init_from=str(first.out)))
+    espcn = train(_config(image_folder, tmp_path / "e3", steps=1))
+    with pytest.raises(UsageError, match=r"--init .* is espcn x3, not srcnn$"):
+        train(_config(image_folder, tmp_path / "s2", arch="srcnn", scale=2, steps=1, init_from=str(espcn.out)))
 
 
 def test_srcnn_in_strips_equals_one_piece() -> None:

@@ -81,7 +81,8 @@ def resolve_preset(
     model, info = load_preset(name_or_path)
     want = (arch or info.arch, scale or info.scale)
     if (info.arch, info.scale) != want:
-        raise UsageError(f"{what} {info.name} is {info.arch} x{info.scale}, not {want[0]} x{want[1]}")
+        wanted = f"{want[0]} x{want[1]}" if scale is not None else want[0]  # any scale: only the arch is wrong
+        raise UsageError(f"{what} {info.name} is {info.arch} x{info.scale}, not {wanted}")
     return model, info
 
 
