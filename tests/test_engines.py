@@ -307,6 +307,8 @@ def test_strip_rows_follow_the_budget() -> None:
     assert strip_rows(1920, 2, 512) == 512 * 2**20 // (1920 * (776 + 32))
     assert strip_rows(640, 3, 512) > 360  # 360p -> 1080p runs whole at the default budget
     assert strip_rows(10_000, 4, 1) == 16  # never fewer rows than 4 x the context
+    # a wider preset (espcn-x3-hq: 128, 64 channels) gets shorter strips for the same budget
+    assert strip_rows(1920, 3, 512, (128, 64)) == 512 * 2**20 // (1920 * (1 + 128 + 64 + 9) * 8)
 
 
 def test_frames_too_large_for_the_timestamped_pipe_are_refused_with_one_line() -> None:

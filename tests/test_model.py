@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import run_cli
 from espcn_video.errors import DataError, UsageError
 from espcn_video.model.net import ESPCN, SRCNN
 from espcn_video.model.presets import load_preset
@@ -263,6 +264,38 @@ def test_srcnn_starts_from_another_scale(image_folder: Path, tmp_path: Path) -> 
     espcn = train(_config(image_folder, tmp_path / "e3", steps=1))
     with pytest.raises(UsageError, match=r"--init .* is espcn x3, not srcnn$"):
         train(_config(image_folder, tmp_path / "s2", arch="srcnn", scale=2, steps=1, init_from=str(espcn.out)))
+
+
+@pytest.mark.slow
+def test_a_wider_network_starts_as_the_narrower_preset(image_folder: Path, tmp_path: Path) -> None:
+    """--width wider than --init's preset: the widened network computes the preset's output (new
+    channels silent), its new channels are not copies of each other, one step moves them, and the
+    preset it makes loads with its widths. Narrower than the preset is refused."""
+    from espcn_video.training.checkpoints import initial_model
+
+    first = train(_config(image_folder, tmp_path, steps=2))
+    narrow, _ = load_preset(str(first.out))
+    wide_config = _config(image_folder, tmp_path / "wide", steps=1, init_from=str(first.out), widths=(96, 48))
+    wide = initial_model(wide_config).eval()
+    x = torch.rand(1, 1, 23, 31)
+    with torch.inference_mode():
+        assert torch.equal(wide(x), narrow(x))
+    w1 = wide.conv1.weight.detach()
+    assert w1.shape == (96, 1, 5, 5) and not torch.allclose(w1[64], w1[65])
+    assert not wide.conv3.weight[:, 32:].any() and not wide.conv2.weight[:, 64:].any()
+    result = train(wide_config)
+    model, info = load_preset(str(result.out))
+    assert result.metadata["channels"] == [96, 48] and model.conv2.weight.shape == (48, 96, 3, 3)
+    assert model.conv3.weight[:, 32:].abs().sum() > 0  # the new channels are being trained
+    with pytest.raises(UsageError, match=r"has widths 96,48; --width cannot be narrower"):
+        train(_config(image_folder, tmp_path / "n", steps=1, init_from=str(result.out)))
+
+
+@pytest.mark.parametrize("width", ["128", "128,64,32", "0,32", "a,b", "2000,32"])
+def test_width_must_be_two_channel_counts(width: str) -> None:
+    proc = run_cli("train", "--width", width, "--steps", "1")
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "is not N1,N2" in err and "Traceback" not in err
 
 
 def test_srcnn_in_strips_equals_one_piece() -> None:

@@ -43,8 +43,10 @@ def main() -> None:
         record = records[run_name]
         meta = record["metadata"]
         scale, arch = meta["scale"], meta["arch"]
-        model = SRCNN() if arch == "srcnn" else ESPCN(scale)
-        model.load_state_dict(record["state_dict"])
+        state = record["state_dict"]
+        n1, n2 = state["conv1.weight"].shape[0], state["conv2.weight"].shape[0]  # --width runs too
+        model = SRCNN(1, n1, n2) if arch == "srcnn" else ESPCN(scale, 1, n1, n2)
+        model.load_state_dict(state)
         model.eval()
         meta["name"] = preset
         meta["training"]["run"] = run_name

@@ -123,6 +123,14 @@ class TrainReporter:
             self.progress.stop()
 
 
+def parse_widths(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+    """--width N1,N2: two positive channel counts."""
+    parts = value.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() and 0 < int(p) <= 1024 for p in parts):
+        raise click.BadParameter(f"{value!r} is not N1,N2 (two channel counts from 1 to 1024, e.g. 128,64)")
+    return int(parts[0]), int(parts[1])
+
+
 @click.command("train")
 @click.option("--scale", type=SCALE, default=3, show_default=True)
 @click.option(
@@ -160,6 +168,15 @@ class TrainReporter:
 @train_degrade_option
 @click.option("--resume", is_flag=True, help="Continue exactly from OUT's .ckpt (same settings required).")
 @click.option("--init", "init_from", default=None, help="Start from this preset's weights (a warm restart).")
+@click.option(
+    "--width",
+    "widths",
+    default="64,32",
+    show_default=True,
+    callback=parse_widths,
+    help="conv1,conv2 channels. Wider than --init's preset: the preset is widened exactly (new channels "
+    "start silent), e.g. the espcn-x3-hq preset is --width 128,64 --init espcn-x3.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads. Default: all cores.")
 @click.option(
@@ -192,6 +209,7 @@ def train_cmd(
     degrade: str,
     resume: bool,
     init_from: str | None,
+    widths: tuple[int, int],
     device: str,
     threads: int | None,
     loop: str,
@@ -219,6 +237,7 @@ def train_cmd(
         threads=threads or os.cpu_count(),
         resume=resume,
         init_from=init_from,
+        widths=widths,
         val_every=val_every,
         loop=loop,
         eval_dirs=() if no_eval else default_eval_dirs(),

@@ -24,6 +24,7 @@ from espcn_video.model.engines import (
     cpu_has_bf16,
     cpu_has_int8_dot,
     have_package,
+    model_widths,
     tune_malloc,
 )
 from espcn_video.model.quant import Int8Params
@@ -273,4 +274,4 @@ def create_engine(
         # (measured on 2 cores: 5 ms per 1080p frame on one thread, 46-259 ms on two).
         torch.set_num_threads(1)
     engine = choice.build(model, threads, int8)
-    return StripEngine(engine, memory_mb) if memory_mb is not None else engine
+    return StripEngine(engine, memory_mb, model_widths(model)) if memory_mb is not None else engine

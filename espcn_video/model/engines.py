@@ -83,13 +83,22 @@ class TorchEngine:
 
 RECEPTIVE_RADIUS = 4  # LR pixels each side one output pixel depends on: 5x5 (2) + 3x3 (1) + 3x3 (1)
 DEFAULT_MEMORY_MB = 512  # the network's working memory on one frame, unless told otherwise
-_BYTES_PER_LR_PIXEL = (1 + 64 + 32) * 4 * 2  # input, conv1 and conv2 activations (f32), twice over
+DEFAULT_WIDTHS = (64, 32)  # the paper's conv1 and conv2 channels
 
 
-def strip_rows(width: int, scale: int, memory_mb: float) -> int:
-    """LR rows per strip so that one strip's working memory stays within `memory_mb`."""
-    per_row = width * (_BYTES_PER_LR_PIXEL + scale * scale * 4 * 2)
+def strip_rows(width: int, scale: int, memory_mb: float, widths: tuple[int, int] = DEFAULT_WIDTHS) -> int:
+    """LR rows per strip so that one strip's working memory stays within `memory_mb`: per LR
+    pixel, the input, conv1's and conv2's activations and the r² outputs (f32), twice over."""
+    per_row = width * (1 + widths[0] + widths[1] + scale * scale) * 4 * 2
     return max(4 * RECEPTIVE_RADIUS, int(memory_mb * 1024 * 1024 // per_row))
+
+
+def model_widths(model: nn.Module) -> tuple[int, int]:
+    """conv1's and conv2's output channels (64, 32 for the paper's networks)."""
+    conv1, conv2 = getattr(model, "conv1", None), getattr(model, "conv2", None)
+    if isinstance(conv1, nn.Conv2d) and isinstance(conv2, nn.Conv2d):
+        return conv1.out_channels, conv2.out_channels
+    return DEFAULT_WIDTHS
 
 
 class StripEngine:
@@ -99,17 +108,20 @@ class StripEngine:
 
     Frames that fit the budget go to the engine whole (and keep its asynchronous start)."""
 
-    def __init__(self, engine: LumaEngine, memory_mb: float = DEFAULT_MEMORY_MB) -> None:
+    def __init__(
+        self, engine: LumaEngine, memory_mb: float = DEFAULT_MEMORY_MB, widths: tuple[int, int] = DEFAULT_WIDTHS
+    ) -> None:
         self.engine = engine
         self.scale = engine.scale
         self.name = engine.name
         self.memory_mb = memory_mb
+        self.widths = widths
         for attr in ("backend", "precision"):
             if hasattr(engine, attr):
                 setattr(self, attr, getattr(engine, attr))
 
     def rows_for(self, y: np.ndarray) -> int | None:
-        rows = strip_rows(y.shape[1], self.scale, self.memory_mb)
+        rows = strip_rows(y.shape[1], self.scale, self.memory_mb, self.widths)
         return rows if y.shape[0] > rows else None
 
     def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:

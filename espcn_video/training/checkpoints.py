@@ -4,6 +4,9 @@
 fingerprint records the settings and images a checkpoint was made with, so that --resume refuses
 a checkpoint from a different run. A run starts from the seeded fresh network or, with
 --init, from a preset of the same architecture and scale (a warm restart; SRCNN: any scale).
+A wider network (--width) may start from a narrower preset: its weights are copied into the first
+channels and every weight leaving a new channel is zero, so the widened network computes exactly
+what the preset did and training adds to it (a function-preserving widening, as in Net2Net).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ def build_network(config: TrainConfig) -> nn.Module:
         raise UsageError(f"unknown architecture {config.arch!r}; use espcn or srcnn")
     check_scale(config.scale)
     torch.manual_seed(config.seed)  # same seed, same initial weights
-    return SRCNN() if config.arch == "srcnn" else ESPCN(config.scale)
+    n1, n2 = config.widths
+    return SRCNN(1, n1, n2) if config.arch == "srcnn" else ESPCN(config.scale, 1, n1, n2)
 
 
 def fingerprint(config: TrainConfig, report: DataReport) -> dict[str, Any]:
@@ -46,6 +50,7 @@ def fingerprint(config: TrainConfig, report: DataReport) -> dict[str, Any]:
         "lr_min": config.lr_min,
         "seed": config.seed,
         "degrade": parse_training_degradation(config.degrade).spec(),
+        "widths": list(config.widths),
         "images": hashlib.sha256("\n".join(report.train + report.val).encode()).hexdigest()[:16],
     }
 
@@ -92,6 +97,7 @@ class TrainState:
 def check_fingerprint(ckpt: dict[str, Any], stamp: dict[str, Any], where: Path) -> None:
     saved = dict(ckpt.get("fingerprint", {}))
     saved.setdefault("loop", "host")  # checkpoints from before the device loop
+    saved.setdefault("widths", [64, 32])  # checkpoints from before --width
     diffs = [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in stamp.items() if saved.get(k) != v]
     if diffs:
         raise UsageError(f"--resume: {where} was made with different settings: {', '.join(diffs)}")
@@ -101,8 +107,29 @@ def initial_model(config: TrainConfig) -> nn.Module:
     """The seeded fresh network, or the --init preset's weights in it."""
     model = build_network(config)
     if config.init_from:
-        model.load_state_dict(initial_weights(config))
+        model.load_state_dict(widened(initial_weights(config), model.state_dict(), config.init_from))
     return model
+
+
+def widened(preset: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """The preset's weights in the (possibly wider) fresh network, computing the same function.
+
+    Each layer's preset block goes into its first input and output channels. Weights into a new
+    channel keep the fresh network's seeded values, so the new channels differ from each other;
+    every weight out of a new channel is zero: the output is the preset's, and gradients reach
+    every new weight from the second step on. A network narrower than the preset is refused."""
+    out: dict[str, torch.Tensor] = {}
+    for key, new in fresh.items():
+        old = preset[key]
+        if any(o > n for o, n in zip(old.shape, new.shape, strict=True)):
+            widths = f"{preset['conv1.weight'].shape[0]},{preset['conv2.weight'].shape[0]}"
+            raise UsageError(f"--init {name} has widths {widths}; --width cannot be narrower than the preset's")
+        merged = new.clone()
+        if key.endswith(".weight") and old.shape[1] < new.shape[1]:
+            merged[:, old.shape[1] :] = 0  # out of the new input channels: nothing yet
+        merged[tuple(slice(0, s) for s in old.shape)] = old
+        out[key] = merged
+    return out
 
 
 def new_state(config: TrainConfig, device: torch.device) -> TrainState:

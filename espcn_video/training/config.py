@@ -14,6 +14,7 @@ from pathlib import Path
 STEPS_PER_EPOCH = 1000
 LR_PATCH = 17  # ESPCN trains on 17x17 LR patches (HR 17·r)
 SRCNN_PATCH = 33  # SRCNN trains on 33x33 patches of the bicubic-upscaled image
+DEFAULT_WIDTHS = (64, 32)  # conv1 and conv2 channels of the paper's networks (ESPCN and SRCNN)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class TrainConfig:
     threads: int | None = None
     resume: bool = False
     init_from: str | None = None  # a preset whose weights start the run (a warm restart)
+    widths: tuple[int, int] = DEFAULT_WIDTHS  # conv1 and conv2 channels (the paper's 64, 32)
     val_fraction: float = 0.05
     val_every: int = 2000
     checkpoint_interval_s: float = 60.0

@@ -212,7 +212,7 @@ def build_metadata(
         "name": config.out.stem,
         "arch": config.arch,
         "scale": config.scale,
-        "channels": [64, 32],
+        "channels": list(config.widths),
         "activation": "relu" if config.arch == "srcnn" else "tanh",
         "training": {
             "data": [str(d) for d in config.data_dirs],
