@@ -291,6 +291,51 @@ def test_a_wider_network_starts_as_the_narrower_preset(image_folder: Path, tmp_p
         train(_config(image_folder, tmp_path / "n", steps=1, init_from=str(result.out)))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("loop", ["host", "device"])
+def test_distillation_targets_the_teachers_output(image_folder: Path, tmp_path: Path, loop: str) -> None:
+    """--teacher: a student that starts as its teacher, with the teacher's whole share of the target
+    (W = 1), has nothing to learn, so its weights do not move; with the HR target alone (the same run
+    without a teacher) they do. Both loops; the metadata names the teacher."""
+    first = train(_config(image_folder, tmp_path, steps=2))
+    start = torch.load(first.out, weights_only=True)
+    common = dict(steps=3, lr=1e-3, init_from=str(first.out), loop=loop)
+    same = train(
+        _config(image_folder, tmp_path / "t", teacher=str(first.out), teacher_weight=1.0, **common)  # type: ignore[arg-type]
+    )
+    after = torch.load(same.out, weights_only=True)
+    assert all(torch.equal(after[k], v) for k, v in start.items())
+    assert same.metadata["training"]["teacher"] == {
+        "preset": "tiny-x3", "weight": 1.0, "channels": [64, 32], "val_psnr_db": first.val_psnr_db,
+    }  # fmt: skip
+    plain = torch.load(train(_config(image_folder, tmp_path / "p", **common)).out, weights_only=True)  # type: ignore[arg-type]
+    assert not torch.equal(plain["conv1.weight"], start["conv1.weight"])
+
+
+def test_teacher_targets_mix_hr_and_the_teacher() -> None:
+    from espcn_video.training.checkpoints import TeacherTargets
+
+    torch.manual_seed(0)
+    teacher = ESPCN(2)
+    x, y = torch.rand(2, 1, 9, 9), torch.rand(2, 1, 18, 18)
+    with torch.no_grad():
+        t = teacher(x)
+    assert torch.allclose(TeacherTargets(teacher, 0.25)(x, y), 0.75 * y + 0.25 * t, atol=1e-6)
+    assert torch.equal(TeacherTargets(teacher, 1.0)(x, y), t)
+
+
+@pytest.mark.slow
+def test_a_teacher_must_be_espcn_at_the_runs_scale(image_folder: Path, tmp_path: Path) -> None:
+    first = train(_config(image_folder, tmp_path, steps=1))
+    with pytest.raises(UsageError, match=r"--teacher tiny-x3 is espcn x3, not espcn x2"):
+        train(_config(image_folder, tmp_path / "a", scale=2, steps=1, teacher=str(first.out)))
+    with pytest.raises(UsageError, match="distillation is for ESPCN students"):
+        train(_config(image_folder, tmp_path / "b", arch="srcnn", steps=1, teacher=str(first.out)))
+    train(_config(image_folder, tmp_path / "c", steps=2, teacher=str(first.out)))
+    with pytest.raises(UsageError, match=r"teacher=.*0\.5.* \(now .*0\.25"):
+        train(_config(image_folder, tmp_path / "c", steps=2, teacher=str(first.out), teacher_weight=0.25, resume=True))
+
+
 @pytest.mark.parametrize("width", ["128", "128,64,32", "0,32", "a,b", "2000,32"])
 def test_width_must_be_two_channel_counts(width: str) -> None:
     proc = run_cli("train", "--width", width, "--steps", "1")

@@ -177,6 +177,19 @@ def parse_widths(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     help="conv1,conv2 channels. Wider than --init's preset: the preset is widened exactly (new channels "
     "start silent), e.g. the espcn-x3-hq preset is --width 128,64 --init espcn-x3.",
 )
+@click.option(
+    "--teacher",
+    default=None,
+    help="Distil from this ESPCN preset of the same scale (any width, e.g. espcn-x3-hq): the targets "
+    "become (1 - W)·HR + W·teacher(LR).",
+)
+@click.option(
+    "--teacher-weight",
+    type=click.FloatRange(min=0.0, max=1.0, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="W, the teacher's share of the target.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads. Default: all cores.")
 @click.option(
@@ -210,6 +223,8 @@ def train_cmd(
     resume: bool,
     init_from: str | None,
     widths: tuple[int, int],
+    teacher: str | None,
+    teacher_weight: float,
     device: str,
     threads: int | None,
     loop: str,
@@ -238,6 +253,8 @@ def train_cmd(
         resume=resume,
         init_from=init_from,
         widths=widths,
+        teacher=teacher,
+        teacher_weight=teacher_weight,
         val_every=val_every,
         loop=loop,
         eval_dirs=() if no_eval else default_eval_dirs(),

@@ -51,6 +51,7 @@ def fingerprint(config: TrainConfig, report: DataReport) -> dict[str, Any]:
         "seed": config.seed,
         "degrade": parse_training_degradation(config.degrade).spec(),
         "widths": list(config.widths),
+        "teacher": [config.teacher, config.teacher_weight] if config.teacher else None,
         "images": hashlib.sha256("\n".join(report.train + report.val).encode()).hexdigest()[:16],
     }
 
@@ -98,6 +99,7 @@ def check_fingerprint(ckpt: dict[str, Any], stamp: dict[str, Any], where: Path) 
     saved = dict(ckpt.get("fingerprint", {}))
     saved.setdefault("loop", "host")  # checkpoints from before the device loop
     saved.setdefault("widths", [64, 32])  # checkpoints from before --width
+    saved.setdefault("teacher", None)  # and before --teacher
     diffs = [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in stamp.items() if saved.get(k) != v]
     if diffs:
         raise UsageError(f"--resume: {where} was made with different settings: {', '.join(diffs)}")
@@ -161,6 +163,58 @@ def init_record(config: TrainConfig) -> dict[str, Any] | None:
 
     _, info = load_preset(str(config.init_from))
     return {"preset": info.name, "training": info.metadata.get("training")}
+
+
+class TeacherTargets:
+    """Distillation: each batch's target becomes (1 - w)·HR + w·teacher(LR).
+
+    Minimising the MSE to that mixed target is minimising (1 - w)·MSE(HR) + w·MSE(teacher) (the
+    two differ by a constant), so both training loops keep their one MSE. The teacher is a frozen
+    ESPCN preset of the same scale (any width) on the same LR patch, in fp32 and unclamped: its
+    outputs on endless random crops and flips are a larger training set than the 391 images."""
+
+    def __init__(self, teacher: nn.Module, weight: float) -> None:
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.weight = weight
+
+    def to(self, device: torch.device) -> TeacherTargets:
+        self.teacher.to(device)
+        return self
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.lerp(y, self.teacher(x), self.weight)
+
+
+def teacher_targets(config: TrainConfig) -> TeacherTargets | None:
+    """The --teacher preset as a target mixer, refused unless it is ESPCN at the run's scale."""
+    if not config.teacher:
+        return None
+    from espcn_video.model.presets import resolve_preset
+
+    if config.arch != "espcn":
+        raise UsageError("--teacher: distillation is for ESPCN students (the teacher reads the same LR patch)")
+    if not 0.0 < config.teacher_weight <= 1.0:
+        raise UsageError(f"--teacher-weight {config.teacher_weight} is not in (0, 1]")
+    model, _ = resolve_preset(config.teacher, scale=config.scale, arch="espcn", what="--teacher")
+    return TeacherTargets(model.float(), config.teacher_weight)
+
+
+def teacher_record(config: TrainConfig) -> dict[str, Any] | None:
+    """The teacher's name, width and validation PSNR, for the preset's metadata."""
+    if not config.teacher:
+        return None
+    from espcn_video.model.engines import model_widths
+    from espcn_video.model.presets import load_preset
+
+    model, info = load_preset(config.teacher)
+    training = info.metadata.get("training") or {}
+    return {
+        "preset": info.name,
+        "weight": config.teacher_weight,
+        "channels": list(model_widths(model)),
+        "val_psnr_db": training.get("val_psnr_db"),
+    }
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

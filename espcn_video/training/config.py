@@ -34,6 +34,8 @@ class TrainConfig:
     resume: bool = False
     init_from: str | None = None  # a preset whose weights start the run (a warm restart)
     widths: tuple[int, int] = DEFAULT_WIDTHS  # conv1 and conv2 channels (the paper's 64, 32)
+    teacher: str | None = None  # an ESPCN preset of the same scale whose outputs join the targets
+    teacher_weight: float = 0.5  # target = (1 - w)·HR + w·teacher(LR)
     val_fraction: float = 0.05
     val_every: int = 2000
     checkpoint_interval_s: float = 60.0

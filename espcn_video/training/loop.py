@@ -34,6 +34,7 @@ from espcn_video.quality.degrade import RandomChains, parse_training_degradation
 from espcn_video.quality.image_metrics import compute_psnr
 from espcn_video.quality.paper_eval import evaluate_folder, to_code_values, upscale_y
 from espcn_video.training.checkpoints import (
+    TeacherTargets,
     TrainState,
     atomic_torch_save,
     check_fingerprint,
@@ -41,6 +42,8 @@ from espcn_video.training.checkpoints import (
     init_record,
     load_checkpoint,
     new_state,
+    teacher_record,
+    teacher_targets,
 )
 from espcn_video.training.config import STEPS_PER_EPOCH, TrainConfig
 from espcn_video.training.data import DataReport, PatchSampler, PlaneSet, prepare_data
@@ -88,6 +91,7 @@ def run_steps(
     device: torch.device,
     stamp: dict[str, Any],
     on_progress: ProgressCallback | None,
+    teacher: TeacherTargets | None = None,
 ) -> None:
     """The optimisation loop; checkpoints on a timer, and on Ctrl-C before re-raising."""
     loss_fn = nn.MSELoss()
@@ -98,6 +102,8 @@ def run_steps(
         while state.step < config.steps:
             inputs, targets = sampler.batch(config.batch)
             x, y = torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device)
+            if teacher is not None:
+                y = teacher(x, y)
             loss = loss_fn(state.model(x), y)
             state.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -134,6 +140,7 @@ def run_device_loop(
     stamp: dict[str, Any],
     on_progress: ProgressCallback | None,
     resume: dict[str, Any] | None,
+    teacher: TeacherTargets | None = None,
 ) -> None:
     """training.device's loop: patches drawn on the device, one CUDA graph per step on a GPU.
 
@@ -162,6 +169,7 @@ def run_device_loop(
         start_step=state.step,
         optimizer_state=optimizer_state,
         use_graph=config.steps - state.step > 16,
+        targets=teacher,
     )
     state.optimizer = stepper.optimizer
 
@@ -234,6 +242,7 @@ def build_metadata(
             "images": report.as_dict(),
             "val_psnr_db": val_psnr_db,
             "init": init_record(config),
+            "teacher": teacher_record(config),
         },
         "eval": {},
         "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
@@ -279,6 +288,9 @@ def train(
     if on_data is not None:
         on_data(report)
     state = new_state(config, device)
+    teacher = teacher_targets(config)
+    if teacher is not None:
+        teacher.to(device)
     stamp = fingerprint(config, report)
     device_loop = uses_device_loop(config, device)
     stamp["loop"] = "device" if device_loop else "host"
@@ -287,12 +299,12 @@ def train(
         if config.resume:
             resume = load_checkpoint(config.checkpoint_path)
             check_fingerprint(resume, stamp, config.checkpoint_path)
-        run_device_loop(config, state, planes, val_pairs, device, stamp, on_progress, resume)
+        run_device_loop(config, state, planes, val_pairs, device, stamp, on_progress, resume, teacher)
     else:
         if config.resume:
             state.restore(load_checkpoint(config.checkpoint_path), stamp, config.checkpoint_path)
         sampler = PatchSampler(planes, config.input_patch, config.stride, state.rng)
-        run_steps(config, state, sampler, val_pairs, device, stamp, on_progress)
+        run_steps(config, state, sampler, val_pairs, device, stamp, on_progress, teacher)
     model = state.model.to("cpu").eval()
     atomic_torch_save({k: v.detach().clone() for k, v in model.state_dict().items()}, config.out)
     metadata = build_metadata(config, state.elapsed_s, state.val_psnr_db, report, threads, device)

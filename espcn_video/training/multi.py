@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from espcn_video.training.checkpoints import initial_model
+from espcn_video.training.checkpoints import initial_model, teacher_targets
 from espcn_video.training.config import TrainConfig
 from espcn_video.training.data import DataReport, prepare_data
 from espcn_video.training.device import DevicePatchSource, GraphStepper, run_concurrently, synchronize
@@ -66,6 +66,7 @@ def build_run(
         config.steps,
         per_call=per_call,
         use_graph=use_graph,
+        targets=teacher.to(device) if (teacher := teacher_targets(config)) is not None else None,
     )
     return Run(config, stepper, val_pairs, report)
 
