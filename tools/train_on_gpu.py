@@ -47,7 +47,38 @@ RESTARTS = [
     ("espcn-x4-r2", "espcn", 4, "espcn-x4", 64, 5e-4),
     ("espcn-x3-r2-low", "espcn", 3, "espcn-x3", 64, 2e-4),
 ]
-PLANS = {"first": RUNS, "restart": RESTARTS}
+# The frontier and distillation (issue #15), two sittings: first the wider networks, each an exact
+# widening of its preset (train --width 128,64 --init espcn-xR); then the 64/32 presets distilled
+# from them (train --teacher espcn-xR-hq), once the hq presets exist in presets/.
+# name, arch, scale, init preset, batch, lr, widths, teacher
+HQ = [(f"espcn-x{r}-hq", "espcn", r, f"espcn-x{r}", 64, 5e-4, (128, 64), None) for r in (2, 3, 4)]
+DISTILL = [(f"espcn-x{r}-kd", "espcn", r, f"espcn-x{r}", 64, 5e-4, (64, 32), f"espcn-x{r}-hq") for r in (2, 3, 4)]
+PLANS = {"first": RUNS, "restart": RESTARTS, "hq": HQ, "distill": DISTILL}
+
+
+def run_configs(plan: str, out: Path, device: str, wanted: set[str]) -> list[TrainConfig]:
+    """The plan's runs (all, or those named), as TrainConfigs with an open-ended step count."""
+    configs = []
+    for name, arch, scale, init, batch, lr, *extra in PLANS[plan]:
+        widths, teacher = extra if extra else ((64, 32), None)
+        if wanted and name not in wanted:
+            continue
+        configs.append(
+            TrainConfig(
+                scale=scale,
+                out=out / f"{name}.pt",
+                data_dirs=DATA,
+                arch=arch,
+                steps=10**8,
+                batch=batch,
+                lr=lr,
+                init_from=init,
+                widths=widths,
+                teacher=teacher,
+                device=device,
+            )
+        )
+    return configs
 
 
 def main() -> None:
@@ -74,21 +105,7 @@ def main() -> None:
     preloaded = load_y_planes(args.pack)
     print(f"{len(preloaded)} planes loaded in {time.monotonic() - started:.1f} s", flush=True)
     wanted = set(filter(None, args.only.split(",")))
-    configs = [
-        TrainConfig(
-            scale=scale,
-            out=args.out / f"{name}.pt",
-            data_dirs=DATA,
-            arch=arch,
-            steps=10**8,
-            batch=batch,
-            lr=lr,
-            init_from=init,
-            device=args.device,
-        )
-        for name, arch, scale, init, batch, lr in PLANS[args.plan]
-        if not wanted or name in wanted
-    ]
+    configs = run_configs(args.plan, args.out, args.device, wanted)
     runs = train_together(
         configs,
         device,
