@@ -175,12 +175,12 @@ def parse_widths(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     show_default=True,
     callback=parse_widths,
     help="conv1,conv2 channels. Wider than --init's preset: the preset is widened exactly (new channels "
-    "start silent), e.g. the espcn-x3-hq preset is --width 128,64 --init espcn-x3.",
+    "start silent), e.g. --width 128,64 --init espcn-x3 (docs/training.md).",
 )
 @click.option(
     "--teacher",
     default=None,
-    help="Distil from this ESPCN preset of the same scale (any width, e.g. espcn-x3-hq): the targets "
+    help="Distil from this ESPCN preset of the same scale (any width, e.g. a --width 128,64 run): the targets "
     "become (1 - W)·HR + W·teacher(LR).",
 )
 @click.option(
