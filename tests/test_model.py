@@ -331,6 +331,12 @@ def test_a_teacher_must_be_espcn_at_the_runs_scale(image_folder: Path, tmp_path:
         train(_config(image_folder, tmp_path / "a", scale=2, steps=1, teacher=str(first.out)))
     with pytest.raises(UsageError, match="distillation is for ESPCN students"):
         train(_config(image_folder, tmp_path / "b", arch="srcnn", steps=1, teacher=str(first.out)))
+    # refused before the data is read: a folder with no images would be the error otherwise
+    empty = tmp_path / "no-images"
+    empty.mkdir()
+    for bad in ({"teacher": str(first.out), "scale": 2}, {"init_from": str(first.out), "widths": (32, 16)}):
+        with pytest.raises(UsageError, match="--teacher|--init"):
+            train(_config(empty, tmp_path / "d", steps=1, **bad))
     train(_config(image_folder, tmp_path / "c", steps=2, teacher=str(first.out)))
     with pytest.raises(UsageError, match=r"teacher=.*0\.5.* \(now .*0\.25"):
         train(_config(image_folder, tmp_path / "c", steps=2, teacher=str(first.out), teacher_weight=0.25, resume=True))

@@ -284,13 +284,14 @@ def train(
     threads = config.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     device = resolve_device(config.device)
-    planes, val_pairs, report = prepare_data(config)
-    if on_data is not None:
-        on_data(report)
+    # the presets (--init, --teacher) first: a wrong one is refused before minutes of data preparation
     state = new_state(config, device)
     teacher = teacher_targets(config)
     if teacher is not None:
         teacher.to(device)
+    planes, val_pairs, report = prepare_data(config)
+    if on_data is not None:
+        on_data(report)
     stamp = fingerprint(config, report)
     device_loop = uses_device_loop(config, device)
     stamp["loop"] = "device" if device_loop else "host"
