@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from espcn_video.errors import EspcnVideoError
 from espcn_video.training.checkpoints import atomic_torch_save
-from espcn_video.training.config import TrainConfig
+from espcn_video.training.config import DEFAULT_WIDTHS, TrainConfig
 from espcn_video.training.data import load_y_planes, pack_y_planes
 from espcn_video.training.multi import run_record, train_together
 
@@ -52,7 +52,7 @@ RESTARTS = [
 # from them (train --teacher espcn-xR-hq), once the hq presets exist in presets/.
 # name, arch, scale, init preset, batch, lr, widths, teacher
 HQ = [(f"espcn-x{r}-hq", "espcn", r, f"espcn-x{r}", 64, 5e-4, (128, 64), None) for r in (2, 3, 4)]
-DISTILL = [(f"espcn-x{r}-kd", "espcn", r, f"espcn-x{r}", 64, 5e-4, (64, 32), f"espcn-x{r}-hq") for r in (2, 3, 4)]
+DISTILL = [(f"espcn-x{r}-kd", "espcn", r, f"espcn-x{r}", 64, 5e-4, DEFAULT_WIDTHS, f"espcn-x{r}-hq") for r in (2, 3, 4)]
 PLANS = {"first": RUNS, "restart": RESTARTS, "hq": HQ, "distill": DISTILL}
 
 
@@ -60,7 +60,7 @@ def run_configs(plan: str, out: Path, device: str, wanted: set[str]) -> list[Tra
     """The plan's runs (all, or those named), as TrainConfigs with an open-ended step count."""
     configs = []
     for name, arch, scale, init, batch, lr, *extra in PLANS[plan]:
-        widths, teacher = extra if extra else ((64, 32), None)
+        widths, teacher = extra if extra else (DEFAULT_WIDTHS, None)
         if wanted and name not in wanted:
             continue
         configs.append(

@@ -55,10 +55,13 @@ def build_run(
     per_call: int,
     use_graph: bool,
 ) -> Run:
+    # the presets (--init, --teacher) before the data, as in the host loop: a wrong one fails fast
+    model = initial_model(config).to(device)
+    teacher = teacher_targets(config)
     planes, val_pairs, report = prepare_data(config, preloaded)
     source = DevicePatchSource(planes.inputs, planes.targets, config.input_patch, config.stride, device)
     stepper = GraphStepper(
-        initial_model(config).to(device),
+        model,
         source,
         config.batch,
         config.lr,
@@ -66,7 +69,7 @@ def build_run(
         config.steps,
         per_call=per_call,
         use_graph=use_graph,
-        targets=teacher.to(device) if (teacher := teacher_targets(config)) is not None else None,
+        targets=teacher.to(device) if teacher is not None else None,
     )
     return Run(config, stepper, val_pairs, report)
 
