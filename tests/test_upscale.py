@@ -206,6 +206,36 @@ def test_subtitles_and_chapters_are_kept(
     assert info.subtitle_codecs == (sub_codec,) and info.chapters == 2
 
 
+def _video_track(ffmpeg: str, path: Path) -> str:
+    """ffmpeg's description of the first video stream and its tags: `Stream #0:0(lang): Video ...`."""
+    import subprocess
+
+    text = subprocess.run([ffmpeg, "-hide_banner", "-i", str(path)], capture_output=True, timeout=60).stderr.decode()
+    block = text[text.index("Video:") - 40 :]
+    return block[: block.find("Stream #0:1") if "Stream #0:1" in block else len(block)]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_the_video_tracks_tags_are_the_sources(
+    ffmpeg: str, random_preset: Callable[[int], Path], tmp_path: Path, suffix: str
+) -> None:
+    """Language and title of the source's video track survive; an untagged source does not come out
+    tagged "eng" (the Matroska pipe's default language)."""
+    import subprocess
+
+    tagged, plain = tmp_path / "tagged.mkv", tmp_path / "plain.mkv"
+    base = [ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.5", "-c:v", "ffv1"]
+    tags = ["-metadata:s:v:0", "language=jpn", "-metadata:s:v:0", "title=camera A"]
+    subprocess.run([*base, *tags, str(tagged)], check=True, timeout=60)
+    subprocess.run([*base, "-metadata:s:v:0", "language=und", str(plain)], check=True, timeout=60)
+    for src, language, title in ((tagged, "(jpn)", "camera A"), (plain, "", None)):  # und: "(und)" or nothing
+        out = tmp_path / f"{src.stem}-out{suffix}"
+        _upscale(src, out, random_preset(2), "--encoder-preset", "ultrafast")
+        track = _video_track(ffmpeg, out)
+        assert language in track and "(eng)" not in track, track
+        assert title is None or title in track, track
+
+
 def test_default_engine_stays_close_to_the_fp32_reference(
     ffmpeg: str, clips: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -280,7 +280,8 @@ def build_source_copy_args(
     they line up with video timestamps that the decoder already normalised.
     """
     if not copies_from_source(output, settings, source, probe):
-        return ["-map", f"{video_input}:v:0"]
+        # no source to copy from: drop the tags the Matroska pipe invents (its default language "eng")
+        return ["-map", f"{video_input}:v:0", "-map_metadata:s:v:0", "-1"]
     assert source is not None and probe is not None
     offset = ["-itsoffset", f"{source_offset_s:.6f}"] if source_offset_s else []
     args = [
@@ -297,6 +298,9 @@ def build_source_copy_args(
         "1",
         "-map_metadata",
         "1",
+        # the video track's own tags (language, title, handler) are the source video's, not the pipe's
+        "-map_metadata:s:v:0",
+        "1:s:v:0",
         "-c:a",
         settings.audio_codec,
     ]
