@@ -194,8 +194,10 @@ def test_real_video_presets_are_the_default_of_upscale_and_clean_ones_of_eval(
     assert default_preset_name(3, "srcnn", VIDEO) == "srcnn-x3"
     result = CliRunner().invoke(presets_cmd, ["--json"])
     listed = {p["name"]: p for p in json.loads(result.stdout)["presets"]}
-    assert listed["espcn-x3-real"]["default_of"] == "upscale" and listed["espcn-x3-real"]["trained_on"] == "real"
-    assert listed["espcn-x3"]["default_of"] == "eval, psnr" and listed["espcn-x3-real"]["scale"] == 3
+    # upscale without --preset chooses between the two by a look at its input (test_preset_choice.py)
+    assert listed["espcn-x3-real"]["default_of"] == "upscale (other input)"
+    assert listed["espcn-x3-real"]["trained_on"] == "real" and listed["espcn-x3-real"]["scale"] == 3
+    assert listed["espcn-x3"]["default_of"] == "eval, psnr, upscale (clean input)"
     # the frontier's cost column: (25·64 + 9·64·32 + 9·32·9) / 9 multiply-accumulates per output pixel
     assert listed["espcn-x3"]["macs_per_hr_pixel"] == pytest.approx(22624 / 9) and listed["espcn-x3"]["speed"] is None
     (folder / "espcn-x3.json").write_text(json.dumps({"speed": {"sr_fps": 71.5, "engine": "openvino-int8"}}))

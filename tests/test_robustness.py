@@ -14,7 +14,7 @@ from tests.conftest import run_cli
 REPO = Path(__file__).resolve().parents[1]
 GRID = REPO / "docs" / "robustness-x3.json"
 SHARED = REPO.parent / "shared" / "data"
-CLEAN, REAL = "espcn-x3", "espcn-x3-real"
+CLEAN, REAL, AUTO = "espcn-x3", "espcn-x3-real", "auto"  # auto: upscale's default, chosen per clip or image
 DOWNSCALERS, CRFS = ("bicubic", "bicubic-noaa", "area"), (None, 23, 28, 33)
 SPECS = [d if crf is None else f"{d},x264:crf={crf}" for d in DOWNSCALERS for crf in CRFS]
 needs_shared = pytest.mark.skipif(not (SHARED / "test" / "Set5").is_dir(), reason=f"{SHARED} is absent")
@@ -31,10 +31,10 @@ def gain(cell: dict, name: str) -> float:  # type: ignore[type-arg]
 def test_the_grid_has_every_cell() -> None:
     doc = grid()
     assert doc["specs"] == SPECS and doc["sets"] == ["clips", "Set5", "Set14"]
-    assert {CLEAN, REAL} <= set(doc["presets"])
+    assert {CLEAN, REAL, AUTO} <= set(doc["presets"])
     for test_set in doc["sets"]:
         for spec in SPECS:
-            assert {"bicubic", CLEAN, REAL} <= set(doc["cells"][test_set][spec]["mean"]), (test_set, spec)
+            assert {"bicubic", CLEAN, REAL, AUTO} <= set(doc["cells"][test_set][spec]["mean"]), (test_set, spec)
     for spec in SPECS:
         assert set(doc["cells"]["clips"][spec]["per_clip"]) == {"bikes", "bigbuckbunny"}
 
@@ -44,7 +44,9 @@ def test_the_readme_table_is_the_grid() -> None:
     doc = grid()
     for spec in SPECS:
         cells = [doc["cells"][s][spec]["mean"] for s in doc["sets"]]
-        row = f"| `{spec}` | " + " | ".join(f"{c['bicubic']:.2f} / {c[CLEAN]:.2f} / {c[REAL]:.2f}" for c in cells)
+        row = f"| `{spec}` | " + " | ".join(
+            f"{c['bicubic']:.2f} / {c[CLEAN]:.2f} / {c[REAL]:.2f} / {c[AUTO]:.2f}" for c in cells
+        )
         assert row in readme, row
 
 
@@ -53,7 +55,7 @@ def test_the_readme_table_is_the_grid() -> None:
 @pytest.mark.parametrize("spec", ["bicubic-noaa", "area,x264:crf=33"])
 def test_image_cells_are_what_eval_measures(spec: str) -> None:
     cell = grid()["cells"]["Set5"][spec]["mean"]
-    for preset in (CLEAN, REAL):
+    for preset in (CLEAN, REAL, AUTO):
         done = run_cli("eval", str(SHARED / "test" / "Set5"), "--preset", preset, "--degrade", spec, "--json")
         assert done.returncode == 0, done.stderr.decode()
         mean = json.loads(done.stdout)["folders"][0]["mean"]

@@ -11,8 +11,11 @@ clip; mean of per-image PSNR, shave = scale). Every cell is the command
 
 run in-process. The result goes to a JSON file (the test fixture) and a Markdown table.
 
-    python tools/robustness_grid.py --scale 3 --presets espcn-x3,espcn-x3-real \\
+    python tools/robustness_grid.py --scale 3 --presets espcn-x3,espcn-x3-real,auto \\
         --out docs/robustness-x3.json --markdown docs/robustness-x3.md
+
+`auto` is upscale's default: per clip or image, the preset its first look at the LR (as the file
+a user has) chooses (`psnr --preset auto`, `eval --preset auto`).
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ def clip_cell(spec: str, scale: int, presets: list[str], frames: int, cell: dict
         settings = PsnrSettings(clips, scale, preset, parse_degradation(spec), methods, frames or None)
         report = evaluate_clips(ffmpeg, settings)
         for clip in report["clips"]:
+            if "preset" in clip:  # --preset auto: which preset the look chose for this LR clip
+                cell.setdefault("auto_choice", {})[clip["name"]] = clip["preset"]
             scores = cell["per_clip"].setdefault(clip["name"], {})
             for method, doc in clip["methods"].items():
                 scores[preset if method == "espcn" else method] = round(doc["y"]["mean_psnr_db"], 4)
@@ -72,6 +77,8 @@ def image_cell(spec: str, folder: Path, scale: int, presets: list[str], cell: di
         if preset in mean:
             continue
         report = evaluate_folder(folder, preset, scale, spec)
+        if "auto" in report:  # --preset auto: how many images the look gave to each preset
+            cell["auto_choice"] = report["auto"]
         mean["bicubic"] = round(report["mean"]["bicubic"]["psnr_db"], 4)
         mean[preset] = round(report["mean"]["espcn"]["psnr_db"], 4)
     return cell

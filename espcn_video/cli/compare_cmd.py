@@ -9,7 +9,13 @@ import click
 
 from espcn_video.cli.common import SCALE, emit_json, guarded, raw_input_options, stderr_console
 from espcn_video.cli.progress import open_progress, progress_options
-from espcn_video.cli.upscale_cmd import RunDisplay, build_input_spec, output_check_summary, preset_for
+from espcn_video.cli.upscale_cmd import (
+    RunDisplay,
+    build_input_spec,
+    output_check_summary,
+    say_preset_choice,
+    video_preset_for,
+)
 from espcn_video.errors import UsageError
 from espcn_video.settings import BACKENDS, PRECISIONS, EncodeSettings, InputSpec, UpscaleSettings
 
@@ -121,10 +127,13 @@ def compare_cmd(
 
     if output == "-":
         raise UsageError("compare writes a file: OUT cannot be '-'")
+    source = build_input_spec(input_path, input_size, input_pix_fmt, input_rate)
+    preset_name, choice = video_preset_for(scale, preset, source)
+    say_preset_choice(choice, quiet or as_json)
     settings = UpscaleSettings(
-        input=build_input_spec(input_path, input_size, input_pix_fmt, input_rate),
+        input=source,
         output=output,
-        preset=preset_for(scale, preset),
+        preset=preset_name,
         encode=EncodeSettings(codec=codec, crf=crf, preset=encoder_preset, copy_streams=not no_copy_streams),
         threads=threads,
         backend=backend,
@@ -155,6 +164,7 @@ def compare_cmd(
         "layout": layout,
         "baseline": baseline,
         "preset": run.preset.name,
+        "preset_choice": choice,
         "scale": run.preset.scale,
         "frames": run.check.frames if run.check.frames is not None else run.result.frames_written,
         "lr_size": [run.result.lr.width, run.result.lr.height],

@@ -299,7 +299,12 @@ def eval_table(report: dict[str, Any]) -> Table:
 
 @click.command("eval")
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--preset", default=None, help="Preset name or .pt file. Default: espcn-xSCALE.")
+@click.option(
+    "--preset",
+    default=None,
+    help="Preset name or .pt file. Default: espcn-xSCALE. auto: per image, the preset upscale's look "
+    "would choose for that LR as a file (espcn-xSCALE or espcn-xSCALE-real).",
+)
 @click.option(
     "--scale",
     type=SCALE,
@@ -337,6 +342,8 @@ def eval_cmd(
     name = preset or default_preset_name(scale or 3)
     console = stderr_console()
     engine = None
+    if name == "auto" and (backend is not None or precision is not None):
+        raise UsageError("--preset auto runs each image's preset in torch fp32; --backend/--precision need one preset")
     if backend is not None or precision is not None:
         from espcn_video.model.backends import create_engine
         from espcn_video.model.presets import int8_params, precision_deltas, resolve_preset
@@ -360,6 +367,8 @@ def eval_cmd(
     for folder in dirs:
         report = evaluate_folder(folder, name, scale, degrade, engine)
         console.print(eval_table(report))
+        if "auto" in report:
+            console.print("auto: " + ", ".join(f"{p} on {n} images" for p, n in report["auto"].items()))
         for skip in report["skipped"]:
             console.print(f"skipped {skip['name']}: {skip['reason']}")
         reports.append(report)
@@ -523,6 +532,7 @@ def presets_cmd(as_json: bool) -> None:
     from espcn_video.model.presets import PAPER, VIDEO, default_preset_name, list_presets, presets_dir
 
     presets = list_presets()
+    names = {info.name for info in presets}
     table = Table(title=f"presets in {presets_dir()}; PSNR dB on clean bicubic LR")
     columns = (
         "name", "arch", "scale", "trained on", "default of", "Set5 (bicubic)", "Set14 (bicubic)", "MACs/px", "fps",
@@ -538,6 +548,10 @@ def presets_cmd(as_json: bool) -> None:
         else:
             commands = {VIDEO: "upscale", PAPER: "eval, psnr"}
         uses = [text for use, text in commands.items() if default_preset_name(info.scale, info.arch, use) == info.name]
+        clean, real = f"espcn-x{info.scale}", f"espcn-x{info.scale}-real"
+        if info.name in (clean, real) and {clean, real} <= names:  # upscale chooses between them by a look at IN
+            uses = [u for u in uses if u != "upscale"]
+            uses.append("upscale (clean input)" if info.name == clean else "upscale (other input)")
         used_by = ", ".join(uses) or "-"
         cells = [info.name, info.arch, f"x{info.scale}", spec, used_by]
         for test_set in SHARED_TEST_SETS:

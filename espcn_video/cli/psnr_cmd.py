@@ -232,7 +232,12 @@ def _progress(
     "--dist", default=None, metavar="DIST", help="Compare DIST with one REF directly (like ffmpeg's psnr/ssim filters)."
 )
 @click.option("--scale", type=SCALE, default=None, help="Upscaling factor (default: the preset's, else 2).")
-@click.option("--preset", default=None, help="ESPCN preset name or .pt file (default espcn-xSCALE).")
+@click.option(
+    "--preset",
+    default=None,
+    help="ESPCN preset name or .pt file (default espcn-xSCALE); auto: per clip, the preset "
+    "upscale would choose from a look at the LR clip as a file (espcn-xSCALE or espcn-xSCALE-real).",
+)
 @click.option(
     "--degrade",
     default=None,
@@ -333,7 +338,7 @@ def psnr_cmd(
         method_names = parse_methods(methods)
         degradation = parse_degradation(degrade or "bicubic")
         if scale is None:
-            scale = _preset_scale(preset) if preset and "espcn" in method_names else 2
+            scale = _preset_scale(preset) if preset and preset != "auto" and "espcn" in method_names else 2
         clips = expand_clips(refs, input_size, input_pix_fmt, input_rate)
         settings = PsnrSettings(
             clips, scale, preset, degradation, method_names, frames, crop_border, vmaf, threads,
@@ -359,6 +364,9 @@ def psnr_cmd(
         if not console.is_terminal:
             console.width = max(console.width, 140)  # a log file: no reason to wrap the table at 80
         if report["mode"] == "sr":
+            for clip in report["clips"]:
+                if "preset_choice" in clip:
+                    console.print(f"preset for {clip['name']}: {clip['preset_choice']}", markup=False, highlight=False)
             print_paper_table(console, report)
         print_detail_table(console, report)
     if as_json:

@@ -57,6 +57,31 @@ def preset_for(scale: int | None, preset: str | None) -> str:
     return preset if preset is not None else info.name
 
 
+AUTO_PRESET = "auto"
+
+
+def video_preset_for(scale: int | None, preset: str | None, source: InputSpec) -> tuple[str, str | None]:
+    """preset_for, and without --preset (or with --preset auto) the clean or the real-video preset
+    of the scale, chosen by a first look at IN (jobs/preset_choice.py); the reason as a line, else None."""
+    from espcn_video.model.presets import presets_dir
+
+    if preset not in (None, AUTO_PRESET):
+        return preset_for(scale, preset), None
+    clean = f"espcn-x{scale or 2}"
+    real = f"{clean}-real"
+    if not all((presets_dir() / f"{name}.pt").is_file() for name in (clean, real)):
+        return preset_for(scale, None), None
+    from espcn_video.jobs.preset_choice import choose_video_preset
+
+    choice = choose_video_preset(source, clean, real, scale or 2)
+    return preset_for(scale, choice.name), choice.reason
+
+
+def say_preset_choice(reason: str | None, quiet: bool) -> None:
+    if reason is not None and not quiet:
+        stderr_console().print(f"preset: {reason}", markup=False, highlight=False)
+
+
 class RunDisplay:
     """Progress while the stages run (they only bump counters): a rich bar on a terminal, and/or
     a ProgressWriter (key=value blocks for --progress, plain lines in a log)."""
@@ -119,7 +144,8 @@ class RunDisplay:
     default=None,
     help="Preset name (see `espcn-video presets`), a .pt file, or a one-channel SR model as .onnx "
     "(float32 Y in [0, 1] or uint8 code values, NCHW or NHWC; its scale read from its shapes; ONNX Runtime). "
-    "Default: espcn-xSCALE-real (trained on real degradations), else espcn-xSCALE.",
+    "Default (auto): espcn-xSCALE where a first look at IN finds antialiased, lossless or lightly compressed "
+    "(H.264 QP <= 20) video, else espcn-xSCALE-real (trained on real degradations; stdin always gets it).",
 )
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Model threads (default: all cores).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
@@ -222,10 +248,13 @@ def upscale_cmd(
         extra = tuple(shlex.split(output_args))
     except ValueError as exc:
         raise UsageError(f"--output-args: {exc}") from None
+    source = build_input_spec(input_path, input_size, input_pix_fmt, input_rate)
+    preset_name, choice = video_preset_for(scale, preset, source)
+    say_preset_choice(choice, quiet or as_json)
     settings = UpscaleSettings(
-        input=build_input_spec(input_path, input_size, input_pix_fmt, input_rate),
+        input=source,
         output=output,
-        preset=preset_for(scale, preset),
+        preset=preset_name,
         encode=EncodeSettings(
             codec=codec,
             crf=crf,
@@ -260,7 +289,7 @@ def upscale_cmd(
                 "Dask worker's CPU and keeps no per-frame timings)"
             )
         with open_progress("upscale", progress_path, stats_period, quiet) as writer:
-            run_chunked_cli(settings, chunks, scheduler, local_workers, resume, as_json, quiet, writer)
+            run_chunked_cli(settings, chunks, scheduler, local_workers, resume, as_json, quiet, writer, choice)
         return
     from espcn_video.jobs.summary import run_summary, timing_rows
     from espcn_video.jobs.upscale import upscale_video
@@ -279,6 +308,7 @@ def upscale_cmd(
         "input": input_path,
         "output": output,
         "preset": outcome.preset.name,
+        "preset_choice": choice,
         "scale": outcome.preset.scale,
         "ffmpeg": {"path": outcome.ffmpeg.path, "version": outcome.ffmpeg.version},
         **run_summary(outcome.result),
@@ -333,6 +363,7 @@ def run_chunked_cli(
     as_json: bool,
     quiet: bool,
     writer: ProgressWriter | None = None,
+    choice: str | None = None,
 ) -> None:
     """The chunked run with its progress: frames written over all chunks (the running chunks
     report theirs every half second), as a bar on a terminal and/or through `writer`."""
@@ -386,6 +417,7 @@ def run_chunked_cli(
         "input": settings.input.path,
         "output": settings.output,
         "preset": settings.preset,
+        "preset_choice": choice,
         "frames": outcome.frames,
         "wall_s": round(outcome.wall_s, 3),
         "fps": round(outcome.frames / outcome.wall_s, 3) if outcome.wall_s else 0.0,
@@ -454,20 +486,32 @@ def batch_cmd(
     """
     from espcn_video.jobs.batch import batch_jobs, estimated_frames, find_done_outputs, run_batch
 
-    name = preset_for(scale, preset)
+    fixed = preset_for(scale, preset) if preset not in (None, AUTO_PRESET) else None
     encode = EncodeSettings(codec=codec, crf=crf, preset=encoder_preset)
     pairs = batch_jobs(list(inputs), out_dir, suffix)
     skipped, partial = ([], set()) if overwrite else find_done_outputs(pairs)
     skip = {r["input"] for r in skipped}
-    # An incomplete output (a crash, a full disk) is replaced without asking for -y.
-    all_settings = [
-        UpscaleSettings(
-            input=spec, output=out, preset=name, encode=encode, threads=threads, overwrite=overwrite or out in partial
-        )
-        for spec, out in pairs
-        if spec.path not in skip
-    ]
     console = stderr_console()
+    # An incomplete output (a crash, a full disk) is replaced without asking for -y.
+    all_settings = []
+    for spec, out in pairs:
+        if spec.path in skip:
+            continue
+        name = fixed
+        if name is None:  # each file gets the preset its own first look chooses
+            name, choice = video_preset_for(scale, preset, spec)
+            if choice is not None and not (quiet or as_json):
+                console.print(f"preset for {spec.path}: {choice}", markup=False, highlight=False)
+        all_settings.append(
+            UpscaleSettings(
+                input=spec,
+                output=out,
+                preset=name,
+                encode=encode,
+                threads=threads,
+                overwrite=overwrite or out in partial,
+            )
+        )
 
     def done(rec: dict[str, Any]) -> None:
         if as_json or quiet:

@@ -45,7 +45,8 @@ from espcn_video.frames.pipeline import run_pipeline
 from espcn_video.frames.sinks import ReferenceSink, VmafLog, check_decoder, check_same_geometry
 from espcn_video.frames.upscaler import FrameUpscaler
 from espcn_video.jobs.inputs import check_input
-from espcn_video.jobs.psnr_lr import make_lr_clip, needs_lr_clip
+from espcn_video.jobs.preset_choice import choose_video_preset
+from espcn_video.jobs.psnr_lr import last_encoded, make_lr_clip, needs_lr_clip
 from espcn_video.model.engines import TorchEngine, default_threads
 from espcn_video.model.presets import PresetInfo, load_preset, presets_dir, resolve_preset
 from espcn_video.quality.degrade import Degradation, build_degrade_filter
@@ -90,6 +91,13 @@ class PsnrSettings:
     worst: int = 3  # --worst: how many frames per clip
 
 
+AUTO = "auto"  # --preset auto: upscale's choice between the clean and the real preset, per clip
+
+
+def auto_candidates(scale: int) -> tuple[str, str]:
+    return f"espcn-x{scale}", f"espcn-x{scale}-real"
+
+
 def build_upscalers(settings: PsnrSettings) -> tuple[dict[str, FrameUpscaler], PresetInfo | None]:
     """One FrameUpscaler per method, loaded once for every clip."""
     scale, upscalers, info = settings.scale, {}, None
@@ -98,6 +106,12 @@ def build_upscalers(settings: PsnrSettings) -> tuple[dict[str, FrameUpscaler], P
             upscalers[name] = FrameUpscaler(scale, None)
         elif name == "lanczos":
             upscalers[name] = FrameUpscaler(scale, LanczosEngine(scale))
+        elif name == "espcn" and settings.preset == AUTO:
+            # both candidates loaded once; each clip gets the one its LR clip's look chooses
+            for candidate in auto_candidates(scale):
+                model, info = resolve_preset(candidate, scale=scale)
+                upscalers[f"{AUTO}:{candidate}"] = FrameUpscaler(scale, TorchEngine(model, threads=settings.threads))
+            upscalers[name] = upscalers[f"{AUTO}:{auto_candidates(scale)[0]}"]
         elif name == "espcn":
             model, info = resolve_preset(settings.preset, scale=scale)
             upscalers[name] = FrameUpscaler(scale, TorchEngine(model, threads=settings.threads))
@@ -227,14 +241,24 @@ def evaluate_clip(
     except ValueError as exc:
         raise UsageError(f"--crop-border {settings.crop_border}: {clip.path}: {exc}") from None
     lr_clip = None
-    if needs_lr_clip(settings.degradation):
+    auto = settings.preset == AUTO and "espcn" in upscalers
+    if needs_lr_clip(settings.degradation) or auto:  # auto looks at the LR as the file a user has
         if lr_folder is None:
             raise UsageError(f"--degrade {settings.degradation.spec()}: needs a folder for the LR clip")
         if on_run is not None:
             on_run(clip.path, LR_RUN)
         lr_clip = make_lr_clip(ffmpeg, clip, header, settings.degradation, r, settings.frames, lr_folder)
+    choice = None
+    if auto:
+        assert lr_clip is not None and lr_folder is not None
+        encoded = last_encoded(lr_folder)
+        looked = InputSpec(str(encoded)) if encoded is not None else lr_clip
+        choice = choose_video_preset(looked, *auto_candidates(r), r)
+        upscalers = {**upscalers, "espcn": upscalers[f"{AUTO}:{choice.name}"]}
     methods, scorers = {}, {}
     for name, upscaler in upscalers.items():
+        if name.startswith(f"{AUTO}:"):
+            continue
         if on_run is not None:
             on_run(clip.path, name)
         scorers[name], methods[name] = score_method(ffmpeg, clip, header, settings, name, upscaler, on_frames, lr_clip)
@@ -252,6 +276,8 @@ def evaluate_clip(
         "frames": next(iter(methods.values()))["frames"],
         "methods": methods,
     }
+    if choice is not None:
+        doc.update(preset=choice.name, preset_choice=choice.reason)
     return doc, scorers, lr_clip
 
 
@@ -261,15 +287,18 @@ def evaluate_clips(
     """Every clip x every method; per-clip and pooled summaries with gains over bicubic."""
     upscalers, preset = build_upscalers(settings)
     clips: list[dict[str, Any]] = []
-    by_method: dict[str, dict[str, Any]] = {name: {} for name in upscalers}
+    by_method: dict[str, dict[str, Any]] = {name: {} for name in upscalers if not name.startswith(f"{AUTO}:")}
     for clip in settings.clips:
         with tempfile.TemporaryDirectory(prefix="espcn-video-lr-") as lr_folder:
             doc, scorers, lr_clip = evaluate_clip(ffmpeg, clip, settings, upscalers, on_run, on_frames, Path(lr_folder))
             if settings.crops_dir is not None:
                 from espcn_video.jobs.psnr_crops import write_crops
 
+                used = {k: v for k, v in upscalers.items() if not k.startswith(f"{AUTO}:")}
+                if "preset" in doc:  # --preset auto: the network this clip ran
+                    used["espcn"] = upscalers[f"{AUTO}:{doc['preset']}"]
                 doc["crops"] = write_crops(
-                    ffmpeg, clip, doc, upscalers, settings, settings.worst, settings.crops_dir, lr_clip
+                    ffmpeg, clip, doc, used, settings, settings.worst, settings.crops_dir, lr_clip
                 )
         clips.append(doc)
         for name, scorer in scorers.items():
@@ -282,8 +311,14 @@ def evaluate_clips(
         "degradation": {"spec": settings.degradation.spec(), "description": settings.degradation.describe()},
         "crop_border": settings.crop_border,
         "frames_limit": settings.frames,
-        "methods": list(upscalers),
-        "preset": None if preset is None else {"name": preset.name, "path": str(preset.path)},
+        "methods": list(by_method),
+        "preset": (
+            {"name": AUTO, "candidates": list(auto_candidates(settings.scale))}
+            if settings.preset == AUTO and "espcn" in by_method
+            else None
+            if preset is None
+            else {"name": preset.name, "path": str(preset.path)}
+        ),
         "clips": clips,
         "overall": overall,
     }

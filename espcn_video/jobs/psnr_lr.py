@@ -165,6 +165,13 @@ def make_lr_clip(
     return InputSpec(str(out))
 
 
+def last_encoded(folder: Path) -> Path | None:
+    """The last encoder's own stream that make_lr_clip wrote in `folder` (the file a user would
+    have: it carries the encoder's quantizers, which a y4m made from it does not), if any."""
+    encoded = sorted(folder.glob("lr-*.mkv"), key=lambda p: int(p.name.split("-")[1]))
+    return encoded[-1] if encoded else None
+
+
 def _encode(ffmpeg: str, stream: Iterator[tuple[Y4MHeader, list[np.ndarray]]], cmd: list[str], source: str) -> None:
     with FFmpegProcess("LR encoder", cmd, stdin="pipe") as enc:
         first = True

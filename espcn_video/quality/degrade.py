@@ -274,8 +274,9 @@ def add_noise(lr01: np.ndarray, sigma: float) -> np.ndarray:
     return lr01 + rng.normal(0.0, sigma / 255.0, lr01.shape)
 
 
-def compress(lr01: np.ndarray, codec: str, crf: int) -> np.ndarray:
-    """The LR plane through a real encoder: 8-bit gray, one frame, ffmpeg libx264/libx265 at `crf`."""
+def compress(lr01: np.ndarray, codec: str, crf: int, qps: list[int] | None = None) -> np.ndarray:
+    """The LR plane through a real encoder: 8-bit gray, one frame, ffmpeg libx264/libx265 at `crf`.
+    With `qps`, the decoder's H.264 frame quantizers are appended to it (what `upscale`'s look reads)."""
     import subprocess
 
     from espcn_video.errors import EspcnVideoError
@@ -289,22 +290,31 @@ def compress(lr01: np.ndarray, codec: str, crf: int) -> np.ndarray:
     encode = [ffmpeg, "-nostdin", "-v", "error", *raw, "-i", "pipe:0", "-c:v", CODECS[codec], "-crf", str(crf)]
     encode += [*quiet, "-f", "matroska", "pipe:1"]
     decode = [ffmpeg, "-nostdin", "-v", "error", "-f", "matroska", "-i", "pipe:0", *raw[:4], "pipe:1"]
+    if qps is not None:  # showinfo prints each frame's quantizer at the info level
+        decode[2:4] = ["-v", "info", "-export_side_data", "venc_params"]
+        decode[-1:-1] = ["-vf", "showinfo"]
     try:
         stream = subprocess.run(encode, input=code.tobytes(), capture_output=True, timeout=120, check=True).stdout
-        out = subprocess.run(decode, input=stream, capture_output=True, timeout=120, check=True).stdout
+        done = subprocess.run(decode, input=stream, capture_output=True, timeout=120, check=True)
+        out = done.stdout
     except subprocess.CalledProcessError as exc:
         lines = exc.stderr.decode(errors="replace").strip().splitlines()
         raise EspcnVideoError(f"--degrade {codec}: ffmpeg failed: {lines[-1] if lines else exc}") from None
     if len(out) != h * w:
         raise EspcnVideoError(f"--degrade {codec}: ffmpeg gave {len(out)} bytes for a {w}x{h} frame")
+    if qps is not None:
+        from espcn_video.ffmpeg.look import parse_frame_qps
+
+        qps += parse_frame_qps(done.stderr.decode(errors="replace"))
     return np.frombuffer(out, np.uint8).reshape(h, w) / 255.0
 
 
-def degrade(hr: np.ndarray, scale: int, degradation: Degradation) -> np.ndarray:
-    """LR of a mod-cropped HR plane (float, [0, 1]) by the whole chain; float64 out."""
+def degrade(hr: np.ndarray, scale: int, degradation: Degradation, qps: list[int] | None = None) -> np.ndarray:
+    """LR of a mod-cropped HR plane (float, [0, 1]) by the whole chain; float64 out. With `qps`,
+    an H.264 stage appends the quantizer its decoder reports."""
     lr = downscale(hr, scale, degradation)
     for name, value in degradation.stages:
-        lr = add_noise(lr, value) if name == "noise" else compress(lr, name, int(value))
+        lr = add_noise(lr, value) if name == "noise" else compress(lr, name, int(value), qps)
     return lr
 
 

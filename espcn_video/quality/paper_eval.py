@@ -22,9 +22,10 @@ from espcn_video.errors import DataError, PresetError
 from espcn_video.model.engines import LumaEngine
 from espcn_video.model.net import SRCNN
 from espcn_video.model.presets import load_preset, presets_dir, resolve_preset
-from espcn_video.quality.degrade import degrade, imresize, mod_crop, parse_degradation
+from espcn_video.quality.degrade import CODECS, Degradation, degrade, imresize, mod_crop, parse_degradation
 from espcn_video.quality.image_metrics import SSIM_WINDOW, compute_psnr, compute_ssim
 from espcn_video.quality.images import UnusableImage, list_images, matlab_round, read_y_plane
+from espcn_video.quality.input_look import InputLook, aliasing_index, choose_by_look
 
 
 def upscale_y(model: nn.Module, lr_y01: np.ndarray, scale: int, device: str | torch.device = "cpu") -> np.ndarray:
@@ -79,20 +80,41 @@ def _baseline_srcnn(main_arch: str, scale: int) -> nn.Module | None:
     return model
 
 
+AUTO = "auto"  # eval --preset auto: per image, the preset upscale's look would choose
+
+
+def image_look(lr01: np.ndarray, degradation: Degradation, qps: list[int]) -> InputLook:
+    """What upscale's look would find in this LR image as a user's file: the encoder's stream
+    when the chain ends in one (H.264 quantizers read from it; x265's are not), else a lossless one."""
+    codecs = [name for name, _ in degradation.stages if name in CODECS]
+    codec = {"x264": "h264", "x265": "hevc"}[codecs[-1]] if codecs else "png"
+    lr8 = matlab_round(np.clip(lr01 * 255.0, 0.0, 255.0))
+    alias = aliasing_index(lr8)
+    return InputLook(codec, tuple(qps), () if alias is None else (alias,), lossless=not codecs)
+
+
 def evaluate_image(
     hr_y: np.ndarray,
     models: dict[str, nn.Module],
     scale: int,
     degradation_spec: str = "bicubic",
     engine: LumaEngine | None = None,
-) -> dict[str, dict[str, float]]:
+    auto: dict[bool, tuple[str, nn.Module]] | None = None,
+) -> dict[str, Any]:
     """Scores of each model and of bicubic for one HR Y plane in [16, 235] code values.
 
     With `engine`, the LR is rounded to 8-bit code values first (as decoded video is) for every
-    method, and the main model runs on that engine (its precision: fp32, bf16, int8)."""
+    method, and the main model runs on that engine (its precision: fp32, bf16, int8). With `auto`
+    ({clean?: (name, model)}), the main model is the one upscale's look chooses for this LR."""
     degradation = parse_degradation(degradation_spec)
     hr = mod_crop(hr_y, scale)
-    lr01 = degrade(hr / 255.0, scale, degradation)
+    qps: list[int] = []
+    lr01 = degrade(hr / 255.0, scale, degradation, qps)
+    chosen = None
+    if auto is not None:
+        choice = choose_by_look(image_look(lr01, degradation, qps), scale)
+        chosen = {"preset": auto[choice.clean][0], "reason": choice.reason}
+        models = {**models, next(iter(models)): auto[choice.clean][1]}
     if engine is not None:
         lr8 = matlab_round(np.clip(lr01 * 255.0, 0.0, 255.0)).astype(np.uint8)
         lr01 = lr8 / 255.0
@@ -104,7 +126,17 @@ def evaluate_image(
             out = to_code_values(upscale_y(model, lr01, scale))
         result[key] = score(hr, out, scale)
     result["bicubic"] = score(hr, to_code_values(imresize(lr01, scale)), scale)
+    if chosen is not None:
+        return {**result, "auto_choice": chosen}
     return result
+
+
+def _choices(images: list[dict[str, Any]]) -> dict[str, int]:
+    """How many images --preset auto gave to each preset."""
+    counts: dict[str, int] = {}
+    for image in images:
+        counts[image["auto_choice"]["preset"]] = counts.get(image["auto_choice"]["preset"], 0) + 1
+    return counts
 
 
 def _mean(images: list[dict[str, Any]], key: str) -> dict[str, float]:
@@ -124,7 +156,15 @@ def evaluate_folder(
         parsed = parse_degradation(degradation)
     except ValueError as exc:
         raise DataError(str(exc)) from None
+    auto = None
+    if isinstance(model_or_preset, str) and model_or_preset == AUTO:
+        scale = scale or 3
+        names = {True: f"espcn-x{scale}", False: f"espcn-x{scale}-real"}
+        auto = {clean: (name, resolve_preset(name, scale=scale)[0]) for clean, name in names.items()}
+        model_or_preset = names[True]
     model, scale, preset_name = _resolve_model(model_or_preset, scale)
+    if auto is not None:
+        preset_name = AUTO
     main_key = arch_of(model)
     models = {main_key: model}
     srcnn = _baseline_srcnn(main_key, scale)
@@ -145,7 +185,7 @@ def evaluate_folder(
         if min(hr_y.shape) < min_side:
             skipped.append({"name": path.name, "reason": f"smaller than {min_side}x{min_side}"})
             continue
-        images.append({"name": path.name, **evaluate_image(hr_y, models, scale, parsed.spec(), engine)})
+        images.append({"name": path.name, **evaluate_image(hr_y, models, scale, parsed.spec(), engine, auto)})
     if not images:
         raise DataError(f"no usable images in {folder_path}")
     return {
@@ -155,6 +195,7 @@ def evaluate_folder(
         "degradation": parsed.spec(),
         "engine": engine.name if engine is not None else "torch-fp32 (float LR, the papers' protocol)",
         "mean": {key: _mean(images, key) for key in (*models, "bicubic")},
+        **({"auto": _choices(images)} if auto is not None else {}),
         "images": images,
         "skipped": skipped,
     }

@@ -1,0 +1,150 @@
+"""Set and check the thresholds of `upscale`'s automatic preset choice (quality/input_look.py)
+on held-out *training* images only: the 20 that `espcn-video train` keeps for validation (seed 0),
+never Set5/Set14 or the shared clips.
+
+For each image and each of 48 chains (6 downscalers x none, noise 2, x264 CRF 18/23/28/33, x265
+CRF 28, noise then CRF 28) it scores the clean preset, the real preset and bicubic (Y-PSNR,
+shave = scale, 8-bit LR) and measures the LR's aliasing index. The choice is then replayed per
+image for a range of aliasing thresholds: the clean preset where the index is at most the
+threshold and the chain's quantizer is at most QP_MAX (x264's CRF stands for the frame QP, which
+is what ffmpeg reports for x264 streams; x265 gives no quantizer to read, so it counts as
+unknown: the real preset), else the real preset. Reported per threshold: the mean gain over
+always using the real preset, and the worst result against bicubic.
+
+    python tools/calibrate_auto.py --scale 3 --json docs/auto-choice-x3.json
+
+`--rows FILE` replays the thresholds on rows an earlier run saved (FILE.rows.json beside --json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from select_real import held_out
+
+from espcn_video.model.presets import load_preset
+from espcn_video.quality.degrade import degrade, imresize, mod_crop, parse_degradation
+from espcn_video.quality.image_metrics import compute_psnr
+from espcn_video.quality.images import matlab_round
+from espcn_video.quality.input_look import ALIAS_MAX, QP_MAX, aliasing_index
+from espcn_video.quality.paper_eval import to_code_values, upscale_y
+
+DOWNSCALERS = ("bicubic", "bicubic-noaa", "area", "bilinear", "lanczos", "gaussian:1.2")
+STAGES = ("", ",noise:2", ",x264:crf=18", ",x264:crf=23", ",x264:crf=28", ",x264:crf=33", ",x265:crf=28")
+STAGES += (",noise:2,x264:crf=28",)
+THRESHOLDS = (-0.5, -0.6, -0.65, -0.7, -0.75, -0.8, -0.85, -0.9, -1.0)
+
+
+def chain_qp(spec: str) -> float | None:
+    """The quantizer the look would read: x264's CRF; None for x265 (not read); 0 for none."""
+    for stage in spec.split(",")[1:]:
+        if stage.startswith("x264:crf="):
+            return float(stage.split("=")[1])
+        if stage.startswith("x265"):
+            return None
+    return 0.0
+
+
+def score_rows(scale: int) -> list[dict[str, Any]]:
+    clean, _ = load_preset(f"espcn-x{scale}")
+    real, _ = load_preset(f"espcn-x{scale}-real")
+    rows = []
+    for label, hr_full in held_out(scale):
+        hr = mod_crop(hr_full, scale)
+        for spec in (d + s for d in DOWNSCALERS for s in STAGES):
+            lr8 = matlab_round(np.clip(degrade(hr / 255.0, scale, parse_degradation(spec)) * 255, 0, 255))
+            lr01 = lr8 / 255.0
+            row: dict[str, Any] = {"image": label, "chain": spec, "aliasing": aliasing_index(lr8)}
+            for key, model in (("clean", clean), ("real", real)):
+                row[key] = compute_psnr(hr, to_code_values(upscale_y(model, lr01, scale)), 255.0, scale)
+            row["bicubic"] = compute_psnr(hr, to_code_values(imresize(lr01, scale)), 255.0, scale)
+            rows.append(row)
+        print(label, flush=True)
+    return rows
+
+
+def replay(rows: list[dict[str, Any]], threshold: float) -> dict[str, float]:
+    gains, worst, picked = [], np.inf, 0
+    for r in rows:
+        qp = chain_qp(r["chain"])
+        clean = r["aliasing"] is not None and r["aliasing"] <= threshold and qp is not None and qp <= QP_MAX
+        picked += clean
+        value = r["clean"] if clean else r["real"]
+        gains.append(value - r["real"])
+        worst = min(worst, value - r["bicubic"])
+    return {
+        "threshold": threshold,
+        "mean_gain_over_real_db": round(float(np.mean(gains)), 4),
+        "worst_vs_bicubic_db": round(float(worst), 3),
+        "clean_chosen": picked,
+        "cases": len(rows),
+    }
+
+
+WORST_ALLOWED_DB = -0.5  # no held-out case further below bicubic than this
+MARGIN = 0.1  # towards the real preset, for content the 20 images do not have
+MIN_GAIN_DB = 0.05  # below this mean gain over the real preset, auto is not worth its risk
+
+
+def suggest(table: list[dict[str, float]]) -> float | None:
+    """The rule (written after the x3 and x2 replays were seen, before x4's): the threshold with the
+    highest mean gain among those whose worst case is at least WORST_ALLOWED_DB against bicubic,
+    minus MARGIN; None (always the real preset) when that gain is under MIN_GAIN_DB."""
+    eligible = [t for t in table[: len(THRESHOLDS)] if t["worst_vs_bicubic_db"] >= WORST_ALLOWED_DB]
+    if not eligible:
+        return None
+    best = max(eligible, key=lambda t: t["mean_gain_over_real_db"])
+    return round(best["threshold"] - MARGIN, 2) if best["mean_gain_over_real_db"] >= MIN_GAIN_DB else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--rows", type=Path, default=None, help="replay saved rows instead of scoring again")
+    args = parser.parse_args()
+    rows = json.loads(args.rows.read_text()) if args.rows else score_rows(args.scale)
+    if args.json is not None:  # the raw rows first: the replay below is cheap to redo, the scoring is not
+        args.json.with_suffix(".rows.json").write_text(json.dumps(rows) + "\n")
+    shipped = ALIAS_MAX.get(args.scale)
+    table = [replay(rows, t) for t in (*THRESHOLDS, *([shipped] if shipped is not None else []))]
+    oracle = float(np.mean([max(r["clean"], r["real"]) - r["real"] for r in rows]))
+    always_clean = float(np.mean([r["clean"] - r["real"] for r in rows]))
+    per_chain = {}
+    for spec in dict.fromkeys(r["chain"] for r in rows):
+        sub = [r for r in rows if r["chain"] == spec]
+        measured = [r["aliasing"] for r in sub if r["aliasing"] is not None]  # None: a tiny LR image
+        per_chain[spec] = {
+            "clean_minus_real_db": round(float(np.mean([r["clean"] - r["real"] for r in sub])), 3),
+            "aliasing": [round(min(measured), 3), round(max(measured), 3)],
+        }
+    doc = {
+        "scale": args.scale,
+        "rule": {"alias_max": ALIAS_MAX.get(args.scale), "qp_max": QP_MAX},
+        "suggested_alias_max": suggest(table),
+        "thresholds": table,
+        "real_worst_vs_bicubic_db": round(min(r["real"] - r["bicubic"] for r in rows), 3),
+        "oracle_gain_over_real_db": round(oracle, 4),
+        "always_clean_gain_over_real_db": round(always_clean, 4),
+        "per_chain": per_chain,
+        "images": sorted({r["image"] for r in rows}),
+    }
+    for line in table:
+        print(json.dumps(line))
+    keys = ("real_worst_vs_bicubic_db", "oracle_gain_over_real_db", "suggested_alias_max")
+    print(json.dumps({k: doc[k] for k in keys}))
+    if args.json is not None:
+        args.json.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
