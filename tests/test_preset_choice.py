@@ -147,3 +147,17 @@ def test_a_longer_input_is_also_looked_at_later(clips: Callable[..., Path]) -> N
     look = look_at(InputSpec(str(long)))
     assert len(look.aliasing) == 12 + 6 + 6  # the start, then 6 frames at 8 s and 6 at 16 s
     assert set(look.qps) == {16} and len(look.qps) > 3 * 6 * 12
+
+
+@pytest.mark.slow
+def test_batch_chooses_for_each_file(lr: dict[str, Path], tmp_path: Path) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+    for key in ("aa", "noaa"):
+        (folder / f"{key}.mkv").write_bytes(lr[key].read_bytes())
+    done = run_cli("batch", str(folder), "--out-dir", str(out), "--scale", "3", "--json", timeout=200)
+    assert done.returncode == 0, done.stderr.decode()
+    results = {Path(r["input"]).name: r for r in json.loads(done.stdout)["results"]}
+    assert results["aa.mkv"]["preset"] == "espcn-x3" and results["noaa.mkv"]["preset"] == "espcn-x3-real"
+    assert all(r["status"] == "done" and r["frames"] == 15 for r in results.values())

@@ -149,7 +149,13 @@ def _upscale_one(settings: UpscaleSettings, topic: str | None = None) -> dict[st
     from espcn_video.jobs.upscale import upscale_video
 
     outcome = upscale_video(settings, on_progress=TaskReporter(topic, settings.output))
-    return {"input": settings.input.path, "output": settings.output, "status": "done", **run_summary(outcome.result)}
+    return {
+        "input": settings.input.path,
+        "output": settings.output,
+        "preset": settings.preset,
+        "status": "done",
+        **run_summary(outcome.result),
+    }
 
 
 def run_batch(
