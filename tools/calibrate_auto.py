@@ -14,6 +14,9 @@ always using the real preset, and the worst result against bicubic.
     python tools/calibrate_auto.py --scale 3 --json docs/auto-choice-x3.json
 
 `--rows FILE` replays the thresholds on rows an earlier run saved (FILE.rows.json beside --json).
+`--third PRESET` scores a third, compressed-LR preset too and replays the three-way choice (the
+clean preset as shipped; the third where the LR is compressed and its aliasing index at most the
+threshold; else the real one) with the same rule for that threshold.
 """
 
 from __future__ import annotations
@@ -54,9 +57,10 @@ def chain_qp(spec: str) -> float | None:
     return 0.0
 
 
-def score_rows(scale: int) -> list[dict[str, Any]]:
+def score_rows(scale: int, third: str | None = None) -> list[dict[str, Any]]:
     clean, _ = load_preset(f"espcn-x{scale}")
     real, _ = load_preset(f"espcn-x{scale}-real")
+    models = [("clean", clean), ("real", real)] + ([("third", load_preset(third)[0])] if third else [])
     rows = []
     for label, hr_full in held_out(scale):
         hr = mod_crop(hr_full, scale)
@@ -64,7 +68,7 @@ def score_rows(scale: int) -> list[dict[str, Any]]:
             lr8 = matlab_round(np.clip(degrade(hr / 255.0, scale, parse_degradation(spec)) * 255, 0, 255))
             lr01 = lr8 / 255.0
             row: dict[str, Any] = {"image": label, "chain": spec, "aliasing": aliasing_index(lr8)}
-            for key, model in (("clean", clean), ("real", real)):
+            for key, model in models:
                 row[key] = compute_psnr(hr, to_code_values(upscale_y(model, lr01, scale)), 255.0, scale)
             row["bicubic"] = compute_psnr(hr, to_code_values(imresize(lr01, scale)), 255.0, scale)
             rows.append(row)
@@ -90,6 +94,30 @@ def replay(rows: list[dict[str, Any]], threshold: float) -> dict[str, float]:
     }
 
 
+def replay_third(rows: list[dict[str, Any]], clean_max: float, threshold: float) -> dict[str, float]:
+    """The three-way choice: the clean preset as auto has it (aliasing <= clean_max, QP <= QP_MAX),
+    else the third (a compressed-LR preset) where aliasing <= threshold and the LR is compressed
+    (QP above QP_MAX or unread), else the real one; gains are over the two-way auto."""
+    gains, worst, picked = [], np.inf, 0
+    for r in rows:
+        qp = chain_qp(r["chain"])
+        low = r["aliasing"] is not None
+        clean = low and r["aliasing"] <= clean_max and qp is not None and qp <= QP_MAX
+        third = not clean and low and r["aliasing"] <= threshold and (qp is None or qp > QP_MAX)
+        picked += third
+        two_way = r["clean"] if clean else r["real"]
+        value = r["third"] if third else two_way
+        gains.append(value - two_way)
+        worst = min(worst, value - r["bicubic"])
+    return {
+        "threshold": threshold,
+        "mean_gain_over_real_db": round(float(np.mean(gains)), 4),  # here: over the two-way auto
+        "worst_vs_bicubic_db": round(float(worst), 3),
+        "clean_chosen": picked,  # here: the third preset chosen
+        "cases": len(rows),
+    }
+
+
 WORST_ALLOWED_DB = -0.5  # no held-out case further below bicubic than this
 MARGIN = 0.1  # towards the real preset, for content the 20 images do not have
 MIN_GAIN_DB = 0.05  # below this mean gain over the real preset, auto is not worth its risk
@@ -111,8 +139,26 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--rows", type=Path, default=None, help="replay saved rows instead of scoring again")
+    parser.add_argument(
+        "--third", default=None, help="a compressed-LR candidate: replay the three-way choice for its threshold"
+    )
     args = parser.parse_args()
-    rows = json.loads(args.rows.read_text()) if args.rows else score_rows(args.scale)
+    rows = json.loads(args.rows.read_text()) if args.rows else score_rows(args.scale, args.third)
+    if args.third is not None:
+        if args.json is not None:
+            args.json.with_suffix(".rows.json").write_text(json.dumps(rows) + "\n")
+        clean_max = ALIAS_MAX[args.scale]
+        table = [replay_third(rows, clean_max, t) for t in THRESHOLDS]
+        chains = sorted({r["chain"] for r in rows}, key=[r["chain"] for r in rows].index)
+        per_chain = {
+            c: round(float(np.mean([r["third"] - r["real"] for r in rows if r["chain"] == c])), 3) for c in chains
+        }
+        doc = {"scale": args.scale, "third": args.third, "thresholds": table, "suggested": suggest(table),
+               "third_minus_real_per_chain_db": per_chain}  # fmt: skip
+        print(json.dumps(doc, indent=1))
+        if args.json is not None:
+            args.json.write_text(json.dumps(doc, indent=1) + "\n")
+        return
     if args.json is not None:  # the raw rows first: the replay below is cheap to redo, the scoring is not
         args.json.with_suffix(".rows.json").write_text(json.dumps(rows) + "\n")
     shipped = ALIAS_MAX.get(args.scale)
