@@ -254,12 +254,24 @@ def test_cuda_engine_agrees_with_cpu(precision: str) -> None:
 
 
 @pytest.mark.skipif(not any(o.precision == "int8" for o in available()), reason="no int8 engine (openvino absent)")
-@pytest.mark.parametrize(("layers", "learned"), [(INT8_ALL, False), (INT8_ALL, True), (INT8_TWIN_LAYERS, True)])
-def test_int8_engine_computes_what_the_twin_was_fine_tuned_on(layers: tuple[int, ...], learned: bool) -> None:
+@pytest.mark.parametrize(
+    ("layers", "learned", "floats"),
+    [
+        (INT8_ALL, False, ()),
+        (INT8_ALL, True, ()),
+        (INT8_TWIN_LAYERS, True, ()),
+        (INT8_TWIN_LAYERS, True, tuple(range(3, 64, 4))),  # 16 of conv2's inputs in float
+        (INT8_TWIN_LAYERS, False, (0, 5, 6, 40)),
+    ],
+)
+def test_int8_engine_computes_what_the_twin_was_fine_tuned_on(
+    layers: tuple[int, ...], learned: bool, floats: tuple[int, ...]
+) -> None:
     """OpenVINO int8 gives the torch emulation's frame (model/quant.py), with the default weight
     steps and with learned ones, to one code value (on Set5 the two agree within 0.0001 dB):
     every convolution int8 (the rest in f32), or conv1 and conv2 int8 and conv3 in bf16 where
-    the CPU has bf16. Quantization-aware fine-tuning relies on it."""
+    the CPU has bf16, also with some of conv2's inputs kept in float beside the int8 rest.
+    Quantization-aware fine-tuning relies on it."""
     torch.manual_seed(3)
     model = ESPCN(3).eval()
     y = smooth_plane(40, 56, 255, 5)
@@ -274,10 +286,10 @@ def test_int8_engine_computes_what_the_twin_was_fine_tuned_on(layers: tuple[int,
             * rng.uniform(0.6, 1.0, c.out_channels).astype(np.float32)  # smaller steps: some weights clip
             for c, r in zip(convs, ins, strict=True)
         ]
-    twin = Int8Params(model, ranges, layers, steps)
+    twin = Int8Params(model, ranges, layers, steps, float_channels=floats)
     out = create_engine(model, "openvino", "int8", int8=twin).upscale_luma(y, 255).astype(np.int64)
     bf16_rest = layers != INT8_ALL and cpu_has_bf16()
-    emulated = QuantizedESPCN(model, ranges, layers, steps, bf16_rest=bf16_rest).eval()
+    emulated = QuantizedESPCN(model, ranges, layers, steps, bf16_rest=bf16_rest, float_channels=floats).eval()
     with torch.inference_mode():
         want = emulated(torch.from_numpy(y.astype(np.float32) / 255)[None, None])[0, 0]
     want_codes = want.clamp(0, 1).mul(255).round().numpy().astype(np.int64)

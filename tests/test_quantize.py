@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from espcn_video.model.backends import create_engine
+from espcn_video.model.engines import cpu_has_bf16
 from espcn_video.model.net import ESPCN
 from espcn_video.model.presets import int8_params, load_preset, precision_deltas
-from espcn_video.model.quant import INT8_TWIN_LAYERS, load_twin, twin_path
+from espcn_video.model.quant import INT8_TWIN_LAYERS, QuantizedESPCN, load_twin, twin_path
 from tests.conftest import run_cli
 
 pytest.importorskip("openvino", reason="the int8 engine is OpenVINO's (the fast extra)")
@@ -72,6 +74,37 @@ def test_quantize_writes_a_twin_that_int8_runs_and_records_it(
     summary = json.loads(auto.stdout)
     assert summary["method"] != "openvino-int8"
     assert any("records no measured int8 or bf16 cost" in n for n in summary["notes"])
+
+
+@pytest.mark.slow
+def test_float_channels_keep_the_noisiest_conv2_inputs_in_float(images: Path, user_preset: Path) -> None:
+    """quantize --float-channels K: the twin records which K of conv2's inputs stay float (those
+    carrying the most int8 noise), and the int8 engine runs it as the emulation does."""
+    done = run_cli(
+        "quantize", "--preset", str(user_preset), "--data", str(images), "--steps", "20", "--batch", "8",
+        "--no-eval", "--threads", "2", "--float-channels", "8",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    doc = json.loads(done.stdout)
+    meta = json.loads(user_preset.with_suffix(".json").read_text())
+    assert len(doc["float_channels"]) == 8 and meta["int8"]["float_channels"] == doc["float_channels"]
+    model, info = load_preset(user_preset)
+    params = int8_params(model, info)
+    assert params is not None and params.float_channels == tuple(doc["float_channels"])
+    y = np.random.default_rng(0).integers(0, 256, (24, 32), dtype=np.uint8)
+    out = create_engine(model, "openvino", "int8", int8=params).upscale_luma(y, 255).astype(np.int64)
+    emulated = QuantizedESPCN(
+        params.model, params.ranges, params.layers, params.weight_steps, cpu_has_bf16(), params.float_channels
+    ).eval()
+    with torch.inference_mode():
+        want = emulated(torch.from_numpy(y.astype(np.float32) / 255)[None, None])[0, 0]
+    diff = np.abs(out - want.clamp(0, 1).mul(255).round().numpy().astype(np.int64))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+    refused = run_cli(
+        "quantize", "--preset", str(user_preset), "--data", str(images), "--steps", "2", "--no-eval",
+        "--float-channels", "64",
+    )  # fmt: skip
+    assert refused.returncode == 2 and b"--float-channels" in refused.stderr  # conv2 has 64 inputs
 
 
 @pytest.mark.slow

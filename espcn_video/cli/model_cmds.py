@@ -394,6 +394,13 @@ def eval_cmd(
 @click.option("--no-eval", is_flag=True, help="Do not measure the int8 and bf16 cost on Set5/Set14 afterwards.")
 @click.option("--all-layers", is_flag=True, help="conv3 in int8 too: faster, but costs about twice as much PSNR.")
 @click.option(
+    "--float-channels",
+    type=click.IntRange(min=0, max=63),
+    default=0,
+    show_default=True,
+    help="Keep the K inputs of conv2 that carry the most int8 noise in bf16 (x2: 32 brings int8 within 0.02 dB).",
+)
+@click.option(
     "--measure-only",
     is_flag=True,
     help="Fine-tune nothing: measure the int8 (the twin as it is) and bf16 cost on Set5/Set14 again and record it.",
@@ -410,6 +417,7 @@ def quantize_cmd(
     threads: int | None,
     no_eval: bool,
     all_layers: bool,
+    float_channels: int,
     measure_only: bool,
 ) -> None:
     """Fine-tune a preset's int8 twin for the int8 engine and record what int8 and bf16 cost.
@@ -417,7 +425,8 @@ def quantize_cmd(
     \b
     The twin computes exactly as OpenVINO's int8 engine does (conv1 and
     conv2 int8 with learned activation ranges and weight steps, conv3
-    bf16; --all-layers: conv3 int8 too) and is
+    bf16; --all-layers: conv3 int8 too; --float-channels K: K of conv2's
+    inputs in bf16 beside the int8 rest) and is
     fine-tuned on the preset's training images with straight-through
     rounding; the checkpoint with the best int8 PSNR on the held-out
     training images is kept. Set5/Set14 are measured afterwards (int8 and
@@ -455,6 +464,7 @@ def quantize_cmd(
         seed=seed,
         threads=threads,
         layers=INT8_ALL if all_layers else INT8_TWIN_LAYERS,
+        float_channels=float_channels,
     )
     console = stderr_console()
     with Progress(
@@ -493,6 +503,7 @@ def quantize_cmd(
                 "command": "quantize",
                 "preset": info.name,
                 "twin": str(twin),
+                "float_channels": list(result.float_channels),
                 "val_psnr_db": val,
                 "best_step": result.best_step,
                 "seconds": round(result.seconds, 1),

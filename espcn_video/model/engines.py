@@ -307,7 +307,7 @@ class OpenVINOEngine:
                 params = Int8Params(self.model, activation_bounds(self.model), INT8_LAYERS, source="weight bounds")
             if self.precision == "int8" and params is not None:
                 graph = build_openvino_model(
-                    params.model, peak, shape, params.layers, params.ranges, params.weight_steps
+                    params.model, peak, shape, params.layers, params.ranges, params.weight_steps, params.float_channels
                 )
             else:
                 graph = build_openvino_model(self.model, peak, shape)

@@ -182,11 +182,15 @@ def build_openvino_model(
     int8_layers: Collection[int] = (),
     ranges: Sequence[np.ndarray] | None = None,
     weight_steps: Sequence[np.ndarray] | None = None,
+    float_channels: Sequence[int] = (),
 ) -> Any:
     """ov.Model: integer (1, 1, H, W) plane in, integer (1, 1, rH, rW) plane out.
 
     `int8_layers` names the convolutions (0, 1, 2) to run in int8 (conv 0 only when peak is
     255); `ranges` are the per-channel activation ranges (default: activation_bounds).
+    `float_channels`: conv2's inputs that stay float beside the int8 rest (with conv2 int8): conv1
+    runs as two convolutions, one for each group, and conv2 as the sum of an int8 convolution over
+    the first group and a float one over the second (model/quant.py emulates exactly that).
     """
     import openvino as ov
 
@@ -203,7 +207,11 @@ def build_openvino_model(
     codes_in = peak <= 255 and not int8_first
     if not codes_in:
         x = ops.multiply(x, np.float32(1.0 / peak))
-    for i, layer in enumerate(espcn_layers(model)):
+    layers = espcn_layers(model)
+    if float_channels and 1 in int8_layers:
+        x = _split_conv1_conv2(x, layers, peak, int8_layers, ranges, weight_steps, float_channels, codes_in)
+        layers = layers[2:]  # conv3 as usual
+    for i, layer in enumerate(layers, start=3 - len(layers)):
         if i in int8_layers and not (i == 0 and peak != 255):
             x, in_scale = _quantize_input(x, i, ranges)
             weight = _int8_weight(layer.weight, in_scale, weight_steps[i] if weight_steps is not None else None)
@@ -221,6 +229,47 @@ def build_openvino_model(
     x = ops.convert(ops.round(x, "half_to_even"), int_type)
     hr = ops.depth_to_space(x, "depth_first", model_scale(model))
     return ov.Model([hr], [lr], "espcn")
+
+
+def _split_conv1_conv2(
+    x: Any,
+    layers: Sequence[ConvLayer],
+    peak: int,
+    int8_layers: Collection[int],
+    ranges: Sequence[np.ndarray],
+    weight_steps: Sequence[np.ndarray] | None,
+    float_channels: Sequence[int],
+    codes_in: bool,
+) -> Any:
+    """conv1 and conv2 with conv2's `float_channels` inputs kept in float: tanh(conv2) out."""
+    ops = _opset()
+    conv1, conv2 = layers[0], layers[1]
+    floats = np.zeros(conv1.weight.shape[0], bool)
+    floats[list(float_channels)] = True
+    int8_first = 0 in int8_layers and peak == 255
+    if int8_first:
+        x, _ = _quantize_input(x, 0, ranges)
+
+    def first(rows: np.ndarray) -> Any:
+        if int8_first:
+            step = weight_steps[0][rows] if weight_steps is not None else None
+            weight = _int8_weight(conv1.weight[rows], None, step)
+        else:
+            scale = np.float32(peak) if codes_in else np.float32(1)
+            weight = ops.constant((conv1.weight[rows] / scale).astype(np.float32))
+        p = conv1.padding
+        y = ops.convolution(x, weight, [1, 1], [p, p], [p, p], [1, 1])
+        return ops.tanh(ops.add(y, ops.constant(conv1.bias[rows].reshape(1, -1, 1, 1))))
+
+    quantized, kept = first(~floats), first(floats)
+    r = safe_ranges(ranges[:1])[0][~floats]
+    xq, in_scale = _quantize_input(quantized, 1, [r])
+    step = weight_steps[1] if weight_steps is not None else None
+    p = conv2.padding
+    yq = ops.convolution(xq, _int8_weight(conv2.weight[:, ~floats], in_scale, step), [1, 1], [p, p], [p, p], [1, 1])
+    yf = ops.convolution(kept, ops.constant(conv2.weight[:, floats]), [1, 1], [p, p], [p, p], [1, 1])
+    y = ops.add(ops.add(yq, yf), ops.constant(conv2.bias.reshape(1, -1, 1, 1)))
+    return ops.tanh(y)
 
 
 # -- ONNX (ONNX Runtime) ---------------------------------------------------------------------

@@ -16,6 +16,7 @@ import copy
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -76,9 +77,13 @@ class QuantizedESPCN(nn.Module):
         int8_layers: Collection[int],
         weight_steps: Sequence[np.ndarray] | None = None,
         bf16_rest: bool = False,
+        float_channels: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.bf16_rest = bf16_rest  # the other convolutions read bf16 inputs and weights
+        # conv2's inputs that stay float (bf16 where the CPU has it) beside the int8 rest
+        self.float_mask = torch.zeros(cast(nn.Conv2d, model.conv1).out_channels, dtype=torch.bool)
+        self.float_mask[list(float_channels)] = True
         self.convs = nn.ModuleList([getattr(model, f"conv{i}") for i in (1, 2, 3)])
         self.scale = int(model.scale)  # type: ignore[arg-type]
         self.int8_layers = tuple(sorted(int8_layers))
@@ -91,6 +96,8 @@ class QuantizedESPCN(nn.Module):
                 w = conv.weight.detach().numpy()
                 if i > 0:
                     w = w * safe[i - 1][None, :, None, None]
+                if i == 1:  # the int8 inputs' weights only (all of them without float channels)
+                    w = w[:, ~self.float_mask.numpy()]
                 weight_steps.append(weight_scales(w))
         self.log_steps = nn.ParameterList([nn.Parameter(torch.from_numpy(np.log(s))) for s in weight_steps])
 
@@ -109,7 +116,9 @@ class QuantizedESPCN(nn.Module):
         ranges, steps = self.ranges, self.steps
         for i, conv in enumerate(self.convs):
             assert isinstance(conv, nn.Conv2d)
-            if i in self.int8_layers:
+            if i == 1 and i in self.int8_layers and bool(self.float_mask.any()):
+                x = self._split_conv2(x, conv, ranges[0], steps[1])
+            elif i in self.int8_layers:
                 x = fake_quant_input(x, i, ranges)
                 weight = fake_quant_weight(conv.weight, ranges[i - 1] if i > 0 else None, steps[i])
             elif self.bf16_rest and i == 0:
@@ -120,10 +129,25 @@ class QuantizedESPCN(nn.Module):
                 x, weight = bf16_ste(x), bf16_ste(conv.weight)
             else:
                 weight = conv.weight
-            x = F.conv2d(x, weight, conv.bias, padding=conv.padding)
+            if not (i == 1 and i in self.int8_layers and bool(self.float_mask.any())):
+                x = F.conv2d(x, weight, conv.bias, padding=conv.padding)
             if i < 2:
                 x = torch.tanh(x)
         return F.pixel_shuffle(x, self.scale)
+
+    def _split_conv2(self, x: torch.Tensor, conv: nn.Conv2d, ranges: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """conv2 with its float_mask inputs in float (bf16 with bf16_rest) and the rest in int8:
+        two convolutions summed, as the engine runs them (model/graphs.py)."""
+        keep, q = self.float_mask, ~self.float_mask
+        xq = fake_quant_input(x[:, q], 1, [ranges[q]])
+        weight_q = fake_quant_weight(conv.weight[:, q], ranges[q], step)
+        xf, weight_f = x[:, keep], conv.weight[:, keep]
+        if self.bf16_rest:
+            xf, weight_f = bf16_ste(xf), bf16_ste(weight_f)
+        kept = F.conv2d(xf, weight_f, None, padding=conv.padding)
+        if self.bf16_rest:  # OpenVINO keeps the float convolution's output in bf16 before the sum
+            kept = bf16_ste(kept)
+        return F.conv2d(xq, weight_q, conv.bias, padding=conv.padding) + kept
 
 
 @dataclass(frozen=True)
@@ -137,6 +161,7 @@ class Int8Params:
     layers: tuple[int, ...]
     weight_steps: list[np.ndarray] | None = None
     source: str = "calibrated ranges"
+    float_channels: tuple[int, ...] = ()  # conv2's inputs kept in float beside the int8 rest
 
 
 TWIN_SUFFIX = ".int8.pth"  # beside <preset>.pt; not *.pt, so never listed as a preset of its own
@@ -153,6 +178,8 @@ def save_twin(path: Path, params: Int8Params) -> None:
     for i, s in enumerate(params.weight_steps or []):
         state[f"int8.step{i}"] = torch.from_numpy(s.astype(np.float32))
     state["int8.layers"] = torch.tensor(params.layers, dtype=torch.int64)
+    if params.float_channels:
+        state["int8.float_channels"] = torch.tensor(params.float_channels, dtype=torch.int64)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
     tmp.replace(path)
@@ -167,8 +194,18 @@ def load_twin(path: Path, model: nn.Module) -> Int8Params | None:
         layers = tuple(int(v) for v in state.pop("int8.layers").tolist())
         ranges = [state.pop(f"int8.range{i}").numpy() for i in range(2)]
         steps = [state.pop(f"int8.step{i}").numpy() for i in range(3)] if "int8.step0" in state else None
+        floats = tuple(int(v) for v in state.pop("int8.float_channels", torch.zeros(0)).tolist())
         twin = copy.deepcopy(model)
         twin.load_state_dict(state, strict=True)
     except Exception:  # noqa: BLE001 - a damaged or foreign twin file: the preset runs without it
         return None
-    return Int8Params(twin.eval(), ranges, layers, steps, source=f"int8 twin {path.name}")
+    return Int8Params(twin.eval(), ranges, layers, steps, source=f"int8 twin {path.name}", float_channels=floats)
+
+
+def noise_ranking(model: nn.Module, ranges: Sequence[np.ndarray]) -> np.ndarray:
+    """conv2's input channels, the most quantization noise first: channel c's int8 step is
+    proportional to its range r_c, and its rounding noise reaches conv2's outputs through its
+    weights, so it carries r_c^2 * sum(w2[:, c]^2)."""
+    r = safe_ranges(ranges)[0].astype(np.float64)
+    w = cast(nn.Conv2d, model.conv2).weight.detach().double().numpy()
+    return np.argsort(-(r**2) * (w**2).sum(axis=(0, 2, 3)), kind="stable")

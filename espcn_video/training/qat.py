@@ -26,7 +26,7 @@ from torch import nn
 from espcn_video.errors import UsageError
 from espcn_video.model.graphs import calibrate_ranges
 from espcn_video.model.presets import load_preset
-from espcn_video.model.quant import INT8_TWIN_LAYERS, QuantizedESPCN
+from espcn_video.model.quant import INT8_TWIN_LAYERS, QuantizedESPCN, noise_ranking
 from espcn_video.quality.image_metrics import compute_psnr
 from espcn_video.training.config import LR_PATCH, TrainConfig
 from espcn_video.training.data import PatchSampler, PlaneSet, prepare_data
@@ -48,6 +48,7 @@ class QatConfig:
     threads: int | None = None
     quant_lr: float = 2e-3  # for the log ranges and log weight steps
     distill: float = 0.0  # weight of the fp32 preset's output as the target (1: only it; 0: only HR)
+    float_channels: int = 0  # conv2's inputs kept in float: the ones carrying the most int8 noise
 
 
 @dataclass
@@ -61,6 +62,7 @@ class QatResult:
     seconds: float
     bf16_rest: bool
     curve: list[dict[str, float]] = field(default_factory=list)
+    float_channels: tuple[int, ...] = ()
 
 
 def _to_code_values(x: np.ndarray) -> np.ndarray:
@@ -109,7 +111,12 @@ def quantization_aware_finetune(config: QatConfig, on_progress: QatProgress | No
     from espcn_video.model.engines import cpu_has_bf16
 
     bf16_rest = set(config.layers) != {0, 1, 2} and cpu_has_bf16()
-    twin = QuantizedESPCN(copy.deepcopy(model), ranges, config.layers, bf16_rest=bf16_rest)
+    floats: tuple[int, ...] = ()
+    if config.float_channels:
+        if 1 not in config.layers:
+            raise UsageError("--float-channels keeps some of conv2's inputs in float: conv2 must be int8")
+        floats = tuple(sorted(int(c) for c in noise_ranking(model, ranges)[: config.float_channels]))
+    twin = QuantizedESPCN(copy.deepcopy(model), ranges, config.layers, bf16_rest=bf16_rest, float_channels=floats)
     before = best = val_psnr(twin.eval(), val_pairs, info.scale)
     best_state, best_step = copy.deepcopy(twin.state_dict()), 0
     curve = [{"step": 0, "val_psnr_db": before}]
@@ -161,6 +168,7 @@ def quantization_aware_finetune(config: QatConfig, on_progress: QatProgress | No
         seconds=time.monotonic() - t0,
         bf16_rest=bf16_rest,
         curve=curve,
+        float_channels=floats,
     )
 
 
@@ -217,13 +225,19 @@ def record_twin(preset: str, result: QatResult, config: QatConfig) -> Path:
 
     _, info = load_preset(preset)
     path = twin_path(info.path)
-    save_twin(path, Int8Params(result.model, result.ranges, result.layers, result.weight_steps))
+    save_twin(
+        path,
+        Int8Params(
+            result.model, result.ranges, result.layers, result.weight_steps, float_channels=result.float_channels
+        ),
+    )
     meta_path = info.path.with_suffix(".json")
     meta = dict(info.metadata)
     meta["int8"] = {
         "twin": path.name,
         "weights_sha256": file_sha256(info.path),  # the preset weights the twin was made from
         "layers": list(result.layers),
+        "float_channels": list(result.float_channels),  # conv2's inputs kept in float (bf16)
         "others": "bf16 (as the engine runs them on a CPU with bf16)" if result.bf16_rest else "f32",
         "method": "quantization-aware fine-tuning (espcn-video quantize): the int8 convolutions' inputs and "
         "weights on the int8 engine's grids with learned activation ranges and weight steps, the others as "
