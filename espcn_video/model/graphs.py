@@ -307,7 +307,9 @@ def build_onnx_model(model: nn.Module, peak: int, float_io: bool = False, layout
     last = "hr_nchw" if layout == "nhwc" else "hr"
     for i, layer in enumerate(espcn_layers(model), 1):
         inits += [numpy_helper.from_array(layer.weight, f"w{i}"), numpy_helper.from_array(layer.bias, f"b{i}")]
-        nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[layer.padding] * 4))
+        k = list(layer.weight.shape[2:])  # optional in ONNX, required by OpenCV's importer
+        conv = helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[layer.padding] * 4, kernel_shape=k)
+        nodes.append(conv)
         prev = f"c{i}"
         if layer.tanh:
             nodes.append(helper.make_node("Tanh", [prev], [f"t{i}"]))
