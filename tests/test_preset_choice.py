@@ -161,3 +161,10 @@ def test_batch_chooses_for_each_file(lr: dict[str, Path], tmp_path: Path) -> Non
     results = {Path(r["input"]).name: r for r in json.loads(done.stdout)["results"]}
     assert results["aa.mkv"]["preset"] == "espcn-x3" and results["noaa.mkv"]["preset"] == "espcn-x3-real"
     assert all(r["status"] == "done" and r["frames"] == 15 for r in results.values())
+
+
+def test_a_missing_input_is_refused_before_any_look(tmp_path: Path) -> None:
+    done = run_cli("upscale", str(tmp_path / "nope.mp4"), str(tmp_path / "o.mp4"), "--scale", "3")
+    err = done.stderr.decode()
+    assert done.returncode == 1 and err.strip() == f"espcn-video: error: {tmp_path / 'nope.mp4'}: no such file"
+    assert not (tmp_path / "o.mp4").exists()

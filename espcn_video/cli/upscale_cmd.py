@@ -60,9 +60,12 @@ def preset_for(scale: int | None, preset: str | None) -> str:
 AUTO_PRESET = "auto"
 
 
-def video_preset_for(scale: int | None, preset: str | None, source: InputSpec) -> tuple[str, str | None]:
+def video_preset_for(
+    scale: int | None, preset: str | None, source: InputSpec, check: bool = True
+) -> tuple[str, str | None]:
     """preset_for, and without --preset (or with --preset auto) the clean or the real-video preset
-    of the scale, chosen by a first look at IN (jobs/preset_choice.py); the reason as a line, else None."""
+    of the scale, chosen by a first look at IN (jobs/preset_choice.py); the reason as a line, else None.
+    `check`: refuse a missing or empty IN first (batch leaves that to each file's own run)."""
     from espcn_video.model.presets import presets_dir
 
     if preset not in (None, AUTO_PRESET):
@@ -71,8 +74,11 @@ def video_preset_for(scale: int | None, preset: str | None, source: InputSpec) -
     real = f"{clean}-real"
     if not all((presets_dir() / f"{name}.pt").is_file() for name in (clean, real)):
         return preset_for(scale, None), None
+    from espcn_video.jobs.inputs import check_input
     from espcn_video.jobs.preset_choice import choose_video_preset
 
+    if check:  # a missing or empty IN fails here, before a look that could only say so vaguely
+        check_input(source)
     choice = choose_video_preset(source, clean, real, scale or 2)
     return preset_for(scale, choice.name), choice.reason
 
@@ -499,7 +505,7 @@ def batch_cmd(
             continue
         name = fixed
         if name is None:  # each file gets the preset its own first look chooses
-            name, choice = video_preset_for(scale, preset, spec)
+            name, choice = video_preset_for(scale, preset, spec, check=False)
             if choice is not None and not (quiet or as_json):
                 console.print(f"preset for {spec.path}: {choice}", markup=False, highlight=False)
         all_settings.append(
