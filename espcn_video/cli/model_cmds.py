@@ -336,13 +336,13 @@ def eval_cmd(
     as_json: bool,
 ) -> None:
     """PSNR/SSIM of a preset vs bicubic on HR image folders (SR-paper conventions)."""
-    from espcn_video.model.presets import default_preset_name
+    from espcn_video.model.presets import AUTO_PRESET, default_preset_name
     from espcn_video.quality.paper_eval import evaluate_folder
 
     name = preset or default_preset_name(scale or 3)
     console = stderr_console()
     engine = None
-    if name == "auto" and (backend is not None or precision is not None):
+    if name == AUTO_PRESET and (backend is not None or precision is not None):
         raise UsageError("--preset auto runs each image's preset in torch fp32; --backend/--precision need one preset")
     if backend is not None or precision is not None:
         from espcn_video.model.backends import create_engine
@@ -540,7 +540,7 @@ def presets_cmd(as_json: bool) -> None:
     PSNR on clean bicubic LR (the papers' protocol), what LR each preset was trained on (its
     --degrade spec), which commands use it when no --preset is given, its cost in
     multiply-accumulates per output pixel and its recorded speed (tools/frontier.py)."""
-    from espcn_video.model.presets import PAPER, VIDEO, default_preset_name, list_presets, presets_dir
+    from espcn_video.model.presets import PAPER, VIDEO, auto_pair, default_preset_name, list_presets, presets_dir
 
     presets = list_presets()
     names = {info.name for info in presets}
@@ -559,7 +559,7 @@ def presets_cmd(as_json: bool) -> None:
         else:
             commands = {VIDEO: "upscale", PAPER: "eval, psnr"}
         uses = [text for use, text in commands.items() if default_preset_name(info.scale, info.arch, use) == info.name]
-        clean, real = f"espcn-x{info.scale}", f"espcn-x{info.scale}-real"
+        clean, real = auto_pair(info.scale)
         if info.name in (clean, real) and {clean, real} <= names:  # upscale chooses between them by a look at IN
             uses = [u for u in uses if u != "upscale"]
             uses.append("upscale (clean input)" if info.name == clean else "upscale (other input)")

@@ -338,7 +338,10 @@ def psnr_cmd(
         method_names = parse_methods(methods)
         degradation = parse_degradation(degrade or "bicubic")
         if scale is None:
-            scale = _preset_scale(preset) if preset and preset != "auto" and "espcn" in method_names else 2
+            from espcn_video.model.presets import AUTO_PRESET
+
+            named = preset if preset != AUTO_PRESET else None  # auto has no scale of its own
+            scale = _preset_scale(named) if named and "espcn" in method_names else 2
         clips = expand_clips(refs, input_size, input_pix_fmt, input_rate)
         settings = PsnrSettings(
             clips, scale, preset, degradation, method_names, frames, crop_border, vmaf, threads,

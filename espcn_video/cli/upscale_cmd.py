@@ -57,21 +57,17 @@ def preset_for(scale: int | None, preset: str | None) -> str:
     return preset if preset is not None else info.name
 
 
-AUTO_PRESET = "auto"
-
-
 def video_preset_for(
     scale: int | None, preset: str | None, source: InputSpec, check: bool = True
 ) -> tuple[str, str | None]:
     """preset_for, and without --preset (or with --preset auto) the clean or the real-video preset
     of the scale, chosen by a first look at IN (jobs/preset_choice.py); the reason as a line, else None.
     `check`: refuse a missing or empty IN first (batch leaves that to each file's own run)."""
-    from espcn_video.model.presets import presets_dir
+    from espcn_video.model.presets import AUTO_PRESET, auto_pair, presets_dir
 
     if preset not in (None, AUTO_PRESET):
         return preset_for(scale, preset), None
-    clean = f"espcn-x{scale or 2}"
-    real = f"{clean}-real"
+    clean, real = auto_pair(scale or 2)
     if not all((presets_dir() / f"{name}.pt").is_file() for name in (clean, real)):
         return preset_for(scale, None), None
     from espcn_video.jobs.inputs import check_input
@@ -491,6 +487,7 @@ def batch_cmd(
     that every worker sees.
     """
     from espcn_video.jobs.batch import batch_jobs, estimated_frames, find_done_outputs, run_batch
+    from espcn_video.model.presets import AUTO_PRESET
 
     fixed = preset_for(scale, preset) if preset not in (None, AUTO_PRESET) else None
     encode = EncodeSettings(codec=codec, crf=crf, preset=encoder_preset)

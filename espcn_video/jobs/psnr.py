@@ -48,7 +48,7 @@ from espcn_video.jobs.inputs import check_input
 from espcn_video.jobs.preset_choice import choose_video_preset
 from espcn_video.jobs.psnr_lr import last_encoded, make_lr_clip, needs_lr_clip
 from espcn_video.model.engines import TorchEngine, default_threads
-from espcn_video.model.presets import PresetInfo, load_preset, presets_dir, resolve_preset
+from espcn_video.model.presets import AUTO_PRESET, PresetInfo, auto_pair, load_preset, presets_dir, resolve_preset
 from espcn_video.quality.degrade import Degradation, build_degrade_filter
 from espcn_video.quality.video_metrics import VideoScorer, add_gains, pooled_summary
 from espcn_video.settings import InputSpec
@@ -91,11 +91,7 @@ class PsnrSettings:
     worst: int = 3  # --worst: how many frames per clip
 
 
-AUTO = "auto"  # --preset auto: upscale's choice between the clean and the real preset, per clip
-
-
-def auto_candidates(scale: int) -> tuple[str, str]:
-    return f"espcn-x{scale}", f"espcn-x{scale}-real"
+AUTO = AUTO_PRESET  # --preset auto: upscale's choice between the clean and the real preset, per clip
 
 
 def build_upscalers(settings: PsnrSettings) -> tuple[dict[str, FrameUpscaler], PresetInfo | None]:
@@ -108,10 +104,10 @@ def build_upscalers(settings: PsnrSettings) -> tuple[dict[str, FrameUpscaler], P
             upscalers[name] = FrameUpscaler(scale, LanczosEngine(scale))
         elif name == "espcn" and settings.preset == AUTO:
             # both candidates loaded once; each clip gets the one its LR clip's look chooses
-            for candidate in auto_candidates(scale):
+            for candidate in auto_pair(scale):
                 model, info = resolve_preset(candidate, scale=scale)
                 upscalers[f"{AUTO}:{candidate}"] = FrameUpscaler(scale, TorchEngine(model, threads=settings.threads))
-            upscalers[name] = upscalers[f"{AUTO}:{auto_candidates(scale)[0]}"]
+            upscalers[name] = upscalers[f"{AUTO}:{auto_pair(scale)[0]}"]
         elif name == "espcn":
             model, info = resolve_preset(settings.preset, scale=scale)
             upscalers[name] = FrameUpscaler(scale, TorchEngine(model, threads=settings.threads))
@@ -253,7 +249,7 @@ def evaluate_clip(
         assert lr_clip is not None and lr_folder is not None
         encoded = last_encoded(lr_folder)
         looked = InputSpec(str(encoded)) if encoded is not None else lr_clip
-        choice = choose_video_preset(looked, *auto_candidates(r), r)
+        choice = choose_video_preset(looked, *auto_pair(r), r)
         upscalers = {**upscalers, "espcn": upscalers[f"{AUTO}:{choice.name}"]}
     methods, scorers = {}, {}
     for name, upscaler in upscalers.items():
@@ -313,7 +309,7 @@ def evaluate_clips(
         "frames_limit": settings.frames,
         "methods": list(by_method),
         "preset": (
-            {"name": AUTO, "candidates": list(auto_candidates(settings.scale))}
+            {"name": AUTO, "candidates": list(auto_pair(settings.scale))}
             if settings.preset == AUTO and "espcn" in by_method
             else None
             if preset is None

@@ -51,6 +51,12 @@ def presets_dir() -> Path:
 
 
 VIDEO, PAPER = "video", "paper"  # what a default preset is for (default_preset_name)
+AUTO_PRESET = "auto"  # --preset auto: the clean or the real-video preset, chosen by a look at the input
+
+
+def auto_pair(scale: int) -> tuple[str, str]:
+    """The two presets --preset auto chooses between at `scale`: (clean, real-video)."""
+    return f"espcn-x{scale}", f"espcn-x{scale}-real"
 
 
 def default_preset_name(scale: int, arch: str = "espcn", use: str = PAPER) -> str:

@@ -84,6 +84,7 @@ class QuantizedESPCN(nn.Module):
         # conv2's inputs that stay float (bf16 where the CPU has it) beside the int8 rest
         self.float_mask = torch.zeros(cast(nn.Conv2d, model.conv1).out_channels, dtype=torch.bool)
         self.float_mask[list(float_channels)] = True
+        self.split_conv2 = 1 in int8_layers and bool(self.float_mask.any())  # conv2 as two convolutions
         self.convs = nn.ModuleList([getattr(model, f"conv{i}") for i in (1, 2, 3)])
         self.scale = int(model.scale)  # type: ignore[arg-type]
         self.int8_layers = tuple(sorted(int8_layers))
@@ -116,9 +117,11 @@ class QuantizedESPCN(nn.Module):
         ranges, steps = self.ranges, self.steps
         for i, conv in enumerate(self.convs):
             assert isinstance(conv, nn.Conv2d)
-            if i == 1 and i in self.int8_layers and bool(self.float_mask.any()):
+            if i == 1 and self.split_conv2:
                 x = self._split_conv2(x, conv, ranges[0], steps[1])
-            elif i in self.int8_layers:
+                x = torch.tanh(x)
+                continue
+            if i in self.int8_layers:
                 x = fake_quant_input(x, i, ranges)
                 weight = fake_quant_weight(conv.weight, ranges[i - 1] if i > 0 else None, steps[i])
             elif self.bf16_rest and i == 0:
@@ -129,8 +132,7 @@ class QuantizedESPCN(nn.Module):
                 x, weight = bf16_ste(x), bf16_ste(conv.weight)
             else:
                 weight = conv.weight
-            if not (i == 1 and i in self.int8_layers and bool(self.float_mask.any())):
-                x = F.conv2d(x, weight, conv.bias, padding=conv.padding)
+            x = F.conv2d(x, weight, conv.bias, padding=conv.padding)
             if i < 2:
                 x = torch.tanh(x)
         return F.pixel_shuffle(x, self.scale)

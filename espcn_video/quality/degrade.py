@@ -289,10 +289,10 @@ def compress(lr01: np.ndarray, codec: str, crf: int, qps: list[int] | None = Non
     quiet = ["-x265-params", "log-level=error"] if codec == "x265" else []
     encode = [ffmpeg, "-nostdin", "-v", "error", *raw, "-i", "pipe:0", "-c:v", CODECS[codec], "-crf", str(crf)]
     encode += [*quiet, "-f", "matroska", "pipe:1"]
-    decode = [ffmpeg, "-nostdin", "-v", "error", "-f", "matroska", "-i", "pipe:0", *raw[:4], "pipe:1"]
-    if qps is not None:  # showinfo prints each frame's quantizer at the info level
-        decode[2:4] = ["-v", "info", "-export_side_data", "venc_params"]
-        decode[-1:-1] = ["-vf", "showinfo"]
+    # with qps, showinfo prints each frame's quantizer (at the info level)
+    look = ["-v", "info", "-export_side_data", "venc_params"] if qps is not None else ["-v", "error"]
+    shown = ["-vf", "showinfo"] if qps is not None else []
+    decode = [ffmpeg, "-nostdin", *look, "-f", "matroska", "-i", "pipe:0", *raw[:4], *shown, "pipe:1"]
     try:
         stream = subprocess.run(encode, input=code.tobytes(), capture_output=True, timeout=120, check=True).stdout
         done = subprocess.run(decode, input=stream, capture_output=True, timeout=120, check=True)

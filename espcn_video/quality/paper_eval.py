@@ -21,7 +21,7 @@ from torch import nn
 from espcn_video.errors import DataError, PresetError
 from espcn_video.model.engines import LumaEngine
 from espcn_video.model.net import SRCNN
-from espcn_video.model.presets import load_preset, presets_dir, resolve_preset
+from espcn_video.model.presets import AUTO_PRESET, auto_pair, load_preset, presets_dir, resolve_preset
 from espcn_video.quality.degrade import CODECS, Degradation, degrade, imresize, mod_crop, parse_degradation
 from espcn_video.quality.image_metrics import SSIM_WINDOW, compute_psnr, compute_ssim
 from espcn_video.quality.images import UnusableImage, list_images, matlab_round, read_y_plane
@@ -78,9 +78,6 @@ def _baseline_srcnn(main_arch: str, scale: int) -> nn.Module | None:
         return None
     model, _ = load_preset(f"srcnn-x{scale}")
     return model
-
-
-AUTO = "auto"  # eval --preset auto: per image, the preset upscale's look would choose
 
 
 def image_look(lr01: np.ndarray, degradation: Degradation, qps: list[int]) -> InputLook:
@@ -157,14 +154,14 @@ def evaluate_folder(
     except ValueError as exc:
         raise DataError(str(exc)) from None
     auto = None
-    if isinstance(model_or_preset, str) and model_or_preset == AUTO:
+    if isinstance(model_or_preset, str) and model_or_preset == AUTO_PRESET:  # per image, as upscale's look
         scale = scale or 3
-        names = {True: f"espcn-x{scale}", False: f"espcn-x{scale}-real"}
+        names = dict(zip((True, False), auto_pair(scale), strict=True))
         auto = {clean: (name, resolve_preset(name, scale=scale)[0]) for clean, name in names.items()}
         model_or_preset = names[True]
     model, scale, preset_name = _resolve_model(model_or_preset, scale)
     if auto is not None:
-        preset_name = AUTO
+        preset_name = AUTO_PRESET
     main_key = arch_of(model)
     models = {main_key: model}
     srcnn = _baseline_srcnn(main_key, scale)
