@@ -178,6 +178,21 @@ def parse_widths(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     "start silent), e.g. --width 128,64 --init espcn-x3 (docs/training.md).",
 )
 @click.option(
+    "--patch",
+    type=click.IntRange(min=8, max=96),
+    default=None,
+    help="Input patch side in pixels (default 17 for ESPCN's LR patches, 33 for SRCNN's); a deeper "
+    "network sees more context per output pixel and may want larger patches.",
+)
+@click.option(
+    "--blocks",
+    type=click.IntRange(min=0, max=16),
+    default=0,
+    show_default=True,
+    help="Residual blocks (two 3x3 convolutions at conv2's width) between conv2 and conv3: a deeper "
+    "low-resolution body. From a shallower --init preset the new blocks start as identities.",
+)
+@click.option(
     "--teacher",
     default=None,
     help="Distil from this ESPCN preset of the same scale (any width, e.g. a --width 128,64 run): the targets "
@@ -223,6 +238,8 @@ def train_cmd(
     resume: bool,
     init_from: str | None,
     widths: tuple[int, int],
+    patch: int | None,
+    blocks: int,
     teacher: str | None,
     teacher_weight: float,
     device: str,
@@ -253,6 +270,8 @@ def train_cmd(
         resume=resume,
         init_from=init_from,
         widths=widths,
+        patch=patch,
+        blocks=blocks,
         teacher=teacher,
         teacher_weight=teacher_weight,
         val_every=val_every,

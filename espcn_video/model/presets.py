@@ -154,22 +154,55 @@ def _shape_problem(state: dict[str, torch.Tensor], arch: str) -> str | None:
     return None
 
 
+_BLOCK_KEY = re.compile(r"blocks\.(\d+)\.conv_[ab]\.(weight|bias)$")
+
+
+def block_keys(blocks: int) -> frozenset[str]:
+    """The state_dict keys of `blocks` residual blocks (ESPCN's deeper body; none for 5-3-3)."""
+    return frozenset(f"blocks.{i}.conv_{c}.{p}" for i in range(blocks) for c in "ab" for p in ("weight", "bias"))
+
+
+def _block_count(keys: set[str]) -> int:
+    """How many residual blocks the keys name (1 + the highest index; 0 without any)."""
+    found = [int(m.group(1)) for m in map(_BLOCK_KEY.match, keys) if m]
+    return max(found) + 1 if found else 0
+
+
+def _block_problem(state: dict[str, torch.Tensor], blocks: int, arch: str) -> str | None:
+    """None when every residual block is a pair of 3x3 convolutions at conv2's width."""
+    if not blocks:
+        return None
+    if arch != "espcn":
+        return "residual blocks belong to ESPCN, not SRCNN"
+    n2 = state["conv2.weight"].shape[0]
+    for i in range(blocks):
+        for c in "ab":
+            w, b = state[f"blocks.{i}.conv_{c}.weight"], state[f"blocks.{i}.conv_{c}.bias"]
+            if tuple(w.shape) != (n2, n2, 3, 3) or tuple(b.shape) != (n2,):
+                return f"blocks.{i}.conv_{c} is not a 3x3 convolution of conv2's {n2} channels"
+    return None
+
+
 def infer_architecture(state: dict[str, torch.Tensor], where: str) -> tuple[str, int | None, dict[str, int]]:
     """(arch, scale or None for SRCNN, constructor sizes) from the tensor shapes alone."""
     keys = set(state)
-    if keys != EXPECTED_KEYS:
-        missing = sorted(EXPECTED_KEYS - keys)
-        extra = sorted(keys - EXPECTED_KEYS)
+    blocks = _block_count(keys)
+    expected = EXPECTED_KEYS | block_keys(blocks)
+    if keys != expected:
+        missing = sorted(expected - keys)
+        extra = sorted(keys - expected)
         raise PresetError(
             f"{where}: not an ESPCN state_dict (missing keys {missing or '-'}, unexpected {extra[:4] or '-'})"
         )
     kernel = state["conv1.weight"].shape[-1] if state["conv1.weight"].ndim == 4 else -1
     arch = "srcnn" if kernel == KERNELS["srcnn"][0] else "espcn"
-    problem = _shape_problem(state, arch)
+    problem = _shape_problem(state, arch) or _block_problem(state, blocks, arch)
     if problem:
         raise PresetError(f"{where}: not an ESPCN state_dict of ours: {problem}")
     channels = int(state["conv1.weight"].shape[1])
     sizes = {"channels": channels, "n1": int(state["conv1.weight"].shape[0]), "n2": int(state["conv2.weight"].shape[0])}
+    if blocks:
+        sizes["blocks"] = blocks
     if arch == "srcnn":
         if state["conv3.weight"].shape[0] != channels:
             raise PresetError(f"{where}: SRCNN output channels differ from its input channels")
@@ -187,7 +220,7 @@ def infer_architecture(state: dict[str, torch.Tensor], where: str) -> tuple[str,
 def build_model(arch: str, scale: int, sizes: dict[str, int]) -> nn.Module:
     if arch == "srcnn":
         return SRCNN(sizes["channels"], sizes["n1"], sizes["n2"])
-    return ESPCN(scale, sizes["channels"], sizes["n1"], sizes["n2"])
+    return ESPCN(scale, sizes["channels"], sizes["n1"], sizes["n2"], sizes.get("blocks", 0))
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:

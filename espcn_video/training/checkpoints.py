@@ -7,6 +7,8 @@ a checkpoint from a different run. A run starts from the seeded fresh network or
 A wider network (--width) may start from a narrower preset: its weights are copied into the first
 channels and every weight leaving a new channel is zero, so the widened network computes exactly
 what the preset did and training adds to it (a function-preserving widening, as in Net2Net).
+A deeper one (--blocks) may start from a shallower preset the same way: each new residual block's
+second convolution starts at zero, so the block passes its input through unchanged.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from espcn_video.files import atomic_path
 from espcn_video.model.net import ESPCN, SRCNN
 from espcn_video.quality.degrade import parse_training_degradation
 from espcn_video.settings import check_scale
-from espcn_video.training.config import TrainConfig
+from espcn_video.training.config import LR_PATCH, SRCNN_PATCH, TrainConfig
 from espcn_video.training.data import DataReport
 
 
@@ -35,7 +37,11 @@ def build_network(config: TrainConfig) -> nn.Module:
     check_scale(config.scale)
     torch.manual_seed(config.seed)  # same seed, same initial weights
     n1, n2 = config.widths
-    return SRCNN(1, n1, n2) if config.arch == "srcnn" else ESPCN(config.scale, 1, n1, n2)
+    if config.arch == "srcnn":
+        if config.blocks:
+            raise UsageError("--blocks deepens ESPCN; SRCNN has no residual blocks")
+        return SRCNN(1, n1, n2)
+    return ESPCN(config.scale, 1, n1, n2, config.blocks)
 
 
 def fingerprint(config: TrainConfig, report: DataReport) -> dict[str, Any]:
@@ -51,6 +57,8 @@ def fingerprint(config: TrainConfig, report: DataReport) -> dict[str, Any]:
         "seed": config.seed,
         "degrade": parse_training_degradation(config.degrade).spec(),
         "widths": list(config.widths),
+        "blocks": config.blocks,
+        "patch": config.input_patch,
         "teacher": [config.teacher, config.teacher_weight] if config.teacher else None,
         "images": hashlib.sha256("\n".join(report.train + report.val).encode()).hexdigest()[:16],
     }
@@ -100,6 +108,8 @@ def check_fingerprint(ckpt: dict[str, Any], stamp: dict[str, Any], where: Path) 
     saved.setdefault("loop", "host")  # checkpoints from before the device loop
     saved.setdefault("widths", [64, 32])  # checkpoints from before --width
     saved.setdefault("teacher", None)  # and before --teacher
+    saved.setdefault("blocks", 0)  # and before --blocks
+    saved.setdefault("patch", SRCNN_PATCH if saved.get("arch") == "srcnn" else LR_PATCH)  # and --patch
     diffs = [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in stamp.items() if saved.get(k) != v]
     if diffs:
         raise UsageError(f"--resume: {where} was made with different settings: {', '.join(diffs)}")
@@ -119,9 +129,17 @@ def widened(preset: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor], nam
     Each layer's preset block goes into its first input and output channels. Weights into a new
     channel keep the fresh network's seeded values, so the new channels differ from each other;
     every weight out of a new channel is zero: the output is the preset's, and gradients reach
-    every new weight from the second step on. A network narrower than the preset is refused."""
+    every new weight from the second step on. A residual block the preset does not have keeps its
+    seeded first convolution and a zero second one (an identity). A network narrower or shallower
+    than the preset is refused."""
+    extra = sorted(set(preset) - set(fresh))
+    if extra:
+        raise UsageError(f"--init {name} has layers this network lacks ({extra[0]}, ...): --blocks cannot be fewer")
     out: dict[str, torch.Tensor] = {}
     for key, new in fresh.items():
+        if key not in preset:  # a new residual block
+            out[key] = torch.zeros_like(new) if ".conv_b." in key else new.clone()
+            continue
         old = preset[key]
         if any(o > n for o, n in zip(old.shape, new.shape, strict=True)):
             widths = f"{preset['conv1.weight'].shape[0]},{preset['conv2.weight'].shape[0]}"

@@ -34,6 +34,8 @@ class TrainConfig:
     resume: bool = False
     init_from: str | None = None  # a preset whose weights start the run (a warm restart)
     widths: tuple[int, int] = DEFAULT_WIDTHS  # conv1 and conv2 channels (the paper's 64, 32)
+    patch: int | None = None  # input patch side (default LR_PATCH, SRCNN_PATCH for SRCNN)
+    blocks: int = 0  # residual blocks in ESPCN's low-resolution body (0: the paper's 5-3-3)
     teacher: str | None = None  # an ESPCN preset of the same scale whose outputs join the targets
     teacher_weight: float = 0.5  # target = (1 - w)·HR + w·teacher(LR)
     val_fraction: float = 0.05
@@ -48,6 +50,8 @@ class TrainConfig:
 
     @property
     def input_patch(self) -> int:
+        if self.patch:
+            return self.patch
         return SRCNN_PATCH if self.arch == "srcnn" else LR_PATCH
 
     @property

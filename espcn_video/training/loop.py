@@ -221,6 +221,7 @@ def build_metadata(
         "arch": config.arch,
         "scale": config.scale,
         "channels": list(config.widths),
+        **({"blocks": config.blocks} if config.blocks else {}),
         "activation": "relu" if config.arch == "srcnn" else "tanh",
         "training": {
             "data": [str(d) for d in config.data_dirs],
