@@ -331,3 +331,57 @@ def test_frames_too_large_for_the_timestamped_pipe_are_refused_with_one_line() -
     check_frame_fits(FrameGeometry(7680, 4320, "yuv420p"))  # 8K: 47 MB
     with pytest.raises(OutputError, match=r"16000x16000 yuv420p \(366 MB\); ffmpeg reads at most 256 MB"):
         check_frame_fits(FrameGeometry(16000, 16000, "yuv420p"))
+
+
+FLOAT_PAIRS = [p for p in FAST if p[1] in ("fp32", "bf16")]
+
+
+@pytest.mark.parametrize("pair", [("torch", "fp32"), *FLOAT_PAIRS])
+def test_a_deeper_espcn_runs_on_every_float_engine_and_in_strips(pair: tuple[str, str]) -> None:
+    """ESPCN with residual blocks (train --blocks): each float engine computes the torch module's
+    output within its tolerance, and strips with the deeper network's larger context give the
+    whole frame's output bit for bit (the 5-3-3 radius would not)."""
+    torch.manual_seed(6)
+    model = ESPCN(3, blocks=2).eval()
+    with torch.no_grad():
+        for block in model.blocks:  # blocks that change the output (a fresh conv_b is random too)
+            block.conv_b.weight.mul_(2.0)
+    y = smooth_plane(181, 97, 255, 4)
+    reference = TorchEngine(model).upscale_luma(y, 255)
+    whole = create_engine(model, *pair, memory_mb=None)
+    out = whole.upscale_luma(y, 255)
+    worst, mean = TOLERANCE[pair[1]]
+    diff = np.abs(out.astype(int) - reference)
+    assert diff.max() <= worst and diff.mean() <= mean
+    strips = create_engine(model, *pair, memory_mb=0.5)
+    assert isinstance(strips, StripEngine) and strips.radius == 8 and strips.rows_for(y) is not None
+    assert np.array_equal(strips.upscale_luma(y, 255), out)
+    narrow = StripEngine(TorchEngine(model), memory_mb=0.5)  # the 5-3-3 radius: not enough context
+    assert not np.array_equal(narrow.upscale_luma(y, 255), reference)
+
+
+@pytest.mark.skipif(not any(o.precision == "int8" for o in available()), reason="no int8 engine (openvino absent)")
+@pytest.mark.parametrize("layers", [INT8_TWIN_LAYERS, INT8_ALL])
+def test_int8_engine_runs_a_deeper_espcn_as_emulated(layers: tuple[int, ...]) -> None:
+    """With residual blocks the int8 engine quantizes each block's two convolutions too (indices
+    3, 4, ...; ranges calibrated on frames) and still computes what model/quant.py emulates, to
+    one code value. Six quantized inputs instead of two: a value on a rounding edge, rounded the
+    other way by the engine's fused order, reaches more of the later layers, so agreement is
+    95 % of pixels (99 % for 5-3-3)."""
+    from espcn_video.model.quant import with_blocks
+
+    torch.manual_seed(3)
+    model = ESPCN(3, blocks=2).eval()
+    y = smooth_plane(80, 96, 255, 5)
+    ranges = calibrate_ranges(model, [smooth_plane(60, 60, 255, s) / 255.0 for s in range(3)])
+    assert len(ranges) == 6
+    full = with_blocks(layers, model)
+    assert full == (*layers, 3, 4, 5, 6) if 2 not in layers else full == (0, 1, 2, 3, 4, 5, 6)
+    out = create_engine(model, "openvino", "int8", int8=Int8Params(model, ranges, full), memory_mb=None)
+    got = out.upscale_luma(y, 255).astype(np.int64)
+    bf16_rest = 2 not in full and cpu_has_bf16()
+    emulated = QuantizedESPCN(model, ranges, full, bf16_rest=bf16_rest).eval()
+    with torch.inference_mode():
+        want = emulated(torch.from_numpy(y.astype(np.float32) / 255)[None, None])[0, 0]
+    diff = np.abs(got - want.clamp(0, 1).mul(255).round().numpy().astype(np.int64))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.95, (diff.max(), (diff == 0).mean())

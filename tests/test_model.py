@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from conftest import run_cli
-from espcn_video.errors import DataError, UsageError
+from espcn_video.errors import DataError, PresetError, UsageError
 from espcn_video.model.net import ESPCN, SRCNN
 from espcn_video.model.presets import load_preset
 from espcn_video.quality.degrade import gaussian_degrade, imresize, mod_crop, parse_degradation
@@ -289,6 +289,48 @@ def test_a_wider_network_starts_as_the_narrower_preset(image_folder: Path, tmp_p
     assert model.conv3.weight[:, 32:].abs().sum() > 0  # the new channels are being trained
     with pytest.raises(UsageError, match=r"has widths 96,48; --width cannot be narrower"):
         train(_config(image_folder, tmp_path / "n", steps=1, init_from=str(result.out)))
+
+
+def test_a_deeper_network_starts_as_the_shallower_preset(image_folder: Path, tmp_path: Path) -> None:
+    """--blocks N from a 5-3-3 --init preset: the new residual blocks start as identities (the
+    preset's output exactly), one run trains them, the preset it writes loads as a deeper ESPCN
+    with its receptive field and MACs; fewer blocks than the --init preset, or blocks on SRCNN,
+    are refused in one line."""
+    from espcn_video.training.checkpoints import initial_model
+
+    first = train(_config(image_folder, tmp_path, steps=2))
+    shallow, _ = load_preset(str(first.out))
+    deep_config = _config(image_folder, tmp_path / "deep", steps=2, init_from=str(first.out), blocks=2, patch=20)
+    deep = initial_model(deep_config).eval()
+    x = torch.rand(1, 1, 23, 31)
+    with torch.inference_mode():
+        assert torch.equal(deep(x), shallow(x))
+    result = train(deep_config)
+    model, info = load_preset(str(result.out))
+    assert isinstance(model, ESPCN) and len(model.blocks) == 2 and model.receptive_radius == 8
+    assert model.blocks[0].conv_b.weight.abs().sum() > 0  # the blocks are being trained
+    assert result.metadata["blocks"] == 2 and result.metadata["training"]["patch"] == {"input": 20, "hr": 60}
+    assert info.macs_per_hr_pixel == pytest.approx((1600 + 18432 + 2 * 18432 + 288 * 9) / 9)
+    assert ESPCN.macs_per_lr_pixel(3, blocks=2) == 1600 + 18432 + 2 * 18432 + 288 * 9
+    with pytest.raises(UsageError, match=r"has layers this network lacks \(blocks\.0\.conv_a\.bias"):
+        train(_config(image_folder, tmp_path / "s", steps=1, init_from=str(result.out)))
+    with pytest.raises(UsageError, match="--blocks deepens ESPCN"):
+        train(_config(image_folder, tmp_path / "c", steps=1, arch="srcnn", blocks=1))
+
+
+def test_a_preset_with_broken_blocks_is_refused(tmp_path: Path) -> None:
+    """The architecture comes from the shapes: a missing block key or a block of the wrong
+    width is one PresetError line, never a half-built network."""
+    state = ESPCN(3, blocks=2).state_dict()
+    broken = tmp_path / "gap.pt"
+    torch.save({k: v for k, v in state.items() if not k.startswith("blocks.0.conv_b")}, broken)
+    with pytest.raises(PresetError, match=r"missing keys \['blocks\.0\.conv_b\.bias'"):
+        load_preset(str(broken))
+    wrong = dict(state)
+    wrong["blocks.1.conv_a.weight"] = torch.zeros(32, 32, 5, 5)
+    torch.save(wrong, tmp_path / "wrong.pt")
+    with pytest.raises(PresetError, match="blocks.1.conv_a is not a 3x3 convolution of conv2's 32 channels"):
+        load_preset(str(tmp_path / "wrong.pt"))
 
 
 @pytest.mark.slow

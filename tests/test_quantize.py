@@ -178,3 +178,26 @@ def test_a_twin_counts_only_for_the_weights_it_was_made_from(images: Path, user_
     torch.save(ESPCN(2).state_dict(), user_preset)  # other weights, same JSON
     model, info = load_preset(user_preset)
     assert int8_params(model, info) is None
+
+
+def test_a_deeper_preset_gets_a_twin_with_its_blocks_in_int8(images: Path, tmp_path: Path) -> None:
+    """A preset with residual blocks (train --blocks): quantize puts the blocks' convolutions in
+    int8 with conv1 and conv2 (indices 3, 4, ...), the twin round-trips with a range and a step
+    for each of them, and --precision int8 upscales with it."""
+    torch.manual_seed(12)
+    path = tmp_path / "deep-x2.pt"
+    torch.save(ESPCN(2, blocks=1).state_dict(), path)
+    done = run_cli(
+        "quantize", "--preset", str(path), "--data", str(images), "--steps", "10", "--batch", "8",
+        "--no-eval", "--threads", "2",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(path.with_suffix(".json").read_text())["int8"]["layers"] == [0, 1, 3, 4]
+    model, info = load_preset(path)
+    params = int8_params(model, info)
+    assert params is not None and params.layers == (0, 1, 3, 4)
+    assert [len(r) for r in params.ranges] == [64, 32, 32, 32]
+    assert params.weight_steps is not None and [len(s) for s in params.weight_steps] == [64, 32, 4, 32, 32]
+    y = (np.random.default_rng(0).random((24, 30)) * 255).astype(np.uint8)
+    out = create_engine(model, "openvino", "int8", int8=params).upscale_luma(y, 255)
+    assert out.shape == (48, 60)

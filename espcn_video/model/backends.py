@@ -25,6 +25,7 @@ from espcn_video.model.engines import (
     cpu_has_int8_dot,
     have_package,
     model_widths,
+    receptive_radius,
     tune_malloc,
 )
 from espcn_video.model.quant import Int8Params
@@ -274,4 +275,6 @@ def create_engine(
         # (measured on 2 cores: 5 ms per 1080p frame on one thread, 46-259 ms on two).
         torch.set_num_threads(1)
     engine = choice.build(model, threads, int8)
-    return StripEngine(engine, memory_mb, model_widths(model)) if memory_mb is not None else engine
+    if memory_mb is None:
+        return engine
+    return StripEngine(engine, memory_mb, model_widths(model), receptive_radius(model))

@@ -26,7 +26,7 @@ from torch import nn
 
 from espcn_video.errors import EspcnVideoError
 from espcn_video.model.net import model_scale
-from espcn_video.model.quant import Int8Params
+from espcn_video.model.quant import Int8Params, conv_modules, with_blocks
 
 # int8 without a twin (a preset that has no quantization-aware int8 twin, model/quant.py): conv2
 # only, 80% of the work, with calibrated ranges (or ranges from the weights). Set5 cost -0.13,
@@ -82,6 +82,13 @@ class TorchEngine:
 
 
 RECEPTIVE_RADIUS = 4  # LR pixels each side one output pixel depends on: 5x5 (2) + 3x3 (1) + 3x3 (1)
+
+
+def receptive_radius(model: nn.Module) -> int:
+    """RECEPTIVE_RADIUS, or a deeper ESPCN's (2 more LR pixels per residual block)."""
+    return int(getattr(model, "receptive_radius", RECEPTIVE_RADIUS))
+
+
 DEFAULT_MEMORY_MB = 512  # the network's working memory on one frame, unless told otherwise
 DEFAULT_WIDTHS = (64, 32)  # the paper's conv1 and conv2 channels
 
@@ -102,20 +109,26 @@ def model_widths(model: nn.Module) -> tuple[int, int]:
 
 
 class StripEngine:
-    """Runs an engine on horizontal strips of a large frame, each with RECEPTIVE_RADIUS rows of
-    context above and below that are cut from its output: every output pixel is computed from the
-    same LR pixels as on the whole frame, so memory is bounded by the strip, not the frame.
+    """Runs an engine on horizontal strips of a large frame, each with the network's receptive
+    radius (RECEPTIVE_RADIUS for 5-3-3) in rows of context above and below that are cut from its
+    output: every output pixel is computed from the same LR pixels as on the whole frame, so
+    memory is bounded by the strip, not the frame.
 
     Frames that fit the budget go to the engine whole (and keep its asynchronous start)."""
 
     def __init__(
-        self, engine: LumaEngine, memory_mb: float = DEFAULT_MEMORY_MB, widths: tuple[int, int] = DEFAULT_WIDTHS
+        self,
+        engine: LumaEngine,
+        memory_mb: float = DEFAULT_MEMORY_MB,
+        widths: tuple[int, int] = DEFAULT_WIDTHS,
+        radius: int = RECEPTIVE_RADIUS,
     ) -> None:
         self.engine = engine
         self.scale = engine.scale
         self.name = engine.name
         self.memory_mb = memory_mb
         self.widths = widths
+        self.radius = radius
         for attr in ("backend", "precision"):
             if hasattr(engine, attr):
                 setattr(self, attr, getattr(engine, attr))
@@ -128,7 +141,7 @@ class StripEngine:
         rows = self.rows_for(y)
         if rows is None:
             return self.engine.upscale_luma(y, peak)
-        r, h, pad = self.scale, y.shape[0], RECEPTIVE_RADIUS
+        r, h, pad = self.scale, y.shape[0], self.radius
         out = np.empty((h * r, y.shape[1] * r), dtype=y.dtype)
         # equal strips (one shape, so an engine that compiles per shape compiles once or twice)
         count = -(-h // rows)
@@ -223,14 +236,20 @@ class TorchFastEngine:
         self.device = torch.device(device)
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
         if self.device.type == "cpu":
-            from espcn_video.model.graphs import espcn_layers
+            from espcn_video.model.graphs import espcn_blocks, espcn_layers
 
-            self.layers = espcn_layers(model)
-            self._packed: dict[tuple[int, int, float], list[tuple[torch.Tensor, torch.Tensor, int, bool]]] = {}
+            layers = espcn_layers(model)
+            # a deeper ESPCN's residual blocks run after conv2: (layer, role) with role "a" (the
+            # block's input is kept), "b" (the kept input is added back) or "" (plain)
+            inner = [(layer, role) for a, b in espcn_blocks(model) for layer, role in ((a, "a"), (b, "b"))]
+            self.layers = [(layers[0], ""), (layers[1], ""), *inner, (layers[2], "")]
+            self._packed: dict[tuple[int, int, float], list[tuple[torch.Tensor, torch.Tensor, int, bool, str]]] = {}
         else:
             self.model = model.to(self.device, self.dtype).eval()
 
-    def _weights(self, shape: tuple[int, int], in_scale: float) -> list[tuple[torch.Tensor, torch.Tensor, int, bool]]:
+    def _weights(
+        self, shape: tuple[int, int], in_scale: float
+    ) -> list[tuple[torch.Tensor, torch.Tensor, int, bool, str]]:
         """Weights reordered once per frame size into oneDNN's blocked layout (what
         torch.compile's freezing does): unpacked, every call reorders them, 85 ms -> 37 ms.
         conv1's are multiplied by `in_scale` (1/peak when the input is the code values)."""
@@ -249,18 +268,24 @@ class TorchFastEngine:
                     torch.from_numpy(layer.bias).to(self.dtype),
                     layer.padding,
                     layer.tanh,
+                    role,
                 )
-                for i, layer in enumerate(self.layers)
+                for i, (layer, role) in enumerate(self.layers)
             ]
         return self._packed[key]
 
     def _forward_cpu(self, x: torch.Tensor, in_scale: float = 1.0) -> torch.Tensor:
         weights = self._weights((x.shape[2], x.shape[3]), in_scale)
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
-        for weight, bias, pad, tanh in weights:
+        skip = x
+        for weight, bias, pad, tanh, role in weights:
+            if role == "a":
+                skip = x
             x = torch.ops.mkldnn._convolution_pointwise(
                 x, weight, bias, [pad, pad], [1, 1], [1, 1], 1, "tanh" if tanh else "none", [None], ""
             )
+            if role == "b":
+                x = skip + x
         return torch.pixel_shuffle(x, self.scale)
 
     @torch.inference_mode()
@@ -304,7 +329,8 @@ class OpenVINOEngine:
 
             params = self.int8
             if self.precision == "int8" and params is None:
-                params = Int8Params(self.model, activation_bounds(self.model), INT8_LAYERS, source="weight bounds")
+                layers = with_blocks(INT8_LAYERS, self.model)
+                params = Int8Params(self.model, activation_bounds(self.model), layers, source="weight bounds")
             if self.precision == "int8" and params is not None:
                 graph = build_openvino_model(
                     params.model, peak, shape, params.layers, params.ranges, params.weight_steps, params.float_channels
@@ -320,7 +346,8 @@ class OpenVINOEngine:
                 "ENABLE_CPU_PINNING": False,
             }
             if self.precision == "int8" and (
-                not cpu_has_bf16() or (params is not None and set(params.layers) >= {0, 1, 2})
+                not cpu_has_bf16()
+                or (params is not None and set(params.layers) >= set(range(len(conv_modules(params.model)))))
             ):
                 # all three convolutions int8: what is left (bias, tanh, the tail) runs in f32,
                 # so the engine computes exactly what the twin was fine-tuned on (model/quant.py)

@@ -44,27 +44,45 @@ class ConvLayer:
     tanh: bool  # followed by tanh
 
 
+def _conv_layer(conv: nn.Conv2d, tanh: bool) -> ConvLayer:
+    pad = conv.padding[0] if isinstance(conv.padding, tuple) else conv.padding
+    assert isinstance(pad, int)
+    bias = conv.bias.detach().cpu().float().numpy().copy() if conv.bias is not None else None
+    return ConvLayer(
+        conv.weight.detach().cpu().float().numpy().copy(),
+        bias if bias is not None else np.zeros(conv.out_channels, np.float32),
+        pad,
+        tanh=tanh,
+    )
+
+
 def espcn_layers(model: nn.Module) -> list[ConvLayer]:
     """The three convolutions of an ESPCN as numpy arrays; refuses anything else."""
     convs = [getattr(model, f"conv{i}", None) for i in (1, 2, 3)]
     if not all(isinstance(c, nn.Conv2d) for c in convs) or not hasattr(model, "scale"):
         raise TypeError(f"{type(model).__name__} is not an ESPCN (conv1..conv3 and a scale)")
-    layers = []
-    for i, conv in enumerate(convs):
-        assert isinstance(conv, nn.Conv2d)
-        pad = conv.padding[0] if isinstance(conv.padding, tuple) else conv.padding
-        assert isinstance(pad, int)
-        layers.append(
-            ConvLayer(
-                conv.weight.detach().cpu().float().numpy().copy(),
-                conv.bias.detach().cpu().float().numpy().copy()
-                if conv.bias is not None
-                else np.zeros(conv.out_channels, np.float32),
-                pad,
-                tanh=i < 2,
-            )
-        )
-    return layers
+    return [_conv_layer(conv, tanh=i < 2) for i, conv in enumerate(convs) if isinstance(conv, nn.Conv2d)]
+
+
+def espcn_blocks(model: nn.Module) -> list[tuple[ConvLayer, ConvLayer]]:
+    """A deeper ESPCN's residual blocks, between conv2's tanh and conv3: (conv_a with tanh, conv_b)
+    each, computing x + conv_b(tanh(conv_a(x))); none for the paper's 5-3-3."""
+    blocks = getattr(model, "blocks", None) or []
+    return [(_conv_layer(b.conv_a, tanh=True), _conv_layer(b.conv_b, tanh=False)) for b in blocks]
+
+
+def indexed_layers(model: nn.Module) -> list[ConvLayer]:
+    """Every convolution in the order the int8 code indexes them: conv1, conv2, conv3 (0, 1, 2),
+    then each residual block's conv_a and conv_b (3 + 2j, 4 + 2j). Conv i's input range is
+    ranges[i - 1]: conv2's is conv1's tanh, conv3's the body's output (conv2's tanh for 5-3-3,
+    the residual stream after the last block otherwise), conv_a's the stream entering its block,
+    conv_b's conv_a's tanh."""
+    return [*espcn_layers(model), *(layer for pair in espcn_blocks(model) for layer in pair)]
+
+
+def block_layer_indices(model: nn.Module) -> tuple[int, ...]:
+    """The int8 indices of a deeper ESPCN's block convolutions (none for 5-3-3)."""
+    return tuple(range(3, 3 + 2 * len(espcn_blocks(model))))
 
 
 def weight_scales(weight: np.ndarray) -> np.ndarray:
@@ -86,52 +104,72 @@ def quantize_weight_int8(weight: np.ndarray, step: np.ndarray | None = None) -> 
     return q, scale
 
 
+def _tanh_bounds(layer: ConvLayer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (min, max) of tanh(layer(x)) for inputs with per-channel bounds [lo, hi]."""
+    pos, neg = np.maximum(layer.weight, 0), np.minimum(layer.weight, 0)
+    top = layer.bias + (pos * hi[None, :, None, None]).sum((1, 2, 3)) + (neg * lo[None, :, None, None]).sum((1, 2, 3))
+    bottom = (
+        layer.bias + (pos * lo[None, :, None, None]).sum((1, 2, 3)) + (neg * hi[None, :, None, None]).sum((1, 2, 3))
+    )
+    return np.tanh(bottom), np.tanh(top)
+
+
 def activation_bounds(model: nn.Module) -> list[np.ndarray]:
-    """Per-channel max |tanh output| of conv1 and conv2 for any input in [0, 1], from the weights alone."""
-    lo, hi = np.zeros(1), np.ones(1)
-    bounds = []
-    for layer in espcn_layers(model)[:2]:
-        pos, neg = np.maximum(layer.weight, 0), np.minimum(layer.weight, 0)
-        top = (
-            layer.bias + (pos * hi[None, :, None, None]).sum((1, 2, 3)) + (neg * lo[None, :, None, None]).sum((1, 2, 3))
-        )
-        bottom = (
-            layer.bias + (pos * lo[None, :, None, None]).sum((1, 2, 3)) + (neg * hi[None, :, None, None]).sum((1, 2, 3))
-        )
-        lo, hi = np.tanh(bottom), np.tanh(top)
-        bounds.append(np.maximum(-lo, hi).astype(np.float32))
-    return bounds
+    """Per-channel max |input| of every int8-able convolution after conv1 (indexed_layers' order of
+    ranges) for any input in [0, 1], from the weights alone. For 5-3-3: conv1's and conv2's tanh."""
+    layers = espcn_layers(model)
+    lo, hi = _tanh_bounds(layers[0], np.zeros(1), np.ones(1))
+    first = np.maximum(-lo, hi).astype(np.float32)
+    lo, hi = _tanh_bounds(layers[1], lo, hi)
+    stream = np.maximum(-lo, hi)
+    inner = []
+    for a, b in espcn_blocks(model):
+        inner.append(stream.astype(np.float32))
+        t = np.maximum(*(np.abs(v) for v in _tanh_bounds(a, -stream, stream)))
+        inner.append(t.astype(np.float32))
+        stream = stream + np.abs(b.bias) + (np.abs(b.weight) * t[None, :, None, None]).sum((1, 2, 3))
+    return [first, stream.astype(np.float32), *inner]
 
 
 def calibrate_ranges(model: nn.Module, planes: Iterable[np.ndarray]) -> list[np.ndarray]:
-    """Per-channel max |tanh output| of conv1 and conv2 over low-res Y planes in [0, 1] (training images)."""
+    """Per-channel max |input| of every int8-able convolution after conv1 (activation_bounds'
+    order) over low-res Y planes in [0, 1] (training images)."""
     import torch
     import torch.nn.functional as F
 
-    layers = espcn_layers(model)
-    ranges = [np.zeros(layer.weight.shape[0], np.float32) for layer in layers[:2]]
+    def conv(x: torch.Tensor, layer: ConvLayer) -> torch.Tensor:
+        y = F.conv2d(x, torch.from_numpy(layer.weight), torch.from_numpy(layer.bias), padding=layer.padding)
+        return torch.tanh(y) if layer.tanh else y
+
+    layers, blocks = espcn_layers(model), espcn_blocks(model)
+    ranges: list[np.ndarray] = []
     with torch.inference_mode():
         for plane in planes:
             x = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))[None, None]
-            for i, layer in enumerate(layers[:2]):
-                x = torch.tanh(
-                    F.conv2d(x, torch.from_numpy(layer.weight), torch.from_numpy(layer.bias), padding=layer.padding)
-                )
-                ranges[i] = np.maximum(ranges[i], x.abs().amax(dim=(0, 2, 3)).numpy())
-    return ranges
+            seen = [conv(x, layers[0])]
+            x = conv(seen[0], layers[1])
+            inner = []
+            for a, b in blocks:
+                t = conv(x, a)
+                inner += [x, t]
+                x = x + conv(t, b)
+            seen += [x, *inner]
+            found = [v.abs().amax(dim=(0, 2, 3)).numpy() for v in seen]
+            ranges = found if not ranges else [np.maximum(r, f) for r, f in zip(ranges, found, strict=True)]
+    if not ranges:
+        ranges = [np.zeros(layer.weight.shape[1], np.float32) for layer in indexed_layers(model)[1:]]
+    return [r.astype(np.float32) for r in ranges]
 
 
 def ranges_from_metadata(metadata: dict[str, Any], model: nn.Module) -> list[np.ndarray] | None:
-    """The preset's stored "int8_ranges" ([conv1 channels], [conv2 channels]) if they fit the model."""
+    """The preset's stored "int8_ranges" (one list per int8-able input after conv1: [conv2's],
+    [conv3's], then the blocks') if they fit the model."""
     stored = metadata.get("int8_ranges")
-    if not isinstance(stored, list) or len(stored) != 2:
+    inputs = [layer.weight.shape[1] for layer in indexed_layers(model)[1:]]
+    if not isinstance(stored, list) or len(stored) != len(inputs):
         return None
-    layers = espcn_layers(model)
     ranges = [np.asarray(r, dtype=np.float32) for r in stored]
-    # two ranges (conv1, conv2) for three layers: zip stops at the ranges
-    fits = (
-        r.shape == (layer.weight.shape[0],) and np.all(np.isfinite(r)) for r, layer in zip(ranges, layers, strict=False)
-    )
+    fits = (r.shape == (n,) and np.all(np.isfinite(r)) for r, n in zip(ranges, inputs, strict=True))
     if not all(fits):
         return None
     return ranges
@@ -186,8 +224,9 @@ def build_openvino_model(
 ) -> Any:
     """ov.Model: integer (1, 1, H, W) plane in, integer (1, 1, rH, rW) plane out.
 
-    `int8_layers` names the convolutions (0, 1, 2) to run in int8 (conv 0 only when peak is
-    255); `ranges` are the per-channel activation ranges (default: activation_bounds).
+    `int8_layers` names the convolutions (0, 1, 2, and a deeper ESPCN's blocks from 3 on:
+    indexed_layers) to run in int8 (conv 0 only when peak is 255); `ranges` are the per-channel
+    activation ranges (default: activation_bounds).
     `float_channels`: conv2's inputs that stay float beside the int8 rest (with conv2 int8): conv1
     runs as two convolutions, one for each group, and conv2 as the sum of an int8 convolution over
     the first group and a float one over the second (model/quant.py emulates exactly that).
@@ -207,23 +246,32 @@ def build_openvino_model(
     codes_in = peak <= 255 and not int8_first
     if not codes_in:
         x = ops.multiply(x, np.float32(1.0 / peak))
-    layers = espcn_layers(model)
-    if float_channels and 1 in int8_layers:
-        x = _split_conv1_conv2(x, layers, peak, int8_layers, ranges, weight_steps, float_channels, codes_in)
-        layers = layers[2:]  # conv3 as usual
-    for i, layer in enumerate(layers, start=3 - len(layers)):
+    layers = indexed_layers(model)
+
+    def conv(v: Any, i: int) -> Any:
+        """Convolution i (indexed_layers) plus its bias and tanh, in int8 where `int8_layers` says."""
+        layer = layers[i]
         if i in int8_layers and not (i == 0 and peak != 255):
-            x, in_scale = _quantize_input(x, i, ranges)
+            v, in_scale = _quantize_input(v, i, ranges)
             weight = _int8_weight(layer.weight, in_scale, weight_steps[i] if weight_steps is not None else None)
         elif i == 0 and codes_in:
             weight = ops.constant((layer.weight / np.float32(peak)).astype(np.float32))
         else:
             weight = ops.constant(layer.weight)
         p = layer.padding
-        x = ops.convolution(x, weight, [1, 1], [p, p], [p, p], [1, 1])
-        x = ops.add(x, ops.constant(layer.bias.reshape(1, -1, 1, 1)))
-        if layer.tanh:
-            x = ops.tanh(x)
+        v = ops.add(
+            ops.convolution(v, weight, [1, 1], [p, p], [p, p], [1, 1]), ops.constant(layer.bias.reshape(1, -1, 1, 1))
+        )
+        return ops.tanh(v) if layer.tanh else v
+
+    if float_channels and 1 in int8_layers:
+        x = _split_conv1_conv2(x, layers, peak, int8_layers, ranges, weight_steps, float_channels, codes_in)
+    else:
+        x = conv(conv(x, 0), 1)
+    for a in block_layer_indices(model):  # a deeper ESPCN's residual blocks: x + conv_b(tanh(conv_a(x)))
+        if a % 2:
+            x = ops.add(x, conv(conv(x, a), a + 1))
+    x = conv(x, 2)
     # Round and narrow before the shuffle: depth-to-space then moves 1-2 bytes a pixel, not 4.
     x = ops.multiply(ops.clamp(x, 0.0, 1.0), np.float32(peak))
     x = ops.convert(ops.round(x, "half_to_even"), int_type)
@@ -305,15 +353,26 @@ def build_onnx_model(model: nn.Module, peak: int, float_io: bool = False, layout
         ]
     prev = first if float_io else "x0"
     last = "hr_nchw" if layout == "nhwc" else "hr"
-    for i, layer in enumerate(espcn_layers(model), 1):
-        inits += [numpy_helper.from_array(layer.weight, f"w{i}"), numpy_helper.from_array(layer.bias, f"b{i}")]
+
+    def conv(name: str, src: str, layer: ConvLayer) -> str:
+        inits.extend(
+            (numpy_helper.from_array(layer.weight, f"w{name}"), numpy_helper.from_array(layer.bias, f"b{name}"))
+        )
         k = list(layer.weight.shape[2:])  # optional in ONNX, required by OpenCV's importer
-        conv = helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[layer.padding] * 4, kernel_shape=k)
-        nodes.append(conv)
-        prev = f"c{i}"
-        if layer.tanh:
-            nodes.append(helper.make_node("Tanh", [prev], [f"t{i}"]))
-            prev = f"t{i}"
+        pads = [layer.padding] * 4
+        nodes.append(helper.make_node("Conv", [src, f"w{name}", f"b{name}"], [f"c{name}"], pads=pads, kernel_shape=k))
+        if not layer.tanh:
+            return f"c{name}"
+        nodes.append(helper.make_node("Tanh", [f"c{name}"], [f"t{name}"]))
+        return f"t{name}"
+
+    for i, layer in enumerate(espcn_layers(model), 1):
+        prev = conv(str(i), prev, layer)
+        if i == 2:
+            for j, (a, b) in enumerate(espcn_blocks(model)):
+                inner = conv(f"{j}b", conv(f"{j}a", prev, a), b)
+                nodes.append(helper.make_node("Add", [prev, inner], [f"r{j}"]))
+                prev = f"r{j}"
     nodes += [
         helper.make_node("DepthToSpace", [prev], ["ps"], blocksize=model_scale(model), mode="CRD"),
         helper.make_node("Clip", ["ps", "zero", "one"], [last if float_io else "clipped"]),

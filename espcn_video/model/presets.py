@@ -20,7 +20,7 @@ from torch import nn
 
 from espcn_video.errors import PresetError, UsageError
 from espcn_video.model.net import ESPCN, SRCNN, macs_per_hr_pixel
-from espcn_video.model.quant import Int8Params, load_twin, twin_path
+from espcn_video.model.quant import Int8Params, load_twin, twin_path, with_blocks
 from espcn_video.settings import SUPPORTED_SCALES
 
 PRESETS_ENV = "ESPCN_VIDEO_PRESETS"
@@ -310,4 +310,4 @@ def int8_params(model: nn.Module, info: PresetInfo) -> Int8Params | None:
         if twin is not None:
             return twin
     ranges = ranges_from_metadata(info.metadata, model)
-    return Int8Params(model, ranges, (1,)) if ranges is not None else None
+    return Int8Params(model, ranges, with_blocks((1,), model)) if ranges is not None else None

@@ -62,12 +62,35 @@ def fake_quant_weight(weight: torch.Tensor, in_scale: torch.Tensor | None, step:
     return round_ste(weight / step).clamp(-WEIGHT_LEVELS, WEIGHT_LEVELS) * step
 
 
+def conv_modules(model: nn.Module) -> list[nn.Conv2d]:
+    """An ESPCN's convolutions in int8 index order (graphs.indexed_layers): conv1, conv2, conv3,
+    then each residual block's conv_a and conv_b."""
+    convs = [getattr(model, f"conv{i}") for i in (1, 2, 3)]
+    for block in getattr(model, "blocks", None) or []:
+        convs += [block.conv_a, block.conv_b]
+    return [cast(nn.Conv2d, c) for c in convs]
+
+
+def with_blocks(layers: Collection[int], model: nn.Module) -> tuple[int, ...]:
+    """`layers` (indices among conv1..conv3) plus a deeper ESPCN's block convolutions when conv2
+    is int8: the body runs in int8 as a whole."""
+    extra = range(3, len(conv_modules(model))) if 1 in layers else ()
+    return tuple(sorted({*layers, *extra}))
+
+
+def load_convs(model: nn.Module, convs: Sequence[nn.Module]) -> None:
+    """Copy `convs` (conv_modules order) into `model`'s convolutions."""
+    for target, source in zip(conv_modules(model), convs, strict=True):
+        target.load_state_dict(source.state_dict())
+
+
 class QuantizedESPCN(nn.Module):
     """An ESPCN whose `int8_layers` compute as the OpenVINO int8 engine does.
 
     The activation ranges and the weight steps are learnable (as log values, so that a step of
     the optimizer is relative), starting from the calibrated ranges and from max|w| / 127: what
     quantization-aware fine-tuning learns is stored with the twin and used by the engine as is.
+    Layer indices and ranges follow graphs.indexed_layers (a deeper ESPCN's blocks from 3 on).
     """
 
     def __init__(
@@ -85,7 +108,7 @@ class QuantizedESPCN(nn.Module):
         self.float_mask = torch.zeros(cast(nn.Conv2d, model.conv1).out_channels, dtype=torch.bool)
         self.float_mask[list(float_channels)] = True
         self.split_conv2 = 1 in int8_layers and bool(self.float_mask.any())  # conv2 as two convolutions
-        self.convs = nn.ModuleList([getattr(model, f"conv{i}") for i in (1, 2, 3)])
+        self.convs = nn.ModuleList(conv_modules(model))
         self.scale = int(model.scale)  # type: ignore[arg-type]
         self.int8_layers = tuple(sorted(int8_layers))
         safe = safe_ranges(ranges)
@@ -113,29 +136,31 @@ class QuantizedESPCN(nn.Module):
     def quant_parameters(self) -> list[nn.Parameter]:
         return [*self.log_ranges, *self.log_steps]
 
+    def _conv(self, x: torch.Tensor, i: int, ranges: list[torch.Tensor], steps: list[torch.Tensor]) -> torch.Tensor:
+        conv = cast(nn.Conv2d, self.convs[i])
+        if i in self.int8_layers:
+            x = fake_quant_input(x, i, ranges)
+            weight = fake_quant_weight(conv.weight, ranges[i - 1] if i > 0 else None, steps[i])
+        elif self.bf16_rest and i == 0:
+            # the engine's float conv1 reads the 8-bit code values (exact in bf16) with the
+            # weights / 255 rounded to bf16 (model/graphs.py)
+            weight = bf16_ste(conv.weight / 255.0) * 255.0
+        elif self.bf16_rest:
+            x, weight = bf16_ste(x), bf16_ste(conv.weight)
+        else:
+            weight = conv.weight
+        return F.conv2d(x, weight, conv.bias, padding=conv.padding)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ranges, steps = self.ranges, self.steps
-        for i, conv in enumerate(self.convs):
-            assert isinstance(conv, nn.Conv2d)
-            if i == 1 and self.split_conv2:
-                x = self._split_conv2(x, conv, ranges[0], steps[1])
-                x = torch.tanh(x)
-                continue
-            if i in self.int8_layers:
-                x = fake_quant_input(x, i, ranges)
-                weight = fake_quant_weight(conv.weight, ranges[i - 1] if i > 0 else None, steps[i])
-            elif self.bf16_rest and i == 0:
-                # the engine's float conv1 reads the 8-bit code values (exact in bf16) with the
-                # weights / 255 rounded to bf16 (model/graphs.py)
-                weight = bf16_ste(conv.weight / 255.0) * 255.0
-            elif self.bf16_rest:
-                x, weight = bf16_ste(x), bf16_ste(conv.weight)
-            else:
-                weight = conv.weight
-            x = F.conv2d(x, weight, conv.bias, padding=conv.padding)
-            if i < 2:
-                x = torch.tanh(x)
-        return F.pixel_shuffle(x, self.scale)
+        x = torch.tanh(self._conv(x, 0, ranges, steps))
+        if self.split_conv2:
+            x = torch.tanh(self._split_conv2(x, cast(nn.Conv2d, self.convs[1]), ranges[0], steps[1]))
+        else:
+            x = torch.tanh(self._conv(x, 1, ranges, steps))
+        for a in range(3, len(self.convs), 2):  # residual blocks: x + conv_b(tanh(conv_a(x)))
+            x = x + self._conv(torch.tanh(self._conv(x, a, ranges, steps)), a + 1, ranges, steps)
+        return F.pixel_shuffle(self._conv(x, 2, ranges, steps), self.scale)
 
     def _split_conv2(self, x: torch.Tensor, conv: nn.Conv2d, ranges: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
         """conv2 with its float_mask inputs in float (bf16 with bf16_rest) and the rest in int8:
@@ -155,7 +180,8 @@ class QuantizedESPCN(nn.Module):
 @dataclass(frozen=True)
 class Int8Params:
     """What the int8 engine runs: the weights (a preset's int8 twin, or the preset's own), the
-    activation ranges of conv2's and conv3's inputs, which convolutions are int8, and the
+    activation ranges of the inputs of conv2, conv3 and any residual blocks' convolutions
+    (graphs.indexed_layers), which convolutions are int8, and the
     learned int8 weight steps (None: max|w| / 127)."""
 
     model: nn.Module
@@ -194,8 +220,9 @@ def load_twin(path: Path, model: nn.Module) -> Int8Params | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         layers = tuple(int(v) for v in state.pop("int8.layers").tolist())
-        ranges = [state.pop(f"int8.range{i}").numpy() for i in range(2)]
-        steps = [state.pop(f"int8.step{i}").numpy() for i in range(3)] if "int8.step0" in state else None
+        ranges = [state.pop(f"int8.range{i}").numpy() for i in range(len(conv_modules(model)) - 1)]
+        count = len(conv_modules(model))
+        steps = [state.pop(f"int8.step{i}").numpy() for i in range(count)] if "int8.step0" in state else None
         floats = tuple(int(v) for v in state.pop("int8.float_channels", torch.zeros(0)).tolist())
         twin = copy.deepcopy(model)
         twin.load_state_dict(state, strict=True)

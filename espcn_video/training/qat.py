@@ -26,7 +26,14 @@ from torch import nn
 from espcn_video.errors import UsageError
 from espcn_video.model.graphs import calibrate_ranges
 from espcn_video.model.presets import load_preset
-from espcn_video.model.quant import INT8_TWIN_LAYERS, QuantizedESPCN, noise_ranking
+from espcn_video.model.quant import (
+    INT8_TWIN_LAYERS,
+    QuantizedESPCN,
+    conv_modules,
+    load_convs,
+    noise_ranking,
+    with_blocks,
+)
 from espcn_video.quality.image_metrics import compute_psnr
 from espcn_video.training.config import LR_PATCH, TrainConfig
 from espcn_video.training.data import PatchSampler, PlaneSet, prepare_data
@@ -110,13 +117,14 @@ def quantization_aware_finetune(config: QatConfig, on_progress: QatProgress | No
     # the other convolutions as the engine runs them: bf16 where this CPU has it (engines.py)
     from espcn_video.model.engines import cpu_has_bf16
 
-    bf16_rest = set(config.layers) != {0, 1, 2} and cpu_has_bf16()
+    layers = with_blocks(config.layers, model)  # a deeper ESPCN's blocks go int8 with conv2
+    bf16_rest = not set(range(len(conv_modules(model)))) <= set(layers) and cpu_has_bf16()
     floats: tuple[int, ...] = ()
     if config.float_channels:
         if 1 not in config.layers:
             raise UsageError("--float-channels keeps some of conv2's inputs in float: conv2 must be int8")
         floats = tuple(sorted(int(c) for c in noise_ranking(model, ranges)[: config.float_channels]))
-    twin = QuantizedESPCN(copy.deepcopy(model), ranges, config.layers, bf16_rest=bf16_rest, float_channels=floats)
+    twin = QuantizedESPCN(copy.deepcopy(model), ranges, layers, bf16_rest=bf16_rest, float_channels=floats)
     before = best = val_psnr(twin.eval(), val_pairs, info.scale)
     best_state, best_step = copy.deepcopy(twin.state_dict()), 0
     curve = [{"step": 0, "val_psnr_db": before}]
@@ -156,13 +164,12 @@ def quantization_aware_finetune(config: QatConfig, on_progress: QatProgress | No
             on_progress(step, config.steps, float(loss.item()), val)
     twin.load_state_dict(best_state)
     out = copy.deepcopy(model)
-    for i, conv in enumerate(twin.convs):
-        getattr(out, f"conv{i + 1}").load_state_dict(conv.state_dict())
+    load_convs(out, list(twin.convs))
     return QatResult(
         model=out.eval(),
         ranges=[r.detach().numpy().copy() for r in twin.ranges],
         weight_steps=[s.detach().numpy().copy() for s in twin.steps],
-        layers=config.layers,
+        layers=layers,
         val_psnr_db={"fp32": reference, "int8_before": before, "int8_after": best},
         best_step=best_step,
         seconds=time.monotonic() - t0,
