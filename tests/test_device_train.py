@@ -166,17 +166,21 @@ def test_device_loop_resumes_exactly(folder: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_wide_and_distilled_runs_train_side_by_side(folder: Path, tmp_path: Path) -> None:
-    """The hq and distill plans of tools/train_on_gpu.py on the CPU: a widened run and a run
-    distilled from a preset train together; their records carry the widths and the teacher."""
+    """The hq, distill and deep plans of tools/train_on_gpu.py on the CPU: a widened run, a run
+    distilled from a preset and a deepened one train together; their records carry the widths,
+    the teacher, the blocks and the patch."""
     from espcn_video.training.multi import run_record, train_together
 
     first = train(_config(folder, tmp_path / "t", steps=2))
     configs = [
         _config(folder, tmp_path / "w", steps=4, init_from=str(first.out), widths=(96, 48)),
         _config(folder, tmp_path / "k", steps=4, teacher=str(first.out), teacher_weight=0.5),
+        _config(folder, tmp_path / "d", steps=4, init_from=str(first.out), blocks=1, patch=12),
     ]
     runs = train_together(configs, torch.device("cpu"), use_graph=False, per_call=1, log=lambda line: None)
-    wide, distilled = (run_record(run, torch.device("cpu")) for run in runs)
+    wide, distilled, deep = (run_record(run, torch.device("cpu")) for run in runs)
+    assert deep["metadata"]["blocks"] == 1 and deep["metadata"]["training"]["patch"]["input"] == 12
+    assert deep["state_dict"]["blocks.0.conv_b.weight"].abs().sum() > 0
     assert wide["metadata"]["channels"] == [96, 48] and wide["state_dict"]["conv1.weight"].shape[0] == 96
     assert wide["metadata"]["training"]["init"]["preset"] == first.out.stem
     assert distilled["metadata"]["training"]["teacher"]["preset"] == first.out.stem

@@ -53,14 +53,17 @@ RESTARTS = [
 # name, arch, scale, init preset, batch, lr, widths, teacher
 HQ = [(f"espcn-x{r}-hq", "espcn", r, f"espcn-x{r}", 64, 5e-4, (128, 64), None) for r in (2, 3, 4)]
 DISTILL = [(f"espcn-x{r}-kd", "espcn", r, f"espcn-x{r}", 64, 5e-4, DEFAULT_WIDTHS, f"espcn-x{r}-hq") for r in (2, 3, 4)]
-PLANS = {"first": RUNS, "restart": RESTARTS, "hq": HQ, "distill": DISTILL}
+# Deeper bodies (train --blocks 4 --patch 24 --init espcn-xR: residual blocks that start as
+# identities; docs/training.md, "A deeper preset"); + blocks and patch after the teacher.
+DEEP = [(f"espcn-x{r}-deep", "espcn", r, f"espcn-x{r}", 64, 3e-4, DEFAULT_WIDTHS, None, 4, 24) for r in (2, 3, 4)]
+PLANS = {"first": RUNS, "restart": RESTARTS, "hq": HQ, "distill": DISTILL, "deep": DEEP}
 
 
 def run_configs(plan: str, out: Path, device: str, wanted: set[str]) -> list[TrainConfig]:
     """The plan's runs (all, or those named), as TrainConfigs with an open-ended step count."""
     configs = []
     for name, arch, scale, init, batch, lr, *extra in PLANS[plan]:
-        widths, teacher = extra if extra else (DEFAULT_WIDTHS, None)
+        widths, teacher, blocks, patch = (*extra, 0, None)[:4] if extra else (DEFAULT_WIDTHS, None, 0, None)
         if wanted and name not in wanted:
             continue
         configs.append(
@@ -75,6 +78,8 @@ def run_configs(plan: str, out: Path, device: str, wanted: set[str]) -> list[Tra
                 init_from=init,
                 widths=widths,
                 teacher=teacher,
+                blocks=blocks,
+                patch=patch,
                 device=device,
             )
         )
