@@ -39,7 +39,7 @@ from espcn_video.frames.upscaler import FrameUpscaler
 from espcn_video.jobs.summary import peak_memory_mb, summarize_ms, summarize_stages
 from espcn_video.model.backends import create_engine, engine_options
 from espcn_video.model.engines import LumaEngine, TorchEngine, cpu_info, default_threads, tune_malloc
-from espcn_video.model.net import ESPCN, SRCNN
+from espcn_video.model.net import ESPCN, SRCNN, macs_per_hr_pixel
 from espcn_video.model.quant import Int8Params
 from espcn_video.settings import InputSpec
 
@@ -361,7 +361,7 @@ def run_job(spec: JobSpec, settings: BenchSettings, ffmpeg: str, folder: Path) -
     threads = settings.threads or default_threads()
     reference_fps = time_reference(loaded.model, frames, lr.peak, settings.reference_frames, threads)
     srcnn_fps = time_srcnn(frames, lr.peak, spec.scale, settings.srcnn_frames, threads)
-    gflop = 2 * ESPCN.macs_per_lr_pixel(spec.scale) * lr.width * lr.height / 1e9
+    gflop = 2 * macs_per_hr_pixel(loaded.model) * hr.width * hr.height / 1e9  # the preset's own network
     sr_fps = _fps(sr["luma"])
     return {
         "name": spec.label,
