@@ -268,9 +268,8 @@ def build_openvino_model(
         x = _split_conv1_conv2(x, layers, peak, int8_layers, ranges, weight_steps, float_channels, codes_in)
     else:
         x = conv(conv(x, 0), 1)
-    for a in block_layer_indices(model):  # a deeper ESPCN's residual blocks: x + conv_b(tanh(conv_a(x)))
-        if a % 2:
-            x = ops.add(x, conv(conv(x, a), a + 1))
+    for a in block_layer_indices(model)[::2]:  # a deeper ESPCN's residual blocks: x + conv_b(tanh(conv_a(x)))
+        x = ops.add(x, conv(conv(x, a), a + 1))
     x = conv(x, 2)
     # Round and narrow before the shuffle: depth-to-space then moves 1-2 bytes a pixel, not 4.
     x = ops.multiply(ops.clamp(x, 0.0, 1.0), np.float32(peak))
