@@ -46,6 +46,29 @@ def test_exported_onnx_matches_torch(tmp_path: Path, io_kind: str) -> None:
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1 and (got == want).mean() > 0.999
 
 
+def test_a_deeper_preset_exports_with_its_residual_blocks(tmp_path: Path) -> None:
+    """A preset with residual blocks (train --blocks) exports as a graph with their Conv, Tanh and
+    Add nodes, and ONNX Runtime computes the torch module's frame."""
+    from espcn_video.model.net import ESPCN
+
+    torch.manual_seed(8)
+    model = ESPCN(3, blocks=2).eval()
+    preset = tmp_path / "deep-x3.pt"
+    torch.save(model.state_dict(), preset)
+    out = tmp_path / "deep.onnx"
+    done = run_cli("export", "--preset", str(preset), str(out))
+    assert done.returncode == 0, done.stderr.decode()
+    import onnx
+
+    ops = [node.op_type for node in onnx.load(str(out)).graph.node]
+    assert ops.count("Conv") == 7 and ops.count("Add") == 2 and ops.count("Tanh") == 4
+    lr = (_frame().astype(np.float32) / 255)[None, None]
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(["hr"], {"lr": lr})[0]
+    with torch.inference_mode():
+        want = model(torch.from_numpy(lr)).clamp(0, 1).numpy()
+    assert np.allclose(got, want, atol=1e-5)
+
+
 @pytest.mark.parametrize("io_kind", ["float", "uint8", "uint16"])
 def test_no_unused_initializers_and_nhwc_matches_nchw(tmp_path: Path, io_kind: str) -> None:
     """Every constant in the graph is used (ONNX Runtime warns on each unused one at load), and the
