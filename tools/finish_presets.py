@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from espcn_video.files import atomic_write_json
 from espcn_video.model.graphs import calibrate_ranges
-from espcn_video.model.net import ESPCN, SRCNN
+from espcn_video.model.presets import build_model, infer_architecture
 from espcn_video.training.checkpoints import atomic_torch_save
 from espcn_video.training.config import TrainConfig
 from espcn_video.training.data import calibration_planes
@@ -44,8 +44,8 @@ def main() -> None:
         meta = record["metadata"]
         scale, arch = meta["scale"], meta["arch"]
         state = record["state_dict"]
-        n1, n2 = state["conv1.weight"].shape[0], state["conv2.weight"].shape[0]  # --width runs too
-        model = SRCNN(1, n1, n2) if arch == "srcnn" else ESPCN(scale, 1, n1, n2)
+        _, _, sizes = infer_architecture(state, run_name)  # --width and --blocks runs too
+        model = build_model(arch, scale, sizes)
         model.load_state_dict(state)
         model.eval()
         meta["name"] = preset

@@ -56,7 +56,11 @@ DISTILL = [(f"espcn-x{r}-kd", "espcn", r, f"espcn-x{r}", 64, 5e-4, DEFAULT_WIDTH
 # Deeper bodies (train --blocks 4 --patch 24 --init espcn-xR: residual blocks that start as
 # identities; docs/training.md, "A deeper preset"); + blocks and patch after the teacher.
 DEEP = [(f"espcn-x{r}-deep", "espcn", r, f"espcn-x{r}", 64, 3e-4, DEFAULT_WIDTHS, None, 4, 24) for r in (2, 3, 4)]
-PLANS = {"first": RUNS, "restart": RESTARTS, "hq": HQ, "distill": DISTILL, "deep": DEEP}
+# ... and the 64/32 presets distilled from those, once the deep presets exist in presets/.
+DISTILL_DEEP = [
+    (f"espcn-x{r}-kd-deep", "espcn", r, f"espcn-x{r}", 64, 5e-4, DEFAULT_WIDTHS, f"espcn-x{r}-deep") for r in (2, 3, 4)
+]
+PLANS = {"first": RUNS, "restart": RESTARTS, "hq": HQ, "distill": DISTILL, "deep": DEEP, "distill-deep": DISTILL_DEEP}
 
 
 def run_configs(plan: str, out: Path, device: str, wanted: set[str]) -> list[TrainConfig]:
