@@ -225,3 +225,30 @@ def test_real_video_presets_ship_with_their_int8_twin(scale: int, monkeypatch: p
     assert params is not None and params.weight_steps is not None and params.layers == (0, 1)
     deltas = precision_deltas(info)
     assert deltas is not None and -QUALITY_BOUND_DB <= deltas["int8"] <= 0.01  # so auto picks int8
+
+
+def test_the_deeper_x3_preset_beats_srcnn_at_less_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """espcn-x3-deep, the frontier preset of issue #15: 5-3-3 with four residual blocks at low
+    resolution; its recorded Set5 and Set14 are above srcnn-x3's at under a fifth of SRCNN's MACs
+    per output pixel (the fresh evaluation is the slow test below)."""
+    monkeypatch.delenv(PRESETS_ENV, raising=False)
+    model, info = load_preset("espcn-x3-deep")
+    _, srcnn = load_preset("srcnn-x3")
+    assert isinstance(model, ESPCN) and len(model.blocks) == 4 and info.scale == 3
+    assert info.macs_per_hr_pixel is not None and srcnn.macs_per_hr_pixel is not None
+    assert info.macs_per_hr_pixel < 0.2 * srcnn.macs_per_hr_pixel
+    for test_set in ("Set5", "Set14"):
+        assert info.metadata["eval"][test_set]["psnr_db"] > srcnn.metadata["eval"][test_set]["psnr_db"]
+
+
+@pytest.mark.skipif(
+    not (SHARED_DATA / "test" / "Set5").is_dir(),
+    reason=f"Set5 not found at {SHARED_DATA / 'test' / 'Set5'} (../shared/data is absent)",
+)
+@pytest.mark.slow
+def test_the_deeper_x3_preset_reproduces_its_set5_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PRESETS_ENV, raising=False)
+    recorded = json.loads((SHIPPED / "espcn-x3-deep.json").read_text())["eval"]["Set5"]
+    report = evaluate_folder(SHARED_DATA / "test" / "Set5", "espcn-x3-deep")
+    assert report["mean"]["espcn"]["psnr_db"] == pytest.approx(recorded["psnr_db"], abs=0.01)
+    assert report["mean"]["espcn"]["psnr_db"] > report["mean"]["srcnn"]["psnr_db"]
