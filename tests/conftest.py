@@ -75,6 +75,15 @@ def fake_ffmpeg(tmp_path: Path, ffmpeg: str) -> Callable[[str], dict[str, str]]:
     return env
 
 
+def default_sigint() -> None:
+    """Popen's preexec_fn for a CLI that a test interrupts with SIGINT: Ctrl-C as at a terminal,
+    whatever started the suite (a script's background job, `.ci/run &`, starts with SIGINT
+    ignored, and every child inherits that)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(
     *args: str,
     stdin: bytes | None = None,

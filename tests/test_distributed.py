@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from espcn_video.jobs.chunk_plan import list_packets, plan_chunks
-from tests.conftest import FP32, REPO, audio_seconds, decode_y4m, run_cli
+from tests.conftest import FP32, REPO, audio_seconds, decode_y4m, default_sigint, run_cli
 
 pytest.importorskip("distributed", reason="Dask distributed is not installed")
 # signal, not thread: a timeout then fails only its test, and fixture teardowns still kill the daemons.
@@ -349,6 +349,7 @@ def test_ctrl_c_stops_the_cluster_and_keeps_finished_parts(
         env={**os.environ, **fake("decoder-slow")},
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 90
     parts = str(tmp_path / "out.mkv.parts")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import default_sigint, run_cli
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -197,6 +197,7 @@ def _start_and_wait_for_children(
         env={**os.environ, **env},
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 60
     kids: set[int] = set()
