@@ -226,8 +226,8 @@ def load_twin(path: Path, model: nn.Module) -> Int8Params | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         layers = tuple(int(v) for v in state.pop("int8.layers").tolist())
-        ranges = [state.pop(f"int8.range{i}").numpy() for i in range(len(conv_modules(model)) - 1)]
-        count = len(conv_modules(model))
+        count = len(conv_modules(model))  # a range for every input after conv1's, a step for every conv
+        ranges = [state.pop(f"int8.range{i}").numpy() for i in range(count - 1)]
         steps = [state.pop(f"int8.step{i}").numpy() for i in range(count)] if "int8.step0" in state else None
         floats = tuple(int(v) for v in state.pop("int8.float_channels", torch.zeros(0)).tolist())
         twin = copy.deepcopy(model)
