@@ -91,9 +91,6 @@ class PsnrSettings:
     worst: int = 3  # --worst: how many frames per clip
 
 
-AUTO = AUTO_PRESET  # --preset auto: upscale's choice between the clean and the real preset, per clip
-
-
 def build_upscalers(settings: PsnrSettings) -> tuple[dict[str, FrameUpscaler], PresetInfo | None]:
     """One FrameUpscaler per method, loaded once for every clip."""
     scale, upscalers, info = settings.scale, {}, None
@@ -102,12 +99,13 @@ def build_upscalers(settings: PsnrSettings) -> tuple[dict[str, FrameUpscaler], P
             upscalers[name] = FrameUpscaler(scale, None)
         elif name == "lanczos":
             upscalers[name] = FrameUpscaler(scale, LanczosEngine(scale))
-        elif name == "espcn" and settings.preset == AUTO:
+        elif name == "espcn" and settings.preset == AUTO_PRESET:
             # both candidates loaded once; each clip gets the one its LR clip's look chooses
             for candidate in auto_pair(scale):
                 model, info = resolve_preset(candidate, scale=scale)
-                upscalers[f"{AUTO}:{candidate}"] = FrameUpscaler(scale, TorchEngine(model, threads=settings.threads))
-            upscalers[name] = upscalers[f"{AUTO}:{auto_pair(scale)[0]}"]
+                engine = TorchEngine(model, threads=settings.threads)
+                upscalers[f"{AUTO_PRESET}:{candidate}"] = FrameUpscaler(scale, engine)
+            upscalers[name] = upscalers[f"{AUTO_PRESET}:{auto_pair(scale)[0]}"]
         elif name == "espcn":
             model, info = resolve_preset(settings.preset, scale=scale)
             upscalers[name] = FrameUpscaler(scale, TorchEngine(model, threads=settings.threads))
@@ -237,7 +235,7 @@ def evaluate_clip(
     except ValueError as exc:
         raise UsageError(f"--crop-border {settings.crop_border}: {clip.path}: {exc}") from None
     lr_clip = None
-    auto = settings.preset == AUTO and "espcn" in upscalers
+    auto = settings.preset == AUTO_PRESET and "espcn" in upscalers
     if needs_lr_clip(settings.degradation) or auto:  # auto looks at the LR as the file a user has
         if lr_folder is None:
             raise UsageError(f"--degrade {settings.degradation.spec()}: needs a folder for the LR clip")
@@ -250,10 +248,10 @@ def evaluate_clip(
         encoded = last_encoded(lr_folder)
         looked = InputSpec(str(encoded)) if encoded is not None else lr_clip
         choice = choose_video_preset(looked, *auto_pair(r), r)
-        upscalers = {**upscalers, "espcn": upscalers[f"{AUTO}:{choice.name}"]}
+        upscalers = {**upscalers, "espcn": upscalers[f"{AUTO_PRESET}:{choice.name}"]}
     methods, scorers = {}, {}
     for name, upscaler in upscalers.items():
-        if name.startswith(f"{AUTO}:"):
+        if name.startswith(f"{AUTO_PRESET}:"):
             continue
         if on_run is not None:
             on_run(clip.path, name)
@@ -283,16 +281,16 @@ def evaluate_clips(
     """Every clip x every method; per-clip and pooled summaries with gains over bicubic."""
     upscalers, preset = build_upscalers(settings)
     clips: list[dict[str, Any]] = []
-    by_method: dict[str, dict[str, Any]] = {name: {} for name in upscalers if not name.startswith(f"{AUTO}:")}
+    by_method: dict[str, dict[str, Any]] = {name: {} for name in upscalers if not name.startswith(f"{AUTO_PRESET}:")}
     for clip in settings.clips:
         with tempfile.TemporaryDirectory(prefix="espcn-video-lr-") as lr_folder:
             doc, scorers, lr_clip = evaluate_clip(ffmpeg, clip, settings, upscalers, on_run, on_frames, Path(lr_folder))
             if settings.crops_dir is not None:
                 from espcn_video.jobs.psnr_crops import write_crops
 
-                used = {k: v for k, v in upscalers.items() if not k.startswith(f"{AUTO}:")}
+                used = {k: v for k, v in upscalers.items() if not k.startswith(f"{AUTO_PRESET}:")}
                 if "preset" in doc:  # --preset auto: the network this clip ran
-                    used["espcn"] = upscalers[f"{AUTO}:{doc['preset']}"]
+                    used["espcn"] = upscalers[f"{AUTO_PRESET}:{doc['preset']}"]
                 doc["crops"] = write_crops(
                     ffmpeg, clip, doc, used, settings, settings.worst, settings.crops_dir, lr_clip
                 )
@@ -309,8 +307,8 @@ def evaluate_clips(
         "frames_limit": settings.frames,
         "methods": list(by_method),
         "preset": (
-            {"name": AUTO, "candidates": list(auto_pair(settings.scale))}
-            if settings.preset == AUTO and "espcn" in by_method
+            {"name": AUTO_PRESET, "candidates": list(auto_pair(settings.scale))}
+            if settings.preset == AUTO_PRESET and "espcn" in by_method
             else None
             if preset is None
             else {"name": preset.name, "path": str(preset.path)}

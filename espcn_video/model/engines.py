@@ -26,7 +26,7 @@ from torch import nn
 
 from espcn_video.errors import EspcnVideoError
 from espcn_video.model.net import model_scale
-from espcn_video.model.quant import Int8Params, conv_modules, with_blocks
+from espcn_video.model.quant import Int8Params, all_int8, with_blocks
 
 # int8 without a twin (a preset that has no quantization-aware int8 twin, model/quant.py): conv2
 # only, 80% of the work, with calibrated ranges (or ranges from the weights). Set5 cost -0.13,
@@ -346,10 +346,9 @@ class OpenVINOEngine:
                 "ENABLE_CPU_PINNING": False,
             }
             if self.precision == "int8" and (
-                not cpu_has_bf16()
-                or (params is not None and set(params.layers) >= set(range(len(conv_modules(params.model)))))
+                not cpu_has_bf16() or (params is not None and all_int8(params.layers, params.model))
             ):
-                # all three convolutions int8: what is left (bias, tanh, the tail) runs in f32,
+                # every convolution int8: what is left (bias, tanh, the tail) runs in f32,
                 # so the engine computes exactly what the twin was fine-tuned on (model/quant.py)
                 config["INFERENCE_PRECISION_HINT"] = "f32"
             self._requests[key] = self.core.compile_model(graph, "CPU", config).create_infer_request()

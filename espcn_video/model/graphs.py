@@ -82,7 +82,7 @@ def indexed_layers(model: nn.Module) -> list[ConvLayer]:
 
 def block_layer_indices(model: nn.Module) -> tuple[int, ...]:
     """The int8 indices of a deeper ESPCN's block convolutions (none for 5-3-3)."""
-    return tuple(range(3, 3 + 2 * len(espcn_blocks(model))))
+    return tuple(range(3, 3 + 2 * len(getattr(model, "blocks", None) or [])))
 
 
 def weight_scales(weight: np.ndarray) -> np.ndarray:

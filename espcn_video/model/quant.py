@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from espcn_video.model.graphs import INT8_STEP, safe_ranges, weight_scales
+from espcn_video.model.graphs import INT8_STEP, block_layer_indices, safe_ranges, weight_scales
 
 WEIGHT_LEVELS = 127
 __all__ = ["weight_scales", "safe_ranges"]  # the engine's defaults, re-exported for the twin's users
@@ -74,8 +74,14 @@ def conv_modules(model: nn.Module) -> list[nn.Conv2d]:
 def with_blocks(layers: Collection[int], model: nn.Module) -> tuple[int, ...]:
     """`layers` (indices among conv1..conv3) plus a deeper ESPCN's block convolutions when conv2
     is int8: the body runs in int8 as a whole."""
-    extra = range(3, len(conv_modules(model))) if 1 in layers else ()
+    extra = block_layer_indices(model) if 1 in layers else ()
     return tuple(sorted({*layers, *extra}))
+
+
+def all_int8(layers: Collection[int], model: nn.Module) -> bool:
+    """Whether `layers` name every convolution of `model` (then nothing runs in bf16: the engine
+    takes the f32 hint and the emulation no bf16 rounding)."""
+    return set(range(len(conv_modules(model)))) <= set(layers)
 
 
 def load_convs(model: nn.Module, convs: Sequence[nn.Module]) -> None:

@@ -29,7 +29,7 @@ from espcn_video.model.presets import load_preset
 from espcn_video.model.quant import (
     INT8_TWIN_LAYERS,
     QuantizedESPCN,
-    conv_modules,
+    all_int8,
     load_convs,
     noise_ranking,
     with_blocks,
@@ -118,7 +118,7 @@ def quantization_aware_finetune(config: QatConfig, on_progress: QatProgress | No
     from espcn_video.model.engines import cpu_has_bf16
 
     layers = with_blocks(config.layers, model)  # a deeper ESPCN's blocks go int8 with conv2
-    bf16_rest = not set(range(len(conv_modules(model)))) <= set(layers) and cpu_has_bf16()
+    bf16_rest = not all_int8(layers, model) and cpu_has_bf16()
     floats: tuple[int, ...] = ()
     if config.float_channels:
         if 1 not in config.layers:
