@@ -4,7 +4,9 @@ The held-out images are the 20 that `espcn-video train` keeps for validation (se
 T91 + General100 + BSD200); Set5, Set14 and the shared clips are never read here. Each candidate,
 the clean preset and bicubic are scored (Y-PSNR, shave = scale, SR-paper conventions, as `eval`)
 under the 12 chains of the robustness grid (bicubic, bicubic-noaa, area x no compression, x264
-CRF 23, 28, 33; each LR image through x264 as a one-frame clip).
+CRF 23, 28, 33; each LR image through x264 as a one-frame clip). With `--inter`, also the 9
+encoded chains with `:inter` (each image coded as a short moving clip, a P or B frame kept: what
+most frames of a real stream are).
 
 The rule, fixed before any candidate was scored:
 1. eligible: at or above bicubic under every chain (the grid's first target);
@@ -50,6 +52,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=3)
     parser.add_argument("--clean", default=None, help="the clean preset (default espcn-xSCALE)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--inter", action="store_true", help="also the encoded chains as P/B frames (:inter)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from robustness_grid import grid_specs
@@ -58,7 +61,10 @@ def main() -> None:
     models = {name: load_preset(name)[0] for name in [clean, *args.candidates]}
     images = held_out(args.scale)
     table: dict[str, dict[str, float]] = {}
-    for spec in grid_specs():
+    specs = grid_specs()
+    if args.inter:
+        specs += [f"{spec}:inter" for spec in grid_specs() if ",x264:" in spec]
+    for spec in specs:
         scores: dict[str, list[float]] = {}
         for _, hr in images:
             result = evaluate_image(hr, models, args.scale, spec)
@@ -72,7 +78,7 @@ def main() -> None:
         summary[name] = {
             "worst_gain_db": round(min(gains.values()), 4),
             "mean_gain_db": round(float(np.mean(list(gains.values()))), 4),
-            "crf28_gains_db": {s: round(g, 4) for s, g in gains.items() if s.endswith("crf=28")},
+            "crf28_gains_db": {s: round(g, 4) for s, g in gains.items() if "crf=28" in s},
             "clean_gap_db": round(table["bicubic"][name] - table["bicubic"][clean], 4),
         }
         summary[name]["eligible"] = summary[name]["worst_gain_db"] >= 0

@@ -23,14 +23,16 @@ SHARED_TEST_SETS = ("Set5", "Set14")
 # How LR is made, the same grammar for train and eval (quality/degrade.py)
 DEGRADE_HELP = (
     "How LR is made: bicubic (MATLAB, antialiased), bicubic-noaa, area, bilinear, lanczos or "
-    "gaussian[:SIGMA], then optionally ,noise:SIGMA and ,x264:crf=N or ,x265:crf=N (e.g. bicubic-noaa,x264:crf=28)."
+    "gaussian[:SIGMA], then optionally ,noise:SIGMA and ,x264:crf=N or ,x265:crf=N (e.g. bicubic-noaa,x264:crf=28): "
+    "a one-frame encode; x264:crf=N:inter codes each image as a short moving clip and keeps a P or B frame."
 )
 degrade_option = click.option("--degrade", default="bicubic", show_default=True, help=DEGRADE_HELP)
 train_degrade_option = click.option(
     "--degrade",
     default="bicubic",
     show_default=True,
-    help=DEGRADE_HELP + " Or real: 8 randomised chains per image (the robust presets; docs/training.md).",
+    help=DEGRADE_HELP + " Or real[:noaa=P][:noise=P][:encode=P][:inter=P]: 8 randomised chains per image "
+    "(the robust presets; docs/training.md).",
 )
 
 

@@ -243,7 +243,7 @@ def _progress(
     default=None,
     help="How LR is made: bicubic (default), bicubic-noaa, area, bilinear, lanczos or gaussian[:SIGMA], then "
     "optionally ,noise:SIGMA and ,x264:crf=N or ,x265:crf=N: the whole LR clip goes through that encoder "
-    "(e.g. bicubic-noaa,x264:crf=28).",
+    "(e.g. bicubic-noaa,x264:crf=28; :inter after N is accepted and changes nothing on video).",
 )
 @click.option(
     "--methods", default=None, help="Comma list of espcn, bicubic, lanczos, srcnn (default espcn,bicubic,lanczos)."

@@ -12,6 +12,7 @@ matrix products.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -159,24 +160,29 @@ class Degradation:
     `psnr --degrade`: a downscaler, then optional stages in the order written, comma-separated:
 
         bicubic | bicubic-noaa | area | bilinear | lanczos | gaussian[:SIGMA]
-            [,noise:SIGMA] [,x264:crf=N | x265:crf=N]
+            [,noise:SIGMA] [,x264:crf=N[:inter] | x265:crf=N[:inter]]
 
     e.g. `bicubic-noaa,x264:crf=28`. `bicubic` is MATLAB's antialiased imresize (the SR papers');
     `bicubic-noaa` the same Keys a = -0.5 kernel without antialiasing (what a player or a plain
     resize does: aliased, sharp); `bilinear` and `lanczos` MATLAB's antialiased 'bilinear' and
     'lanczos3'; `noise:SIGMA` adds Gaussian noise of SIGMA code values (seeded by
     the image, so a run is repeatable); `x264:crf=N` / `x265:crf=N` compresses the LR through that
-    encoder in ffmpeg (one frame, gray), so its blocking and ringing are the real ones.
+    encoder in ffmpeg (one frame, gray), so its blocking and ringing are the real ones; with
+    `:inter` an image goes through the encoder as a short moving clip instead (`INTER_FRAMES` frames
+    of the image panned by a seeded sub-pixel step, the kept one a P or B frame: the residual coding
+    and motion compensation of a stream's inter frames; a video's LR clip is always coded so).
     `degrade` makes the whole chain on images (numpy + ffmpeg); `build_degrade_filter` makes the
     downscalers bicubic, area and gaussian in ffmpeg's decode of a video (psnr)."""
 
     kind: str
     sigma: float | None = None
     stages: tuple[tuple[str, float], ...] = ()  # ("noise", sigma) or ("x264"/"x265", crf), in order
+    inter: bool = False  # the encoder stage codes images as a moving clip (`:inter`)
 
     def spec(self) -> str:
         first = f"gaussian:{self.sigma:g}" if self.kind == GAUSSIAN else self.kind
-        rest = [f"noise:{v:g}" if name == "noise" else f"{name}:crf={v:g}" for name, v in self.stages]
+        inter = ":inter" if self.inter else ""
+        rest = [f"noise:{v:g}" if name == "noise" else f"{name}:crf={v:g}{inter}" for name, v in self.stages]
         return ",".join([first, *rest])
 
     @property
@@ -198,11 +204,15 @@ class Degradation:
         else:
             text = "bicubic a=-0.5, antialiased (MATLAB imresize; swscale bicubic B=0 C=0.5 on video)"
         for name, value in self.stages:
-            text += f", then Gaussian noise sigma {value:g}" if name == "noise" else f", then {name} CRF {value:g}"
+            if name == "noise":
+                text += f", then Gaussian noise sigma {value:g}"
+            else:
+                text += f", then {name} CRF {value:g}" + (" (images: a moving clip, one P/B frame kept)" if self.inter else "")
         return text
 
 
-def _parse_stage(text: str, stage: str) -> tuple[str, float]:
+def _parse_stage(text: str, stage: str) -> tuple[str, float, bool]:
+    """(name, value, inter) of one stage after the downscaler."""
     name, _, arg = stage.partition(":")
     if name == "noise":
         try:
@@ -211,24 +221,27 @@ def _parse_stage(text: str, stage: str) -> tuple[str, float]:
             raise UsageError(f"--degrade {text!r}: noise:SIGMA needs a number of code values") from None
         if not math.isfinite(sigma) or not 0 < sigma <= MAX_NOISE:
             raise UsageError(f"--degrade {text!r}: noise SIGMA must be in (0, {MAX_NOISE:g}] code values")
-        return "noise", sigma
+        return "noise", sigma, False
     if name in CODECS:
-        key, _, value = arg.partition("=")
-        if key != "crf" or not value.isdigit() or not 0 <= int(value) <= 51:
-            raise UsageError(f"--degrade {text!r}: write {name}:crf=N with N from 0 to 51")
-        return name, float(int(value))
-    raise UsageError(f"--degrade {text!r}: unknown stage {stage!r} (noise:SIGMA, x264:crf=N, x265:crf=N)")
+        setting, _, option = arg.partition(":")
+        key, _, value = setting.partition("=")
+        if key != "crf" or not value.isdigit() or not 0 <= int(value) <= 51 or option not in ("", "inter"):
+            raise UsageError(f"--degrade {text!r}: write {name}:crf=N or {name}:crf=N:inter with N from 0 to 51")
+        return name, float(int(value)), option == "inter"
+    raise UsageError(f"--degrade {text!r}: unknown stage {stage!r} (noise:SIGMA, x264:crf=N[:inter], x265:crf=N[:inter])")
 
 
 def parse_degradation(text: str) -> Degradation:
     """The grammar of Degradation -> Degradation; UsageError (one line) otherwise."""
     first, *rest = [part.strip() for part in text.strip().lower().split(",")]
-    stages = tuple(_parse_stage(text, stage) for stage in rest)
+    parsed = [_parse_stage(text, stage) for stage in rest]
+    stages = tuple((name, value) for name, value, _ in parsed)
+    inter = any(flag for _, _, flag in parsed)
     if sum(name in CODECS for name, _ in stages) > 1 or sum(name == "noise" for name, _ in stages) > 1:
         raise UsageError(f"--degrade {text!r}: at most one noise stage and one encoder")
     kind, _, arg = first.partition(":")
     if kind in PLAIN_DOWNSCALERS and not arg:
-        return Degradation(kind, None, stages)
+        return Degradation(kind, None, stages, inter)
     if kind != GAUSSIAN:
         raise UsageError(
             f"--degrade {text!r}: start with {', '.join(PLAIN_DOWNSCALERS)} or gaussian[:SIGMA], "
@@ -244,7 +257,7 @@ def parse_degradation(text: str) -> Degradation:
             f"--degrade {text!r}: SIGMA must be in (0, {radius_max / 3:.2f}] "
             f"(ffmpeg's convolution filter takes at most {MAX_TAPS} taps)"
         )
-    return Degradation(GAUSSIAN, sigma, stages)
+    return Degradation(GAUSSIAN, sigma, stages, inter)
 
 
 def area_degrade(img: np.ndarray, scale: int) -> np.ndarray:
@@ -265,62 +278,136 @@ def downscale(hr: np.ndarray, scale: int, degradation: Degradation) -> np.ndarra
     return imresize(hr, 1.0 / scale, antialias=degradation.kind != BICUBIC_NOAA, kernel=kernel)
 
 
-def add_noise(lr01: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian noise of `sigma` code values, seeded by the image itself (repeatable runs)."""
+def add_noise(lr01: np.ndarray, sigma: float, salt: int | None = None) -> np.ndarray:
+    """Gaussian noise of `sigma` code values, seeded by the image itself (repeatable runs); `salt`
+    (a frame's index in a clip) gives identical frames their own noise."""
     import zlib
 
     seed = zlib.crc32(np.ascontiguousarray(lr01, dtype=np.float64).tobytes())
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed if salt is None else [seed, salt])
     return lr01 + rng.normal(0.0, sigma / 255.0, lr01.shape)
 
 
-def compress(lr01: np.ndarray, codec: str, crf: int, qps: list[int] | None = None) -> np.ndarray:
-    """The LR plane through a real encoder: 8-bit gray, one frame, ffmpeg libx264/libx265 at `crf`.
-    With `qps`, the decoder's H.264 frame quantizers are appended to it (what `upscale`'s look reads)."""
+_FRAME_TYPE = re.compile(r"\btype:([A-Z?])")
+
+
+def compress_clip(
+    frames01: list[np.ndarray],
+    codec: str,
+    crf: int,
+    qps: list[int] | None = None,
+    types: list[str] | None = None,
+) -> list[np.ndarray]:
+    """LR planes through a real encoder as one clip: 8-bit gray, ffmpeg libx264/libx265 at `crf`
+    with the encoder's defaults (so after the first frame come P and B frames). With `qps`, the
+    decoder's H.264 frame quantizers are appended to it (what `upscale`'s look reads); with
+    `types`, each frame's picture type (I, P, B) in display order."""
     import subprocess
 
     from espcn_video.errors import EspcnVideoError
     from espcn_video.ffmpeg.locate import locate_ffmpeg
 
-    code = np.clip(np.rint(lr01 * 255.0), 0, 255).astype(np.uint8)
-    h, w = code.shape
+    codes = [np.clip(np.rint(f * 255.0), 0, 255).astype(np.uint8) for f in frames01]
+    h, w = codes[0].shape
     ffmpeg = locate_ffmpeg().path
     raw = ["-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{w}x{h}"]
     quiet = ["-x265-params", "log-level=error"] if codec == "x265" else []
     encode = [ffmpeg, "-nostdin", "-v", "error", *raw, "-i", "pipe:0", "-c:v", CODECS[codec], "-crf", str(crf)]
     encode += [*quiet, "-f", "matroska", "pipe:1"]
-    # with qps, showinfo prints each frame's quantizer (at the info level)
-    look = ["-v", "info", "-export_side_data", "venc_params"] if qps is not None else ["-v", "error"]
-    shown = ["-vf", "showinfo"] if qps is not None else []
-    decode = [ffmpeg, "-nostdin", *look, "-f", "matroska", "-i", "pipe:0", *raw[:4], *shown, "pipe:1"]
+    # with qps or types, showinfo prints each frame's quantizer and picture type (at the info level)
+    shown = qps is not None or types is not None
+    look = ["-v", "info", "-export_side_data", "venc_params"] if shown else ["-v", "error"]
+    decode = [ffmpeg, "-nostdin", *look, "-f", "matroska", "-i", "pipe:0", *raw[:4]]
+    decode += [*(["-vf", "showinfo"] if shown else []), "pipe:1"]
     try:
-        stream = subprocess.run(encode, input=code.tobytes(), capture_output=True, timeout=120, check=True).stdout
+        data = b"".join(code.tobytes() for code in codes)
+        stream = subprocess.run(encode, input=data, capture_output=True, timeout=120, check=True).stdout
         done = subprocess.run(decode, input=stream, capture_output=True, timeout=120, check=True)
         out = done.stdout
     except subprocess.CalledProcessError as exc:
         lines = exc.stderr.decode(errors="replace").strip().splitlines()
         raise EspcnVideoError(f"--degrade {codec}: ffmpeg failed: {lines[-1] if lines else exc}") from None
-    if len(out) != h * w:
-        raise EspcnVideoError(f"--degrade {codec}: ffmpeg gave {len(out)} bytes for a {w}x{h} frame")
+    if len(out) != h * w * len(codes):
+        raise EspcnVideoError(f"--degrade {codec}: ffmpeg gave {len(out)} bytes for {len(codes)} {w}x{h} frames")
+    log = done.stderr.decode(errors="replace")
     if qps is not None:
         from espcn_video.ffmpeg.look import parse_frame_qps
 
-        qps += parse_frame_qps(done.stderr.decode(errors="replace"))
-    return np.frombuffer(out, np.uint8).reshape(h, w) / 255.0
+        qps += parse_frame_qps(log)
+    if types is not None:
+        types += _FRAME_TYPE.findall(log)
+    planes = np.frombuffer(out, np.uint8).reshape(len(codes), h, w)
+    return [plane / 255.0 for plane in planes]
 
 
-def degrade(hr: np.ndarray, scale: int, degradation: Degradation, qps: list[int] | None = None) -> np.ndarray:
+def compress(lr01: np.ndarray, codec: str, crf: int, qps: list[int] | None = None) -> np.ndarray:
+    """The LR plane through a real encoder as one (intra) frame; see compress_clip."""
+    return compress_clip([lr01], codec, crf, qps)[0]
+
+
+INTER_FRAMES = 8  # frames of the moving clip an `:inter` stage codes an image in
+INTER_STEP = 2  # the largest motion per frame on each axis, in LR pixels
+
+
+def inter_plan(hr: np.ndarray, scale: int) -> tuple[tuple[int, int], int]:
+    """((dy, dx) motion per frame in HR pixels, index of the kept frame) of an image's moving
+    clip, seeded by the image: each axis uniform in [-INTER_STEP, INTER_STEP] LR pixels in steps
+    of 1/scale (so most motion is sub-pixel at LR; none at all is one case in (4·scale+1)²), and
+    the kept frame one of 3..6 of the 8 (x264 codes it as a P or B frame)."""
+    import zlib
+
+    rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(hr, dtype=np.float64).tobytes()))
+    reach = INTER_STEP * scale
+    dy, dx = (int(v) for v in rng.integers(-reach, reach + 1, size=2))
+    return (dy, dx), int(rng.integers(3, INTER_FRAMES - 1))
+
+
+def _degrade_moving(
+    hr: np.ndarray, scale: int, degradation: Degradation, qps: list[int] | None, types: list[str] | None
+) -> np.ndarray:
+    """An `:inter` chain: the HR image panned by inter_plan's step (reflected at the borders),
+    every frame downscaled and noised, the clip encoded; the kept frame is unshifted, so it is the
+    LR of `hr` itself as it comes out of a P or B frame."""
+    (dy, dx), kept = inter_plan(hr, scale)
+    reach = INTER_FRAMES * INTER_STEP * scale
+    padded = np.pad(hr, [(reach, reach), (reach, reach)] + [(0, 0)] * (hr.ndim - 2), mode="reflect")
+    h, w = hr.shape[:2]
+    frames = []
+    for k in range(INTER_FRAMES):
+        oy, ox = reach + (k - kept) * dy, reach + (k - kept) * dx
+        frames.append(downscale(padded[oy : oy + h, ox : ox + w], scale, degradation))
+    for name, value in degradation.stages:
+        if name == "noise":
+            frames = [add_noise(f, value, salt=k) for k, f in enumerate(frames)]
+        else:
+            clip_types: list[str] = []
+            frames = compress_clip(frames, name, int(value), qps, clip_types)
+            if types is not None:
+                types.append(clip_types[kept] if kept < len(clip_types) else "?")
+    return frames[kept]
+
+
+def degrade(
+    hr: np.ndarray, scale: int, degradation: Degradation, qps: list[int] | None = None, types: list[str] | None = None
+) -> np.ndarray:
     """LR of a mod-cropped HR plane (float, [0, 1]) by the whole chain; float64 out. With `qps`,
-    an H.264 stage appends the quantizer its decoder reports."""
+    an H.264 stage appends the quantizers its decoder reports (every frame of an `:inter` clip);
+    with `types`, an encoder stage appends the picture type of the frame kept."""
+    if degradation.inter and any(name in CODECS for name, _ in degradation.stages):
+        return _degrade_moving(hr, scale, degradation, qps, types)
     lr = downscale(hr, scale, degradation)
     for name, value in degradation.stages:
-        lr = add_noise(lr, value) if name == "noise" else compress(lr, name, int(value), qps)
+        if name == "noise":
+            lr = add_noise(lr, value)
+        else:
+            lr = compress_clip([lr], name, int(value), qps, types)[0]
     return lr
 
 
 # --- `real`: the randomised chains the robust presets train on ----------------------------------
 
 REAL = "real"
+MIX_KEYS = ("noaa", "noise", "encode", "inter")
 
 
 @dataclass(frozen=True)
@@ -332,13 +419,16 @@ class RandomChains:
     - downscaler: bicubic 25 %, bicubic-noaa 20 % (`noaa=P`; the other five keep their ratios),
       area 15 %, bilinear 15 %, lanczos 10 %, gaussian 15 % with SIGMA uniform in [0.35, 0.55] x scale;
     - then noise 25 % of the time (`noise=P`), SIGMA uniform in [0.5, 3] code values;
-    - then an encoder 75 % of the time (`encode=P`): x264 (70 %) or x265 (30 %), CRF uniform in 18..36.
+    - then an encoder 75 % of the time (`encode=P`): x264 (70 %) or x265 (30 %), CRF uniform in 18..36;
+    - `inter=P` (default 0): that share of the encoded chains codes the image as a moving clip and
+      keeps a P or B frame (`x264:crf=N:inter`), as most frames of a real stream are.
 
     The draws are Degradation values, so each is written down by its spec."""
 
     noaa: float = 0.20
     noise: float = 0.25
     encode: float = 0.75
+    inter: float = 0.0
     variants: int = 8
 
     OTHERS = ((BICUBIC, 0.25), (AREA, 0.15), (BILINEAR, 0.15), (LANCZOS, 0.10), (GAUSSIAN, 0.15))  # sum 0.8
@@ -356,12 +446,14 @@ class RandomChains:
         if rng.random() < self.encode:
             codec = "x264" if rng.random() < 0.7 else "x265"
             stages.append((codec, float(rng.integers(18, 37))))
-        return Degradation(kind, sigma, tuple(stages))
+        # no draw at all when inter is 0, so the chains (and caches) of older mixes stay as they were
+        inter = bool(stages) and stages[-1][0] in CODECS and self.inter > 0 and rng.random() < self.inter
+        return Degradation(kind, sigma, tuple(stages), inter)
 
     def spec(self) -> str:
         default = RandomChains()
         keys = [
-            f"{k}={getattr(self, k):g}" for k in ("noaa", "noise", "encode") if getattr(self, k) != getattr(default, k)
+            f"{k}={getattr(self, k):g}" for k in MIX_KEYS if getattr(self, k) != getattr(default, k)
         ]
         return ":".join([REAL, *keys])
 
@@ -369,11 +461,12 @@ class RandomChains:
         return (
             f"randomised chains ({self.variants} per image): downscaler bicubic/bicubic-noaa ({self.noaa:.0%})/area/"
             f"bilinear/lanczos/gaussian, noise {self.noise:.0%} (sigma 0.5-3), x264/x265 CRF 18-36 {self.encode:.0%}"
+            + (f" ({self.inter:.0%} of them as P/B frames of a moving clip)" if self.inter else "")
         )
 
 
 def parse_training_degradation(text: str) -> Degradation | RandomChains:
-    """`real[:noaa=P][:noise=P][:encode=P]` (the randomised chains) or one chain of the grammar."""
+    """`real[:noaa=P][:noise=P][:encode=P][:inter=P]` (the randomised chains) or one chain of the grammar."""
     head, *keys = text.strip().lower().split(":")
     if head != REAL:
         return parse_degradation(text)
@@ -384,14 +477,17 @@ def parse_training_degradation(text: str) -> Degradation | RandomChains:
             number = float(value)
         except ValueError:
             number = math.nan
-        if key not in ("noaa", "noise", "encode") or key in values or not 0.0 <= number <= 1.0:
-            raise UsageError(f"--degrade {text!r}: write real[:noaa=P][:noise=P][:encode=P] with P from 0 to 1")
+        if key not in MIX_KEYS or key in values or not 0.0 <= number <= 1.0:
+            raise UsageError(
+                f"--degrade {text!r}: write real[:noaa=P][:noise=P][:encode=P][:inter=P] with P from 0 to 1"
+            )
         values[key] = number
     default = RandomChains()
     return RandomChains(
         noaa=values.get("noaa", default.noaa),
         noise=values.get("noise", default.noise),
         encode=values.get("encode", default.encode),
+        inter=values.get("inter", default.inter),
     )
 
 
