@@ -31,6 +31,8 @@ def smooth_hr(h: int = 96, w: int = 123, seed: int = 4) -> np.ndarray:
         "gaussian:1.2",
         "bicubic-noaa,x264:crf=28",
         "area,noise:2,x265:crf=30",
+        "bicubic,x264:crf=28:inter",
+        "gaussian:1.2,noise:1.5,x265:crf=33:inter",
     ],
 )
 def test_specs_round_trip(spec: str) -> None:
@@ -42,7 +44,9 @@ def test_specs_round_trip(spec: str) -> None:
     ("spec", "message"),
     [
         ("lanczos2", "start with bicubic, bicubic-noaa, area, bilinear, lanczos or gaussian"),
-        ("bicubic,x264", "write x264:crf=N with N from 0 to 51"),
+        ("bicubic,x264", "write x264:crf=N or x264:crf=N:inter with N from 0 to 51"),
+        ("bicubic,x264:crf=28:intra", "write x264:crf=N or x264:crf=N:inter"),
+        ("bicubic,noise:2:inter", "noise:SIGMA needs a number"),
         ("bicubic,x264:crf=60", "with N from 0 to 51"),
         ("bicubic,noise:0", "noise SIGMA must be in (0, 25]"),
         ("bicubic,blur:2", "unknown stage 'blur:2'"),
@@ -86,6 +90,50 @@ def test_encoder_stage_is_a_real_lossy_encode(codec: str) -> None:
     assert compute_psnr(ref, heavy * 255) < 45
 
 
+def test_inter_stage_keeps_a_p_or_b_frame_of_the_image_itself() -> None:
+    """`:inter` codes the image as a moving clip: the frame kept is an inter frame, of the same
+    size, repeatable, and the LR of the unshifted image (it lines up with the clean LR at no shift,
+    not at the clip's motion)."""
+    from espcn_video.quality.degrade import INTER_FRAMES, inter_plan
+
+    hr = smooth_hr(96, 123, seed=7)
+    (dy, dx), kept = inter_plan(hr, 3)
+    assert 3 <= kept <= INTER_FRAMES - 2 and (dy, dx) != (0, 0) and max(abs(dy), abs(dx)) <= 6
+    chain = parse_degradation("bicubic,x264:crf=24:inter")
+    types: list[str] = []
+    qps: list[int] = []
+    lr = degrade(hr, 3, chain, qps, types)
+    assert types in (["P"], ["B"]) and len(qps) == INTER_FRAMES  # the clip's quantizers, as the look reads a file
+    assert np.array_equal(lr, degrade(hr, 3, chain))
+    intra_types: list[str] = []
+    intra = degrade(hr, 3, parse_degradation("bicubic,x264:crf=24"), None, intra_types)
+    assert intra_types == ["I"] and lr.shape == intra.shape == (32, 41) and not np.array_equal(lr, intra)
+    clean = np.rint(degrade(hr, 3, parse_degradation("bicubic")) * 255)
+    assert compute_psnr(clean, lr * 255) > 35
+    # a whole-LR-pixel stand-in for the clip's motion: the kept frame is not the shifted image
+    sy, sx = int(np.sign(dy)) or 0, int(np.sign(dx)) or 0
+    moved = np.roll(clean, (sy, sx), axis=(0, 1))[2:-2, 2:-2]
+    assert compute_psnr(clean[2:-2, 2:-2], lr[2:-2, 2:-2] * 255) > compute_psnr(moved, lr[2:-2, 2:-2] * 255) + 3
+
+
+def test_real_inter_share_draws_p_b_chains_and_leaves_older_mixes_alone() -> None:
+    from espcn_video.quality.degrade import RandomChains, parse_training_degradation
+    from espcn_video.training.data import draw_chains
+
+    labels = [f"BSD200/im{i}.png" for i in range(200)]
+    plain = draw_chains(parse_training_degradation("real"), labels, 3, 0, "train")
+    assert draw_chains(parse_training_degradation("real:inter=0"), labels, 3, 0, "train") == plain
+    mix = parse_training_degradation("real:inter=0.5")
+    assert isinstance(mix, RandomChains) and mix.spec() == "real:inter=0.5" and "P/B" in mix.describe()
+    chains = [c for _, c in draw_chains(mix, labels, 3, 0, "train")]
+    encoded = [c for c in chains if c.stages and c.stages[-1][0] in ("x264", "x265")]
+    assert not any(c.inter for c in chains if c not in encoded)
+    assert 0.4 < sum(c.inter for c in encoded) / len(encoded) < 0.6
+    assert all(parse_degradation(c.spec()) == c for c in chains)
+    with pytest.raises(UsageError, match=r"real\[:noaa=P\]\[:noise=P\]\[:encode=P\]\[:inter=P\]"):
+        parse_training_degradation("real:inter=2")
+
+
 def test_eval_takes_a_chain(tmp_path: Path) -> None:
     from PIL import Image
 
@@ -97,6 +145,11 @@ def test_eval_takes_a_chain(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr.decode()
     report = json.loads(done.stdout)["folders"][0]
     assert report["degradation"] == "bicubic-noaa,x264:crf=30" and len(report["images"]) == 2
+    inter = run_cli("eval", str(folder), "--preset", "espcn-x3", "--degrade", "bicubic,x264:crf=30:inter", "--json")
+    assert inter.returncode == 0, inter.stderr.decode()
+    moving = json.loads(inter.stdout)["folders"][0]
+    assert moving["degradation"] == "bicubic,x264:crf=30:inter"
+    assert len(moving["images"]) == 2 and all(10 < i["espcn"]["psnr_db"] < 60 for i in moving["images"])
     bad = run_cli("eval", str(folder), "--preset", "espcn-x3", "--degrade", "bicubic,x264:crf=99")
     assert bad.returncode == 2 and len(bad.stderr.decode().strip().splitlines()) == 1
     real = run_cli("eval", str(folder), "--preset", "espcn-x3", "--degrade", "real")

@@ -207,7 +207,9 @@ class Degradation:
             if name == "noise":
                 text += f", then Gaussian noise sigma {value:g}"
             else:
-                text += f", then {name} CRF {value:g}" + (" (images: a moving clip, one P/B frame kept)" if self.inter else "")
+                text += f", then {name} CRF {value:g}" + (
+                    " (images: a moving clip, one P/B frame kept)" if self.inter else ""
+                )
         return text
 
 
@@ -228,7 +230,9 @@ def _parse_stage(text: str, stage: str) -> tuple[str, float, bool]:
         if key != "crf" or not value.isdigit() or not 0 <= int(value) <= 51 or option not in ("", "inter"):
             raise UsageError(f"--degrade {text!r}: write {name}:crf=N or {name}:crf=N:inter with N from 0 to 51")
         return name, float(int(value)), option == "inter"
-    raise UsageError(f"--degrade {text!r}: unknown stage {stage!r} (noise:SIGMA, x264:crf=N[:inter], x265:crf=N[:inter])")
+    raise UsageError(
+        f"--degrade {text!r}: unknown stage {stage!r} (noise:SIGMA, x264:crf=N[:inter], x265:crf=N[:inter])"
+    )
 
 
 def parse_degradation(text: str) -> Degradation:
@@ -452,9 +456,7 @@ class RandomChains:
 
     def spec(self) -> str:
         default = RandomChains()
-        keys = [
-            f"{k}={getattr(self, k):g}" for k in MIX_KEYS if getattr(self, k) != getattr(default, k)
-        ]
+        keys = [f"{k}={getattr(self, k):g}" for k in MIX_KEYS if getattr(self, k) != getattr(default, k)]
         return ":".join([REAL, *keys])
 
     def describe(self) -> str:
