@@ -212,6 +212,10 @@ def test_encoder_stage_compresses_the_decoder_s_lr_as_one_clip(ffmpeg: str, clip
         db = compute_psnr(x[0].astype(np.float64), y[0].astype(np.float64))
         assert 25 < db < 50  # the same picture, through a lossy encoder
     assert not np.array_equal(b[0][0], c[0][0])
+    # on video `:inter` changes nothing: the LR clip is always coded with its P and B frames
+    inter = _make_lr(ffmpeg, clip, "bicubic,noise:3,x264:crf=30:inter", tmp_path / "inter")
+    _, d = decode_y4m(ffmpeg, inter.path)
+    assert all(np.array_equal(x[0], y[0]) for x, y in zip(b, d, strict=True))
 
 
 def test_psnr_degrade_chains_on_video_reproduce_the_aliased_case(clips) -> None:  # type: ignore[no-untyped-def]
