@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +206,25 @@ def test_real_video_presets_are_the_default_of_upscale_and_clean_ones_of_eval(
     (folder / "espcn-x3.json").write_text(json.dumps({"speed": {"sr_fps": 71.5, "engine": "openvino-int8"}}))
     table = CliRunner().invoke(presets_cmd, [], env={"COLUMNS": "200"})
     assert "2,514" in table.output and "72 (openvino-int8)" in table.output, table.output
+
+
+def test_presets_table_in_a_log_keeps_whole_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Written to a pipe or a file (no terminal, no COLUMNS), the table is not squeezed to 80
+    columns: every name is there whole, one row per preset."""
+    monkeypatch.delenv(PRESETS_ENV, raising=False)
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # explicit: pytest's process may carry one
+    done = subprocess.run(
+        [sys.executable, "-m", "espcn_video", "presets"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env=env,
+    )
+    names = [p.stem for p in presets_dir().glob("*.pt") if not p.name.endswith(".int8.pt")]
+    rows = [line for line in done.stderr.splitlines() if line.startswith("│ ")]
+    assert len(rows) == len(names) and "…" not in done.stderr, done.stderr
+    assert {row.split("│")[1].strip() for row in rows} == set(names)
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

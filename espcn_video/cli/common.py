@@ -60,8 +60,15 @@ def _error_text(exc: EspcnVideoError) -> str:
     return str(exc)
 
 
+LOG_WIDTH = 200  # tables written to a file or a pipe: wide enough that no column is cut to "…"
+
+
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    """The console of tables and summaries (stderr). A terminal's own width; a file or a pipe
+    (a log, `2>&1 | less`) gets LOG_WIDTH columns unless COLUMNS says otherwise, so a preset's
+    name is never cut short where nobody can widen the window."""
+    wide = None if os.environ.get("COLUMNS") or sys.stderr.isatty() else LOG_WIDTH
+    return Console(stderr=True, highlight=False, soft_wrap=True, width=wide)
 
 
 def fail(message: str, exit_code: int = EXIT_FAILURE) -> NoReturn:
