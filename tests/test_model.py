@@ -335,38 +335,80 @@ def test_a_preset_with_broken_blocks_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("loop", ["host", "device"])
-def test_distillation_targets_the_teachers_output(image_folder: Path, tmp_path: Path, loop: str) -> None:
-    """--teacher: a student that starts as its teacher, with the teacher's whole share of the target
-    (W = 1), has nothing to learn, so its weights do not move; with the HR target alone (the same run
-    without a teacher) they do. Both loops; the metadata names the teacher."""
+def test_distillation_trains_on_the_teachers_targets(image_folder: Path, tmp_path: Path, loop: str) -> None:
+    """--teacher in both loops: the run draws patches with the teacher's context, trains, and names
+    the teacher (and that context) in the metadata; the same run without a teacher ends elsewhere."""
     first = train(_config(image_folder, tmp_path, steps=2))
-    start = torch.load(first.out, weights_only=True)
-    common = dict(steps=3, lr=1e-3, init_from=str(first.out), loop=loop)
-    same = train(
+    common = dict(steps=3, lr=1e-3, init_from=str(first.out), loop=loop, patch=9)
+    taught = train(
         _config(image_folder, tmp_path / "t", teacher=str(first.out), teacher_weight=1.0, **common)  # type: ignore[arg-type]
     )
-    after = torch.load(same.out, weights_only=True)
-    assert all(torch.equal(after[k], v) for k, v in start.items())
-    assert same.metadata["training"]["teacher"] == {
+    assert taught.steps == 3 and len(taught.data.train) >= 4  # the 64x70 images hold a 9 + 2·4 = 17 LR patch
+    assert taught.metadata["training"]["teacher"] == {
         "preset": "tiny-x3", "weight": 1.0, "channels": [64, 32], "val_psnr_db": first.val_psnr_db,
+        "context_lr_pixels": 4,
     }  # fmt: skip
+    after = torch.load(taught.out, weights_only=True)
     plain = torch.load(train(_config(image_folder, tmp_path / "p", **common)).out, weights_only=True)  # type: ignore[arg-type]
-    assert not torch.equal(plain["conv1.weight"], start["conv1.weight"])
+    assert not torch.equal(plain["conv1.weight"], after["conv1.weight"])
 
 
 def test_teacher_targets_mix_hr_and_the_teacher() -> None:
+    """The call takes a patch drawn `margin` LR pixels larger and gives the centre and its target."""
     from espcn_video.training.checkpoints import TeacherTargets
 
     torch.manual_seed(0)
     teacher = ESPCN(2)
-    x, y = torch.rand(2, 1, 9, 9), torch.rand(2, 1, 18, 18)
+    mixer = TeacherTargets(teacher, 0.25)
+    m = mixer.margin
+    assert m == 4  # 5x5 then two 3x3 convolutions
+    x, y = torch.rand(2, 1, 9 + 2 * m, 9 + 2 * m), torch.rand(2, 1, 18 + 4 * m, 18 + 4 * m)
     with torch.no_grad():
-        t = teacher(x)
-    assert torch.allclose(TeacherTargets(teacher, 0.25)(x, y), 0.75 * y + 0.25 * t, atol=1e-6)
-    assert torch.equal(TeacherTargets(teacher, 1.0)(x, y), t)
+        t = teacher(x)[..., 2 * m : -2 * m, 2 * m : -2 * m]
+    centre, target = mixer(x, y)
+    assert torch.equal(centre, x[..., m:-m, m:-m]) and target.shape == (2, 1, 18, 18)
+    assert torch.allclose(target, 0.75 * y[..., 2 * m : -2 * m, 2 * m : -2 * m] + 0.25 * t, atol=1e-6)
+    assert torch.equal(TeacherTargets(teacher, 1.0)(x, y)[1], t)
 
 
-@pytest.mark.slow
+def test_a_deep_teachers_targets_are_its_whole_image_output() -> None:
+    """With the context, the target of every pixel of the student's patch is exactly the teacher's
+    output on the whole image, also for a teacher whose view (25x25 with 4 blocks) is larger than
+    the patch; without it (the patch alone, zero-padded) the targets were wrong at every pixel."""
+    from espcn_video.training.checkpoints import TeacherTargets
+    from espcn_video.training.data import PlaneSet, with_context
+
+    torch.manual_seed(1)
+    teacher = ESPCN(3, blocks=4)
+    for block in teacher.blocks:  # type: ignore[attr-defined]
+        torch.nn.init.normal_(block.conv_b.weight, std=0.05)  # blocks that do something
+    mixer = TeacherTargets(teacher, 1.0)
+    assert mixer.margin == 12
+    rng = np.random.default_rng(0)
+    lr = rng.random((48, 50)).astype(np.float32)
+    hr = rng.random((144, 150)).astype(np.float32)
+    with torch.no_grad():
+        whole = teacher(torch.from_numpy(lr)[None, None])[0, 0]
+    padded = with_context(PlaneSet([lr], [hr]), mixer.margin, 3)
+    assert padded.inputs[0].shape == (72, 74) and padded.targets[0].shape == (216, 222)
+    p = 17
+    for py, px in ((12, 14), (0, 0)):  # the second patch's context is the image's reflection
+        big = padded.inputs[0][py : py + p + 24, px : px + p + 24]
+        big_hr = padded.targets[0][py * 3 : (py + p + 24) * 3, px * 3 : (px + p + 24) * 3]
+        centre, target = mixer(torch.from_numpy(big)[None, None], torch.from_numpy(big_hr)[None, None])
+        assert torch.equal(centre[0, 0], torch.from_numpy(lr[py : py + p, px : px + p]))
+        assert target.shape == (1, 1, 3 * p, 3 * p)
+    centre, target = mixer(  # the patch at (12, 14): its whole 25x25 view of every pixel is in the image
+        torch.from_numpy(padded.inputs[0][12 : 12 + p + 24, 14 : 14 + p + 24])[None, None],
+        torch.from_numpy(padded.targets[0][36 : 36 + 3 * (p + 24), 42 : 42 + 3 * (p + 24)])[None, None],
+    )
+    want = whole[36 : 36 + 3 * p, 42 : 42 + 3 * p]
+    assert torch.allclose(target[0, 0], want, atol=1e-5)
+    with torch.no_grad():
+        alone = teacher(centre)[0, 0]  # the old way: the teacher on the student's patch alone
+    assert not torch.allclose(alone, want, atol=1e-3)
+
+
 def test_a_teacher_must_be_espcn_at_the_runs_scale(image_folder: Path, tmp_path: Path) -> None:
     first = train(_config(image_folder, tmp_path, steps=1))
     with pytest.raises(UsageError, match=r"--teacher tiny-x3 is espcn x3, not espcn x2"):

@@ -188,20 +188,35 @@ class TeacherTargets:
 
     Minimising the MSE to that mixed target is minimising (1 - w)·MSE(HR) + w·MSE(teacher) (the
     two differ by a constant), so both training loops keep their one MSE. The teacher is a frozen
-    ESPCN preset of the same scale (any width) on the same LR patch, in fp32 and unclamped: its
-    outputs on endless random crops and flips are a larger training set than the 391 images."""
+    ESPCN preset of the same scale (any width or depth), in fp32 and unclamped: its outputs on
+    endless random crops and flips are a larger training set than the 391 images.
+
+    The teacher reads `margin` more LR pixels on every side of the student's patch (its receptive
+    radius), so its target for every pixel of the patch is what it gives on the whole image, not
+    what it gives at a zero-padded patch border (a deep teacher's 25x25 view is larger than a
+    17x17 patch). The loops draw patches that much larger (`with_context`) and the call returns the
+    centre: the student's input patch and the mixed target."""
 
     def __init__(self, teacher: nn.Module, weight: float) -> None:
+        from espcn_video.model.engines import receptive_radius
+
         self.teacher = teacher.eval().requires_grad_(False)
         self.weight = weight
+        self.margin = receptive_radius(teacher)
 
     def to(self, device: torch.device) -> TeacherTargets:
         self.teacher.to(device)
         return self
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the centre input patch, its target) of a patch drawn `margin` LR pixels larger."""
+        m, s = self.margin, y.shape[-1] // x.shape[-1]
         with torch.no_grad():
-            return torch.lerp(y, self.teacher(x), self.weight)
+            t = self.teacher(x)
+            if m:
+                x = x[..., m:-m, m:-m].contiguous()
+                y, t = (v[..., m * s : -m * s, m * s : -m * s] for v in (y, t))
+            return x, torch.lerp(y, t, self.weight).contiguous()
 
 
 def teacher_targets(config: TrainConfig) -> TeacherTargets | None:
@@ -222,7 +237,7 @@ def teacher_record(config: TrainConfig) -> dict[str, Any] | None:
     """The teacher's name, width and validation PSNR, for the preset's metadata."""
     if not config.teacher:
         return None
-    from espcn_video.model.engines import model_widths
+    from espcn_video.model.engines import model_widths, receptive_radius
     from espcn_video.model.presets import load_preset
 
     model, info = load_preset(config.teacher)
@@ -232,6 +247,7 @@ def teacher_record(config: TrainConfig) -> dict[str, Any] | None:
         "weight": config.teacher_weight,
         "channels": list(model_widths(model)),
         "val_psnr_db": training.get("val_psnr_db"),
+        "context_lr_pixels": receptive_radius(model),
     }
 
 

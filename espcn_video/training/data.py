@@ -249,6 +249,24 @@ def prepare_data(
     return make_planes(config, train_hr, report.train), val_pairs, report
 
 
+def with_context(planes: PlaneSet, context: int, stride: int) -> PlaneSet:
+    """The planes reflect-padded by `context` input pixels (and `context`·stride target pixels) on
+    every side, for a teacher that reads that much around each patch: a sampler drawing patches
+    2·context larger from them draws the same patch positions as before, each with its
+    surroundings (reflected at the image border). An HR target shared by several LR variants is
+    padded once and still shared."""
+    if context == 0:
+        return planes
+    padded = PlaneSet()
+    targets: dict[int, np.ndarray] = {}
+    for source, target in zip(planes.inputs, planes.targets, strict=True):
+        padded.inputs.append(np.pad(source, context, mode="reflect"))
+        if id(target) not in targets:
+            targets[id(target)] = np.pad(target, context * stride, mode="reflect")
+        padded.targets.append(targets[id(target)])
+    return padded
+
+
 class PatchSampler:
     """Random aligned input/target patches with the 8 dihedral transforms, from one numpy RNG."""
 

@@ -152,7 +152,7 @@ class GraphStepper:
     per_call: int = 1
     use_graph: bool = True
     optimizer_state: dict[str, Any] | None = None
-    targets: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # distillation
+    targets: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None  # distillation
     stream: Any = field(init=False, default=None)
     graph: Any = field(init=False, default=None)
     capture_error: str | None = field(init=False, default=None)
@@ -186,7 +186,7 @@ class GraphStepper:
     def _body(self) -> None:
         x, y = self.source.batch(self.batch)
         if self.targets is not None:
-            y = self.targets(x, y)  # the teacher's forward pass is captured in the graph too
+            x, y = self.targets(x, y)  # the teacher's forward pass (and the crop) is captured in the graph too
         loss = F.mse_loss(self.model(x), y)
         loss.backward()
         self.optimizer.step()

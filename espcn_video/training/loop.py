@@ -46,7 +46,7 @@ from espcn_video.training.checkpoints import (
     teacher_targets,
 )
 from espcn_video.training.config import STEPS_PER_EPOCH, TrainConfig
-from espcn_video.training.data import DataReport, PatchSampler, PlaneSet, prepare_data
+from espcn_video.training.data import DataReport, PatchSampler, PlaneSet, prepare_data, with_context
 
 ProgressCallback = Callable[[int, int, float, "float | None"], None]
 
@@ -103,7 +103,7 @@ def run_steps(
             inputs, targets = sampler.batch(config.batch)
             x, y = torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device)
             if teacher is not None:
-                y = teacher(x, y)
+                x, y = teacher(x, y)  # the patch was drawn with the teacher's context around it
             loss = loss_fn(state.model(x), y)
             state.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -149,7 +149,9 @@ def run_device_loop(
     """
     from espcn_video.training.device import DevicePatchSource, GraphStepper, synchronize
 
-    source = DevicePatchSource(planes.inputs, planes.targets, config.input_patch, config.stride, device)
+    context = teacher.margin if teacher is not None else 0
+    planes = with_context(planes, context, config.stride)
+    source = DevicePatchSource(planes.inputs, planes.targets, config.input_patch + 2 * context, config.stride, device)
     optimizer_state = None
     if resume is not None:
         state.model.load_state_dict(resume["model"])
@@ -305,7 +307,9 @@ def train(
     else:
         if config.resume:
             state.restore(load_checkpoint(config.checkpoint_path), stamp, config.checkpoint_path)
-        sampler = PatchSampler(planes, config.input_patch, config.stride, state.rng)
+        context = teacher.margin if teacher is not None else 0
+        planes = with_context(planes, context, config.stride)
+        sampler = PatchSampler(planes, config.input_patch + 2 * context, config.stride, state.rng)
         run_steps(config, state, sampler, val_pairs, device, stamp, on_progress, teacher)
     model = state.model.to("cpu").eval()
     atomic_torch_save({k: v.detach().clone() for k, v in model.state_dict().items()}, config.out)
