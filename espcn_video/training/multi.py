@@ -19,9 +19,9 @@ import torch
 
 from espcn_video.training.checkpoints import initial_model, teacher_targets
 from espcn_video.training.config import TrainConfig
-from espcn_video.training.data import DataReport, prepare_data, with_context
+from espcn_video.training.data import DataReport, prepare_data
 from espcn_video.training.device import DevicePatchSource, GraphStepper, run_concurrently, synchronize
-from espcn_video.training.loop import build_metadata, validate
+from espcn_video.training.loop import build_metadata, teacher_sampling, validate
 
 Log = Callable[[str], None]
 
@@ -59,9 +59,8 @@ def build_run(
     model = initial_model(config).to(device)
     teacher = teacher_targets(config)
     planes, val_pairs, report = prepare_data(config, preloaded)
-    context = teacher.margin if teacher is not None else 0
-    planes = with_context(planes, context, config.stride)
-    source = DevicePatchSource(planes.inputs, planes.targets, config.input_patch + 2 * context, config.stride, device)
+    planes, patch = teacher_sampling(planes, config, teacher)
+    source = DevicePatchSource(planes.inputs, planes.targets, patch, config.stride, device)
     stepper = GraphStepper(
         model,
         source,
