@@ -11,6 +11,7 @@ import pytest
 from espcn_video.errors import EspcnVideoError, StreamFormatError, TruncatedFrame
 from espcn_video.ffmpeg import mkv
 from espcn_video.ffmpeg.args import (
+    RGB_TO_YUV_FILTER,
     OutputVideo,
     build_decode_args,
     build_deinterlace_filter,
@@ -275,6 +276,30 @@ def test_parse_probe_yuvj_is_full_range() -> None:
     text = "  Stream #0:0: Video: h264 (High), yuvj420p(pc, progressive), 1920x1080, 25 fps, 50 tbr, 1200k tbn\n"
     info = parse_probe_output(text)
     assert (info.pix_fmt, info.color.range, info.width, info.height) == ("yuvj420p", "pc", 1920, 1080)
+
+
+@pytest.mark.parametrize(
+    "desc,rgb,alpha",
+    [
+        ("ffv1, bgr0(pc, gbr/unknown/unknown, progressive), 97x65", True, False),
+        ("png (png  / 0x20676E70), rgb24(pc, gbr/unknown/unknown, progressive), 40x30", True, False),
+        ("gif, bgra, 96x64 [SAR 64:64 DAR 3:2]", True, True),
+        ("prores (4444), yuva444p10le(tv, bt709, progressive), 64x48", False, True),
+        ("h264 (High), yuv420p(tv, bt709, progressive), 64x48", False, False),
+    ],
+)
+def test_rgb_sources_arrive_as_full_range_bt709(desc: str, rgb: bool, alpha: bool) -> None:
+    """What the decoders hand over from an RGB source: full-range BT.709 Y'CbCr by a stated filter
+    (never swscale's untagged default, never a 'gbr' tag an encoder refuses); primaries and
+    transfer stay the source's."""
+    info = parse_probe_output(f"  Stream #0:0: Video: {desc}, 25 fps, 25 tbr, 1k tbn\n")
+    assert (info.is_rgb, info.has_alpha) == (rgb, alpha)
+    if rgb:
+        assert info.decoded_color == ColorTags("pc", "bt709", None, None)
+    else:
+        assert info.decoded_color == info.best_color
+    decode = build_decode_args("ffmpeg", InputSpec("in.mkv"), [RGB_TO_YUV_FILTER])
+    assert decode[decode.index("-vf") + 1].startswith("scale=out_color_matrix=bt709:out_range=full,format=yuv420p|")
 
 
 @pytest.mark.parametrize(

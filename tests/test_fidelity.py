@@ -19,7 +19,7 @@ import pytest
 from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
 from espcn_video.ffmpeg.timestamps import list_packets
 from espcn_video.frames.resample import CHROMA_LOCATIONS, chroma_centres, upscale_planes_bicubic
-from tests.conftest import audio_seconds, run_cli, upscale_fp32, upscale_json
+from tests.conftest import REPO, audio_seconds, run_cli, upscale_fp32, upscale_json
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -398,6 +398,39 @@ def test_odd_size_is_cropped_for_x264_and_said(
     lossless = tmp_path / "out.mkv"  # FFV1 takes odd sizes: nothing cropped
     _upscale(src, lossless, random_preset(3), "--codec", "ffv1")
     assert (_probe(ffmpeg, lossless).width, _probe(ffmpeg, lossless).height) == (63, 39)
+
+
+@pytest.mark.parametrize("codec,name", [("ffv1", "rgb.mkv"), ("png", "rgb.mov"), ("gif", "rgb.gif")])
+def test_rgb_source_is_converted_tagged_and_keeps_its_colour(
+    ffmpeg: str, tmp_path: Path, codec: str, name: str
+) -> None:
+    """RGB input (FFV1 bgr0, PNG in MOV, GIF) used to fail at the encoder on its 'gbr' tag. It is
+    now converted to full-range BT.709 Y'CbCr 4:4:4, tagged so, and said; decoded back to RGB by
+    its tags, a flat colour comes out as it went in (within the encoder's rounding)."""
+    colour = (192, 48, 96)
+    src = _make(
+        ffmpeg,
+        tmp_path / name,
+        *("-f", "lavfi", "-i", "color=c=0xC03060:s=40x30:r=10:d=0.3"),
+        *("-vf", "format=rgb24", "-c:v", codec),
+    )
+    out = tmp_path / "out.mp4"
+    summary = _upscale(src, out, REPO / "presets" / "espcn-x2.pt")
+    info = _probe(ffmpeg, out)
+    assert summary["frames"] == 3 and len(_times(ffmpeg, out)[1]) == 3 and (info.width, info.height) == (80, 60)
+    assert (info.color.space, info.color.range, info.pix_fmt) == ("bt709", "pc", "yuvj444p")
+    assert any(n.startswith("RGB source (") and "BT.709 matrix at full range" in n for n in summary["notes"])
+    if codec == "gif":  # GIF's palette dithers the flat colour; its alpha plane is said to be dropped
+        assert any("alpha channel (bgra) is not kept" in n for n in summary["notes"])
+        return
+    rgb = subprocess.run(
+        [ffmpeg, "-nostdin", "-v", "error", "-i", str(out), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    inner = np.frombuffer(rgb, np.uint8).reshape(3, 60, 80, 3)[:, 8:-8, 8:-8].reshape(-1, 3).astype(int)
+    assert np.abs(inner - np.array(colour)).max() <= 3, (inner.min(0), inner.max(0))
 
 
 def test_encoder_reason_reaches_the_user(ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:

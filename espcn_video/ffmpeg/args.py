@@ -30,6 +30,10 @@ _CONTAINERS: dict[str, tuple[str | None, str, int | None, bool]] = {
 }
 _MUXER_AUDIO = {"yuv4mpegpipe": False, "rawvideo": False, "image2": False, "image2pipe": False}
 _MP4_FAMILY = {".mp4", ".m4v", ".mov", "mp4", "mov", "ipod"}
+# RGB sources become Y'CbCr by a stated conversion, not swscale's untagged BT.601 default: the
+# BT.709 matrix at full range (no RGB level is merged); the format list then keeps 4:4:4 at the
+# source's depth. ProbeInfo.decoded_color is what the encoder tags the result with.
+RGB_TO_YUV_FILTER = "scale=out_color_matrix=bt709:out_range=full"
 
 
 def build_input_args(source: InputSpec) -> list[str]:
@@ -81,14 +85,14 @@ def build_timed_decode_args(ffmpeg: str, input_args: Sequence[str], filters: Seq
     ]
 
 
-def build_decode_args(ffmpeg: str, source: InputSpec) -> list[str]:
+def build_decode_args(ffmpeg: str, source: InputSpec, filters: Sequence[str] = ()) -> list[str]:
     """Decode the first video stream to y4m on stdout, in the pipeline format closest to the source.
 
     The format filter with a list lets ffmpeg pick the nearest supported layout and depth, so a
     10-bit source stays 10-bit and 4:2:2 stays 4:2:2; y4m carries the range tag.
     """
     args = [ffmpeg, *COMMON, *build_input_args(source)]
-    args += ["-map", "0:v:0", "-vf", "format=" + "|".join(PIPE_PIX_FMTS), *Y4M_PIPE_OUT]
+    args += ["-map", "0:v:0", "-vf", ",".join([*filters, "format=" + "|".join(PIPE_PIX_FMTS)]), *Y4M_PIPE_OUT]
     return args
 
 

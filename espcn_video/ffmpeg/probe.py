@@ -24,6 +24,9 @@ _SIZE = re.compile(r"(?<![\w])(\d{1,5})x(\d{1,5})(?![\w])")
 _FPS = re.compile(r"([\d.]+)(k?) fps")
 _TBN = re.compile(r"(\d+)(k?) tbn")
 _RANGES = {"tv": "tv", "pc": "pc"}
+# Pixel formats that hold RGB (or a palette of it), and those with an alpha plane.
+_RGB_PIX_FMT = re.compile(r"^(?:rgb|bgr|gbr|argb|abgr|0rgb|0bgr|x2rgb|x2bgr|pal8$)")
+_ALPHA_PIX_FMT = re.compile(r"^(?:rgba|bgra|argb|abgr|gbrap|yuva|ya\d|pal8$)")
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,26 @@ class ProbeInfo:
             return self.color
         f, c = self.frame.color, self.color
         return ColorTags(c.range or f.range, c.space or f.space, c.primaries or f.primaries, c.transfer or f.transfer)
+
+    @property
+    def is_rgb(self) -> bool:
+        """RGB frames (PNG, GIF, RGB ffv1/utvideo/qtrle, screen captures), which the decoders
+        convert to YCbCr explicitly (ffmpeg/args.py RGB_TO_YUV_FILTER)."""
+        return bool(self.pix_fmt and _RGB_PIX_FMT.match(self.pix_fmt)) or self.best_color.space == "gbr"
+
+    @property
+    def has_alpha(self) -> bool:
+        """An alpha plane, which the Y'CbCr pipeline does not carry."""
+        return bool(self.pix_fmt and _ALPHA_PIX_FMT.match(self.pix_fmt))
+
+    @property
+    def decoded_color(self) -> ColorTags:
+        """The tags of the frames the decoders hand over: the source's, except that RGB arrives as
+        full-range BT.709 Y'CbCr (what RGB_TO_YUV_FILTER makes); its primaries and transfer stay."""
+        color = self.best_color
+        if not self.is_rgb:
+            return color
+        return ColorTags("pc", "bt709", color.primaries, color.transfer)
 
     @property
     def has_video(self) -> bool:

@@ -26,7 +26,6 @@ from typing import Any
 from espcn_video.errors import EspcnVideoError, FrameCountMismatch, OutputError, UsageError
 from espcn_video.ffmpeg.args import (
     OutputVideo,
-    build_deinterlace_filter,
     build_encode_args,
     build_join_args,
     resolve_codec,
@@ -49,7 +48,7 @@ from espcn_video.jobs.chunk_plan import (
     plan_chunks,
 )
 from espcn_video.jobs.dask_cluster import TASK_RETRIES, open_client
-from espcn_video.jobs.inputs import check_input, choose_deinterlace, output_video_for
+from espcn_video.jobs.inputs import check_input, choose_deinterlace, output_video_for, source_filters
 from espcn_video.jobs.outputs import check_output, publish, sweep_stale_temporaries, temporary_output, verify_output
 from espcn_video.jobs.task_progress import TaskProgress, TaskReporter, completed_while_ticking, new_topic
 from espcn_video.model.backends import create_engine
@@ -126,7 +125,7 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
         # A container seek may overshoot (MPEG-TS seeks by bytes): then decode from the start.
         for margin in (SEEK_MARGIN_S, math.inf):
             decode = build_chunk_decode_args(
-                ffmpeg.path, job.source, job.plan, job.chunk, margin, build_deinterlace_filter(job.deinterlace)
+                ffmpeg.path, job.source, job.plan, job.chunk, margin, source_filters(probe, job.deinterlace)
             )
             # After a seek the decoder may complain about references it never saw; the frame
             # count check below is what proves the chunk whole. -copyts keeps the file's own
@@ -339,7 +338,7 @@ def _join(parts: Path, plan: ChunkPlan, settings: UpscaleSettings, probe: ProbeI
     ffmpeg = locate_ffmpeg()
     video_start_s = float(plan.chunks[0].start_pts * plan.tb) - plan.container_start_s
     siting = probe.frame.chroma_location if probe.frame is not None else None
-    color = probe.best_color
+    color = probe.decoded_color
     video = OutputVideo(
         full_range=color.range == "pc" or (probe.pix_fmt or "").startswith("yuvj"), color=color, chroma_location=siting
     )

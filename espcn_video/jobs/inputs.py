@@ -7,6 +7,7 @@ from pathlib import Path
 
 from espcn_video.errors import InputError, UsageError
 from espcn_video.ffmpeg.args import (
+    RGB_TO_YUV_FILTER,
     OutputVideo,
     build_deinterlace_filter,
     build_input_args,
@@ -89,7 +90,7 @@ def output_video_for(
     frame = probe.frame if probe is not None else None
     video = OutputVideo(
         full_range=header.full_range,
-        color=probe.best_color if probe else OutputVideo().color,
+        color=probe.decoded_color if probe else OutputVideo().color,
         chroma_location=chroma_location if header.geometry.has_chroma else None,
         mastering=frame.mastering if frame else None,
         content_light=frame.content_light if frame else None,
@@ -111,8 +112,15 @@ def choose_deinterlace(settings: UpscaleSettings, probe: ProbeInfo | None) -> st
     return "flagged" if probe is None or probe.interlaced else None
 
 
-def build_decode_command(ffmpeg: str, source: InputSpec, deinterlace: str | None) -> list[str]:
-    return build_timed_decode_args(ffmpeg, build_input_args(source), build_deinterlace_filter(deinterlace))
+def source_filters(probe: ProbeInfo | None, deinterlace: str | None) -> list[str]:
+    """What every decoder of IN runs before the pipeline's format list: RGB to Y'CbCr, stated
+    (RGB_TO_YUV_FILTER), then the deinterlacer."""
+    rgb = [RGB_TO_YUV_FILTER] if probe is not None and probe.is_rgb else []
+    return [*rgb, *build_deinterlace_filter(deinterlace)]
+
+
+def build_decode_command(ffmpeg: str, source: InputSpec, probe: ProbeInfo | None, deinterlace: str | None) -> list[str]:
+    return build_timed_decode_args(ffmpeg, build_input_args(source), source_filters(probe, deinterlace))
 
 
 def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterlace: str | None) -> list[str]:
@@ -132,6 +140,13 @@ def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterla
         )
     elif probe is not None and probe.interlaced and settings.deinterlace == "off":
         notes.append(f"the source is interlaced ({probe.interlaced}); kept woven (--deinterlace off)")
+    if probe is not None and probe.is_rgb:
+        notes.append(
+            f"RGB source ({probe.pix_fmt}): converted to Y'CbCr 4:4:4 with the BT.709 matrix at full "
+            "range, and the output tagged so"
+        )
+    if probe is not None and probe.has_alpha:
+        notes.append(f"the source's alpha channel ({probe.pix_fmt}) is not kept: the output is opaque")
     src = settings.input
     if src.is_stdin and settings.encode.copy_streams and settings.output == "-":
         notes.append(

@@ -223,7 +223,7 @@ def run_plan(
     try:
         with spool or contextlib.nullcontext():
             result = run_pipeline(
-                build_decode_command(plan.ffmpeg.path, settings.input, plan.deinterlace),
+                build_decode_command(plan.ffmpeg.path, settings.input, plan.probe, plan.deinterlace),
                 _sink_factory(plan, sinks),
                 plan.upscaler,
                 decoder_stdin=stdin_mode,
