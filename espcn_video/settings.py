@@ -33,6 +33,7 @@ class RawInput:
 class InputSpec:
     path: str  # "-" is stdin
     raw: RawInput | None = None
+    sequence_rate: Fraction | None = None  # a numbered image sequence (frame_%04d.png): its frame rate
 
     @property
     def is_stdin(self) -> bool:

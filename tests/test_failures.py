@@ -264,6 +264,34 @@ def test_sigkill_takes_the_children_along_and_the_next_run_sweeps_the_partial(
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "ffmpeg") == ["o.mkv"]
 
 
+def test_a_dead_runs_sequence_folder_is_swept_and_a_failed_sequence_leaves_nothing(
+    src: Path, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
+    """A numbered sequence is written into a hidden folder beside it: the next run removes one left
+    by a run that died, and a run that fails removes its own (no frame reaches a final name)."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(timeout=30)
+    stale = tmp_path / f".f_03d.partial-{dead.pid}-abcdef"
+    stale.mkdir()
+    (stale / "f_001.png").write_bytes(b"half")
+    out = tmp_path / "f_%03d.png"
+    done = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)))
+    assert done.returncode == 0, done.stderr.decode()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert not stale.exists() and names[0] == "f_001.png" and all(n.startswith("f_") for n in names), names
+    bad = run_cli(
+        "upscale",
+        str(src),
+        str(tmp_path / "g_%03d.png"),
+        "--preset",
+        str(random_preset(2)),
+        "--output-args",
+        "-frames:v 2",
+    )  # ends early: fewer images than frames
+    assert bad.returncode == 1 and "images were written for" in bad.stderr.decode(), bad.stderr.decode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
+
+
 def test_output_that_appears_during_the_run_is_not_replaced(
     src: Path, tmp_path: Path, random_preset: Callable[[int], Path], fake_ffmpeg: Callable[[str], dict[str, str]]
 ) -> None:

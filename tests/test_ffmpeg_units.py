@@ -19,6 +19,8 @@ from espcn_video.ffmpeg.args import (
     build_hdr_args,
     build_timed_decode_args,
     even_size_for,
+    is_image_output,
+    is_numbered,
 )
 from espcn_video.ffmpeg.probe import (
     ColorTags,
@@ -559,3 +561,19 @@ def test_matroska_pipe_header_is_what_ffmpeg_needs() -> None:
     assert cluster.startswith(b"\x1f\x43\xb6\x75") and len(cluster) == 4 + 8 + (1 + 8 + 2) + 1 + 8 + 4 + 2 * 27
     with pytest.raises(ValueError, match="negative timestamp"):
         mkv.write_frame(buf, [np.zeros((1, 1), np.uint8)], -1)
+
+
+def test_image_outputs_get_rgb_their_quality_and_one_file_per_frame() -> None:
+    """A still goes through image2 with -update (one file, one frame), a numbered name without it;
+    the frames become RGB by their own tags, marked RGB for the encoder's own conversion, and no
+    -strict lets JPEG take studio-range Y'CbCr."""
+    video = OutputVideo(image=True, color=ColorTags("tv", "bt709", None, None))
+    still = build_encode_args("ffmpeg", ".big.partial-1-abcdef.jpg", EncodeSettings(), video=video, timed=True)
+    assert still[-6:] == ["-f", "image2", "-update", "1", "-y", ".big.partial-1-abcdef.jpg"]
+    assert still[still.index("-c:v") + 1 : still.index("-c:v") + 4] == ["mjpeg", "-q:v", "2"]
+    assert still[still.index("-vf") + 1].endswith(",format=rgb24|rgb48le|rgb48be,setparams=colorspace=gbr:range=pc")
+    assert "-strict" not in still and "-colorspace" not in still and "-crf" not in still
+    numbered = build_encode_args("ffmpeg", "dir/f_%04d.png", EncodeSettings(), video=video, timed=True)
+    assert numbered[-4:] == ["-f", "image2", "-y", "dir/f_%04d.png"] and numbered[numbered.index("-c:v") + 1] == "png"
+    assert is_numbered("a/f_%04d.png") and is_numbered("f%d.tif") and not is_numbered("100%.png")
+    assert is_image_output("x.TIFF", None) and not is_image_output("x.mkv", None) and not is_image_output("-", "image2")

@@ -433,6 +433,92 @@ def test_rgb_source_is_converted_tagged_and_keeps_its_colour(
     assert np.abs(inner - np.array(colour)).max() <= 3, (inner.min(0), inner.max(0))
 
 
+def _rgb_of(ffmpeg: str, path: Path, width: int, height: int) -> np.ndarray:
+    """A picture decoded to 8-bit RGB by ffmpeg, by its own tags and format conventions."""
+    raw = subprocess.run(
+        [ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
+
+
+@pytest.fixture(scope="module")
+def flat_bt709(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
+    """3 frames of one colour, (192, 48, 96) in RGB, as studio-range BT.709 Y'CbCr 4:2:0, tagged so."""
+    return _make(
+        ffmpeg,
+        tmp_path_factory.mktemp("flat") / "flat709.mkv",
+        *("-f", "lavfi", "-i", "color=c=0xC03060:s=40x30:r=10:d=0.3"),
+        "-vf",
+        "format=rgb24,scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,setparams=colorspace=bt709:range=tv",
+        *("-c:v", "ffv1"),
+    )
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg", "tif", "bmp", "dpx", "webp"])
+def test_a_numbered_image_sequence_keeps_every_frame_and_the_colour(
+    ffmpeg: str, tmp_path: Path, flat_bt709: Path, ext: str
+) -> None:
+    """OUT named frame_%02d.EXT is one image per frame, numbered from 1, at the upscaled size, and
+    the colour survives the Y'CbCr -> RGB step (made by the frames' matrix and range, then each
+    format's own convention: JPEG full-range BT.601, WebP 4:2:0)."""
+    out = tmp_path / "seq" / f"frame_%02d.{ext}"
+    out.parent.mkdir()
+    summary = _upscale(flat_bt709, out, REPO / "presets" / "espcn-x2.pt")
+    names = sorted(p.name for p in out.parent.iterdir())
+    assert names == [f"frame_{n:02d}.{ext}" for n in (1, 2, 3)]  # no temporary folder left either
+    assert summary["frames"] == 3 and summary["output_check"] == {"frames_in_file": 3, "frames_read": 3, "images": True}
+    for name in names:
+        pixels = _rgb_of(ffmpeg, out.parent / name, 80, 60)[0, 8:-8, 8:-8].reshape(-1, 3).astype(int)
+        assert np.abs(pixels - np.array((192, 48, 96))).max() <= 4, (name, pixels.min(0), pixels.max(0))
+
+
+def test_one_image_in_one_image_out_and_a_video_needs_a_numbered_name(
+    ffmpeg: str, tmp_path: Path, flat_bt709: Path, random_preset: Callable[[int], Path]
+) -> None:
+    photo = _make(ffmpeg, tmp_path / "photo.png", "-f", "lavfi", "-i", "testsrc2=s=48x32", "-frames:v", "1")
+    still = tmp_path / "big.png"
+    summary = _upscale(photo, still, random_preset(3))
+    assert summary["frames"] == 1 and (_probe(ffmpeg, still).width, _probe(ffmpeg, still).height) == (144, 96)
+    done = _upscale(flat_bt709, tmp_path / "one.jpg", random_preset(2), ok=False)
+    assert done["returncode"] == 2, done["stderr"]
+    assert (
+        "IN has 3 frames and OUT names one image; give a numbered name for a sequence, e.g. one_%04d.jpg"
+        in (done["stderr"])
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.png", "photo.png"]
+
+
+def test_a_sequence_is_not_replaced_without_y_and_older_frames_are_said(
+    ffmpeg: str, tmp_path: Path, flat_bt709: Path, random_preset: Callable[[int], Path]
+) -> None:
+    out = tmp_path / "f_%03d.png"
+    (tmp_path / "f_001.png").write_bytes(b"mine")
+    done = _upscale(flat_bt709, out, random_preset(2), ok=False)
+    assert done["returncode"] == 1 and "f_001.png already exists (use -y/--overwrite" in done["stderr"]
+    assert (tmp_path / "f_001.png").read_bytes() == b"mine"
+    (tmp_path / "f_004.png").write_bytes(b"older")
+    summary = _upscale(flat_bt709, out, random_preset(2), "-y")
+    assert _probe(ffmpeg, tmp_path / "f_001.png").width == 80
+    assert any("1 older file(s) of the pattern follow the 3 written" in n for n in summary["notes"])
+    assert (tmp_path / "f_004.png").read_bytes() == b"older"  # never deleted
+
+
+def test_a_numbered_image_sequence_is_read_at_its_rate(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
+    _make(ffmpeg, tmp_path / "in_%04d.png", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=25", "-frames:v", "4")
+    out = tmp_path / "out.mkv"
+    summary = _upscale(str(tmp_path / "in_%04d.png"), out, random_preset(2), "--input-rate", "10")
+    assert summary["frames"] == 4
+    _, times = _times(ffmpeg, out)
+    assert times == [Fraction(n, 10) for n in range(4)]
+    done = _upscale(str(tmp_path / "none_%04d.png"), tmp_path / "o.mkv", random_preset(2), ok=False)
+    assert done["returncode"] == 1 and "none_%04d.png: no image of this numbered sequence" in done["stderr"]
+
+
 def test_encoder_reason_reaches_the_user(ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
     src = _make(ffmpeg, tmp_path / "s.mkv", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.3", "-c:v", "ffv1")
     done = _upscale(src, tmp_path / "o.mp4", random_preset(2), "--output-args", "-vf scale=97:65", ok=False)

@@ -165,7 +165,10 @@ def raw_input_options(func: F) -> F:
             click.option(
                 "--input-rate",
                 default=None,
-                help="Raw .yuv input: frame rate, e.g. 25 or 30000/1001 (default 25, or from the name).",
+                help=(
+                    "Raw .yuv input or a numbered image sequence (frame_%04d.png): frame rate, e.g. 25 "
+                    "or 30000/1001 (default 25, or from the name)."
+                ),
             ),
         )
     ):

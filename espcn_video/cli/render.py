@@ -28,7 +28,8 @@ def print_run_summary(console: Console, summary: dict[str, Any], title: str) -> 
     )
     check = summary.get("output_check") or {}
     if check.get("frames_in_file") is not None:
-        line = f"checked: {check['frames_in_file']} frames in the written file, {check['frames_read']} read"
+        written = "images written" if check.get("images") else "frames in the written file"
+        line = f"checked: {check['frames_in_file']} {written}, {check['frames_read']} read"
         if check.get("max_time_error_s") is not None:
             line += (
                 f"; timestamps within {check['max_time_error_s'] * 1e3:.3f} ms of the input's "

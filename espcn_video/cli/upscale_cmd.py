@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -21,6 +22,7 @@ from espcn_video.cli.common import SCALE, emit_json, guarded, parse_rate, parse_
 from espcn_video.cli.progress import ProgressWriter, open_progress, progress_options
 from espcn_video.cli.render import print_run_summary
 from espcn_video.errors import EspcnVideoError, UsageError
+from espcn_video.ffmpeg.args import is_numbered
 from espcn_video.ffmpeg.probe import ProbeInfo
 from espcn_video.ffmpeg.y4m import Y4MHeader
 from espcn_video.files import write_rows
@@ -33,9 +35,16 @@ if TYPE_CHECKING:  # the frame path loads torch: only when a command runs, not f
 def build_input_spec(path: str, size: str | None, pix_fmt: str | None, rate: str | None) -> InputSpec:
     wh = parse_size(size)
     is_raw = path.lower().endswith(".yuv") or wh is not None
+    if not is_raw and path != "-" and is_numbered(path) and not Path(path).exists():
+        if pix_fmt:
+            raise UsageError("--input-pix-fmt describes raw .yuv input, not an image sequence")
+        return InputSpec(path, sequence_rate=parse_rate(rate or "25"))
     if not is_raw:
         if pix_fmt or rate:
-            raise UsageError("--input-pix-fmt and --input-rate describe raw .yuv input; add --input-size WxH")
+            raise UsageError(
+                "--input-pix-fmt and --input-rate describe raw .yuv input (add --input-size WxH); "
+                "--input-rate also a numbered image sequence such as frame_%04d.png"
+            )
         return InputSpec(path)
     if wh is None:
         raise UsageError(f"{path}: raw .yuv needs --input-size WxH (and --input-pix-fmt, --input-rate)")
@@ -339,6 +348,8 @@ def output_check_summary(outcome: Any) -> dict[str, Any]:
     """What was measured on the written file: frames counted, timestamps compared."""
     check = outcome.check
     doc: dict[str, Any] = {"frames_in_file": check.frames, "frames_read": outcome.result.frames_read}
+    if check.images:
+        doc["images"] = True
     if check.max_time_error_s is not None:
         doc.update(
             time_base=check.time_base,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -28,6 +29,26 @@ _CONTAINERS: dict[str, tuple[str | None, str, int | None, bool]] = {
     ".y4m": ("yuv4mpegpipe", "rawvideo", None, False),
     ".yuv": ("rawvideo", "rawvideo", None, False),
 }
+# Still images through ffmpeg's image2 muxer: a name with a printf number (frame_%04d.png) is a
+# numbered sequence, one file per frame; any other name holds exactly one frame.
+_IMAGE_CODECS = {
+    ".png": "png",
+    ".jpg": "mjpeg",
+    ".jpeg": "mjpeg",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".bmp": "bmp",
+    ".dpx": "dpx",
+    ".webp": "libwebp",
+}
+_CONTAINERS.update({suffix: ("image2", codec, None, False) for suffix, codec in _IMAGE_CODECS.items()})
+# The quality a still gets by default (as crf 18 for video); --output-args can override it.
+_IMAGE_QUALITY = {"mjpeg": ("-q:v", "2"), "libwebp": ("-quality", "90")}
+# Image encoders get RGB converted by the frames' own matrix and range (8 or 16 bits, by the
+# source's depth), marked RGB so that an encoder's own conversion from there (JPEG's full-range
+# BT.601, WebP's) is its format's convention and not the frames' former matrix.
+IMAGE_PIX_FMTS = ("rgb24", "rgb48le", "rgb48be")  # PNG takes 16 bits big-endian only
+_NUMBERED = re.compile(r"%0?\d*d")
 _MUXER_AUDIO = {"yuv4mpegpipe": False, "rawvideo": False, "image2": False, "image2pipe": False}
 _MP4_FAMILY = {".mp4", ".m4v", ".mov", "mp4", "mov", "ipod"}
 # RGB sources become Y'CbCr by a stated conversion, not swscale's untagged BT.601 default: the
@@ -36,9 +57,22 @@ _MP4_FAMILY = {".mp4", ".m4v", ".mov", "mp4", "mov", "ipod"}
 RGB_TO_YUV_FILTER = "scale=out_color_matrix=bt709:out_range=full"
 
 
+def is_numbered(path: str) -> bool:
+    """A printf frame number in the file name (frame_%04d.png): a numbered image sequence."""
+    return bool(_NUMBERED.search(PurePath(path).name))
+
+
+def is_image_output(output: str, fmt: str | None) -> bool:
+    return output != "-" and output_muxer(output, fmt) == "image2"
+
+
 def build_input_args(source: InputSpec) -> list[str]:
-    """`-i IN`, with the size, format and rate a headerless .yuv needs."""
+    """`-i IN`, with the size, format and rate a headerless .yuv needs, and the rate of a
+    numbered image sequence (`--input-rate`, else image2's 25)."""
     args: list[str] = []
+    if source.sequence_rate is not None:
+        rate = source.sequence_rate
+        return ["-f", "image2", "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", source.path]
     if source.raw is not None:
         raw = source.raw
         args += [
@@ -153,6 +187,7 @@ class OutputVideo:
     source_start_s: float = 0.0  # the source container's start time: audio is shifted by it
     field_mode: str = "prog"  # setparams' field_mode: tff/bff only for woven fields kept on purpose
     compose: str | None = None  # compare's view, cut from the stacked frame (ffmpeg/compose.py)
+    image: bool = False  # still images: converted to RGB by the tags above (IMAGE_PIX_FMTS)
 
 
 # Encoders that take 4:2:0 (and 4:2:2) only at even sizes.
@@ -214,6 +249,8 @@ def build_output_filter(video: OutputVideo) -> str:
         chain.append(video.compose)
     if video.crop is not None:
         chain.append(f"crop={video.crop[0]}:{video.crop[1]}:0:0")
+    if video.image:
+        chain += ["format=" + "|".join(IMAGE_PIX_FMTS), "setparams=colorspace=gbr:range=pc"]
     return ",".join(chain)
 
 
@@ -326,6 +363,8 @@ def _muxer_args(output: str, settings: EncodeSettings) -> list[str]:
     muxer = output_muxer(output, settings.format)
     if muxer:
         args += ["-f", muxer]
+    if muxer == "image2" and output != "-" and not is_numbered(output):
+        args += ["-update", "1"]  # one file, one frame (the job checks that IN has one)
     if output == "-" and (settings.format or "") in _MP4_FAMILY:
         args += ["-movflags", "frag_keyframe+empty_moov"]
     return args + ["-y", "pipe:1" if output == "-" else output]
@@ -366,12 +405,17 @@ def build_encode_args(
             args += ["-b:v", "0"]
     if settings.preset:
         args += ["-preset", settings.preset]
-    args += build_color_args(video.color, video.full_range)
+    if video.image:  # RGB by now: the image format's own convention, no Y'CbCr tags
+        args += list(_IMAGE_QUALITY.get(codec, ()))
+    else:
+        args += build_color_args(video.color, video.full_range)
     args += build_hdr_args(codec, video)
     if timed and video.time_base is not None and video.time_base >= Fraction(1, 500_000):
         # The pipe's microseconds round back to the source's own ticks.
         args += ["-enc_time_base", f"{video.time_base.numerator}/{video.time_base.denominator}"]
-    args += ["-fps_mode", "passthrough", "-strict", "-1"]
+    args += ["-fps_mode", "passthrough"]
+    if not video.image:  # y4m's odd layouts; an image encoder keeps to its standard (JPEG: full range)
+        args += ["-strict", "-1"]
     args += list(settings.extra_args)
     return args + _muxer_args(output, settings)
 

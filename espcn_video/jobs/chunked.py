@@ -28,6 +28,7 @@ from espcn_video.ffmpeg.args import (
     OutputVideo,
     build_encode_args,
     build_join_args,
+    is_image_output,
     resolve_codec,
 )
 from espcn_video.ffmpeg.locate import locate_ffmpeg
@@ -226,8 +227,12 @@ def upscale_chunked(
     `on_progress(frames, total)` is called as frames are written (the running chunks report
     their counts as Dask events every half second), not only when a chunk ends."""
     source = settings.input
-    if source.is_stdin or source.raw is not None or settings.output == "-":
-        raise UsageError("--chunks needs a video file in and a file out (not stdin, stdout or raw .yuv)")
+    if source.is_stdin or source.raw is not None or source.sequence_rate is not None or settings.output == "-":
+        raise UsageError(
+            "--chunks needs a video file in and a file out (not stdin, stdout, raw .yuv or an image sequence)"
+        )
+    if is_image_output(settings.output, settings.encode.format):
+        raise UsageError(f"--chunks joins its parts into one video file; {settings.output} is an image name")
     check_input(source)
     parts = Path(settings.output).with_name(Path(settings.output).name + ".parts")
     check_output(source, settings.output, settings.overwrite or resume)

@@ -3,6 +3,7 @@ the output's geometry and tags) and into notes that say whatever the run does be
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from espcn_video.errors import InputError, UsageError
@@ -14,6 +15,7 @@ from espcn_video.ffmpeg.args import (
     build_timed_decode_args,
     copies_from_source,
     even_size_for,
+    is_image_output,
 )
 from espcn_video.ffmpeg.probe import ProbeInfo
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader
@@ -31,6 +33,12 @@ def check_input(source: InputSpec) -> None:
     if source.is_stdin:
         return
     path = Path(source.path)
+    if source.sequence_rate is not None:
+        if not any(path.with_name(path.name % n).is_file() for n in range(5)):
+            raise InputError(
+                f"{source.path}: no image of this numbered sequence (numbers 0 to 4, where ffmpeg starts one)"
+            )
+        return
     if not path.exists():
         raise InputError(f"{source.path}: no such file")
     if path.is_dir():
@@ -79,18 +87,30 @@ def output_video_for(
     probe: ProbeInfo | None,
     chroma_location: str | None,
     deinterlace: str | None,
+    image: bool = False,
 ) -> tuple[OutputVideo, str | None]:
     """Everything the encoder sets on the frames, from the decoded header and the probe; and a
-    note when the encoder needs the size cropped to even."""
+    note when the encoder needs the size cropped to even, or when an image output had to assume
+    the matrix its RGB is made with."""
     hr = header.geometry.scaled(scale)
     crop = even_size_for(codec, hr.width, hr.height, hr.chroma_shift) if hr.has_chroma else None
     note = None
     if crop is not None:
         note = f"cropped {hr.width}x{hr.height} to {crop[0]}x{crop[1]}: {codec} needs even sizes for {hr.pix_fmt}"
     frame = probe.frame if probe is not None else None
+    color = probe.decoded_color if probe else OutputVideo().color
+    if image and color.space is None and header.geometry.has_chroma:
+        # RGB needs the matrix: an untagged source is read as players read it, by its height.
+        hd = header.geometry.height >= 720
+        color = replace(color, space="bt709" if hd else "smpte170m")
+        note = (
+            f"the source does not tag its Y'CbCr matrix: read as {'BT.709 (HD' if hd else 'BT.601 (SD'}"
+            f", {header.geometry.height} lines), as players do, to make the images' RGB"
+        )
     video = OutputVideo(
+        image=image,
         full_range=header.full_range,
-        color=probe.decoded_color if probe else OutputVideo().color,
+        color=color,
         chroma_location=chroma_location if header.geometry.has_chroma else None,
         mastering=frame.mastering if frame else None,
         content_light=frame.content_light if frame else None,
@@ -141,9 +161,13 @@ def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterla
     elif probe is not None and probe.interlaced and settings.deinterlace == "off":
         notes.append(f"the source is interlaced ({probe.interlaced}); kept woven (--deinterlace off)")
     if probe is not None and probe.is_rgb:
+        back = (
+            "and written back as RGB"
+            if is_image_output(settings.output, settings.encode.format)
+            else "and the output tagged so"
+        )
         notes.append(
-            f"RGB source ({probe.pix_fmt}): converted to Y'CbCr 4:4:4 with the BT.709 matrix at full "
-            "range, and the output tagged so"
+            f"RGB source ({probe.pix_fmt}): converted to Y'CbCr 4:4:4 with the BT.709 matrix at full range, {back}"
         )
     if probe is not None and probe.has_alpha:
         notes.append(f"the source's alpha channel ({probe.pix_fmt}) is not kept: the output is opaque")

@@ -7,12 +7,14 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 from espcn_video.errors import OutputError, UsageError
-from espcn_video.ffmpeg.args import output_muxer
+from espcn_video.ffmpeg.args import is_numbered, output_muxer
+from espcn_video.ffmpeg.probe import probe_file
 from espcn_video.ffmpeg.timestamps import list_packets
 from espcn_video.settings import InputSpec
 
@@ -32,14 +34,34 @@ class OutputCheck:
     max_time_error_s: float | None = None  # largest |output pts - input pts|, relative to frame 0
     start_offset_s: float | None = None  # output's first pts minus the input's
     time_base: str | None = None
+    images: bool = False  # an image or a numbered sequence: files counted, no clock to compare
 
 
 def temporary_output(output: str, suffix: str | None = None) -> Path:
-    """A hidden name beside OUT; `suffix` for the other files a run keeps there (a stdin spool)."""
+    """A hidden name beside OUT; `suffix` for the other files a run keeps there (a stdin spool).
+
+    A numbered image sequence (frame_%04d.png) is written into a hidden folder beside it, under
+    its own pattern, and its frames are moved into place only once all of them are checked.
+    """
     out = Path(output)
-    return out.with_name(
-        f".{out.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}{out.suffix if suffix is None else suffix}"
-    )
+    tag = f"partial-{os.getpid()}-{secrets.token_hex(3)}"
+    if suffix is None and is_numbered(output):
+        folder = out.with_name(f".{_folder_stem(out)}.{tag}")  # no '%' in it: ffmpeg would number it
+        folder.mkdir()
+        return folder / out.name
+    return out.with_name(f".{out.stem}.{tag}{out.suffix if suffix is None else suffix}")
+
+
+def _folder_stem(out: Path) -> str:
+    return out.stem.replace("%", "")
+
+
+def discard_temporary(path: Path) -> None:
+    """Remove a temporary output: the file, or the hidden folder of a numbered sequence."""
+    if _TEMP.match(path.parent.name) and path.parent.is_dir():
+        shutil.rmtree(path.parent, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def pid_alive(pid: int) -> bool:
@@ -58,10 +80,13 @@ def sweep_stale_temporaries(output: str) -> list[Path]:
     removed: list[Path] = []
     if not out.parent.is_dir():
         return removed
-    for entry in out.parent.glob(f".{out.stem}.partial-*"):
+    for entry in out.parent.iterdir():
         m = _TEMP.match(entry.name)
-        if m and m["stem"] == out.stem and not pid_alive(int(m["pid"])):
-            entry.unlink(missing_ok=True)
+        if m and m["stem"] in (out.stem, _folder_stem(out)) and not pid_alive(int(m["pid"])):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
 
@@ -86,7 +111,29 @@ def check_output(source: InputSpec, output: str, overwrite: bool) -> None:
         raise OutputError(f"{output}: output is the input file; choose another name")
     if out.exists() and not out.is_dir() and not overwrite:
         raise OutputError(f"{output}: already exists (use -y/--overwrite to replace it)")
+    if is_numbered(output) and not overwrite:
+        first = sequence_name(output, 1)
+        if first.exists():
+            raise OutputError(f"{output}: {first.name} already exists (use -y/--overwrite to replace the sequence)")
     check_writable_file(output, "OUT")
+
+
+def sequence_name(output: str, number: int) -> Path:
+    """File `number` of a numbered sequence (ffmpeg's image2 muxer counts from 1)."""
+    out = Path(output)
+    return out.with_name(out.name % number)
+
+
+def sequence_names(output: str, frames: int) -> list[Path]:
+    return [sequence_name(output, n) for n in range(1, frames + 1)]
+
+
+def one_image_error(output: str, frames: int) -> str:
+    out = Path(output)
+    return (
+        f"{output}: IN has {frames} frames and OUT names one image; give a numbered name for a "
+        f"sequence, e.g. {out.stem}_%04d{out.suffix}"
+    )
 
 
 def check_timings_path(path: str | None) -> None:
@@ -116,6 +163,48 @@ def publish(target: Path, output: str, overwrite: bool) -> None:
         os.replace(target, output)
         return
     target.unlink()
+
+
+def verify_images(ffmpeg: str, target: Path, output: str, frames: int, size: tuple[int, int] | None) -> OutputCheck:
+    """Images hold no timestamps: one file per frame, each there, the size the frames had."""
+    if is_numbered(output):
+        want = [target.with_name(p.name) for p in sequence_names(output, frames)]
+        written = sorted(target.parent.iterdir())
+        if written != sorted(want):
+            raise OutputError(f"{output}: {len(written)} images were written for {frames} frames; nothing published")
+    elif frames != 1:
+        raise OutputError(one_image_error(output, frames) + "; nothing published")
+    else:
+        want = [target]
+    for path in {want[0], want[-1]}:
+        info = probe_file(ffmpeg, str(path))
+        if size is not None and (info.width, info.height) != size:
+            raise OutputError(
+                f"{output}: {path.name} is {info.width}x{info.height}, not {size[0]}x{size[1]}; nothing published"
+            )
+    return OutputCheck(frames=len(want), images=True)
+
+
+def publish_sequence(target: Path, output: str, overwrite: bool) -> int:
+    """Move the checked frames of a numbered sequence into place; without -y, none moves when any
+    of their names appeared meanwhile. Returns how many files further up the pattern are left
+    from an earlier, longer sequence (never deleted)."""
+    frames = sorted(target.parent.iterdir())
+    finals = [Path(output).with_name(p.name) for p in frames]
+    if not overwrite:
+        there = [f for f in finals if f.exists()]
+        if there:
+            raise OutputError(
+                f"{output}: {there[0].name} appeared while this run was working; nothing published "
+                "(run again with -y to replace the sequence)"
+            )
+    for path, final in zip(frames, finals, strict=True):
+        publish(path, str(final), overwrite)
+    target.parent.rmdir()
+    left = 0
+    while sequence_name(output, len(finals) + left + 1).exists():
+        left += 1
+    return left
 
 
 def verify_output(

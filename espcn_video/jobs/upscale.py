@@ -16,13 +16,15 @@ from espcn_video.ffmpeg.args import (
     build_input_args,
     build_remux_args,
     can_carry_audio,
+    is_image_output,
+    is_numbered,
     resolve_codec,
 )
 from espcn_video.ffmpeg.locate import FFmpegBinary, locate_ffmpeg
 from espcn_video.ffmpeg.mkv import build_hdr_colour
 from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
 from espcn_video.ffmpeg.process import FFmpegProcess
-from espcn_video.ffmpeg.y4m import Y4MHeader
+from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader
 from espcn_video.frames.pipeline import Counters, RunResult, run_pipeline
 from espcn_video.frames.sinks import EncoderSink, SinkFactory
 from espcn_video.frames.upscaler import FrameUpscaler, Upscaler
@@ -38,9 +40,13 @@ from espcn_video.jobs.outputs import (
     OutputCheck,
     check_output,
     check_timings_path,
+    discard_temporary,
+    one_image_error,
     publish,
+    publish_sequence,
     sweep_stale_temporaries,
     temporary_output,
+    verify_images,
     verify_output,
 )
 from espcn_video.jobs.stdin_spool import StdinSpool, stdin_has_only_video
@@ -125,6 +131,9 @@ def plan_upscale(settings: UpscaleSettings) -> UpscalePlan:
     probe = None
     if not source.is_stdin:
         probe = probe_file(ffmpeg.path, source.path, input_args=build_input_args(source)[:-2], first_frame=True)
+    image = is_image_output(settings.output, settings.encode.format)
+    if image and not is_numbered(settings.output) and probe is not None and (probe.estimated_frames() or 1) > 1:
+        raise UsageError(one_image_error(settings.output, probe.estimated_frames() or 2))
     deinterlace = choose_deinterlace(settings, probe)
     siting = probe.frame.chroma_location if probe is not None and probe.frame is not None else None
     upscaler = FrameUpscaler(preset.scale, engine, siting)
@@ -154,7 +163,13 @@ def _sink_factory(plan: UpscalePlan, sinks: list[EncoderSink]) -> SinkFactory:
 
     def make_sink(lr: Y4MHeader, hr: Y4MHeader) -> EncoderSink:
         video, note = output_video_for(
-            lr, plan.preset.scale, plan.codec, plan.probe, plan.upscaler.chroma_location, plan.deinterlace
+            lr,
+            plan.preset.scale,
+            plan.codec,
+            plan.probe,
+            plan.upscaler.chroma_location,
+            plan.deinterlace,
+            image=is_image_output(plan.settings.output, plan.settings.encode.format),
         )
         if plan.compose is not None:
             video, note = replace(video, compose=plan.compose(lr), crop=None), None
@@ -233,15 +248,21 @@ def run_plan(
                 on_start=started,
                 on_progress=on_progress,
             )
-            check = _check_and_publish(plan, result, sinks[0].shift_us if sinks else 0, spool, temporaries)
+            hr = sinks[0].header.geometry if sinks else None
+            check = _check_and_publish(plan, result, sinks[0].shift_us if sinks else 0, spool, temporaries, hr)
     finally:
         for path in temporaries:
-            path.unlink(missing_ok=True)
+            discard_temporary(path)
     return UpscaleOutcome(result, plan.preset, plan.ffmpeg, plan.probe, check, plan.notes)
 
 
 def _check_and_publish(
-    plan: UpscalePlan, result: RunResult, shift_us: int, spool: StdinSpool | None, temporaries: list[Path]
+    plan: UpscalePlan,
+    result: RunResult,
+    shift_us: int,
+    spool: StdinSpool | None,
+    temporaries: list[Path],
+    hr: FrameGeometry | None = None,
 ) -> OutputCheck:
     """Mux the spooled streams, measure the written file against the input, publish it as OUT."""
     if shift_us:
@@ -254,6 +275,8 @@ def _check_and_publish(
     if spool is not None:
         target = add_spooled_streams(plan.ffmpeg.path, target, settings, spool, plan.notes)
         temporaries.append(target)
+    if is_image_output(settings.output, settings.encode.format):
+        return _check_and_publish_images(plan, result, target, hr)
     times = result.frame_times.all_seconds(result.frames_read) if result.frame_times else []
     check = verify_output(
         plan.ffmpeg.path,
@@ -265,6 +288,25 @@ def _check_and_publish(
         Fraction(shift_us, 1_000_000),
     )
     publish(target, settings.output, settings.overwrite)
+    return check
+
+
+def _check_and_publish_images(
+    plan: UpscalePlan, result: RunResult, target: Path, hr: FrameGeometry | None
+) -> OutputCheck:
+    """One image, or a numbered sequence of them: counted, sized, then published."""
+    settings = plan.settings
+    size = (hr.width, hr.height) if hr is not None and plan.compose is None else None
+    check = verify_images(plan.ffmpeg.path, target, settings.output, result.frames_written, size)
+    if not is_numbered(settings.output):
+        publish(target, settings.output, settings.overwrite)
+        return check
+    left = publish_sequence(target, settings.output, settings.overwrite)
+    if left:
+        plan.notes.append(
+            f"{left} older file(s) of the pattern follow the {check.frames} written (an earlier, longer "
+            "sequence): left in place"
+        )
     return check
 
 
