@@ -123,15 +123,21 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {row['macs_per_hr_pixel']:,.0f} | {_fmt(psnr['Set5'])} | {_fmt(psnr['Set14'])} | {fps} "
             f"| {_fmt(row['fp32_fps'], 2)} |"
         )
+    srcnn = {r["scale"]: r for r in doc["rows"] if r["preset"] and r["preset"].startswith("srcnn-")}
+    deep = [
+        f"`{r['preset']}` ({r['macs_per_hr_pixel'] / srcnn[r['scale']]['macs_per_hr_pixel']:.2f}x SRCNN's MACs)"
+        for r in doc["rows"]
+        if r["preset"] and r["preset"].endswith("-deep") and r["scale"] in srcnn
+    ]
     lines += [
         "",
         "A larger preset earns a place on this frontier only if it beats SRCNN on both Set5 and Set14",
-        "at less cost (issue #15). `espcn-x3-deep` does: the 5-3-3 network with four residual blocks at",
-        "low resolution (two 3x3 convolutions of 32 channels each, `train --blocks 4`), 0.19x SRCNN's MACs,",
-        "above it on both sets; it passed the selection rule written before its run (docs/training.md), and",
-        "runs in int8 with its own twin. The other candidate, ESPCN x3 at twice the width (128/64, 9,124",
-        "MACs per HR pixel), gained 0.03 / 0.01 dB over espcn-x3 on Set5 / Set14, stayed below SRCNN, and",
-        "does not ship.",
+        f"at less cost (issue #15). {', '.join(deep)} do: the 5-3-3 network with four residual blocks",
+        "at low resolution (two 3x3 convolutions of 32 channels each, `train --blocks 4`), above SRCNN on",
+        "both sets; each passed the selection rule written before its run (docs/training.md) and runs in",
+        "int8 with its own twin. The other candidate, ESPCN x3 at twice the width (128/64, 9,124 MACs per",
+        "HR pixel), gained 0.03 / 0.01 dB over espcn-x3 on Set5 / Set14, stayed below SRCNN, and does not",
+        "ship.",
         "",
     ]
     return "\n".join(lines)
