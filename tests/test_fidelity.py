@@ -485,7 +485,7 @@ def test_one_image_in_one_image_out_and_a_video_needs_a_numbered_name(
     done = _upscale(flat_bt709, tmp_path / "one.jpg", random_preset(2), ok=False)
     assert done["returncode"] == 2, done["stderr"]
     assert (
-        "IN has 3 frames and OUT names one image; give a numbered name for a sequence, e.g. one_%04d.jpg"
+        "IN has about 3 frames and OUT names one image; give a numbered name for a sequence, e.g. one_%04d.jpg"
         in (done["stderr"])
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.png", "photo.png"]

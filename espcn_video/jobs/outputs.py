@@ -128,11 +128,11 @@ def sequence_names(output: str, frames: int) -> list[Path]:
     return [sequence_name(output, n) for n in range(1, frames + 1)]
 
 
-def one_image_error(output: str, frames: int) -> str:
+def one_image_error(output: str, frames: int, about: bool = False) -> str:
     out = Path(output)
     return (
-        f"{output}: IN has {frames} frames and OUT names one image; give a numbered name for a "
-        f"sequence, e.g. {out.stem}_%04d{out.suffix}"
+        f"{output}: IN has {'about ' if about else ''}{frames} frames and OUT names one image; give a "
+        f"numbered name for a sequence, e.g. {out.stem}_%04d{out.suffix}"
     )
 
 

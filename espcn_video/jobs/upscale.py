@@ -133,7 +133,7 @@ def plan_upscale(settings: UpscaleSettings) -> UpscalePlan:
         probe = probe_file(ffmpeg.path, source.path, input_args=build_input_args(source)[:-2], first_frame=True)
     image = is_image_output(settings.output, settings.encode.format)
     if image and not is_numbered(settings.output) and probe is not None and (probe.estimated_frames() or 1) > 1:
-        raise UsageError(one_image_error(settings.output, probe.estimated_frames() or 2))
+        raise UsageError(one_image_error(settings.output, probe.estimated_frames() or 2, about=True))
     deinterlace = choose_deinterlace(settings, probe)
     siting = probe.frame.chroma_location if probe is not None and probe.frame is not None else None
     upscaler = FrameUpscaler(preset.scale, engine, siting)
