@@ -33,6 +33,7 @@ from espcn_video.ffmpeg.probe import (
 from espcn_video.ffmpeg.timestamps import FrameTimes
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, parse_header, read_frame, read_header, write_frame
 from espcn_video.frames.resample import upscale_planes_bicubic
+from espcn_video.jobs.inputs import source_filters
 from espcn_video.settings import EncodeSettings, InputSpec, RawInput
 
 FORMATS = "format=yuv420p|yuv422p|yuv444p|gray|yuv420p10le|yuv422p10le|yuv444p10le|gray10le|yuv420p12le|yuv422p12le|yuv444p12le|gray12le"
@@ -300,8 +301,9 @@ def test_rgb_sources_arrive_as_full_range_bt709(desc: str, rgb: bool, alpha: boo
         assert info.decoded_color == ColorTags("pc", "bt709", None, None)
     else:
         assert info.decoded_color == info.best_color
-    decode = build_decode_args("ffmpeg", InputSpec("in.mkv"), [RGB_TO_YUV_FILTER])
-    assert decode[decode.index("-vf") + 1].startswith("scale=out_color_matrix=bt709:out_range=full,format=yuv420p|")
+    filters = source_filters(info, "flagged")  # what every decoder of IN runs, before the format list
+    assert filters == ([RGB_TO_YUV_FILTER] if rgb else []) + build_deinterlace_filter("flagged")
+    assert RGB_TO_YUV_FILTER == "scale=out_color_matrix=bt709:out_range=full"
 
 
 @pytest.mark.parametrize(

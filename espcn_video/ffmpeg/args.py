@@ -119,14 +119,14 @@ def build_timed_decode_args(ffmpeg: str, input_args: Sequence[str], filters: Seq
     ]
 
 
-def build_decode_args(ffmpeg: str, source: InputSpec, filters: Sequence[str] = ()) -> list[str]:
+def build_decode_args(ffmpeg: str, source: InputSpec) -> list[str]:
     """Decode the first video stream to y4m on stdout, in the pipeline format closest to the source.
 
     The format filter with a list lets ffmpeg pick the nearest supported layout and depth, so a
     10-bit source stays 10-bit and 4:2:2 stays 4:2:2; y4m carries the range tag.
     """
     args = [ffmpeg, *COMMON, *build_input_args(source)]
-    args += ["-map", "0:v:0", "-vf", ",".join([*filters, "format=" + "|".join(PIPE_PIX_FMTS)]), *Y4M_PIPE_OUT]
+    args += ["-map", "0:v:0", "-vf", "format=" + "|".join(PIPE_PIX_FMTS), *Y4M_PIPE_OUT]
     return args
 
 
