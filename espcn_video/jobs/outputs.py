@@ -56,12 +56,16 @@ def _folder_stem(out: Path) -> str:
     return out.stem.replace("%", "")
 
 
+def _remove(entry: Path) -> None:
+    if entry.is_dir():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
+
+
 def discard_temporary(path: Path) -> None:
     """Remove a temporary output: the file, or the hidden folder of a numbered sequence."""
-    if _TEMP.match(path.parent.name) and path.parent.is_dir():
-        shutil.rmtree(path.parent, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+    _remove(path.parent if _TEMP.match(path.parent.name) else path)
 
 
 def pid_alive(pid: int) -> bool:
@@ -83,10 +87,7 @@ def sweep_stale_temporaries(output: str) -> list[Path]:
     for entry in out.parent.iterdir():
         m = _TEMP.match(entry.name)
         if m and m["stem"] in (out.stem, _folder_stem(out)) and not pid_alive(int(m["pid"])):
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+            _remove(entry)
             removed.append(entry)
     return removed
 

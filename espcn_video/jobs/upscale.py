@@ -80,6 +80,7 @@ class UpscalePlan:
     deinterlace: str | None
     notes: list[str]
     target: Path | None  # the temporary OUT; None when OUT is stdout
+    image: bool = False  # OUT is one image or a numbered sequence of them (image2)
     # compare: the encoder's view of the stacked frames, and a check before OUT is published
     compose: Callable[[Y4MHeader], str] | None = None
     before_publish: Callable[[RunResult], None] | None = None
@@ -152,6 +153,7 @@ def plan_upscale(settings: UpscaleSettings) -> UpscalePlan:
         deinterlace,
         describe_input(settings, probe, deinterlace) + engine_notes,
         target,
+        image,
     )
 
 
@@ -169,7 +171,7 @@ def _sink_factory(plan: UpscalePlan, sinks: list[EncoderSink]) -> SinkFactory:
             plan.probe,
             plan.upscaler.chroma_location,
             plan.deinterlace,
-            image=is_image_output(plan.settings.output, plan.settings.encode.format),
+            image=plan.image,
         )
         if plan.compose is not None:
             video, note = replace(video, compose=plan.compose(lr), crop=None), None
@@ -275,7 +277,7 @@ def _check_and_publish(
     if spool is not None:
         target = add_spooled_streams(plan.ffmpeg.path, target, settings, spool, plan.notes)
         temporaries.append(target)
-    if is_image_output(settings.output, settings.encode.format):
+    if plan.image:
         return _check_and_publish_images(plan, result, target, hr)
     times = result.frame_times.all_seconds(result.frames_read) if result.frame_times else []
     check = verify_output(
