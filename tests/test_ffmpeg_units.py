@@ -13,11 +13,13 @@ from espcn_video.ffmpeg import mkv
 from espcn_video.ffmpeg.args import (
     RGB_TO_YUV_FILTER,
     OutputVideo,
+    audio_replacements,
     build_decode_args,
     build_deinterlace_filter,
     build_encode_args,
     build_hdr_args,
     build_timed_decode_args,
+    carries_attachments,
     even_size_for,
     is_image_output,
     is_numbered,
@@ -143,6 +145,10 @@ def test_encode_args_mp4_copies_streams_and_colour() -> None:
         "copy",
         "-c:s",
         "mov_text",
+        "-map_metadata:s:a:0",
+        "1:s:a:0",
+        "-map_metadata:s:s:0",
+        "1:s:s:0",
         "-vf",
         "setparams=field_mode=prog:range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709",
         "-c:v",
@@ -164,6 +170,42 @@ def test_encode_args_mp4_copies_streams_and_colour() -> None:
         "-y",
         ".o.partial.mp4",
     ]
+
+
+def test_copy_args_keep_each_streams_tags_attachments_and_fit_the_audio_to_the_container() -> None:
+    """Each audio, subtitle and attachment stream's tags are mapped one by one (the video's own
+    mapping turns ffmpeg's default per-stream copy off); attachments go to Matroska only; audio a
+    container refuses as it is gets an encoder of its own, the rest is copied."""
+    probe = _probe(audio_streams=2, audio_codecs=("flac", "aac"), attachments=1)
+
+    def copy_args(output: str, **kw: object) -> list[str]:
+        args = build_encode_args("ff", output, EncodeSettings(**kw), source=InputSpec("in.mkv"), probe=probe)  # type: ignore[arg-type]
+        return args[args.index("in.mkv") + 1 : args.index("-vf")]
+
+    mkv = copy_args(".o.mkv")
+    assert mkv[mkv.index("-c:a") : mkv.index("-c:a") + 2] == ["-c:a", "copy"] and "-c:a:0" not in mkv
+    assert mkv[-10:] == [
+        "-map", "1:t?",
+        "-map_metadata:s:a:0", "1:s:a:0", "-map_metadata:s:a:1", "1:s:a:1",
+        "-map_metadata:s:s:0", "1:s:s:0", "-map_metadata:s:t:0", "1:s:t:0",
+    ]  # fmt: skip
+    mov = copy_args(".o.mov")
+    assert "1:t?" not in mov and "-map_metadata:s:t:0" not in mov
+    assert mov[mov.index("-c:a") : mov.index("-c:a") + 4] == ["-c:a", "copy", "-c:a:0", "alac"]
+    webm = copy_args(".o.webm")
+    assert webm[webm.index("-c:a") : webm.index("-c:a") + 6] == [
+        "-c:a",
+        "copy",
+        "-c:a:0",
+        "libopus",
+        "-c:a:1",
+        "libopus",
+    ]
+    chosen = copy_args(".o.webm", audio_codec="libvorbis")  # the user's codec is theirs
+    assert chosen[chosen.index("-c:a") : chosen.index("-c:a") + 3] == ["-c:a", "libvorbis", "-c:s"]
+    assert audio_replacements("x.mp4", None, ("flac", "opus", "pcm_s16le", "aac")) == {}
+    assert audio_replacements("-", "ipod", ("mp3", "aac")) == {0: ("mp3", "aac")}
+    assert carries_attachments("-", "matroska") and not carries_attachments("x.webm", None)
 
 
 def test_encode_args_y4m_has_no_audio_and_full_range() -> None:
@@ -270,6 +312,7 @@ def test_parse_probe_output() -> None:
         2,
         field_order="progressive",
         time_base=Fraction(1, 1000),
+        audio_codecs=("opus",),
     )
     assert info.interlaced is None
     assert info.estimated_frames() == 1499
@@ -474,6 +517,10 @@ def test_timed_encode_args_keep_times_colour_siting_hdr_and_crop() -> None:
         "copy",
         "-c:s",
         "copy",
+        "-map_metadata:s:a:0",
+        "1:s:a:0",
+        "-map_metadata:s:s:0",
+        "1:s:s:0",
         "-vf",
         "setparams=field_mode=prog:range=tv:color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc:"
         "chroma_location=left,crop=962:542:0:0",

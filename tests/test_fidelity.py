@@ -327,12 +327,28 @@ def test_ten_bit_422_keeps_depth_layout_and_times(
     _assert_same_times(ffmpeg, src, out)
 
 
-def test_two_audio_tracks_and_subtitles_are_kept(
-    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
-) -> None:
+def _stream_tags(ffmpeg: str, path: Path) -> list[tuple[str, str | None, dict[str, str]]]:
+    """(kind, language, tags) of each stream, as `ffmpeg -i` prints them."""
+    import re
+
+    err = subprocess.run([ffmpeg, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    streams: list[tuple[str, str | None, dict[str, str]]] = []
+    for line in err.splitlines():
+        if m := re.match(r"^\s*Stream #0:\d+(?:\[[^\]]*\])?(?:\(([^)]*)\))?: (\w+):", line):
+            streams.append((m.group(2), m.group(1), {}))
+        elif streams and (t := re.match(r"^\s{6}(\w+)\s*: (.*)$", line)):
+            streams[-1][2][t.group(1)] = t.group(2)
+    return streams
+
+
+@pytest.fixture
+def multi_track(ffmpeg: str, tmp_path: Path) -> Path:
+    """Two audio tracks (English with a title, French), German subtitles and a font attachment."""
     srt = tmp_path / "s.srt"
     srt.write_text("1\n00:00:00,100 --> 00:00:00,900\nhello\n")
-    src = _make(
+    font = tmp_path / "font.ttf"
+    font.write_bytes(bytes(range(256)) * 8)
+    return _make(
         ffmpeg,
         tmp_path / "multi.mkv",
         "-f",
@@ -363,14 +379,85 @@ def test_two_audio_tracks_and_subtitles_are_kept(
         "aac",
         "-c:s",
         "srt",
+        *("-metadata:s:a:0", "language=eng", "-metadata:s:a:0", "title=Commentary"),
+        *("-metadata:s:a:1", "language=fra", "-metadata:s:s:0", "language=ger"),
+        *("-attach", str(font), "-metadata:s:t", "mimetype=application/x-truetype-font"),
     )
+
+
+def test_two_audio_tracks_subtitles_their_languages_and_attachments_are_kept(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path], multi_track: Path
+) -> None:
+    """Every stream of the source arrives with its tags: each audio and subtitle stream's
+    language and title, and the attached font (with its filename and mimetype) in Matroska."""
     out = tmp_path / "out.mkv"
-    summary = _upscale(src, out, random_preset(2))
+    summary = _upscale(multi_track, out, random_preset(2))
     info = _probe(ffmpeg, out)
     assert summary["frames"] == 10 and info.audio_streams == 2 and info.subtitle_codecs == ("subrip",)
+    assert info.attachments == 1 and not any("attached" in n for n in summary["notes"])
     for track in (0, 1):
         assert abs(audio_seconds(ffmpeg, out, track) - 1.0) < 0.05
-    _assert_same_times(ffmpeg, src, out)
+    _assert_same_times(ffmpeg, multi_track, out)
+    streams = _stream_tags(ffmpeg, out)
+    assert [(kind, lang) for kind, lang, _ in streams] == [
+        ("Video", None),
+        ("Audio", "eng"),
+        ("Audio", "fra"),
+        ("Subtitle", "ger"),
+        ("Attachment", None),
+    ]
+    assert streams[1][2]["title"] == "Commentary" and "title" not in streams[2][2]
+    assert streams[4][2]["filename"] == "font.ttf" and streams[4][2]["mimetype"] == "application/x-truetype-font"
+    attached = tmp_path / "font_back.ttf"  # the attachment's bytes, as they went in
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-dump_attachment:t:0", str(attached), "-i", str(out)], capture_output=True, timeout=60
+    )
+    assert attached.read_bytes() == (tmp_path / "font.ttf").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("suffix", "audio", "want"),
+    [(".mp4", "aac", ("aac", "aac")), (".mov", "flac", ("alac", "aac")), (".webm", "aac", ("opus", "opus"))],
+)
+def test_a_container_gets_the_audio_it_can_carry_and_the_languages(
+    ffmpeg: str,
+    tmp_path: Path,
+    random_preset: Callable[[int], Path],
+    multi_track: Path,
+    suffix: str,
+    audio: str,
+    want: tuple[str, str],
+) -> None:
+    """The first audio track in a codec the container refuses as it is (flac in MOV, AAC in WebM)
+    is encoded to one it takes, and the summary says so; the languages stay; the attachment,
+    which only Matroska carries, is named as not kept."""
+    src = tmp_path / f"src{suffix}.mkv"
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-i", str(multi_track), "-map", "0", "-c", "copy", "-c:a:0", audio, str(src)],
+        check=True,
+        timeout=60,
+    )
+    out = tmp_path / f"out{suffix}"
+    summary = _upscale(src, out, random_preset(2))
+    notes = summary["notes"]
+    assert "1 attached file(s) (fonts, cover art) not kept: only Matroska (.mkv) carries them" in notes
+    replaced = [n for n in notes if n.startswith("audio stream")]
+    if audio == "flac":
+        assert replaced == [f"audio stream 0 (flac) encoded with alac: {suffix} cannot carry flac as it is"]
+    elif suffix == ".webm":
+        assert replaced == [
+            f"audio stream {i} (aac) encoded with libopus: .webm cannot carry aac as it is" for i in (0, 1)
+        ]
+    else:
+        assert replaced == []
+    streams = _stream_tags(ffmpeg, out)
+    audio_streams = [s for s in streams if s[0] == "Audio"]
+    assert [lang for _, lang, _ in audio_streams] == ["eng", "fra"]
+    assert [s[0] for s in streams].count("Attachment") == 0
+    err = subprocess.run([ffmpeg, "-hide_banner", "-i", str(out)], capture_output=True, text=True).stderr
+    codecs = [line.split("Audio: ")[1].split()[0].rstrip(",") for line in err.splitlines() if "Audio: " in line]
+    assert tuple(codecs) == want
+    assert summary["frames"] == 10
 
 
 def test_odd_size_is_cropped_for_x264_and_said(

@@ -342,12 +342,74 @@ def build_source_copy_args(
         # the video track's own tags (language, title, handler) are the source video's, not the pipe's
         "-map_metadata:s:v:0",
         "1:s:v:0",
-        "-c:a",
-        settings.audio_codec,
+        *audio_codec_args(output, settings, probe),
     ]
     if probe.subtitle_codecs:
         args += ["-c:s", subtitle_codec_for(output, settings.format, probe.subtitle_codecs)]
+    if probe.attachments and carries_attachments(output, settings.format):
+        args += ["-map", "1:t?"]  # the fonts an ASS subtitle names; copied as they are
+    # The video's mapping above turns off ffmpeg's default per-stream copy for every stream, so
+    # each other stream's tags (language, title; an attachment's filename and mimetype) are
+    # mapped one by one: input and output streams of a kind are in the same order.
+    kinds = [("a", probe.audio_streams), ("s", len(probe.subtitle_codecs))]
+    if carries_attachments(output, settings.format):
+        kinds.append(("t", probe.attachments))
+    for kind, count in kinds:
+        for i in range(count):
+            args += [f"-map_metadata:s:{kind}:{i}", f"1:s:{kind}:{i}"]
     return args
+
+
+# What a container cannot take by stream copy (the bundled ffmpeg's muxers, measured), and what
+# such an audio stream becomes there: lossless stays lossless where the container has a lossless
+# codec, the rest goes to the container's usual codec.
+_AUDIO_ONLY = {".webm": ({"opus", "vorbis"}, "libopus"), ".m4v": ({"aac", "ac3", "eac3", "alac"}, "aac")}
+_AUDIO_REFUSED = {".mov": {"flac": "alac", "opus": "aac"}, ".avi": {"opus": "pcm_s16le"}}
+
+
+def audio_replacements(output: str, fmt: str | None, codecs: Sequence[str]) -> dict[int, tuple[str, str]]:
+    """{audio stream index: (its codec, the encoder it needs)} for the source's audio streams that
+    the output container cannot carry as they are (stream copy)."""
+    family = _container_family(output, fmt)
+    out: dict[int, tuple[str, str]] = {}
+    for i, codec in enumerate(codecs):
+        if family in _AUDIO_ONLY:
+            allowed, encoder = _AUDIO_ONLY[family]
+            if codec not in allowed:
+                out[i] = (codec, encoder)
+        elif codec in _AUDIO_REFUSED.get(family, {}):
+            out[i] = (codec, _AUDIO_REFUSED[family][codec])
+    return out
+
+
+def _container_family(output: str, fmt: str | None) -> str:
+    """The output's container as an extension (`-f` names mapped to theirs)."""
+    if fmt:
+        return {"webm": ".webm", "mov": ".mov", "ipod": ".m4v", "avi": ".avi", "mp4": ".mp4"}.get(fmt, fmt)
+    return PurePath(output).suffix.lower() if output != "-" else ""
+
+
+def container_name(output: str, fmt: str | None) -> str:
+    """How a note names the output's container: its -f name or its extension."""
+    return fmt or _container_family(output, fmt) or "the output"
+
+
+def audio_codec_args(output: str, settings: EncodeSettings, probe: ProbeInfo) -> list[str]:
+    """-c:a: the user's codec, else a copy of each stream, except the ones the container cannot
+    carry, which are encoded (audio_replacements; the job says so in its notes)."""
+    args = ["-c:a", settings.audio_codec]
+    if settings.audio_codec == "copy":
+        for i, (_, encoder) in sorted(audio_replacements(output, settings.format, probe.audio_codecs).items()):
+            args += [f"-c:a:{i}", encoder]
+    return args
+
+
+def carries_attachments(output: str, fmt: str | None) -> bool:
+    """Matroska (not WebM) keeps attached files; the other containers have no place for them."""
+    muxer = output_muxer(output, fmt)
+    if muxer is not None:
+        return muxer == "matroska"
+    return output != "-" and PurePath(output).suffix.lower() in (".mkv", ".mka", ".mk3d")
 
 
 def resolve_codec(output: str, settings: EncodeSettings) -> tuple[str, int | None]:

@@ -78,6 +78,8 @@ class ProbeInfo:
     field_order: str | None = None  # as `ffmpeg -i` prints it: "top first", "bottom first", ...
     time_base: Fraction | None = None  # the video stream's (tbn)
     frame: FrameProps | None = None  # from the first decoded frame, when probed with first_frame
+    attachments: int = 0  # Matroska attachments (the fonts of ASS subtitles, cover art)
+    audio_codecs: tuple[str, ...] = ()  # each audio stream's codec, in order
 
     @property
     def interlaced(self) -> str | None:
@@ -201,8 +203,9 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
     time_base: Fraction | None = None
     width = height = None
     color = ColorTags()
-    audio = 0
+    audio: list[str] = []
     subs: list[str] = []
+    attachments = 0
     chapters = 0
     in_chapters = False
     for line in stderr.splitlines():
@@ -224,9 +227,11 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
         kind, desc = m.group(2), m.group(3)
         codec = desc.split(",")[0].split()[0] if desc else "unknown"
         if kind == "Audio":
-            audio += 1
+            audio.append(codec)
         elif kind == "Subtitle":
             subs.append(codec)
+        elif kind == "Attachment":
+            attachments += 1
         elif kind == "Video" and vcodec is None and "(attached pic)" not in desc:
             vcodec = codec
             # The pixel format follows the first top-level comma (parentheses nest).
@@ -254,12 +259,14 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
         height,
         fps,
         color,
-        audio,
+        len(audio),
         tuple(subs),
         chapters,
         start,
         field_order,
         time_base,
+        attachments=attachments,
+        audio_codecs=tuple(audio),
     )
 
 

@@ -10,9 +10,12 @@ from espcn_video.errors import InputError, UsageError
 from espcn_video.ffmpeg.args import (
     RGB_TO_YUV_FILTER,
     OutputVideo,
+    audio_replacements,
     build_deinterlace_filter,
     build_input_args,
     build_timed_decode_args,
+    carries_attachments,
+    container_name,
     copies_from_source,
     even_size_for,
     is_image_output,
@@ -184,4 +187,16 @@ def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterla
         and settings.encode.copy_streams
     ):
         notes.append(f"{probe.audio_streams} audio stream(s) not kept: the output format has no place for them")
+    if probe is not None and copies_from_source(settings.output, settings.encode, src, probe):
+        if settings.encode.audio_codec == "copy":
+            fmt = settings.encode.format
+            for i, (codec, encoder) in sorted(audio_replacements(settings.output, fmt, probe.audio_codecs).items()):
+                notes.append(
+                    f"audio stream {i} ({codec}) encoded with {encoder}: "
+                    f"{container_name(settings.output, fmt)} cannot carry {codec} as it is"
+                )
+        if probe.attachments and not carries_attachments(settings.output, settings.encode.format):
+            notes.append(
+                f"{probe.attachments} attached file(s) (fonts, cover art) not kept: only Matroska (.mkv) carries them"
+            )
     return notes
