@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,20 @@ def test_chunked_equals_unchunked_frame_for_frame(
     if name == "opengop.mp4":
         assert abs(audio_seconds(ffmpeg, chunked) - audio_seconds(ffmpeg, src)) < 0.05
         assert len(a) == 75
+
+
+def test_chunked_mp4_keeps_the_source_track_time_scale(
+    sources: dict[str, Path], ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
+    """The joined MP4's video time base is the source's (1/12800), as an unchunked run writes it,
+    not the finer one the muxer picks for the joined parts."""
+    src = sources["opengop.mp4"]
+    out = tmp_path / "chunked.mp4"
+    summary = _run(src, out, random_preset(2), "--chunks", "2", "--local-workers", "2")
+    src_tb, src_pts, _ = list_packets(ffmpeg, str(src))
+    out_tb, out_pts, _ = list_packets(ffmpeg, str(out))
+    assert src_tb == Fraction(1, 12800) and out_tb == src_tb
+    assert sorted(out_pts) == sorted(src_pts) and summary["frames"] == len(src_pts)
 
 
 @pytest.fixture(scope="module")

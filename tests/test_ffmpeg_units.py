@@ -51,7 +51,7 @@ def test_decode_args_file() -> None:
         "-i",
         "in.mp4",
         "-map",
-        "0:v:0",
+        "0:V:0",
         "-vf",
         FORMATS,
         "-fps_mode",
@@ -83,7 +83,7 @@ def test_decode_args_raw_yuv() -> None:
         "-i",
         "clip.yuv",
         "-map",
-        "0:v:0",
+        "0:V:0",
         "-vf",
         FORMATS,
         "-fps_mode",
@@ -140,7 +140,7 @@ def test_encode_args_mp4_copies_streams_and_colour() -> None:
         "-map_metadata",
         "1",
         "-map_metadata:s:v:0",
-        "1:s:v:0",
+        "1:s:V:0",
         "-c:a",
         "copy",
         "-c:s",
@@ -149,7 +149,7 @@ def test_encode_args_mp4_copies_streams_and_colour() -> None:
         "1:s:a:0",
         "-map_metadata:s:s:0",
         "1:s:s:0",
-        "-vf",
+        "-filter:v:0",
         "setparams=field_mode=prog:range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709",
         "-c:v",
         "libx264",
@@ -180,7 +180,7 @@ def test_copy_args_keep_each_streams_tags_attachments_and_fit_the_audio_to_the_c
 
     def copy_args(output: str, **kw: object) -> list[str]:
         args = build_encode_args("ff", output, EncodeSettings(**kw), source=InputSpec("in.mkv"), probe=probe)  # type: ignore[arg-type]
-        return args[args.index("in.mkv") + 1 : args.index("-vf")]
+        return args[args.index("in.mkv") + 1 : args.index("-filter:v:0")]
 
     mkv = copy_args(".o.mkv")
     assert mkv[mkv.index("-c:a") : mkv.index("-c:a") + 2] == ["-c:a", "copy"] and "-c:a:0" not in mkv
@@ -226,7 +226,7 @@ def test_encode_args_y4m_has_no_audio_and_full_range() -> None:
         "0:v:0",
         "-map_metadata:s:v:0",
         "-1",
-        "-vf",
+        "-filter:v:0",
         "setparams=field_mode=prog:range=pc",
         "-c:v",
         "rawvideo",
@@ -260,7 +260,7 @@ def test_encode_args_stdout_mp4_user_codec_and_extras() -> None:
         "0:v:0",
         "-map_metadata:s:v:0",
         "-1",
-        "-vf",
+        "-filter:v:0",
         "setparams=field_mode=prog:range=tv",
         "-c:v",
         "libx265",
@@ -435,7 +435,7 @@ def test_timed_decode_args_split_frames_and_timestamps() -> None:
         "-i",
         "in.mkv",
         "-filter_complex",
-        "[0:v:0]bwdif=mode=send_frame:parity=auto:deint=all," + FORMATS + ",split=2[frames][times]",
+        "[0:V:0]bwdif=mode=send_frame:parity=auto:deint=all," + FORMATS + ",split=2[frames][times]",
         "-map",
         "[frames]",
         "-fps_mode",
@@ -512,7 +512,7 @@ def test_timed_encode_args_keep_times_colour_siting_hdr_and_crop() -> None:
         "-map_metadata",
         "1",
         "-map_metadata:s:v:0",
-        "1:s:v:0",
+        "1:s:V:0",
         "-c:a",
         "copy",
         "-c:s",
@@ -521,7 +521,7 @@ def test_timed_encode_args_keep_times_colour_siting_hdr_and_crop() -> None:
         "1:s:a:0",
         "-map_metadata:s:s:0",
         "1:s:s:0",
-        "-vf",
+        "-filter:v:0",
         "setparams=field_mode=prog:range=tv:color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc:"
         "chroma_location=left,crop=962:542:0:0",
         "-c:v",
@@ -620,7 +620,7 @@ def test_image_outputs_get_rgb_their_quality_and_one_file_per_frame() -> None:
     still = build_encode_args("ffmpeg", ".big.partial-1-abcdef.jpg", EncodeSettings(), video=video, timed=True)
     assert still[-6:] == ["-f", "image2", "-update", "1", "-y", ".big.partial-1-abcdef.jpg"]
     assert still[still.index("-c:v") + 1 : still.index("-c:v") + 4] == ["mjpeg", "-q:v", "2"]
-    assert still[still.index("-vf") + 1].endswith(",format=rgb24|rgb48le|rgb48be,setparams=colorspace=gbr:range=pc")
+    assert still[still.index("-filter:v:0") + 1].endswith(",format=rgb24|rgb48le|rgb48be,setparams=colorspace=gbr:range=pc")
     assert "-strict" not in still and "-colorspace" not in still and "-crf" not in still
     numbered = build_encode_args("ffmpeg", "dir/f_%04d.png", EncodeSettings(), video=video, timed=True)
     assert numbered[-4:] == ["-f", "image2", "-y", "dir/f_%04d.png"] and numbered[numbered.index("-c:v") + 1] == "png"

@@ -460,6 +460,42 @@ def test_a_container_gets_the_audio_it_can_carry_and_the_languages(
     assert summary["frames"] == 10
 
 
+def test_a_cover_image_is_never_taken_for_the_video_and_is_kept_in_mp4(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
+    """An MP4 with cover art (a PNG attached picture) upscales its video, not the cover; MP4
+    keeps the cover as it was (attached picture, same size), Matroska names it as not kept."""
+    cover = tmp_path / "cover.png"
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-f", "lavfi", "-i", "color=red:s=20x20", "-frames:v", "1", str(cover)],
+        check=True,
+        timeout=60,
+    )
+    src = _make(
+        ffmpeg,
+        tmp_path / "song.mp4",
+        *("-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=1", "-i", str(cover), "-f", "lavfi", "-i", "sine=d=1"),
+        *("-map", "0", "-map", "1", "-map", "2", "-c:v:0", "libx264", "-c:v:1", "png"),
+        *("-disposition:v:1", "attached_pic", "-c:a", "aac"),
+    )
+    assert _probe(ffmpeg, src).cover_streams == (1,)
+    out = tmp_path / "out.mp4"
+    summary = _upscale(src, out, random_preset(2))
+    info = _probe(ffmpeg, out)
+    assert summary["frames"] == 10 and (info.width, info.height) == (96, 64) and info.audio_streams == 1
+    assert info.cover_streams == (1,) and not any("cover" in n for n in summary["notes"])
+    err = subprocess.run([ffmpeg, "-hide_banner", "-i", str(out)], capture_output=True, text=True).stderr
+    assert any("png" in line and "20x20" in line and "(attached pic)" in line for line in err.splitlines())
+    _assert_same_times(ffmpeg, src, out)
+    mkv = tmp_path / "out.mkv"
+    summary = _upscale(src, mkv, random_preset(2))
+    assert "1 cover image(s) (attached pictures) not kept: only MP4 carries them" in summary["notes"]
+    info = _probe(ffmpeg, mkv)
+    assert summary["frames"] == 10 and info.cover_streams == () and (info.width, info.height) == (96, 64)
+    err = subprocess.run([ffmpeg, "-hide_banner", "-i", str(mkv)], capture_output=True, text=True).stderr
+    assert sum("Video:" in line for line in err.splitlines()) == 1
+
+
 def test_odd_size_is_cropped_for_x264_and_said(
     ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
 ) -> None:

@@ -107,6 +107,38 @@ def test_float_channels_keep_the_noisiest_conv2_inputs_in_float(images: Path, us
     assert refused.returncode == 2 and b"--float-channels" in refused.stderr  # conv2 has 64 inputs
 
 
+def test_rest_fp32_twin_runs_its_float_convolution_in_fp32(images: Path, user_preset: Path) -> None:
+    """quantize --rest fp32: the twin is fine-tuned with conv3 in fp32, records it (file and
+    metadata), and the int8 engine then runs conv3 in fp32 too (espcn-x2-deep: bf16 arithmetic
+    alone costs it more than the int8 bound)."""
+    done = run_cli(
+        "quantize", "--preset", str(user_preset), "--data", str(images), "--steps", "20", "--batch", "8",
+        "--no-eval", "--threads", "2", "--rest", "fp32",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(done.stdout)["rest"] == "fp32"
+    meta = json.loads(user_preset.with_suffix(".json").read_text())
+    assert meta["int8"]["others"].startswith("fp32") and meta["int8"]["layers"] == [0, 1]
+    model, info = load_preset(user_preset)
+    params = int8_params(model, info)
+    assert params is not None and params.rest_fp32 and params.layers == INT8_TWIN_LAYERS
+    y = np.random.default_rng(2).integers(0, 256, (24, 32), dtype=np.uint8)
+    out = create_engine(model, "openvino", "int8", int8=params).upscale_luma(y, 255).astype(np.int64)
+    lr = torch.from_numpy(y.astype(np.float32) / 255)[None, None]
+
+    def emulated(bf16_rest: bool) -> np.ndarray:
+        twin = QuantizedESPCN(params.model, params.ranges, params.layers, params.weight_steps, bf16_rest).eval()
+        with torch.inference_mode():
+            return twin(lr)[0, 0].clamp(0, 1).mul(255).round().numpy().astype(np.int64)
+
+    diff = np.abs(out - emulated(False))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+    if cpu_has_bf16():  # what the bf16 twin computes is measurably another frame
+        assert (out != emulated(True)).mean() > (diff != 0).mean()
+    refused = run_cli("quantize", "--preset", str(user_preset), "--rest", "fp16", "--no-eval")
+    assert refused.returncode == 2 and b"--rest" in refused.stderr
+
+
 @pytest.mark.slow
 def test_measure_only_records_the_costs_again_and_trains_nothing(user_preset: Path) -> None:
     """After an engine change the recorded costs are measured again by one command; the twin,

@@ -112,7 +112,7 @@ def build_timed_decode_args(ffmpeg: str, input_args: Sequence[str], filters: Seq
         *COMMON,
         *input_args,
         "-filter_complex",
-        "[0:v:0]" + chain,
+        "[0:V:0]" + chain,
         *("-map", "[frames]", *Y4M_PIPE_OUT),
         *("-map", "[times]", "-c:v", "wrapped_avframe", "-fps_mode", "passthrough"),
         *("-enc_time_base", "filter", "-flush_packets", "1", "-f", "framecrc", "pipe:2"),
@@ -126,7 +126,7 @@ def build_decode_args(ffmpeg: str, source: InputSpec) -> list[str]:
     10-bit source stays 10-bit and 4:2:2 stays 4:2:2; y4m carries the range tag.
     """
     args = [ffmpeg, *COMMON, *build_input_args(source)]
-    args += ["-map", "0:v:0", "-vf", "format=" + "|".join(PIPE_PIX_FMTS), *Y4M_PIPE_OUT]
+    args += ["-map", "0:V:0", "-vf", "format=" + "|".join(PIPE_PIX_FMTS), *Y4M_PIPE_OUT]
     return args
 
 
@@ -341,13 +341,16 @@ def build_source_copy_args(
         "1",
         # the video track's own tags (language, title, handler) are the source video's, not the pipe's
         "-map_metadata:s:v:0",
-        "1:s:v:0",
+        "1:s:V:0",
         *audio_codec_args(output, settings, probe),
     ]
     if probe.subtitle_codecs:
         args += ["-c:s", subtitle_codec_for(output, settings.format, probe.subtitle_codecs)]
     if probe.attachments and carries_attachments(output, settings.format):
         args += ["-map", "1:t?"]  # the fonts an ASS subtitle names; copied as they are
+    covers = kept_covers(output, settings.format, probe)
+    for k in covers:  # output video streams 1.. (cover_args copies them)
+        args += ["-map", f"1:v:{k}"]
     # The video's mapping above turns off ffmpeg's default per-stream copy for every stream, so
     # each other stream's tags (language, title; an attachment's filename and mimetype) are
     # mapped one by one: input and output streams of a kind are in the same order.
@@ -357,6 +360,30 @@ def build_source_copy_args(
     for kind, count in kinds:
         for i in range(count):
             args += [f"-map_metadata:s:{kind}:{i}", f"1:s:{kind}:{i}"]
+    for j, k in enumerate(covers, start=1):
+        args += [f"-map_metadata:s:v:{j}", f"1:s:v:{k}"]
+    return args
+
+
+def kept_covers(output: str, fmt: str | None, probe: ProbeInfo | None) -> tuple[int, ...]:
+    """The source's cover images (attached pictures) the output keeps: MP4 takes them. ffmpeg
+    writes one into Matroska as a one-frame video track, not as an attachment (even with -c copy
+    alone), and QuickTime .mov and the others have no place for them."""
+    if probe is None or not probe.cover_streams:
+        return ()
+    return probe.cover_streams if carries_covers(output, fmt) else ()
+
+
+def carries_covers(output: str, fmt: str | None) -> bool:
+    return _container_family(output, fmt) in (".mp4", ".m4v")
+
+
+def cover_args(count: int) -> list[str]:
+    """Output video streams 1..count are the source's cover images, copied as they are (after the
+    video's -c:v, which they override)."""
+    args: list[str] = []
+    for j in range(1, count + 1):
+        args += [f"-c:v:{j}", "copy", f"-disposition:v:{j}", "attached_pic"]
     return args
 
 
@@ -460,7 +487,10 @@ def build_encode_args(
         args += ["-f", "yuv4mpegpipe", "-i", "pipe:0"]
         args += build_source_copy_args(output, settings, source, probe)
     codec, crf = resolve_codec(output, settings)
-    args += ["-vf", build_output_filter(video), "-c:v", codec]
+    # the filter on our video alone (-vf would reach copied cover images too, which ffmpeg refuses)
+    args += ["-filter:v:0", build_output_filter(video), "-c:v", codec]
+    if copies_from_source(output, settings, source, probe):
+        args += cover_args(len(kept_covers(output, settings.format, probe)))
     if crf is not None:
         args += ["-crf", str(crf)]
         if codec in ("libvpx-vp9", "libvpx"):
@@ -514,10 +544,18 @@ def build_join_args(
     args += build_source_copy_args(output, settings, source, probe, source_offset_s=-probe.start_s)
     if output_muxer(output, settings.format) not in ("yuv4mpegpipe", "rawvideo"):
         args += ["-c:v", "copy"]  # y4m and raw re-wrap uncompressed frames instead: still lossless
+        if copies_from_source(output, settings, source, probe):
+            args += cover_args(len(kept_covers(output, settings.format, probe)))
     if video is not None:  # the parts (NUT) carry no colour tags: set them on the stream copy
         args += build_color_args(video.color, video.full_range)
         if video.chroma_location:
             args += ["-chroma_sample_location", video.chroma_location]
+        tb = video.time_base
+        mp4 = _container_family(output, settings.format) in _MP4_FAMILY
+        if mp4 and tb is not None and tb.numerator == 1 and tb.denominator >= 10_000:
+            # the source's track time scale, as an unchunked run writes it (the parts' is finer);
+            # below 10000 the muxer picks a multiple of it, as it does for an unchunked run
+            args += ["-video_track_timescale", str(tb.denominator)]
     args += ["-fps_mode", "passthrough", "-strict", "-1"]
     return args + _muxer_args(output, settings)
 
@@ -532,5 +570,8 @@ def build_remux_args(
     """
     args = [ffmpeg, *COMMON, "-copyts", "-i", video_path]
     args += build_source_copy_args(output, settings, source, probe, source_offset_s=-probe.start_s)
-    args += ["-c:v", "copy", "-fps_mode", "passthrough", "-strict", "-1"]
+    args += ["-c:v", "copy"]
+    if copies_from_source(output, settings, source, probe):
+        args += cover_args(len(kept_covers(output, settings.format, probe)))
+    args += ["-fps_mode", "passthrough", "-strict", "-1"]
     return args + _muxer_args(output, settings)

@@ -41,7 +41,7 @@ def build_look_args(
     seek = ["-ss", f"{start_s:.3f}"] if start_s else []
     return [
         ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "info", "-export_side_data", "venc_params",
-        *seek, *input_args, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", graph,
+        *seek, *input_args, "-map", "0:V:0", "-an", "-sn", "-dn", "-vf", graph,
         "-frames:v", str(frames), "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "gray", "pipe:1",
     ]  # fmt: skip
 

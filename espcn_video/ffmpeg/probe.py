@@ -80,6 +80,9 @@ class ProbeInfo:
     frame: FrameProps | None = None  # from the first decoded frame, when probed with first_frame
     attachments: int = 0  # Matroska attachments (the fonts of ASS subtitles, cover art)
     audio_codecs: tuple[str, ...] = ()  # each audio stream's codec, in order
+    # attached pictures (cover images, Matroska image attachments): their indices among the video
+    # streams (0:v:N); they are not the video (the decoders map 0:V:0, the first that is not one)
+    cover_streams: tuple[int, ...] = ()
 
     @property
     def interlaced(self) -> str | None:
@@ -206,6 +209,8 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
     audio: list[str] = []
     subs: list[str] = []
     attachments = 0
+    covers: list[int] = []
+    videos = 0
     chapters = 0
     in_chapters = False
     for line in stderr.splitlines():
@@ -232,7 +237,11 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
             subs.append(codec)
         elif kind == "Attachment":
             attachments += 1
-        elif kind == "Video" and vcodec is None and "(attached pic)" not in desc:
+        elif kind == "Video":
+            videos += 1
+        if kind == "Video" and "(attached pic)" in desc:
+            covers.append(videos - 1)
+        elif kind == "Video" and vcodec is None:
             vcodec = codec
             # The pixel format follows the first top-level comma (parentheses nest).
             depth, cut = 0, None
@@ -267,13 +276,14 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
         time_base,
         attachments=attachments,
         audio_codecs=tuple(audio),
+        cover_streams=tuple(covers),
     )
 
 
 def build_probe_args(ffmpeg: str, path: str, input_args: Sequence[str] = (), first_frame: bool = False) -> list[str]:
     args = [ffmpeg, "-nostdin", "-hide_banner", *input_args, "-i", path]
     if first_frame:  # decode one frame: its siting, field flags and HDR side data are the codec's
-        args += ["-map", "0:v:0?", "-frames:v", "1", "-vf", "showinfo", "-f", "null", "-"]
+        args += ["-map", "0:V:0?", "-frames:v", "1", "-vf", "showinfo", "-f", "null", "-"]
     return args
 
 

@@ -108,7 +108,7 @@ def build_packet_list_args(ffmpeg: str, path: str) -> list[str]:
         "-i",
         path,
         "-map",
-        "0:v:0",
+        "0:V:0",
         "-c",
         "copy",
         "-f",

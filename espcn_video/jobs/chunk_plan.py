@@ -1,6 +1,6 @@
 """Frame-exact chunk plans from packet timestamps, found by ffmpeg alone (no ffprobe, no decode).
 
-`ffmpeg -copyts -i IN -map 0:v:0 -c copy -f framecrc -` lists every video packet with its pts
+`ffmpeg -copyts -i IN -map 0:V:0 -c copy -f framecrc -` lists every video packet with its pts
 and key flag in the stream's time base. Sorted, the pts are the frames in presentation order,
 so a chunk is a half-open pts range [start, end) and its frame count is known before any
 decoding. A chunk decodes from a coarse seek a few seconds before its start (open GOPs and

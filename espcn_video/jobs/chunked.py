@@ -345,7 +345,10 @@ def _join(parts: Path, plan: ChunkPlan, settings: UpscaleSettings, probe: ProbeI
     siting = probe.frame.chroma_location if probe.frame is not None else None
     color = probe.decoded_color
     video = OutputVideo(
-        full_range=color.range == "pc" or (probe.pix_fmt or "").startswith("yuvj"), color=color, chroma_location=siting
+        full_range=color.range == "pc" or (probe.pix_fmt or "").startswith("yuvj"),
+        color=color,
+        chroma_location=siting,
+        time_base=plan.tb,  # the source's packets' (MP4 gets it back as its track time scale)
     )
     cmd = build_join_args(
         ffmpeg.path,

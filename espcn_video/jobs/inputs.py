@@ -15,6 +15,7 @@ from espcn_video.ffmpeg.args import (
     build_input_args,
     build_timed_decode_args,
     carries_attachments,
+    carries_covers,
     container_name,
     copies_from_source,
     even_size_for,
@@ -195,6 +196,11 @@ def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterla
                     f"audio stream {i} ({codec}) encoded with {encoder}: "
                     f"{container_name(settings.output, fmt)} cannot carry {codec} as it is"
                 )
+        if probe.cover_streams and not carries_covers(settings.output, settings.encode.format):
+            notes.append(
+                f"{len(probe.cover_streams)} cover image(s) (attached pictures) not kept: "
+                "only MP4 carries them"
+            )
         if probe.attachments and not carries_attachments(settings.output, settings.encode.format):
             notes.append(
                 f"{probe.attachments} attached file(s) (fonts, cover art) not kept: only Matroska (.mkv) carries them"
