@@ -390,6 +390,40 @@ def test_sr_report_on_a_folder_writes_json_csv_and_png(
 # -- errors: one line, the file and the numbers, exit 1 or 2, no traceback --------------------
 
 
+def test_a_numbered_png_sequence_is_a_reference_clip(
+    ffmpeg: str, random_preset: Callable[[int], Path], tmp_path: Path
+) -> None:
+    """REF as frame_%04d.png (REDS, Vid4): the same per-frame numbers as the y4m ffmpeg makes from
+    those PNGs (RGB to Y'CbCr by BT.601 studio range, the SR papers' Y), 3 frames at --input-rate."""
+    frames = tmp_path / "seq"
+    frames.mkdir()
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=10:d=0.3", str(frames / "f_%04d.png")],
+        check=True,
+        timeout=60,
+    )
+    y4m = tmp_path / "seq.y4m"
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-i", str(frames / "f_%04d.png"), "-pix_fmt", "yuv444p", str(y4m)],
+        check=True,
+        timeout=60,
+    )
+    preset = str(random_preset(2))
+    seq = psnr(str(frames / "f_%04d.png"), "--preset", preset, "--input-rate", "10", "--json")
+    assert seq.exit_code == 0, seq.output
+    ref = psnr(str(y4m), "--preset", preset, "--json")
+    a, b = json.loads(seq.stdout)["clips"][0], json.loads(ref.stdout)["clips"][0]
+    assert a["frames"] == b["frames"] == 3 and a["size"] == [48, 32]
+    for method in ("espcn", "bicubic"):
+        assert a["methods"][method]["per_frame"]["psnr_y_db"] == b["methods"][method]["per_frame"]["psnr_y_db"]
+    missing = psnr(str(tmp_path / "none_%04d.png"), "--preset", preset)
+    _fails(
+        missing,
+        1,
+        f"{tmp_path / 'none_%04d.png'}: no image of this numbered sequence (numbers 0 to 4, where ffmpeg starts one)",
+    )
+
+
 def _fails(result: Result, code: int, message: str) -> None:
     assert result.exit_code == code, result.output
     assert result.stderr == f"espcn-video: error: {message}\n"

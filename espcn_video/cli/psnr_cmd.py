@@ -15,6 +15,7 @@ from rich.table import Table
 from espcn_video.cli.common import SCALE, emit_json, guarded, parse_rate, parse_size, raw_input_options, stderr_console
 from espcn_video.cli.progress import ProgressWriter, open_progress, progress_options
 from espcn_video.errors import InputError, OutputError, UsageError
+from espcn_video.ffmpeg.args import is_numbered
 from espcn_video.settings import InputSpec, RawInput
 
 VIDEO_SUFFIXES = frozenset(
@@ -64,6 +65,11 @@ def build_clip_spec(path: str, size: str | None, pix_fmt: str | None, rate: str 
     """A .y4m or any file ffmpeg reads as is; a raw .yuv with --input-size/--input-pix-fmt/--input-rate
     or a UVG-style name."""
     if not path.lower().endswith(".yuv") and size is None:
+        if path != "-" and is_numbered(path) and not Path(path).exists():
+            # a numbered image sequence (frame_%04d.png: REDS, Vid4 and the like), at --input-rate
+            if pix_fmt:
+                raise UsageError("--input-pix-fmt describes raw .yuv input, not an image sequence")
+            return InputSpec(path, sequence_rate=parse_rate(rate or "25", "--input-rate"))
         return InputSpec(path)
     if size is not None:
         w, h = parse_size(size, "--input-size") or (0, 0)  # parse_size refuses zero sizes
