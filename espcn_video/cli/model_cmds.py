@@ -422,6 +422,14 @@ def eval_cmd(
     help="Keep the K inputs of conv2 that carry the most int8 noise in bf16 (x2: 32 brings int8 within 0.02 dB).",
 )
 @click.option(
+    "--rest",
+    type=click.Choice(["bf16", "fp32"]),
+    default="bf16",
+    show_default=True,
+    help="How the convolutions left in float (conv3) run: bf16 (where the CPU has it) or fp32, "
+    "for a preset whose bf16 arithmetic alone costs too much (espcn-x2-deep).",
+)
+@click.option(
     "--measure-only",
     is_flag=True,
     help="Fine-tune nothing: measure the int8 (the twin as it is) and bf16 cost on Set5/Set14 again and record it.",
@@ -439,6 +447,7 @@ def quantize_cmd(
     no_eval: bool,
     all_layers: bool,
     float_channels: int,
+    rest: str,
     measure_only: bool,
 ) -> None:
     """Fine-tune a preset's int8 twin for the int8 engine and record what int8 and bf16 cost.
@@ -447,7 +456,7 @@ def quantize_cmd(
     The twin computes exactly as OpenVINO's int8 engine does (conv1 and
     conv2 int8 with learned activation ranges and weight steps, conv3
     bf16; --all-layers: conv3 int8 too; --float-channels K: K of conv2's
-    inputs in bf16 beside the int8 rest) and is
+    inputs in bf16 beside the int8 rest; --rest fp32: conv3 in fp32) and is
     fine-tuned on the preset's training images with straight-through
     rounding; the checkpoint with the best int8 PSNR on the held-out
     training images is kept. Set5/Set14 are measured afterwards (int8 and
@@ -486,6 +495,7 @@ def quantize_cmd(
         threads=threads,
         layers=INT8_ALL if all_layers else INT8_TWIN_LAYERS,
         float_channels=float_channels,
+        rest=rest,
     )
     console = stderr_console()
     with Progress(
@@ -525,6 +535,7 @@ def quantize_cmd(
                 "preset": info.name,
                 "twin": str(twin),
                 "float_channels": list(result.float_channels),
+                "rest": "fp32" if result.rest_fp32 else "bf16" if result.bf16_rest else "f32",
                 "val_psnr_db": val,
                 "best_step": result.best_step,
                 "seconds": round(result.seconds, 1),

@@ -346,10 +346,12 @@ class OpenVINOEngine:
                 "ENABLE_CPU_PINNING": False,
             }
             if self.precision == "int8" and (
-                not cpu_has_bf16() or (params is not None and all_int8(params.layers, params.model))
+                not cpu_has_bf16()
+                or (params is not None and (params.rest_fp32 or all_int8(params.layers, params.model)))
             ):
-                # every convolution int8: what is left (bias, tanh, the tail) runs in f32,
-                # so the engine computes exactly what the twin was fine-tuned on (model/quant.py)
+                # every convolution int8, or a twin made with its float convolutions in fp32: what
+                # is left (conv3, bias, tanh, the tail) runs in f32, so the engine computes exactly
+                # what the twin was fine-tuned on (model/quant.py)
                 config["INFERENCE_PRECISION_HINT"] = "f32"
             self._requests[key] = self.core.compile_model(graph, "CPU", config).create_infer_request()
         return self._requests[key]

@@ -202,6 +202,9 @@ class Int8Params:
     weight_steps: list[np.ndarray] | None = None
     source: str = "calibrated ranges"
     float_channels: tuple[int, ...] = ()  # conv2's inputs kept in float beside the int8 rest
+    # the convolutions that are not int8 (conv3) in fp32 rather than bf16: for a preset whose
+    # bf16 arithmetic alone costs more than the int8 bound (espcn-x2-deep, docs/training.md)
+    rest_fp32: bool = False
 
 
 TWIN_SUFFIX = ".int8.pth"  # beside <preset>.pt; not *.pt, so never listed as a preset of its own
@@ -220,6 +223,8 @@ def save_twin(path: Path, params: Int8Params) -> None:
     state["int8.layers"] = torch.tensor(params.layers, dtype=torch.int64)
     if params.float_channels:
         state["int8.float_channels"] = torch.tensor(params.float_channels, dtype=torch.int64)
+    if params.rest_fp32:
+        state["int8.rest_fp32"] = torch.tensor(1, dtype=torch.int64)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
     tmp.replace(path)
@@ -236,11 +241,20 @@ def load_twin(path: Path, model: nn.Module) -> Int8Params | None:
         ranges = [state.pop(f"int8.range{i}").numpy() for i in range(count - 1)]
         steps = [state.pop(f"int8.step{i}").numpy() for i in range(count)] if "int8.step0" in state else None
         floats = tuple(int(v) for v in state.pop("int8.float_channels", torch.zeros(0)).tolist())
+        rest_fp32 = bool(int(state.pop("int8.rest_fp32", torch.tensor(0)).item()))
         twin = copy.deepcopy(model)
         twin.load_state_dict(state, strict=True)
     except Exception:  # noqa: BLE001 - a damaged or foreign twin file: the preset runs without it
         return None
-    return Int8Params(twin.eval(), ranges, layers, steps, source=f"int8 twin {path.name}", float_channels=floats)
+    return Int8Params(
+        twin.eval(),
+        ranges,
+        layers,
+        steps,
+        source=f"int8 twin {path.name}",
+        float_channels=floats,
+        rest_fp32=rest_fp32,
+    )
 
 
 def noise_ranking(model: nn.Module, ranges: Sequence[np.ndarray]) -> np.ndarray:

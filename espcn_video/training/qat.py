@@ -56,6 +56,7 @@ class QatConfig:
     quant_lr: float = 2e-3  # for the log ranges and log weight steps
     distill: float = 0.0  # weight of the fp32 preset's output as the target (1: only it; 0: only HR)
     float_channels: int = 0  # conv2's inputs kept in float: the ones carrying the most int8 noise
+    rest: str = "bf16"  # the float convolutions (conv3): "bf16" where the CPU has it, or "fp32"
 
 
 @dataclass
@@ -70,6 +71,7 @@ class QatResult:
     bf16_rest: bool
     curve: list[dict[str, float]] = field(default_factory=list)
     float_channels: tuple[int, ...] = ()
+    rest_fp32: bool = False  # the twin's float convolutions run in fp32 (Int8Params.rest_fp32)
 
 
 def _to_code_values(x: np.ndarray) -> np.ndarray:
@@ -118,7 +120,10 @@ def quantization_aware_finetune(config: QatConfig, on_progress: QatProgress | No
     from espcn_video.model.engines import cpu_has_bf16
 
     layers = with_blocks(config.layers, model)  # a deeper ESPCN's blocks go int8 with conv2
-    bf16_rest = not all_int8(layers, model) and cpu_has_bf16()
+    if config.rest not in ("bf16", "fp32"):
+        raise UsageError(f"the float convolutions run in bf16 or fp32, not {config.rest}")
+    rest_fp32 = config.rest == "fp32" and not all_int8(layers, model)
+    bf16_rest = not all_int8(layers, model) and cpu_has_bf16() and not rest_fp32
     floats: tuple[int, ...] = ()
     if config.float_channels:
         if 1 not in config.layers:
@@ -176,6 +181,7 @@ def quantization_aware_finetune(config: QatConfig, on_progress: QatProgress | No
         bf16_rest=bf16_rest,
         curve=curve,
         float_channels=floats,
+        rest_fp32=rest_fp32,
     )
 
 
@@ -235,7 +241,12 @@ def record_twin(preset: str, result: QatResult, config: QatConfig) -> Path:
     save_twin(
         path,
         Int8Params(
-            result.model, result.ranges, result.layers, result.weight_steps, float_channels=result.float_channels
+            result.model,
+            result.ranges,
+            result.layers,
+            result.weight_steps,
+            float_channels=result.float_channels,
+            rest_fp32=result.rest_fp32,
         ),
     )
     meta_path = info.path.with_suffix(".json")
@@ -245,7 +256,9 @@ def record_twin(preset: str, result: QatResult, config: QatConfig) -> Path:
         "weights_sha256": file_sha256(info.path),  # the preset weights the twin was made from
         "layers": list(result.layers),
         "float_channels": list(result.float_channels),  # conv2's inputs kept in float (bf16)
-        "others": "bf16 (as the engine runs them on a CPU with bf16)" if result.bf16_rest else "f32",
+        "others": "bf16 (as the engine runs them on a CPU with bf16)"
+        if result.bf16_rest
+        else ("fp32 (quantize --rest fp32)" if result.rest_fp32 else "f32"),
         "method": "quantization-aware fine-tuning (espcn-video quantize): the int8 convolutions' inputs and "
         "weights on the int8 engine's grids with learned activation ranges and weight steps, the others as "
         "the engine runs them",
