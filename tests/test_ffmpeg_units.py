@@ -620,7 +620,9 @@ def test_image_outputs_get_rgb_their_quality_and_one_file_per_frame() -> None:
     still = build_encode_args("ffmpeg", ".big.partial-1-abcdef.jpg", EncodeSettings(), video=video, timed=True)
     assert still[-6:] == ["-f", "image2", "-update", "1", "-y", ".big.partial-1-abcdef.jpg"]
     assert still[still.index("-c:v") + 1 : still.index("-c:v") + 4] == ["mjpeg", "-q:v", "2"]
-    assert still[still.index("-filter:v:0") + 1].endswith(",format=rgb24|rgb48le|rgb48be,setparams=colorspace=gbr:range=pc")
+    assert still[still.index("-filter:v:0") + 1].endswith(
+        ",format=rgb24|rgb48le|rgb48be,setparams=colorspace=gbr:range=pc"
+    )
     assert "-strict" not in still and "-colorspace" not in still and "-crf" not in still
     numbered = build_encode_args("ffmpeg", "dir/f_%04d.png", EncodeSettings(), video=video, timed=True)
     assert numbered[-4:] == ["-f", "image2", "-y", "dir/f_%04d.png"] and numbered[numbered.index("-c:v") + 1] == "png"

@@ -198,8 +198,7 @@ def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterla
                 )
         if probe.cover_streams and not carries_covers(settings.output, settings.encode.format):
             notes.append(
-                f"{len(probe.cover_streams)} cover image(s) (attached pictures) not kept: "
-                "only MP4 carries them"
+                f"{len(probe.cover_streams)} cover image(s) (attached pictures) not kept: only MP4 carries them"
             )
         if probe.attachments and not carries_attachments(settings.output, settings.encode.format):
             notes.append(
