@@ -23,6 +23,7 @@ from espcn_video.ffmpeg.args import (
     even_size_for,
     is_image_output,
     is_numbered,
+    subtitle_codec_for,
 )
 from espcn_video.ffmpeg.probe import (
     ColorTags,
@@ -133,8 +134,6 @@ def test_encode_args_mp4_copies_streams_and_colour() -> None:
         "0:v:0",
         "-map",
         "1:a?",
-        "-map",
-        "1:s?",
         "-map_chapters",
         "1",
         "-map_metadata",
@@ -143,6 +142,8 @@ def test_encode_args_mp4_copies_streams_and_colour() -> None:
         "1:s:V:0",
         "-c:a",
         "copy",
+        "-map",
+        "1:s",
         "-c:s",
         "mov_text",
         "-map_metadata:s:a:0",
@@ -202,10 +203,36 @@ def test_copy_args_keep_each_streams_tags_attachments_and_fit_the_audio_to_the_c
         "libopus",
     ]
     chosen = copy_args(".o.webm", audio_codec="libvorbis")  # the user's codec is theirs
-    assert chosen[chosen.index("-c:a") : chosen.index("-c:a") + 3] == ["-c:a", "libvorbis", "-c:s"]
+    assert chosen[chosen.index("-c:a") : chosen.index("-c:a") + 3] == ["-c:a", "libvorbis", "-map"]
     assert audio_replacements("x.mp4", None, ("flac", "opus", "pcm_s16le", "aac")) == {}
     assert audio_replacements("-", "ipod", ("mp3", "aac")) == {0: ("mp3", "aac")}
     assert carries_attachments("-", "matroska") and not carries_attachments("x.webm", None)
+    assert audio_replacements("x.avi", None, ("aac", "flac", "ac3")) == {0: ("aac", "pcm_s16le")}
+
+
+@pytest.mark.parametrize(
+    ("output", "codecs", "want"),
+    [
+        ("x.mkv", ("subrip", "hdmv_pgs_subtitle"), "copy"),
+        ("x.mkv", ("mov_text",), "srt"),
+        ("x.mp4", ("subrip", "ass"), "mov_text"),
+        ("x.mp4", ("dvd_subtitle",), "copy"),
+        ("x.mp4", ("hdmv_pgs_subtitle",), None),  # MP4 has no PGS
+        ("x.webm", ("ass",), "webvtt"),
+        ("x.ts", ("dvb_subtitle",), "copy"),
+        ("x.ts", ("subrip",), None),  # it would be an opaque data stream
+        ("x.avi", ("subrip",), None),
+        ("x.nut", ("ass",), None),
+    ],
+)
+def test_subtitles_go_only_where_the_container_has_a_place_for_them(
+    output: str, codecs: tuple[str, ...], want: str | None
+) -> None:
+    assert subtitle_codec_for(output, None, codecs) == want
+    args = build_encode_args(
+        "ff", output, EncodeSettings(), source=InputSpec("in.mkv"), probe=_probe(subtitle_codecs=codecs)
+    )
+    assert ("1:s" in args) == (want is not None) and ("-map_metadata:s:s:0" in args) == (want is not None)
 
 
 def test_encode_args_y4m_has_no_audio_and_full_range() -> None:
@@ -505,8 +532,6 @@ def test_timed_encode_args_keep_times_colour_siting_hdr_and_crop() -> None:
         "0:v:0",
         "-map",
         "1:a?",
-        "-map",
-        "1:s?",
         "-map_chapters",
         "1",
         "-map_metadata",
@@ -515,6 +540,8 @@ def test_timed_encode_args_keep_times_colour_siting_hdr_and_crop() -> None:
         "1:s:V:0",
         "-c:a",
         "copy",
+        "-map",
+        "1:s",
         "-c:s",
         "copy",
         "-map_metadata:s:a:0",

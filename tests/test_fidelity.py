@@ -460,6 +460,25 @@ def test_a_container_gets_the_audio_it_can_carry_and_the_languages(
     assert summary["frames"] == 10
 
 
+@pytest.mark.parametrize(("suffix", "audio"), [(".avi", "pcm_s16le"), (".ts", "aac")])
+def test_a_container_without_a_place_for_text_subtitles_drops_them_with_a_note(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path], multi_track: Path, suffix: str, audio: str
+) -> None:
+    """SRT into AVI failed at the muxer's header, and into MPEG-TS became an opaque data stream:
+    both now leave the subtitles out and say so. AVI gets PCM for AAC (AAC's start before zero
+    made its muxer move the video by a frame, which the timestamp check refused)."""
+    out = tmp_path / f"out{suffix}"
+    summary = _upscale(multi_track, out, random_preset(2))
+    assert summary["frames"] == 10
+    assert "1 subtitle stream(s) (subrip) not kept: " + suffix + " has no place for them (.mkv has)" in summary["notes"]
+    err = subprocess.run([ffmpeg, "-hide_banner", "-i", str(out)], capture_output=True, text=True).stderr
+    kinds = [line.split(": ")[1] for line in err.splitlines() if line.strip().startswith("Stream #0:")]
+    assert kinds == ["Video", "Audio", "Audio"], err
+    assert all(f"Audio: {audio}" in line for line in err.splitlines() if "Audio:" in line)
+    if suffix == ".avi":  # (MPEG-TS starts its clock at 1.4 s; the run's own check compared the frames)
+        _assert_same_times(ffmpeg, multi_track, out)
+
+
 def test_a_cover_image_is_never_taken_for_the_video_and_is_kept_in_mp4(
     ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
 ) -> None:

@@ -157,20 +157,26 @@ def can_carry_audio(output: str, fmt: str | None) -> bool:
     return _CONTAINERS.get(suffix, (None, "", None, True))[3]
 
 
-def subtitle_codec_for(output: str, fmt: str | None, source_codecs: tuple[str, ...]) -> str:
-    """Text subtitles must change codec between MP4 (mov_text) and Matroska/WebM."""
-    suffix = PurePath(output).suffix.lower() if output != "-" else ""
-    family = fmt or suffix
-    bitmap = {"dvd_subtitle", "hdmv_pgs_subtitle", "dvb_subtitle"}
-    if any(c in bitmap for c in source_codecs):
-        return "copy"
+_BITMAP_SUBTITLES = {"dvd_subtitle", "hdmv_pgs_subtitle", "dvb_subtitle"}
+
+
+def subtitle_codec_for(output: str, fmt: str | None, source_codecs: tuple[str, ...]) -> str | None:
+    """How the source's subtitles go into the output, or None where the container has no proper
+    place for them (AVI, NUT, FLV; MPEG-TS takes DVB bitmaps only: it would write text as an
+    opaque data stream). Text changes codec between MP4 (mov_text), WebM (WebVTT) and Matroska."""
+    family = _container_family(output, fmt)
+    bitmap = [c for c in source_codecs if c in _BITMAP_SUBTITLES]
+    if carries_attachments(output, fmt):  # Matroska takes every kind
+        return "srt" if "mov_text" in source_codecs else "copy"
     if family in _MP4_FAMILY:
-        return "mov_text"
+        if not bitmap:
+            return "mov_text"
+        return "copy" if all(c == "dvd_subtitle" for c in source_codecs) else None
     if family in (".webm", "webm"):
-        return "webvtt"
-    if "mov_text" in source_codecs:
-        return "srt"
-    return "copy"
+        return None if bitmap else "webvtt"
+    if family in (".ts", ".m2ts", ".mts", "mpegts") and all(c == "dvb_subtitle" for c in source_codecs):
+        return "copy"
+    return None
 
 
 @dataclass(frozen=True)
@@ -333,8 +339,6 @@ def build_source_copy_args(
         f"{video_input}:v:0",
         "-map",
         "1:a?",
-        "-map",
-        "1:s?",
         "-map_chapters",
         "1",
         "-map_metadata",
@@ -344,8 +348,9 @@ def build_source_copy_args(
         "1:s:V:0",
         *audio_codec_args(output, settings, probe),
     ]
-    if probe.subtitle_codecs:
-        args += ["-c:s", subtitle_codec_for(output, settings.format, probe.subtitle_codecs)]
+    subtitles = subtitle_codec_for(output, settings.format, probe.subtitle_codecs) if probe.subtitle_codecs else None
+    if subtitles is not None:
+        args += ["-map", "1:s", "-c:s", subtitles]
     if probe.attachments and carries_attachments(output, settings.format):
         args += ["-map", "1:t?"]  # the fonts an ASS subtitle names; copied as they are
     covers = kept_covers(output, settings.format, probe)
@@ -354,7 +359,7 @@ def build_source_copy_args(
     # The video's mapping above turns off ffmpeg's default per-stream copy for every stream, so
     # each other stream's tags (language, title; an attachment's filename and mimetype) are
     # mapped one by one: input and output streams of a kind are in the same order.
-    kinds = [("a", probe.audio_streams), ("s", len(probe.subtitle_codecs))]
+    kinds = [("a", probe.audio_streams), ("s", len(probe.subtitle_codecs) if subtitles else 0)]
     if carries_attachments(output, settings.format):
         kinds.append(("t", probe.attachments))
     for kind, count in kinds:
@@ -389,9 +394,13 @@ def cover_args(count: int) -> list[str]:
 
 # What a container cannot take by stream copy (the bundled ffmpeg's muxers, measured), and what
 # such an audio stream becomes there: lossless stays lossless where the container has a lossless
-# codec, the rest goes to the container's usual codec.
+# codec, the rest goes to the container's usual codec. AVI refuses Opus, and AAC, MP3 and Vorbis
+# (which start before zero) make its muxer move the video by a frame: they become PCM there.
 _AUDIO_ONLY = {".webm": ({"opus", "vorbis"}, "libopus"), ".m4v": ({"aac", "ac3", "eac3", "alac"}, "aac")}
-_AUDIO_REFUSED = {".mov": {"flac": "alac", "opus": "aac"}, ".avi": {"opus": "pcm_s16le"}}
+_AUDIO_REFUSED = {
+    ".mov": {"flac": "alac", "opus": "aac"},
+    ".avi": {codec: "pcm_s16le" for codec in ("opus", "aac", "mp3", "vorbis")},
+}
 
 
 def audio_replacements(output: str, fmt: str | None, codecs: Sequence[str]) -> dict[int, tuple[str, str]]:

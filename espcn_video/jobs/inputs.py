@@ -20,6 +20,7 @@ from espcn_video.ffmpeg.args import (
     copies_from_source,
     even_size_for,
     is_image_output,
+    subtitle_codec_for,
 )
 from espcn_video.ffmpeg.probe import ProbeInfo
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader
@@ -196,6 +197,12 @@ def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterla
                     f"audio stream {i} ({codec}) encoded with {encoder}: "
                     f"{container_name(settings.output, fmt)} cannot carry {codec} as it is"
                 )
+        fmt = settings.encode.format
+        if probe.subtitle_codecs and subtitle_codec_for(settings.output, fmt, probe.subtitle_codecs) is None:
+            notes.append(
+                f"{len(probe.subtitle_codecs)} subtitle stream(s) ({', '.join(dict.fromkeys(probe.subtitle_codecs))}) "
+                f"not kept: {container_name(settings.output, fmt)} has no place for them (.mkv has)"
+            )
         if probe.cover_streams and not carries_covers(settings.output, settings.encode.format):
             notes.append(
                 f"{len(probe.cover_streams)} cover image(s) (attached pictures) not kept: only MP4 carries them"
