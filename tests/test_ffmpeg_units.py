@@ -12,14 +12,17 @@ from espcn_video.errors import EspcnVideoError, StreamFormatError, TruncatedFram
 from espcn_video.ffmpeg import mkv
 from espcn_video.ffmpeg.args import (
     RGB_TO_YUV_FILTER,
+    Attachment,
     OutputVideo,
     audio_replacements,
+    build_cover_extract_args,
     build_decode_args,
     build_deinterlace_filter,
     build_encode_args,
     build_hdr_args,
     build_timed_decode_args,
     carries_attachments,
+    covers_to_attach,
     even_size_for,
     is_image_output,
     is_numbered,
@@ -208,6 +211,28 @@ def test_copy_args_keep_each_streams_tags_attachments_and_fit_the_audio_to_the_c
     assert audio_replacements("-", "ipod", ("mp3", "aac")) == {0: ("mp3", "aac")}
     assert carries_attachments("-", "matroska") and not carries_attachments("x.webm", None)
     assert audio_replacements("x.avi", None, ("aac", "flac", "ac3")) == {0: ("aac", "pcm_s16le")}
+
+
+def test_matroska_gets_the_covers_as_attachments_after_the_sources_own() -> None:
+    probe = _probe(attachments=1, cover_streams=(1, 2), cover_codecs=("mjpeg", "h264"), cover_names=("", ""))
+    assert covers_to_attach("x.mkv", None, probe) == [(1, ".jpg", "cover.jpg", "image/jpeg")]  # h264: no file
+    assert covers_to_attach("x.mp4", None, probe) == []  # MP4 keeps them as pictures
+    cover = Attachment("/tmp/.x.partial-1-abcdef.cover0.jpg", "cover.jpg", "image/jpeg")
+    args = build_encode_args("ff", "x.mkv", EncodeSettings(), source=InputSpec("in.mkv"), probe=probe, attach=[cover])
+    at = args.index("-attach")
+    assert args[at : at + 6] == [
+        "-attach", cover.path, "-metadata:s:t:1", "mimetype=image/jpeg", "-metadata:s:t:1", "filename=cover.jpg",
+    ]  # fmt: skip
+    assert build_cover_extract_args("ff", "in.mkv", 1, "c.jpg")[-10:] == [
+        "-map", "0:v:1", "-c", "copy", "-frames:v", "1", "-f", "image2", "-update", "1", "-y", "c.jpg",
+    ][-10:]  # fmt: skip
+    assert parse_probe_output(
+        "  Stream #0:0: Video: h264 (High), yuv420p(progressive), 96x64, 25 fps, 25 tbr, 1k tbn\n"
+        "  Stream #0:1: Video: mjpeg (Baseline), yuvj444p(pc), 64x64, 90k tbr, 90k tbn (attached pic)\n"
+        "    Metadata:\n"
+        "      filename        : front.jpg\n"
+        "      mimetype        : image/jpeg\n"
+    ).cover_names == ("front.jpg",)
 
 
 @pytest.mark.parametrize(

@@ -479,11 +479,23 @@ def test_a_container_without_a_place_for_text_subtitles_drops_them_with_a_note(
         _assert_same_times(ffmpeg, multi_track, out)
 
 
-def test_a_cover_image_is_never_taken_for_the_video_and_is_kept_in_mp4(
+def _cover_bytes(ffmpeg: str, path: Path, stream: int, out: Path) -> bytes:
+    """The bytes of video stream `stream` (an attached picture), copied out as they are."""
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-i", str(path), "-map", f"0:v:{stream}", "-c", "copy", "-frames:v", "1"]
+        + ["-f", "image2", "-update", "1", "-y", str(out)],
+        check=True,
+        timeout=60,
+    )
+    return out.read_bytes()
+
+
+def test_a_cover_image_is_never_taken_for_the_video_and_is_kept_in_mp4_and_matroska(
     ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
 ) -> None:
-    """An MP4 with cover art (a PNG attached picture) upscales its video, not the cover; MP4
-    keeps the cover as it was (attached picture, same size), Matroska names it as not kept."""
+    """An MP4 with cover art (a PNG attached picture) upscales its video, not the cover. MP4 keeps
+    the cover as an attached picture, Matroska as an attachment (ffmpeg alone would write it as a
+    one-frame video track), both byte for byte; QuickTime .mov names it as not kept."""
     cover = tmp_path / "cover.png"
     subprocess.run(
         [ffmpeg, "-v", "error", "-f", "lavfi", "-i", "color=red:s=20x20", "-frames:v", "1", str(cover)],
@@ -498,21 +510,23 @@ def test_a_cover_image_is_never_taken_for_the_video_and_is_kept_in_mp4(
         *("-disposition:v:1", "attached_pic", "-c:a", "aac"),
     )
     assert _probe(ffmpeg, src).cover_streams == (1,)
-    out = tmp_path / "out.mp4"
-    summary = _upscale(src, out, random_preset(2))
-    info = _probe(ffmpeg, out)
-    assert summary["frames"] == 10 and (info.width, info.height) == (96, 64) and info.audio_streams == 1
-    assert info.cover_streams == (1,) and not any("cover" in n for n in summary["notes"])
-    err = subprocess.run([ffmpeg, "-hide_banner", "-i", str(out)], capture_output=True, text=True).stderr
-    assert any("png" in line and "20x20" in line and "(attached pic)" in line for line in err.splitlines())
-    _assert_same_times(ffmpeg, src, out)
-    mkv = tmp_path / "out.mkv"
-    summary = _upscale(src, mkv, random_preset(2))
-    assert "1 cover image(s) (attached pictures) not kept: only MP4 carries them" in summary["notes"]
-    info = _probe(ffmpeg, mkv)
-    assert summary["frames"] == 10 and info.cover_streams == () and (info.width, info.height) == (96, 64)
-    err = subprocess.run([ffmpeg, "-hide_banner", "-i", str(mkv)], capture_output=True, text=True).stderr
-    assert sum("Video:" in line for line in err.splitlines()) == 1
+    original = _cover_bytes(ffmpeg, src, 1, tmp_path / "original.png")
+    for suffix in (".mp4", ".mkv"):
+        out = tmp_path / f"out{suffix}"
+        summary = _upscale(src, out, random_preset(2))
+        info = _probe(ffmpeg, out)
+        assert summary["frames"] == 10 and (info.width, info.height) == (96, 64) and info.audio_streams == 1
+        assert info.cover_streams == (1,) and not any("cover" in n for n in summary["notes"])
+        assert _cover_bytes(ffmpeg, out, 1, tmp_path / f"back{suffix}.png") == original
+        _assert_same_times(ffmpeg, src, out)
+    streams = _stream_tags(ffmpeg, tmp_path / "out.mkv")
+    assert streams[-1][2]["filename"] == "cover.png" and streams[-1][2]["mimetype"] == "image/png"
+    assert not list(tmp_path.glob(".*partial*"))  # the cover's temporary file is gone
+    mov = tmp_path / "out.mov"
+    summary = _upscale(src, mov, random_preset(2))
+    assert any(n.startswith("1 cover image(s) (attached pictures) not kept") for n in summary["notes"])
+    err = subprocess.run([ffmpeg, "-hide_banner", "-i", str(mov)], capture_output=True, text=True).stderr
+    assert summary["frames"] == 10 and sum("Video:" in line for line in err.splitlines()) == 1
 
 
 def test_odd_size_is_cropped_for_x264_and_said(

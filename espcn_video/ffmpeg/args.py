@@ -320,8 +320,11 @@ def build_source_copy_args(
     probe: ProbeInfo | None,
     video_input: int = 0,
     source_offset_s: float | None = None,
+    attach: Sequence[Attachment] = (),
 ) -> list[str]:
     """Input 1 is the source file: map our video, then its audio, subtitles, chapters, metadata.
+
+    `attach`: files to attach (Matroska), after the source's own attachments: its covers.
 
     `source_offset_s`: with -copyts, shift the source's streams by this (minus its start time) so
     they line up with video timestamps that the decoder already normalised.
@@ -367,7 +370,51 @@ def build_source_copy_args(
             args += [f"-map_metadata:s:{kind}:{i}", f"1:s:{kind}:{i}"]
     for j, k in enumerate(covers, start=1):
         args += [f"-map_metadata:s:v:{j}", f"1:s:v:{k}"]
+    for j, file in enumerate(attach, start=probe.attachments if carries_attachments(output, settings.format) else 0):
+        args += ["-attach", file.path, f"-metadata:s:t:{j}", f"mimetype={file.mimetype}"]
+        args += [f"-metadata:s:t:{j}", f"filename={file.filename}"]
     return args
+
+
+# Cover images as files: ffmpeg writes an attached picture into Matroska as a one-frame video
+# track, so for Matroska each cover is copied out to a file (its own bytes) and attached again.
+COVER_FILES = {"mjpeg": (".jpg", "image/jpeg"), "png": (".png", "image/png"), "bmp": (".bmp", "image/bmp")}
+COVER_FILES.update({"gif": (".gif", "image/gif"), "webp": (".webp", "image/webp")})
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file the output gets as a Matroska attachment (`-attach`)."""
+
+    path: str
+    filename: str
+    mimetype: str
+
+
+def covers_to_attach(output: str, fmt: str | None, probe: ProbeInfo | None) -> list[tuple[int, str, str, str]]:
+    """(video stream index, file suffix, filename, mimetype) of each source cover Matroska OUT
+    gets as an attachment: the covers in an image format (COVER_FILES)."""
+    if probe is None or not probe.cover_streams or not carries_attachments(output, fmt):
+        return []
+    found = []
+    for j, (k, codec) in enumerate(zip(probe.cover_streams, probe.cover_codecs, strict=True)):
+        if codec in COVER_FILES:
+            suffix, mime = COVER_FILES[codec]
+            name = (probe.cover_names[j] if j < len(probe.cover_names) else "") or f"cover{j or ''}{suffix}"
+            found.append((k, suffix, name, mime))
+    return found
+
+
+def build_cover_extract_args(ffmpeg: str, source: str, stream: int, path: str) -> list[str]:
+    """Copy one attached picture's bytes out to `path` (no decoding)."""
+    return [ffmpeg, *COMMON, "-i", source, "-map", f"0:v:{stream}", "-c", "copy", "-frames:v", "1"] + [
+        "-f",
+        "image2",
+        "-update",
+        "1",
+        "-y",
+        path,
+    ]
 
 
 def kept_covers(output: str, fmt: str | None, probe: ProbeInfo | None) -> tuple[int, ...]:
@@ -478,6 +525,7 @@ def build_encode_args(
     probe: ProbeInfo | None = None,
     video: OutputVideo | None = None,
     timed: bool = False,
+    attach: Sequence[Attachment] = (),
 ) -> list[str]:
     """Encode frames from stdin into `output`; copy audio, subtitles, chapters and metadata from a file source.
 
@@ -491,10 +539,12 @@ def build_encode_args(
     args = [ffmpeg, *COMMON]
     if timed:
         args += ["-copyts", "-f", "matroska", "-i", "pipe:0"]
-        args += build_source_copy_args(output, settings, source, probe, source_offset_s=-video.source_start_s)
+        args += build_source_copy_args(
+            output, settings, source, probe, source_offset_s=-video.source_start_s, attach=attach
+        )
     else:
         args += ["-f", "yuv4mpegpipe", "-i", "pipe:0"]
-        args += build_source_copy_args(output, settings, source, probe)
+        args += build_source_copy_args(output, settings, source, probe, attach=attach)
     codec, crf = resolve_codec(output, settings)
     # the filter on our video alone (-vf would reach copied cover images too, which ffmpeg refuses)
     args += ["-filter:v:0", build_output_filter(video), "-c:v", codec]
@@ -531,6 +581,7 @@ def build_join_args(
     probe: ProbeInfo,
     video_start_s: float = 0.0,
     video: OutputVideo | None = None,
+    attach: Sequence[Attachment] = (),
 ) -> list[str]:
     """Join encoded chunk files once (concat demuxer, no re-encode), then mux the source's streams.
 
@@ -550,7 +601,7 @@ def build_join_args(
         "-i",
         concat_list,
     ]
-    args += build_source_copy_args(output, settings, source, probe, source_offset_s=-probe.start_s)
+    args += build_source_copy_args(output, settings, source, probe, source_offset_s=-probe.start_s, attach=attach)
     if output_muxer(output, settings.format) not in ("yuv4mpegpipe", "rawvideo"):
         args += ["-c:v", "copy"]  # y4m and raw re-wrap uncompressed frames instead: still lossless
         if copies_from_source(output, settings, source, probe):
@@ -570,7 +621,14 @@ def build_join_args(
 
 
 def build_remux_args(
-    ffmpeg: str, video_path: str, output: str, settings: EncodeSettings, *, source: InputSpec, probe: ProbeInfo
+    ffmpeg: str,
+    video_path: str,
+    output: str,
+    settings: EncodeSettings,
+    *,
+    source: InputSpec,
+    probe: ProbeInfo,
+    attach: Sequence[Attachment] = (),
 ) -> list[str]:
     """The encoded video (timestamps kept) with the streams of `source`, no re-encode.
 
@@ -578,7 +636,7 @@ def build_remux_args(
     once the video is done, for its audio, subtitles, chapters and metadata.
     """
     args = [ffmpeg, *COMMON, "-copyts", "-i", video_path]
-    args += build_source_copy_args(output, settings, source, probe, source_offset_s=-probe.start_s)
+    args += build_source_copy_args(output, settings, source, probe, source_offset_s=-probe.start_s, attach=attach)
     args += ["-c:v", "copy"]
     if copies_from_source(output, settings, source, probe):
         args += cover_args(len(kept_covers(output, settings.format, probe)))

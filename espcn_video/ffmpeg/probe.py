@@ -19,6 +19,7 @@ from espcn_video.errors import InputError
 log = logging.getLogger("espcn_video.ffmpeg")
 
 _DURATION = re.compile(r"^\s*Duration: (?:(\d+):(\d+):(\d+(?:\.\d+)?)|N/A)(?:, start: (-?[\d.]+))?")
+_FILENAME = re.compile(r"^\s+filename\s*:\s*(.+)$")
 _STREAM = re.compile(r"^\s*Stream #0:(\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: (Video|Audio|Subtitle|Data|Attachment): (.*)$")
 _SIZE = re.compile(r"(?<![\w])(\d{1,5})x(\d{1,5})(?![\w])")
 _FPS = re.compile(r"([\d.]+)(k?) fps")
@@ -83,6 +84,8 @@ class ProbeInfo:
     # attached pictures (cover images, Matroska image attachments): their indices among the video
     # streams (0:v:N); they are not the video (the decoders map 0:V:0, the first that is not one)
     cover_streams: tuple[int, ...] = ()
+    cover_codecs: tuple[str, ...] = ()  # each cover's codec (mjpeg, png, ...)
+    cover_names: tuple[str, ...] = ()  # each cover's filename tag (Matroska attachments), else ""
 
     @property
     def interlaced(self) -> str | None:
@@ -210,6 +213,9 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
     subs: list[str] = []
     attachments = 0
     covers: list[int] = []
+    cover_codecs: list[str] = []
+    cover_names: list[str] = []
+    last_cover = False  # the metadata lines that follow belong to a cover stream
     videos = 0
     chapters = 0
     in_chapters = False
@@ -227,8 +233,13 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
             continue
         m = _STREAM.match(line)
         if not m:
+            if last_cover and (fm := _FILENAME.match(line)):
+                cover_names[-1] = fm.group(1).strip()
+            elif not line.startswith("    "):
+                last_cover = False
             continue
         in_chapters = False
+        last_cover = False
         kind, desc = m.group(2), m.group(3)
         codec = desc.split(",")[0].split()[0] if desc else "unknown"
         if kind == "Audio":
@@ -241,6 +252,9 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
             videos += 1
         if kind == "Video" and "(attached pic)" in desc:
             covers.append(videos - 1)
+            cover_codecs.append(codec)
+            cover_names.append("")
+            last_cover = True
         elif kind == "Video" and vcodec is None:
             vcodec = codec
             # The pixel format follows the first top-level comma (parentheses nest).
@@ -277,6 +291,8 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
         attachments=attachments,
         audio_codecs=tuple(audio),
         cover_streams=tuple(covers),
+        cover_codecs=tuple(cover_codecs),
+        cover_names=tuple(cover_names),
     )
 
 

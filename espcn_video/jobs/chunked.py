@@ -50,7 +50,15 @@ from espcn_video.jobs.chunk_plan import (
 )
 from espcn_video.jobs.dask_cluster import TASK_RETRIES, open_client
 from espcn_video.jobs.inputs import check_input, choose_deinterlace, output_video_for, source_filters
-from espcn_video.jobs.outputs import check_output, publish, sweep_stale_temporaries, temporary_output, verify_output
+from espcn_video.jobs.outputs import (
+    check_output,
+    discard_temporary,
+    extract_covers,
+    publish,
+    sweep_stale_temporaries,
+    temporary_output,
+    verify_output,
+)
 from espcn_video.jobs.task_progress import TaskProgress, TaskReporter, completed_while_ticking, new_topic
 from espcn_video.model.backends import create_engine
 from espcn_video.model.engines import default_threads
@@ -350,17 +358,24 @@ def _join(parts: Path, plan: ChunkPlan, settings: UpscaleSettings, probe: ProbeI
         chroma_location=siting,
         time_base=plan.tb,  # the source's packets' (MP4 gets it back as its track time scale)
     )
-    cmd = build_join_args(
-        ffmpeg.path,
-        str(listing),
-        str(target),
-        settings.encode,
-        source=settings.input,
-        probe=probe,
-        video_start_s=video_start_s,
-        video=video,
-    )
+    covers: list[Path] = []
     try:
+        attach = []
+        if settings.encode.copy_streams:
+            attach = extract_covers(
+                ffmpeg.path, settings.input.path, probe, settings.output, settings.encode.format, covers
+            )
+        cmd = build_join_args(
+            ffmpeg.path,
+            str(listing),
+            str(target),
+            settings.encode,
+            source=settings.input,
+            probe=probe,
+            video_start_s=video_start_s,
+            video=video,
+            attach=attach,
+        )
         with FFmpegProcess("join", cmd) as proc:
             proc.check()
         tb, pts, _ = list_packets(ffmpeg.path, settings.input.path)
@@ -369,5 +384,7 @@ def _join(parts: Path, plan: ChunkPlan, settings: UpscaleSettings, probe: ProbeI
         publish(target, settings.output, overwrite)
     finally:
         target.unlink(missing_ok=True)
+        for path in covers:
+            discard_temporary(path)
     assert check.frames is not None
     return check.frames

@@ -18,6 +18,7 @@ from espcn_video.ffmpeg.args import (
     carries_covers,
     container_name,
     copies_from_source,
+    covers_to_attach,
     even_size_for,
     is_image_output,
     subtitle_codec_for,
@@ -203,10 +204,13 @@ def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterla
                 f"{len(probe.subtitle_codecs)} subtitle stream(s) ({', '.join(dict.fromkeys(probe.subtitle_codecs))}) "
                 f"not kept: {container_name(settings.output, fmt)} has no place for them (.mkv has)"
             )
-        if probe.cover_streams and not carries_covers(settings.output, settings.encode.format):
-            notes.append(
-                f"{len(probe.cover_streams)} cover image(s) (attached pictures) not kept: only MP4 carries them"
-            )
+        if probe.cover_streams and not carries_covers(settings.output, fmt):
+            kept = len(covers_to_attach(settings.output, fmt, probe))
+            if kept < len(probe.cover_streams):
+                notes.append(
+                    f"{len(probe.cover_streams) - kept} cover image(s) (attached pictures) not kept: "
+                    "only MP4 (as pictures) and Matroska (as attachments, JPEG/PNG/BMP/GIF/WebP) carry them"
+                )
         if probe.attachments and not carries_attachments(settings.output, settings.encode.format):
             notes.append(
                 f"{probe.attachments} attached file(s) (fonts, cover art) not kept: only Matroska (.mkv) carries them"

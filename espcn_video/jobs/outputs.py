@@ -13,8 +13,14 @@ from fractions import Fraction
 from pathlib import Path
 
 from espcn_video.errors import OutputError, UsageError
-from espcn_video.ffmpeg.args import is_numbered, output_muxer
-from espcn_video.ffmpeg.probe import probe_file
+from espcn_video.ffmpeg.args import (
+    Attachment,
+    build_cover_extract_args,
+    covers_to_attach,
+    is_numbered,
+    output_muxer,
+)
+from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
 from espcn_video.ffmpeg.timestamps import list_packets
 from espcn_video.settings import InputSpec
 
@@ -50,6 +56,32 @@ def temporary_output(output: str, suffix: str | None = None) -> Path:
         folder.mkdir()
         return folder / out.name
     return out.with_name(f".{out.stem}.{tag}{out.suffix if suffix is None else suffix}")
+
+
+def extract_covers(
+    ffmpeg: str, source: str, probe: ProbeInfo | None, output: str, fmt: str | None, temporaries: list[Path]
+) -> list[Attachment]:
+    """The source's cover images copied out (their own bytes) to hidden files beside OUT, for a
+    Matroska OUT to attach (ffmpeg would write them there as video tracks). Each file is added to
+    `temporaries` (the caller removes them); a cover that cannot be copied out is left out."""
+    import subprocess
+
+    found = []
+    for j, (stream, suffix, name, mime) in enumerate(covers_to_attach(output, fmt, probe)):
+        path = temporary_output(output, f".cover{j}{suffix}")
+        temporaries.append(path)
+        try:
+            done = subprocess.run(
+                build_cover_extract_args(ffmpeg, source, stream, str(path)),
+                capture_output=True,
+                timeout=120,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            continue
+        if done.returncode == 0 and path.is_file() and path.stat().st_size > 0:
+            found.append(Attachment(str(path), name, mime))
+    return found
 
 
 def _folder_stem(out: Path) -> str:

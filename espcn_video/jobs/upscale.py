@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -12,6 +12,7 @@ import torch
 
 from espcn_video.errors import UsageError
 from espcn_video.ffmpeg.args import (
+    Attachment,
     build_encode_args,
     build_input_args,
     build_remux_args,
@@ -41,6 +42,7 @@ from espcn_video.jobs.outputs import (
     check_output,
     check_timings_path,
     discard_temporary,
+    extract_covers,
     one_image_error,
     publish,
     publish_sequence,
@@ -157,7 +159,7 @@ def plan_upscale(settings: UpscaleSettings) -> UpscalePlan:
     )
 
 
-def _sink_factory(plan: UpscalePlan, sinks: list[EncoderSink]) -> SinkFactory:
+def _sink_factory(plan: UpscalePlan, sinks: list[EncoderSink], attach: Sequence[Attachment] = ()) -> SinkFactory:
     """The encoder for the decoded header: its geometry, tags and HDR data from the probe."""
     frame = plan.probe.frame if plan.probe is not None else None
     hdr_colour = build_hdr_colour(frame.mastering, frame.content_light) if frame is not None else b""
@@ -185,6 +187,7 @@ def _sink_factory(plan: UpscalePlan, sinks: list[EncoderSink]) -> SinkFactory:
             probe=plan.probe,
             video=video,
             timed=True,
+            attach=attach,
         )
         sink = EncoderSink(cmd, hr, "inherit" if plan.target is None else "devnull", True, hdr_colour)
         sinks.append(sink)
@@ -238,10 +241,15 @@ def run_plan(
     stdin_mode = spool.decoder_stdin if spool else ("inherit" if settings.input.is_stdin else "devnull")
     temporaries = [t for t in (plan.target,) if t is not None]
     try:
+        attach: list[Attachment] = []
+        if plan.target is not None and not settings.input.is_stdin and settings.encode.copy_streams:
+            attach = extract_covers(
+                plan.ffmpeg.path, settings.input.path, plan.probe, settings.output, settings.encode.format, temporaries
+            )
         with spool or contextlib.nullcontext():
             result = run_pipeline(
                 build_decode_command(plan.ffmpeg.path, settings.input, plan.probe, plan.deinterlace),
-                _sink_factory(plan, sinks),
+                _sink_factory(plan, sinks, attach),
                 plan.upscaler,
                 decoder_stdin=stdin_mode,
                 queue_size=settings.queue_size,
@@ -321,12 +329,20 @@ def add_spooled_streams(
         return video
     spooled = InputSpec(str(spool.path))
     probe = probe_file(ffmpeg, str(spool.path))
-    if not (probe.audio_streams or probe.subtitle_codecs or probe.chapters):
+    if not (probe.audio_streams or probe.subtitle_codecs or probe.chapters or probe.attachments or probe.cover_streams):
         return video
     muxed = temporary_output(settings.output)
-    cmd = build_remux_args(ffmpeg, str(video), str(muxed), settings.encode, source=spooled, probe=probe)
-    with FFmpegProcess("stream copy", cmd) as proc:
-        proc.check()
+    covers: list[Path] = []
+    try:
+        attach = extract_covers(ffmpeg, str(spool.path), probe, settings.output, settings.encode.format, covers)
+        cmd = build_remux_args(
+            ffmpeg, str(video), str(muxed), settings.encode, source=spooled, probe=probe, attach=attach
+        )
+        with FFmpegProcess("stream copy", cmd) as proc:
+            proc.check()
+    finally:
+        for path in covers:
+            discard_temporary(path)
     notes.append(
         f"stdin: {probe.audio_streams} audio and {len(probe.subtitle_codecs)} subtitle stream(s) kept "
         "(the pipe was spooled beside OUT while it was read)"
