@@ -191,28 +191,34 @@ def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterla
     ):
         notes.append(f"{probe.audio_streams} audio stream(s) not kept: the output format has no place for them")
     if probe is not None and copies_from_source(settings.output, settings.encode, src, probe):
-        if settings.encode.audio_codec == "copy":
-            fmt = settings.encode.format
-            for i, (codec, encoder) in sorted(audio_replacements(settings.output, fmt, probe.audio_codecs).items()):
-                notes.append(
-                    f"audio stream {i} ({codec}) encoded with {encoder}: "
-                    f"{container_name(settings.output, fmt)} cannot carry {codec} as it is"
-                )
-        fmt = settings.encode.format
-        if probe.subtitle_codecs and subtitle_codec_for(settings.output, fmt, probe.subtitle_codecs) is None:
-            notes.append(
-                f"{len(probe.subtitle_codecs)} subtitle stream(s) ({', '.join(dict.fromkeys(probe.subtitle_codecs))}) "
-                f"not kept: {container_name(settings.output, fmt)} has no place for them (.mkv has)"
-            )
-        if probe.cover_streams and not carries_covers(settings.output, fmt):
-            kept = len(covers_to_attach(settings.output, fmt, probe))
-            if kept < len(probe.cover_streams):
-                notes.append(
-                    f"{len(probe.cover_streams) - kept} cover image(s) (attached pictures) not kept: "
-                    "only MP4 (as pictures) and Matroska (as attachments, JPEG/PNG/BMP/GIF/WebP) carry them"
-                )
-        if probe.attachments and not carries_attachments(settings.output, settings.encode.format):
-            notes.append(
-                f"{probe.attachments} attached file(s) (fonts, cover art) not kept: only Matroska (.mkv) carries them"
-            )
+        notes += copied_stream_notes(settings, probe)
+    return notes
+
+
+def copied_stream_notes(settings: UpscaleSettings, probe: ProbeInfo) -> list[str]:
+    """What OUT's container does to the source's other streams: audio it re-encodes, and the
+    subtitles, cover images and attached files it has no place for."""
+    out, fmt = settings.output, settings.encode.format
+    container = container_name(out, fmt)
+    notes = []
+    if settings.encode.audio_codec == "copy":
+        for i, (codec, encoder) in sorted(audio_replacements(out, fmt, probe.audio_codecs).items()):
+            said = f"{container} cannot carry {codec} as it is"
+            notes.append(f"audio stream {i} ({codec}) encoded with {encoder}: {said}")
+    if probe.subtitle_codecs and subtitle_codec_for(out, fmt, probe.subtitle_codecs) is None:
+        codecs = ", ".join(dict.fromkeys(probe.subtitle_codecs))
+        notes.append(
+            f"{len(probe.subtitle_codecs)} subtitle stream(s) ({codecs}) not kept: {container} has no place for them "
+            "(.mkv has)"
+        )
+    dropped = 0 if carries_covers(out, fmt) else len(probe.cover_streams) - len(covers_to_attach(out, fmt, probe))
+    if dropped:
+        notes.append(
+            f"{dropped} cover image(s) (attached pictures) not kept: "
+            "only MP4 (as pictures) and Matroska (as attachments, JPEG/PNG/BMP/GIF/WebP) carry them"
+        )
+    if probe.attachments and not carries_attachments(out, fmt):
+        notes.append(
+            f"{probe.attachments} attached file(s) (fonts, cover art) not kept: only Matroska (.mkv) carries them"
+        )
     return notes

@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -64,8 +65,6 @@ def extract_covers(
     """The source's cover images copied out (their own bytes) to hidden files beside OUT, for a
     Matroska OUT to attach (ffmpeg would write them there as video tracks). Each file is added to
     `temporaries` (the caller removes them); a cover that cannot be copied out is left out."""
-    import subprocess
-
     found = []
     for j, (stream, suffix, name, mime) in enumerate(covers_to_attach(output, fmt, probe)):
         path = temporary_output(output, f".cover{j}{suffix}")
