@@ -30,6 +30,7 @@ from espcn_video.ffmpeg.args import (
 )
 from espcn_video.ffmpeg.probe import (
     ColorTags,
+    CoverArt,
     FrameProps,
     MasteringDisplay,
     ProbeInfo,
@@ -214,7 +215,7 @@ def test_copy_args_keep_each_streams_tags_attachments_and_fit_the_audio_to_the_c
 
 
 def test_matroska_gets_the_covers_as_attachments_after_the_sources_own() -> None:
-    probe = _probe(attachments=1, cover_streams=(1, 2), cover_codecs=("mjpeg", "h264"), cover_names=("", ""))
+    probe = _probe(attachments=1, covers=(CoverArt(1, "mjpeg"), CoverArt(2, "h264")))
     assert covers_to_attach("x.mkv", None, probe) == [(1, ".jpg", "cover.jpg", "image/jpeg")]  # h264: no file
     assert covers_to_attach("x.mp4", None, probe) == []  # MP4 keeps them as pictures
     cover = Attachment("/tmp/.x.partial-1-abcdef.cover0.jpg", "cover.jpg", "image/jpeg")

@@ -535,7 +535,7 @@ def quantize_cmd(
                 "preset": info.name,
                 "twin": str(twin),
                 "float_channels": list(result.float_channels),
-                "rest": "fp32" if result.rest_fp32 else "bf16" if result.bf16_rest else "f32",
+                "rest": result.rest_precision,
                 "val_psnr_db": val,
                 "best_step": result.best_step,
                 "seconds": round(result.seconds, 1),

@@ -354,7 +354,8 @@ def build_source_copy_args(
     subtitles = subtitle_codec_for(output, settings.format, probe.subtitle_codecs) if probe.subtitle_codecs else None
     if subtitles is not None:
         args += ["-map", "1:s", "-c:s", subtitles]
-    if probe.attachments and carries_attachments(output, settings.format):
+    matroska = carries_attachments(output, settings.format)
+    if probe.attachments and matroska:
         args += ["-map", "1:t?"]  # the fonts an ASS subtitle names; copied as they are
     covers = kept_covers(output, settings.format, probe)
     for k in covers:  # output video streams 1.. (cover_args copies them)
@@ -363,14 +364,14 @@ def build_source_copy_args(
     # each other stream's tags (language, title; an attachment's filename and mimetype) are
     # mapped one by one: input and output streams of a kind are in the same order.
     kinds = [("a", probe.audio_streams), ("s", len(probe.subtitle_codecs) if subtitles else 0)]
-    if carries_attachments(output, settings.format):
+    if matroska:
         kinds.append(("t", probe.attachments))
     for kind, count in kinds:
         for i in range(count):
             args += [f"-map_metadata:s:{kind}:{i}", f"1:s:{kind}:{i}"]
     for j, k in enumerate(covers, start=1):
         args += [f"-map_metadata:s:v:{j}", f"1:s:v:{k}"]
-    for j, file in enumerate(attach, start=probe.attachments if carries_attachments(output, settings.format) else 0):
+    for j, file in enumerate(attach, start=probe.attachments if matroska else 0):
         args += ["-attach", file.path, f"-metadata:s:t:{j}", f"mimetype={file.mimetype}"]
         args += [f"-metadata:s:t:{j}", f"filename={file.filename}"]
     return args
@@ -394,26 +395,20 @@ class Attachment:
 def covers_to_attach(output: str, fmt: str | None, probe: ProbeInfo | None) -> list[tuple[int, str, str, str]]:
     """(video stream index, file suffix, filename, mimetype) of each source cover Matroska OUT
     gets as an attachment: the covers in an image format (COVER_FILES)."""
-    if probe is None or not probe.cover_streams or not carries_attachments(output, fmt):
+    if probe is None or not carries_attachments(output, fmt):
         return []
     found = []
-    for j, (k, codec) in enumerate(zip(probe.cover_streams, probe.cover_codecs, strict=True)):
-        if codec in COVER_FILES:
-            suffix, mime = COVER_FILES[codec]
-            name = (probe.cover_names[j] if j < len(probe.cover_names) else "") or f"cover{j or ''}{suffix}"
-            found.append((k, suffix, name, mime))
+    for j, cover in enumerate(probe.covers):
+        if cover.codec in COVER_FILES:
+            suffix, mime = COVER_FILES[cover.codec]
+            found.append((cover.stream, suffix, cover.filename or f"cover{j or ''}{suffix}", mime))
     return found
 
 
 def build_cover_extract_args(ffmpeg: str, source: str, stream: int, path: str) -> list[str]:
     """Copy one attached picture's bytes out to `path` (no decoding)."""
     return [ffmpeg, *COMMON, "-i", source, "-map", f"0:v:{stream}", "-c", "copy", "-frames:v", "1"] + [
-        "-f",
-        "image2",
-        "-update",
-        "1",
-        "-y",
-        path,
+        *("-f", "image2", "-update", "1", "-y", path)
     ]
 
 
@@ -421,20 +416,21 @@ def kept_covers(output: str, fmt: str | None, probe: ProbeInfo | None) -> tuple[
     """The source's cover images (attached pictures) the output keeps: MP4 takes them. ffmpeg
     writes one into Matroska as a one-frame video track, not as an attachment (even with -c copy
     alone), and QuickTime .mov and the others have no place for them."""
-    if probe is None or not probe.cover_streams:
-        return ()
-    return probe.cover_streams if carries_covers(output, fmt) else ()
+    return probe.cover_streams if probe is not None and carries_covers(output, fmt) else ()
 
 
 def carries_covers(output: str, fmt: str | None) -> bool:
     return _container_family(output, fmt) in (".mp4", ".m4v")
 
 
-def cover_args(count: int) -> list[str]:
-    """Output video streams 1..count are the source's cover images, copied as they are (after the
-    video's -c:v, which they override)."""
+def cover_args(output: str, settings: EncodeSettings, source: InputSpec | None, probe: ProbeInfo | None) -> list[str]:
+    """The source's covers OUT keeps as pictures (kept_covers) are its video streams 1..N, mapped
+    by build_source_copy_args and copied as they are here (after the video's -c:v, which this
+    overrides)."""
+    if not copies_from_source(output, settings, source, probe):
+        return []
     args: list[str] = []
-    for j in range(1, count + 1):
+    for j in range(1, len(kept_covers(output, settings.format, probe)) + 1):
         args += [f"-c:v:{j}", "copy", f"-disposition:v:{j}", "attached_pic"]
     return args
 
@@ -489,10 +485,7 @@ def audio_codec_args(output: str, settings: EncodeSettings, probe: ProbeInfo) ->
 
 def carries_attachments(output: str, fmt: str | None) -> bool:
     """Matroska (not WebM) keeps attached files; the other containers have no place for them."""
-    muxer = output_muxer(output, fmt)
-    if muxer is not None:
-        return muxer == "matroska"
-    return output != "-" and PurePath(output).suffix.lower() in (".mkv", ".mka", ".mk3d")
+    return _container_family(output, fmt) in (".mkv", ".mka", ".mk3d", "matroska")
 
 
 def resolve_codec(output: str, settings: EncodeSettings) -> tuple[str, int | None]:
@@ -548,8 +541,7 @@ def build_encode_args(
     codec, crf = resolve_codec(output, settings)
     # the filter on our video alone (-vf would reach copied cover images too, which ffmpeg refuses)
     args += ["-filter:v:0", build_output_filter(video), "-c:v", codec]
-    if copies_from_source(output, settings, source, probe):
-        args += cover_args(len(kept_covers(output, settings.format, probe)))
+    args += cover_args(output, settings, source, probe)
     if crf is not None:
         args += ["-crf", str(crf)]
         if codec in ("libvpx-vp9", "libvpx"):
@@ -604,8 +596,7 @@ def build_join_args(
     args += build_source_copy_args(output, settings, source, probe, source_offset_s=-probe.start_s, attach=attach)
     if output_muxer(output, settings.format) not in ("yuv4mpegpipe", "rawvideo"):
         args += ["-c:v", "copy"]  # y4m and raw re-wrap uncompressed frames instead: still lossless
-        if copies_from_source(output, settings, source, probe):
-            args += cover_args(len(kept_covers(output, settings.format, probe)))
+        args += cover_args(output, settings, source, probe)
     if video is not None:  # the parts (NUT) carry no colour tags: set them on the stream copy
         args += build_color_args(video.color, video.full_range)
         if video.chroma_location:
@@ -638,7 +629,6 @@ def build_remux_args(
     args = [ffmpeg, *COMMON, "-copyts", "-i", video_path]
     args += build_source_copy_args(output, settings, source, probe, source_offset_s=-probe.start_s, attach=attach)
     args += ["-c:v", "copy"]
-    if copies_from_source(output, settings, source, probe):
-        args += cover_args(len(kept_covers(output, settings.format, probe)))
+    args += cover_args(output, settings, source, probe)
     args += ["-fps_mode", "passthrough", "-strict", "-1"]
     return args + _muxer_args(output, settings)

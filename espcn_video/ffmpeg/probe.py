@@ -64,6 +64,15 @@ class FrameProps:
 
 
 @dataclass(frozen=True)
+class CoverArt:
+    """An attached picture: its index among the video streams (0:v:N), codec and filename tag."""
+
+    stream: int
+    codec: str
+    filename: str = ""  # Matroska attachments have one
+
+
+@dataclass(frozen=True)
 class ProbeInfo:
     duration_s: float | None
     video_codec: str | None
@@ -81,11 +90,17 @@ class ProbeInfo:
     frame: FrameProps | None = None  # from the first decoded frame, when probed with first_frame
     attachments: int = 0  # Matroska attachments (the fonts of ASS subtitles, cover art)
     audio_codecs: tuple[str, ...] = ()  # each audio stream's codec, in order
-    # attached pictures (cover images, Matroska image attachments): their indices among the video
-    # streams (0:v:N); they are not the video (the decoders map 0:V:0, the first that is not one)
-    cover_streams: tuple[int, ...] = ()
-    cover_codecs: tuple[str, ...] = ()  # each cover's codec (mjpeg, png, ...)
-    cover_names: tuple[str, ...] = ()  # each cover's filename tag (Matroska attachments), else ""
+    # attached pictures (cover images, Matroska image attachments); they are not the video (the
+    # decoders map 0:V:0, the first video stream that is not one)
+    covers: tuple[CoverArt, ...] = ()
+
+    @property
+    def cover_streams(self) -> tuple[int, ...]:
+        return tuple(c.stream for c in self.covers)
+
+    @property
+    def cover_names(self) -> tuple[str, ...]:
+        return tuple(c.filename for c in self.covers)
 
     @property
     def interlaced(self) -> str | None:
@@ -212,9 +227,7 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
     audio: list[str] = []
     subs: list[str] = []
     attachments = 0
-    covers: list[int] = []
-    cover_codecs: list[str] = []
-    cover_names: list[str] = []
+    covers: list[CoverArt] = []
     last_cover = False  # the metadata lines that follow belong to a cover stream
     videos = 0
     chapters = 0
@@ -234,7 +247,7 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
         m = _STREAM.match(line)
         if not m:
             if last_cover and (fm := _FILENAME.match(line)):
-                cover_names[-1] = fm.group(1).strip()
+                covers[-1] = replace(covers[-1], filename=fm.group(1).strip())
             elif not line.startswith("    "):
                 last_cover = False
             continue
@@ -251,9 +264,7 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
         elif kind == "Video":
             videos += 1
         if kind == "Video" and "(attached pic)" in desc:
-            covers.append(videos - 1)
-            cover_codecs.append(codec)
-            cover_names.append("")
+            covers.append(CoverArt(videos - 1, codec))
             last_cover = True
         elif kind == "Video" and vcodec is None:
             vcodec = codec
@@ -290,9 +301,7 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
         time_base,
         attachments=attachments,
         audio_codecs=tuple(audio),
-        cover_streams=tuple(covers),
-        cover_codecs=tuple(cover_codecs),
-        cover_names=tuple(cover_names),
+        covers=tuple(covers),
     )
 
 

@@ -211,7 +211,7 @@ def copied_stream_notes(settings: UpscaleSettings, probe: ProbeInfo) -> list[str
             f"{len(probe.subtitle_codecs)} subtitle stream(s) ({codecs}) not kept: {container} has no place for them "
             "(.mkv has)"
         )
-    dropped = 0 if carries_covers(out, fmt) else len(probe.cover_streams) - len(covers_to_attach(out, fmt, probe))
+    dropped = 0 if carries_covers(out, fmt) else len(probe.covers) - len(covers_to_attach(out, fmt, probe))
     if dropped:
         notes.append(
             f"{dropped} cover image(s) (attached pictures) not kept: "

@@ -329,7 +329,7 @@ def add_spooled_streams(
         return video
     spooled = InputSpec(str(spool.path))
     probe = probe_file(ffmpeg, str(spool.path))
-    if not (probe.audio_streams or probe.subtitle_codecs or probe.chapters or probe.attachments or probe.cover_streams):
+    if not (probe.audio_streams or probe.subtitle_codecs or probe.chapters or probe.attachments or probe.covers):
         return video
     muxed = temporary_output(settings.output)
     covers: list[Path] = []

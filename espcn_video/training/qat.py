@@ -28,6 +28,7 @@ from espcn_video.model.graphs import calibrate_ranges
 from espcn_video.model.presets import load_preset
 from espcn_video.model.quant import (
     INT8_TWIN_LAYERS,
+    Int8Params,
     QuantizedESPCN,
     all_int8,
     load_convs,
@@ -72,6 +73,23 @@ class QatResult:
     curve: list[dict[str, float]] = field(default_factory=list)
     float_channels: tuple[int, ...] = ()
     rest_fp32: bool = False  # the twin's float convolutions run in fp32 (Int8Params.rest_fp32)
+
+    @property
+    def rest_precision(self) -> str:
+        """How the twin's float convolutions run: fp32 (--rest fp32), bf16, or f32 (none float,
+        or a CPU without bf16)."""
+        return "fp32" if self.rest_fp32 else "bf16" if self.bf16_rest else "f32"
+
+    def int8_params(self) -> Int8Params:
+        """What the int8 engine runs from this twin."""
+        return Int8Params(
+            self.model,
+            self.ranges,
+            self.layers,
+            self.weight_steps,
+            float_channels=self.float_channels,
+            rest_fp32=self.rest_fp32,
+        )
 
 
 def _to_code_values(x: np.ndarray) -> np.ndarray:
@@ -234,21 +252,11 @@ def record_twin(preset: str, result: QatResult, config: QatConfig) -> Path:
     old twin had no longer hold, so they are dropped until measured again."""
     from espcn_video.files import atomic_write_json
     from espcn_video.model.presets import file_sha256
-    from espcn_video.model.quant import Int8Params, save_twin, twin_path
+    from espcn_video.model.quant import save_twin, twin_path
 
     _, info = load_preset(preset)
     path = twin_path(info.path)
-    save_twin(
-        path,
-        Int8Params(
-            result.model,
-            result.ranges,
-            result.layers,
-            result.weight_steps,
-            float_channels=result.float_channels,
-            rest_fp32=result.rest_fp32,
-        ),
-    )
+    save_twin(path, result.int8_params())
     meta_path = info.path.with_suffix(".json")
     meta = dict(info.metadata)
     meta["int8"] = {
@@ -256,9 +264,11 @@ def record_twin(preset: str, result: QatResult, config: QatConfig) -> Path:
         "weights_sha256": file_sha256(info.path),  # the preset weights the twin was made from
         "layers": list(result.layers),
         "float_channels": list(result.float_channels),  # conv2's inputs kept in float (bf16)
-        "others": "bf16 (as the engine runs them on a CPU with bf16)"
-        if result.bf16_rest
-        else ("fp32 (quantize --rest fp32)" if result.rest_fp32 else "f32"),
+        "others": {
+            "bf16": "bf16 (as the engine runs them on a CPU with bf16)",
+            "fp32": "fp32 (quantize --rest fp32)",
+            "f32": "f32",
+        }[result.rest_precision],
         "method": "quantization-aware fine-tuning (espcn-video quantize): the int8 convolutions' inputs and "
         "weights on the int8 engine's grids with learned activation ranges and weight steps, the others as "
         "the engine runs them",
