@@ -732,3 +732,55 @@ def test_preflight_names_the_worker_and_what_it_lacks(
     assert f"{worker}: no input file in/a.mp4 (relative to the worker's folder {tmp_path / 'dask' / 'lacking'})" in err
     assert "; no output folder out (relative to" in err and "; no usable ffmpeg" in err and "no-such-ffmpeg" in err
     assert not (tmp_path / "out" / "a_sr.mkv").exists()
+
+
+@pytest.fixture(scope="module")
+def size_change(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
+    """An MPEG-TS stream that changes size: 1 s at 96x64, then 9 s at 48x32 (10 fps, 100 frames),
+    as an adaptive stream's recording does. A second chunk starts past its seek margin into the
+    small part, so its decoder never sees a 96x64 frame."""
+    folder = tmp_path_factory.mktemp("sizes")
+    parts = []
+    for i, (size, seconds, offset) in enumerate([("96x64", 1, 0), ("48x32", 9, 1)]):
+        part = folder / f"part{i}.ts"
+        subprocess.run(
+            [ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=s={size}:r=10:d={seconds}"]
+            + [
+                "-c:v",
+                "libx264",
+                "-g",
+                "10",
+                "-bf",
+                "0",
+                "-pix_fmt",
+                "yuv420p",
+                "-output_ts_offset",
+                str(offset),
+                "-y",
+                str(part),
+            ],
+            check=True,
+            timeout=120,
+        )
+        parts.append(part.read_bytes())
+    path = folder / "sizes.ts"
+    path.write_bytes(b"".join(parts))
+    return path
+
+
+def test_a_source_that_changes_size_is_scaled_alike_chunked_or_not_and_said(
+    size_change: Path, ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
+    """Every frame is brought to the first frame's size before SR, whichever chunk it lands in
+    (a chunk that started in the small part was upscaled at 48x32 and stretched at the join),
+    and the summary says where the size changed and to what."""
+    whole, chunked = tmp_path / "whole.mkv", tmp_path / "chunked.mkv"
+    plain = _run(size_change, whole, random_preset(2))
+    summary = _run(size_change, chunked, random_preset(2), "--chunks", "2", "--local-workers", "2")
+    change = [{"frame": 10, "time_s": 1.0, "width": 48, "height": 32, "pix_fmt": "yuv420p"}]
+    assert plain["size_changes"] == change and summary["size_changes"] == change
+    for doc in (plain, summary):
+        assert any("changes frame size or format mid-stream: 96x64 yuv420p, then 48x32" in n for n in doc["notes"])
+    a, b = _frames(ffmpeg, whole), _frames(ffmpeg, chunked)
+    assert len(a) == 100 and all(f[0].shape == (128, 192) for f in a)
+    assert _same_frames(a, b)

@@ -478,7 +478,7 @@ def test_odd_chroma_is_cropped_to_output_geometry() -> None:
 
 
 def test_timed_decode_args_split_frames_and_timestamps() -> None:
-    args = build_timed_decode_args("ff", ["-i", "in.mkv"], build_deinterlace_filter("frame"))
+    args = build_timed_decode_args("ff", ["-i", "in.mkv"], build_deinterlace_filter("frame"), (640, 360))
     assert args == [
         "ff",
         "-nostdin",
@@ -488,7 +488,9 @@ def test_timed_decode_args_split_frames_and_timestamps() -> None:
         "-i",
         "in.mkv",
         "-filter_complex",
-        "[0:V:0]bwdif=mode=send_frame:parity=auto:deint=all," + FORMATS + ",split=2[frames][times]",
+        "[0:V:0]bwdif=mode=send_frame:parity=auto:deint=all,split=2[pick][times];[pick]scale=640:360,"
+        + FORMATS
+        + "[frames]",
         "-map",
         "[frames]",
         "-fps_mode",
@@ -500,8 +502,9 @@ def test_timed_decode_args_split_frames_and_timestamps() -> None:
         "pipe:1",
         "-map",
         "[times]",
+        "-noautoscale",
         "-c:v",
-        "wrapped_avframe",
+        "rawvideo",
         "-fps_mode",
         "passthrough",
         "-enc_time_base",
@@ -645,7 +648,9 @@ def test_first_frame_probe_reads_siting_fields_and_hdr() -> None:
     frame = parse_first_frame(SHOWINFO)
     assert info.field_order == "top first" and info.time_base == Fraction(1, 90000)
     assert info.color == ColorTags("tv", "bt2020nc", "bt2020", "smpte2084")
-    assert frame == FrameProps("topleft", "tff", HDR, (1000, 400), ColorTags("tv", "bt2020nc", "bt2020", "smpte2084"))
+    assert frame == FrameProps(
+        "topleft", "tff", HDR, (1000, 400), ColorTags("tv", "bt2020nc", "bt2020", "smpte2084"), (64, 48), "yuv420p10le"
+    )
 
 
 def test_matroska_pipe_header_is_what_ffmpeg_needs() -> None:
@@ -681,3 +686,66 @@ def test_image_outputs_get_rgb_their_quality_and_one_file_per_frame() -> None:
     assert numbered[-4:] == ["-f", "image2", "-y", "dir/f_%04d.png"] and numbered[numbered.index("-c:v") + 1] == "png"
     assert is_numbered("a/f_%04d.png") and is_numbered("f%d.tif") and not is_numbered("100%.png")
     assert is_image_output("x.TIFF", None) and not is_image_output("x.mkv", None) and not is_image_output("-", "image2")
+
+
+def test_frame_times_see_the_source_change_size_and_chunks_join_the_changes() -> None:
+    """The rawvideo branch's packet sizes mark a change of frame size; a change between chunks is
+    a chunk whose first frame differs from the previous chunk's last."""
+    from espcn_video.jobs.chunk_plan import Chunk, ChunkPlan
+    from espcn_video.jobs.chunked import chunk_size_changes
+
+    times = FrameTimes()
+    times.route("#tb 0: 1/25")
+    for n, size in enumerate([9216, 9216, 2304, 2304, 9216]):
+        times.route(f"0,          {n},          {n},        1,     {size}, 0x1234abcd")
+    assert (times.first_bytes, times.last_bytes) == (9216, 9216)
+    assert times.size_changes == [(2, 9216, 2304), (4, 2304, 9216)]
+    plan = ChunkPlan("x", "1/25", 0.0, 1, 30, [Chunk(0, 0, 10, 10), Chunk(1, 10, 20, 10), Chunk(2, 20, None, 10)])
+    done = {
+        "0": {"frame_bytes": [9216, 9216], "size_changes": []},
+        "1": {"frame_bytes": [2304, 9216], "size_changes": [[3, 0.52]]},
+        "2": {"frame_bytes": [9216, 9216], "size_changes": []},
+    }
+    assert chunk_size_changes(plan, {"done": done}) == [(10, 0.4), (13, 0.52)]
+    done["0"] = {}  # a part from an older version says nothing: no change is made up
+    assert chunk_size_changes(plan, {"done": done}) == [(13, 0.52)]
+
+
+DOVI_PROBE = """Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'dv.mp4':
+  Duration: 00:00:01.00, start: 0.000000, bitrate: 57 kb/s
+  Stream #0:0[0x1](und): Video: hevc (Main 10) (dvh1 / 0x31687664), yuv420p10le(tv, progressive), 64x48, 25 fps, 25 tbr, 12800 tbn (default)
+    Metadata:
+      handler_name    : VideoHandler
+    Side data:
+      DOVI configuration record: version: 1.0, profile: 5, level: 6, rpu flag: 1, el flag: 0, bl flag: 1, compatibility id: 0, compression: 0
+      Display Matrix: rotation of -90.00 degrees
+  Stream #0:1[0x2](und): Audio: aac (LC) (mp4a / 0x6134706D), 48000 Hz, stereo, fltp, 2 kb/s
+    Side data:
+      Display Matrix: rotation of 180.00 degrees
+[Parsed_showinfo_0 @ 0x7f] n:   0 pts:      0 pts_time:0       duration:    512 duration_time:0.04    fmt:yuv420p10le cl:left sar:1/1 s:48x64 i:P iskey:1 type:I checksum:12749164
+[Parsed_showinfo_0 @ 0x7f]   side data - Dolby Vision RPU Data: 42 bytes
+"""
+
+
+def test_probe_reads_dolby_vision_and_rotation_and_refuses_profile_5() -> None:
+    """Profile 5's base layer is IPT-PQ-c2: decoded as Y'CbCr it has the wrong colours, so the run
+    is refused; the video's display matrix is read, another stream's is not."""
+    from espcn_video.errors import InputError
+    from espcn_video.jobs.inputs import check_probed, first_frame_size
+
+    info = parse_probe_output(DOVI_PROBE)
+    frame = parse_first_frame(DOVI_PROBE)
+    assert info.dolby_vision_profile == 5 and info.rotation == -90.0 and frame.dolby_vision
+    assert not frame.hdr10plus and frame.size == (48, 64)
+    with pytest.raises(InputError, match="Dolby Vision profile 5 has no backward-compatible base layer"):
+        check_probed("dv.mp4", info)
+    # without a decoded frame, the stream's size turned by the matrix
+    assert first_frame_size(info) == (48, 64)
+    check_probed("dv.mp4", parse_probe_output(DOVI_PROBE.replace("profile: 5", "profile: 8")))
+    from espcn_video.jobs.inputs import describe_input
+    from espcn_video.settings import InputSpec, UpscaleSettings
+
+    p8 = parse_probe_output(DOVI_PROBE.replace("profile: 5", "profile: 8"))
+    notes = describe_input(UpscaleSettings(InputSpec("dv.mp4"), "out.mkv"), p8, None)
+    assert "the source's Dolby Vision metadata (profile 8) is not carried" in " ".join(notes)
+    assert "display rotation (-90 degrees) is applied" in " ".join(notes)

@@ -200,6 +200,95 @@ def test_hdr10_metadata_survives_through_x265(
     assert "Mastering display metadata" in text and "MaxCLL=1000, MaxFALL=400" in text  # in the container too
 
 
+HDR10PLUS_SCENE = {
+    "JSONInfo": {"HDR10plusProfile": "B", "Version": "1.0"},
+    "SceneInfo": [
+        {
+            "BezierCurveData": {
+                "Anchors": [102, 205, 307, 410, 512, 614, 717, 819, 922],
+                "KneePointX": 0,
+                "KneePointY": 0,
+            },
+            "LuminanceParameters": {
+                "AverageRGB": 1000,
+                "LuminanceDistributions": {
+                    "DistributionIndex": [1, 5, 10, 25, 50, 75, 90, 95, 99],
+                    "DistributionValues": [10, 20, 30, 40, 50, 60, 70, 80, 90],
+                },
+                "MaxScl": [3000, 3000, 3000],
+            },
+            "NumberOfWindows": 1,
+            "TargetedSystemDisplayMaximumLuminance": 400,
+            "SceneFrameIndex": 0,
+            "SceneId": 0,
+            "SequenceFrameIndex": 0,
+        }
+    ],
+    "SceneInfoSummary": {"SceneFirstFrameIndex": [0], "SceneFrameNumbers": [5]},
+    "ToolInfo": {"Tool": "test", "Version": "1"},
+}
+
+
+def test_hdr10plus_dynamic_metadata_is_said_to_be_dropped(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
+    """x265 writes SMPTE 2094-40 per frame; the raw pipe cannot carry it, so the run says so,
+    and the static HDR10 metadata still reaches OUT."""
+    scene = tmp_path / "hdr10plus.json"
+    scene.write_text(json.dumps(HDR10PLUS_SCENE))
+    src = _make(
+        ffmpeg,
+        tmp_path / "hdr10plus.mkv",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=64x48:r=10:d=0.5",
+        "-vf",
+        "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,format=yuv420p10le",
+        "-c:v",
+        "libx265",
+        "-x265-params",
+        f"dhdr10-info={scene}:max-cll=1000,400:log-level=error",
+    )
+    assert (_probe(ffmpeg, src).frame or pytest.fail("no frame")).hdr10plus
+    out = tmp_path / "out.mkv"
+    summary = _upscale(src, out, random_preset(2), "--codec", "libx265")
+    assert any("HDR10+ dynamic metadata (SMPTE ST 2094-40, per frame) is not carried" in n for n in summary["notes"])
+    info = _probe(ffmpeg, out)
+    assert info.frame is not None and not info.frame.hdr10plus and info.frame.content_light == (1000, 400)
+
+
+def test_display_rotation_is_applied_and_said(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
+    """A phone clip stored 160x96 with a quarter-turn display matrix: OUT is the upright picture,
+    upscaled (192x320), with no rotation tag left to turn it again."""
+    plain = _make(
+        ffmpeg, tmp_path / "plain.mp4", "-f", "lavfi", "-i", "testsrc2=s=160x96:r=10:d=0.5", "-c:v", "libx264"
+    )
+    src = _make(ffmpeg, tmp_path / "rotated.mp4", "-display_rotation", "90", "-i", str(plain), "-c", "copy")
+    assert _probe(ffmpeg, src).rotation == 90
+    out = tmp_path / "out.mp4"
+    summary = _upscale(src, out, REPO / "presets" / "espcn-x2.pt")
+    assert "display rotation (90 degrees) is applied" in " ".join(summary["notes"])
+    info = _probe(ffmpeg, out)
+    assert (info.width, info.height, info.rotation) == (192, 320, 0.0)
+    upright = _make(ffmpeg, tmp_path / "upright.y4m", "-i", str(src), "-frames:v", "1", "-vf", "scale=192:320")
+    got = _make(ffmpeg, tmp_path / "got.y4m", "-i", str(out), "-frames:v", "1")
+    # the same picture, not a squeezed or unturned one: Y within a few codes of a bicubic upscale
+    diff = np.abs(_y4m_luma(upright).astype(int) - _y4m_luma(got).astype(int)).mean()
+    assert diff < 6, diff
+
+
+def _y4m_luma(path: Path) -> np.ndarray:
+    data = path.read_bytes()
+    header, rest = data.split(b"\n", 1)
+    fields = {t[:1]: t[1:] for t in header.split()}
+    w, h = int(fields[b"W"]), int(fields[b"H"])
+    frame = rest.split(b"\n", 1)[1]
+    return np.frombuffer(frame[: w * h], np.uint8).reshape(h, w)
+
+
 def _ramp(shape: tuple[int, int], positions: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """A plane whose value is a linear function of each sample's luma-grid position."""
     ys, xs = positions

@@ -326,6 +326,8 @@ def upscale_cmd(
         "output_check": output_check_summary(outcome),
         "notes": outcome.notes,
     }
+    if outcome.size_changes:
+        summary["size_changes"] = [c.to_json() for c in outcome.size_changes]
     summary["frames"] = outcome.check.frames if outcome.check.frames is not None else summary["frames"]
     if timings_path:
         try:
@@ -426,7 +428,7 @@ def run_chunked_cli(
             progress.stop()
         if writer is not None:
             writer.finish(completed)
-    summary = {
+    summary: dict[str, Any] = {
         "input": settings.input.path,
         "output": settings.output,
         "preset": settings.preset,
@@ -438,15 +440,21 @@ def run_chunked_cli(
         "chunks_run": outcome.chunks_run,
         "chunks_reused": outcome.chunks_reused,
         "workers": outcome.workers,
+        "notes": outcome.notes,
     }
+    if outcome.size_changes:
+        summary["size_changes"] = [c.to_json() for c in outcome.size_changes]
     if as_json:
         emit_json(summary)
     elif not quiet:
-        stderr_console().print(
+        console = stderr_console()
+        console.print(
             f"{outcome.frames} frames in {len(outcome.plan.chunks)} chunks ({len(outcome.chunks_run)} run, "
             f"{len(outcome.chunks_reused)} reused) on {outcome.workers} workers: {summary['wall_s']:.2f} s, "
             f"{summary['fps']:.2f} fps"
         )
+        for note in outcome.notes:
+            console.print(f"note: {note}", markup=False, highlight=False)
 
 
 @click.command("batch")

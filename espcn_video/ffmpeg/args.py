@@ -99,22 +99,31 @@ def build_deinterlace_filter(mode: str | None) -> list[str]:
     return [f"bwdif=mode={send}:parity=auto:deint=all"]
 
 
-def build_timed_decode_args(ffmpeg: str, input_args: Sequence[str], filters: Sequence[str] = ()) -> list[str]:
-    """Decode the first video stream to y4m on stdout and each frame's pts to stderr.
+def build_timed_decode_args(
+    ffmpeg: str, input_args: Sequence[str], filters: Sequence[str] = (), size: tuple[int, int] | None = None
+) -> list[str]:
+    """Decode the first video stream to y4m on stdout and each frame's pts and size to stderr.
 
     y4m has no timestamps, so the filtered video is split: one branch is the y4m pipe, the other
-    a framecrc of wrapped frames on pipe:2, one line per frame in the filter's time base, flushed
-    per frame (see ffmpeg/timestamps.py). The format list lets ffmpeg pick the nearest layout.
+    a framecrc of the frames as rawvideo on pipe:2, one line per frame in the filter's time base,
+    flushed per frame (see ffmpeg/timestamps.py). That branch is not scaled (-noautoscale): its
+    packet sizes show a frame size that changes mid-stream, which y4m cannot. The y4m branch is
+    scaled to `size` (the first frame's: an explicit scale, a no-op until the size changes, so
+    that a chunk that starts after a change gets the same frames as a whole run); without a
+    size, ffmpeg's own output scaler does the same. The format list lets ffmpeg pick the nearest
+    layout.
     """
-    chain = ",".join([*filters, "format=" + "|".join(PIPE_PIX_FMTS), "split=2[frames][times]"])
+    head = ",".join([*filters, "split=2[pick][times]"])
+    scale = [f"scale={size[0]}:{size[1]}"] if size is not None else []
+    frames = ",".join([*scale, "format=" + "|".join(PIPE_PIX_FMTS)])
     return [
         ffmpeg,
         *COMMON,
         *input_args,
         "-filter_complex",
-        "[0:V:0]" + chain,
+        f"[0:V:0]{head};[pick]{frames}[frames]",
         *("-map", "[frames]", *Y4M_PIPE_OUT),
-        *("-map", "[times]", "-c:v", "wrapped_avframe", "-fps_mode", "passthrough"),
+        *("-map", "[times]", "-noautoscale", "-c:v", "rawvideo", "-fps_mode", "passthrough"),
         *("-enc_time_base", "filter", "-flush_packets", "1", "-f", "framecrc", "pipe:2"),
     ]
 

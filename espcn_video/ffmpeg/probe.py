@@ -25,6 +25,7 @@ _SIZE = re.compile(r"(?<![\w])(\d{1,5})x(\d{1,5})(?![\w])")
 _FPS = re.compile(r"([\d.]+)(k?) fps")
 _TBN = re.compile(r"(\d+)(k?) tbn")
 _RANGES = {"tv": "tv", "pc": "pc"}
+_ROTATION = re.compile(r"^\s+Display Matrix: rotation of (-?[\d.]+) degrees")
 # Pixel formats that hold RGB (or a palette of it), and those with an alpha plane.
 _RGB_PIX_FMT = re.compile(r"^(?:rgb|bgr|gbr|argb|abgr|0rgb|0bgr|x2rgb|x2bgr|pal8$)")
 _ALPHA_PIX_FMT = re.compile(r"^(?:rgba|bgra|argb|abgr|gbrap|yuva|ya\d|pal8$)")
@@ -61,6 +62,11 @@ class FrameProps:
     mastering: MasteringDisplay | None = None
     content_light: tuple[int, int] | None = None  # MaxCLL, MaxFALL
     color: ColorTags = ColorTags()
+    size: tuple[int, int] | None = None  # the decoded frame's width and height
+    pix_fmt: str | None = None
+    # per-frame dynamic HDR metadata, which the pipeline's raw frames cannot carry
+    hdr10plus: bool = False  # SMPTE ST 2094-40
+    dolby_vision: bool = False  # an RPU on the frame
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,8 @@ class ProbeInfo:
     # attached pictures (cover images, Matroska image attachments); they are not the video (the
     # decoders map 0:V:0, the first video stream that is not one)
     covers: tuple[CoverArt, ...] = ()
+    rotation: float = 0.0  # the video's display matrix, degrees counter-clockwise (ffmpeg applies it)
+    dolby_vision_profile: int | None = None  # the video's DOVI configuration record
 
     @property
     def cover_streams(self) -> tuple[int, ...]:
@@ -182,6 +190,7 @@ def _parse_field_order(desc: str) -> str | None:
 
 
 _SHOWINFO_FRAME = re.compile(r"\] n:\s*0 .*? cl:(\w+) .*? i:([PTB])")
+_SHOWINFO_FORMAT = re.compile(r" fmt:(\w+) .*? s:(\d+)x(\d+) ")
 _SHOWINFO_COLOR = re.compile(r"\] color_range:(\w+) color_space:([\w-]+) color_primaries:([\w-]+) color_trc:([\w-]+)")
 _XY = r"\(\s*([\d.]+)[, ]\s*([\d.]+)\)"
 _MASTERING = re.compile(
@@ -189,14 +198,18 @@ _MASTERING = re.compile(
     rf"wp{_XY} min_luminance=([\d.]+), max_luminance=([\d.]+)"
 )
 _LIGHT = re.compile(r"Content light level metadata: MaxCLL=(\d+), MaxFALL=(\d+)")
+_HDR10PLUS = re.compile(r"side data - HDR Dynamic Metadata SMPTE2094-40")
+_DOVI_FRAME = re.compile(r"side data - Dolby Vision (?:RPU|Metadata)")
+_DOVI_STREAM = re.compile(r"^\s+DOVI configuration record: .*?profile: (\d+)")
 
 
 def parse_first_frame(stderr: str) -> FrameProps:
     """showinfo's lines for frame 0: chroma siting, interlacing, colour, HDR10 side data."""
-    siting = interlaced = None
+    siting = interlaced = pix_fmt = None
+    size: tuple[int, int] | None = None
     mastering = light = None
     color = ColorTags()
-    seen_frame = False
+    seen_frame = hdr10plus = dovi = False
     for line in stderr.splitlines():
         if m := _SHOWINFO_FRAME.search(line):
             if seen_frame:
@@ -204,6 +217,8 @@ def parse_first_frame(stderr: str) -> FrameProps:
             seen_frame = True
             siting = None if m.group(1) in ("unspecified", "unknown") else m.group(1)
             interlaced = {"T": "tff", "B": "bff"}.get(m.group(2))
+            if f := _SHOWINFO_FORMAT.search(line):
+                pix_fmt, size = f.group(1), (int(f.group(2)), int(f.group(3)))
         elif not seen_frame:
             continue
         elif (m := _MASTERING.search(line)) and m.group(1) == "1" and m.group(2) == "1":
@@ -211,10 +226,14 @@ def parse_first_frame(stderr: str) -> FrameProps:
             mastering = MasteringDisplay((v[0], v[1]), (v[2], v[3]), (v[4], v[5]), (v[6], v[7]), v[8], v[9])
         elif m := _LIGHT.search(line):
             light = (int(m.group(1)), int(m.group(2)))
+        elif _HDR10PLUS.search(line):
+            hdr10plus = True
+        elif _DOVI_FRAME.search(line):
+            dovi = True
         elif m := _SHOWINFO_COLOR.search(line):
             vals = [None if v in ("unknown", "reserved", "unspecified") else v for v in m.groups()]
             color = ColorTags(*vals)
-    return FrameProps(siting, interlaced, mastering, light, color)
+    return FrameProps(siting, interlaced, mastering, light, color, size, pix_fmt, hdr10plus, dovi)
 
 
 def parse_probe_output(stderr: str) -> ProbeInfo:
@@ -229,6 +248,9 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
     attachments = 0
     covers: list[CoverArt] = []
     last_cover = False  # the metadata lines that follow belong to a cover stream
+    in_video = False  # the side data lines that follow belong to the video
+    rotation = 0.0
+    dovi_profile: int | None = None
     videos = 0
     chapters = 0
     in_chapters = False
@@ -246,13 +268,17 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
             continue
         m = _STREAM.match(line)
         if not m:
+            if in_video and (rm := _ROTATION.match(line)):
+                rotation = float(rm.group(1))
+            if in_video and (dm := _DOVI_STREAM.match(line)):
+                dovi_profile = int(dm.group(1))
             if last_cover and (fm := _FILENAME.match(line)):
                 covers[-1] = replace(covers[-1], filename=fm.group(1).strip())
             elif not line.startswith("    "):
                 last_cover = False
             continue
         in_chapters = False
-        last_cover = False
+        last_cover = in_video = False
         kind, desc = m.group(2), m.group(3)
         codec = desc.split(",")[0].split()[0] if desc else "unknown"
         if kind == "Audio":
@@ -268,6 +294,7 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
             last_cover = True
         elif kind == "Video" and vcodec is None:
             vcodec = codec
+            in_video = True
             # The pixel format follows the first top-level comma (parentheses nest).
             depth, cut = 0, None
             for i, ch in enumerate(desc):
@@ -302,6 +329,8 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
         attachments=attachments,
         audio_codecs=tuple(audio),
         covers=tuple(covers),
+        rotation=rotation,
+        dolby_vision_profile=dovi_profile,
     )
 
 
@@ -336,3 +365,14 @@ def probe_file(
     if first_frame:
         info = replace(info, frame=parse_first_frame(text))
     return info
+
+
+def frame_at(ffmpeg: str, path: str, seconds: float, input_args: Sequence[str] = ()) -> FrameProps:
+    """The frame shown at `seconds` (from the file's start, as -ss counts): its size and format.
+
+    The seek is accurate (ffmpeg decodes from the key frame before and drops what precedes);
+    half a millisecond early, so that a time rounded up still finds its own frame."""
+    at = ["-ss", f"{max(0.0, seconds - 0.0005):.6f}"]
+    info = probe_file(ffmpeg, path, input_args=[*input_args, *at], first_frame=True)
+    assert info.frame is not None
+    return info.frame

@@ -1,10 +1,11 @@
 """Frame timestamps beside the y4m frames, and the packet timestamps of a written file.
 
 y4m carries no timestamps, so the decoder splits its filtered video: one branch goes to the y4m
-pipe, the other through `wrapped_avframe` to a `framecrc` muxer on stderr (`pipe:2`), one line
-per frame with its pts in the filter's time base. The stderr drain thread routes those lines
-here; the reader pairs frame n with line n. framecrc is flushed per packet, so each line is one
-write and cannot interleave with ffmpeg's log lines.
+pipe, the other as unscaled rawvideo to a `framecrc` muxer on stderr (`pipe:2`), one line per
+frame with its pts in the filter's time base and its size in bytes. The stderr drain thread
+routes those lines here; the reader pairs frame n with line n. framecrc is flushed per packet, so
+each line is one write and cannot interleave with ffmpeg's log lines. A change of the byte size
+is a change of the frame size (or depth) in the source, which the y4m branch scales away.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class FrameTimes:
         self.offset_us = offset_us
         self.time_base: Fraction | None = None
         self._pts = array("q")  # 8 bytes a frame: a whole film's timestamps stay small
+        self.first_bytes: int | None = None  # the first frame's size as rawvideo
+        self.last_bytes: int | None = None
+        self.size_changes: list[tuple[int, int, int]] = []  # (frame index, bytes before, after)
         self._offset_ticks: int | None = None
         self._ended = False
         self._cond = threading.Condition()
@@ -58,7 +62,14 @@ class FrameTimes:
         if not entries:
             return False
         with self._cond:
-            self._pts.extend(int(m.group(3)) for m in entries)
+            for m in entries:
+                size = int(m.group(5))
+                if self.last_bytes is None:
+                    self.first_bytes = size
+                elif size != self.last_bytes:
+                    self.size_changes.append((len(self._pts), self.last_bytes, size))
+                self.last_bytes = size
+                self._pts.append(int(m.group(3)))
             self._cond.notify_all()
         return entries[0].start() == 0 and entries[-1].end() == len(line.rstrip())
 

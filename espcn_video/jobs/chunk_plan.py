@@ -99,14 +99,21 @@ def plan_chunks(
 
 
 def build_chunk_decode_args(
-    ffmpeg: str, path: str, plan: ChunkPlan, chunk: Chunk, margin_s: float = SEEK_MARGIN_S, filters: Sequence[str] = ()
+    ffmpeg: str,
+    path: str,
+    plan: ChunkPlan,
+    chunk: Chunk,
+    margin_s: float = SEEK_MARGIN_S,
+    filters: Sequence[str] = (),
+    size: tuple[int, int] | None = None,
 ) -> list[str]:
     """Decode one chunk to y4m and timestamps: coarse seek before it, keep start <= pts < end.
 
     -copyts keeps the file's own timestamps, so the select bounds are the packet pts times;
     the half-frame tolerance absorbs the rounding of pts * time_base to seconds. `filters`
     (a deinterlacer) run before the select, so they see the frames around the chunk as an
-    unchunked run does.
+    unchunked run does. `size`: the first frame of the file's, which every frame is scaled to
+    (a chunk may start after the source changed size).
     """
     tb = plan.tb
     half = float(plan.frame_gap_pts * tb) / 2
@@ -121,4 +128,4 @@ def build_chunk_decode_args(
         input_args += ["-to", f"{end_s - plan.container_start_s + margin_s:.6f}"]
         expr += f"*lt(t,{end_s - half:.6f})"
     input_args += ["-noaccurate_seek", "-copyts", "-i", path]
-    return build_timed_decode_args(ffmpeg, input_args, [*filters, f"select='{expr}'"])
+    return build_timed_decode_args(ffmpeg, input_args, [*filters, f"select='{expr}'"], size)

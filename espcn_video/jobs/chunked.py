@@ -49,7 +49,18 @@ from espcn_video.jobs.chunk_plan import (
     plan_chunks,
 )
 from espcn_video.jobs.dask_cluster import TASK_RETRIES, open_client
-from espcn_video.jobs.inputs import check_input, choose_deinterlace, output_video_for, source_filters
+from espcn_video.jobs.inputs import (
+    SizeChange,
+    check_input,
+    check_probed,
+    choose_deinterlace,
+    describe_input,
+    first_frame_size,
+    look_at_size_changes,
+    output_video_for,
+    size_change_note,
+    source_filters,
+)
 from espcn_video.jobs.outputs import (
     check_output,
     discard_temporary,
@@ -96,6 +107,8 @@ class ChunkedOutcome:
     chunks_run: list[int] = field(default_factory=list)
     chunks_reused: list[int] = field(default_factory=list)
     workers: int = 0
+    notes: list[str] = field(default_factory=list)
+    size_changes: list[SizeChange] = field(default_factory=list)
 
 
 def process_chunk(job: ChunkJob) -> dict[str, Any]:
@@ -134,7 +147,13 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
         # A container seek may overshoot (MPEG-TS seeks by bytes): then decode from the start.
         for margin in (SEEK_MARGIN_S, math.inf):
             decode = build_chunk_decode_args(
-                ffmpeg.path, job.source, job.plan, job.chunk, margin, source_filters(probe, job.deinterlace)
+                ffmpeg.path,
+                job.source,
+                job.plan,
+                job.chunk,
+                margin,
+                source_filters(probe, job.deinterlace),
+                first_frame_size(probe),
             )
             # After a seek the decoder may complain about references it never saw; the frame
             # count check below is what proves the chunk whole. -copyts keeps the file's own
@@ -156,11 +175,16 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+    times = result.frame_times
+    assert times is not None
     return {
         "index": job.chunk.index,
         "frames": frames,
         "bytes": final.stat().st_size,
         "wall_s": round(time.perf_counter() - t0, 3),
+        # the source's frame size as rawvideo bytes at both ends, and where it changed inside
+        "frame_bytes": [times.first_bytes, times.last_bytes],
+        "size_changes": [[i, float(times.seconds(i, lambda: False))] for i, _, _ in times.size_changes],
     }
 
 
@@ -260,6 +284,7 @@ def upscale_chunked(
     load_preset(settings.preset)  # fail fast on the driver, not on every worker
     ffmpeg = locate_ffmpeg()
     probe = probe_file(ffmpeg.path, source.path, first_frame=True)
+    check_probed(source.path, probe)
     deinterlace = choose_deinterlace(settings, probe)
     plan, manifest = _load_or_make_plan(parts, settings, probe, chunks, resume)
     reused = _whole_parts(parts, manifest)
@@ -326,9 +351,40 @@ def upscale_chunked(
                 ) from first_error
     frames = _join(parts, plan, settings, probe, overwrite=settings.overwrite or resume)
     shutil.rmtree(parts)
+    notes = describe_input(settings, probe, deinterlace)
+    changes = []
+    if where := chunk_size_changes(plan, manifest):
+        changes = look_at_size_changes(ffmpeg.path, source, where)
+        lr_size = first_frame_size(probe)
+        assert lr_size is not None, "a file that decodes has a size"
+        notes.append(size_change_note(probe, lr_size, changes))
     return ChunkedOutcome(
-        plan, frames, time.perf_counter() - t0, [j.chunk.index for j in jobs], sorted(reused), workers
+        plan,
+        frames,
+        time.perf_counter() - t0,
+        [j.chunk.index for j in jobs],
+        sorted(reused),
+        workers,
+        notes,
+        changes,
     )
+
+
+def chunk_size_changes(plan: ChunkPlan, manifest: dict[str, Any]) -> list[tuple[int, float]]:
+    """Where the source changed frame size, over all chunks: inside one, or between two (a chunk
+    whose first frame differs from the previous chunk's last). Each as (frame, seconds)."""
+    where: list[tuple[int, float]] = []
+    start = 0
+    last: int | None = None
+    for chunk in plan.chunks:
+        rec = manifest["done"].get(str(chunk.index), {})
+        ends = rec.get("frame_bytes")
+        if ends is not None and last is not None and ends[0] != last:
+            where.append((start, float(chunk.start_pts * plan.tb) - plan.container_start_s))
+        where += [(start + i, t) for i, t in rec.get("size_changes", [])]
+        last = ends[1] if ends is not None else None  # a part from an older version: not known
+        start += chunk.frames
+    return where
 
 
 def build_concat_listing(plan: ChunkPlan) -> str:

@@ -3,10 +3,11 @@ the output's geometry and tags) and into notes that say whatever the run does be
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from espcn_video.errors import InputError, UsageError
+from espcn_video.errors import EspcnVideoError, InputError, UsageError
 from espcn_video.ffmpeg.args import (
     RGB_TO_YUV_FILTER,
     OutputVideo,
@@ -23,7 +24,7 @@ from espcn_video.ffmpeg.args import (
     is_image_output,
     subtitle_codec_for,
 )
-from espcn_video.ffmpeg.probe import ProbeInfo
+from espcn_video.ffmpeg.probe import ProbeInfo, frame_at
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader
 from espcn_video.settings import InputSpec, UpscaleSettings
 
@@ -145,8 +146,80 @@ def source_filters(probe: ProbeInfo | None, deinterlace: str | None) -> list[str
     return [*rgb, *build_deinterlace_filter(deinterlace)]
 
 
+def check_probed(path: str, probe: ProbeInfo) -> None:
+    """Refuse what the pipeline would turn into a wrong picture, naming why."""
+    if probe.dolby_vision_profile == 5:
+        raise InputError(
+            f"{path}: Dolby Vision profile 5 has no backward-compatible base layer: without the "
+            "Dolby Vision decoder its frames come out in the wrong colours (IPT-PQ-c2 read as Y'CbCr); "
+            "convert it to HDR10 first"
+        )
+
+
+def first_frame_size(probe: ProbeInfo | None) -> tuple[int, int] | None:
+    """The size every frame is brought to before SR: the first decoded frame's (OUT has one)."""
+    if probe is None:
+        return None
+    if probe.frame is not None and probe.frame.size is not None:
+        return probe.frame.size
+    if not (probe.width and probe.height):
+        return None
+    # ffmpeg turns the frames by the display matrix: a quarter turn swaps the stream's size
+    return (probe.height, probe.width) if round(probe.rotation) % 180 == 90 else (probe.width, probe.height)
+
+
 def build_decode_command(ffmpeg: str, source: InputSpec, probe: ProbeInfo | None, deinterlace: str | None) -> list[str]:
-    return build_timed_decode_args(ffmpeg, build_input_args(source), source_filters(probe, deinterlace))
+    return build_timed_decode_args(
+        ffmpeg, build_input_args(source), source_filters(probe, deinterlace), first_frame_size(probe)
+    )
+
+
+@dataclass(frozen=True)
+class SizeChange:
+    """The source's frame size (or depth) changes here; size and format as decoded there."""
+
+    frame: int
+    time_s: float
+    size: tuple[int, int] | None = None  # None where it could not be looked at (stdin)
+    pix_fmt: str | None = None
+
+    def describe(self) -> str:
+        what = f"{self.size[0]}x{self.size[1]} {self.pix_fmt or ''}".rstrip() if self.size else "another size"
+        return f"{what} from frame {self.frame} ({self.time_s:.3f} s)"
+
+    def to_json(self) -> dict[str, object]:
+        doc: dict[str, object] = {"frame": self.frame, "time_s": round(self.time_s, 6)}
+        if self.size is not None:
+            doc.update(width=self.size[0], height=self.size[1], pix_fmt=self.pix_fmt)
+        return doc
+
+
+def look_at_size_changes(ffmpeg: str, source: InputSpec, where: Sequence[tuple[int, float]]) -> list[SizeChange]:
+    """Each change (frame index, time from the start) with the size and format decoded there."""
+    if source.is_stdin:
+        return [SizeChange(frame, t) for frame, t in where]
+    input_args = build_input_args(source)[:-2]
+    changes = []
+    for frame, t in where:
+        try:
+            props = frame_at(ffmpeg, source.path, t, input_args)
+        except EspcnVideoError:  # the run is done and OUT written: the note goes without the size
+            changes.append(SizeChange(frame, t))
+            continue
+        changes.append(SizeChange(frame, t, props.size, props.pix_fmt))
+    return changes
+
+
+def size_change_note(probe: ProbeInfo | None, lr_size: tuple[int, int], changes: Sequence[SizeChange]) -> str:
+    """Say that frames were scaled to the first frame's size, and from where."""
+    first = probe.frame if probe is not None else None
+    start = f"{lr_size[0]}x{lr_size[1]}" + (f" {first.pix_fmt}" if first is not None and first.pix_fmt else "")
+    shown = "; then ".join(c.describe() for c in changes[:4])
+    more = f"; and {len(changes) - 4} more changes" if len(changes) > 4 else ""
+    return (
+        f"the source changes frame size or format mid-stream: {start}, then {shown}{more}; frames of another size "
+        f"were scaled (bicubic) to {lr_size[0]}x{lr_size[1]} before SR, as OUT has one frame size"
+    )
 
 
 def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterlace: str | None) -> list[str]:
@@ -174,6 +247,23 @@ def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterla
         )
         notes.append(
             f"RGB source ({probe.pix_fmt}): converted to Y'CbCr 4:4:4 with the BT.709 matrix at full range, {back}"
+        )
+    if probe is not None and round(probe.rotation) % 360:
+        notes.append(
+            f"the source's display rotation ({probe.rotation:g} degrees) is applied to the frames: "
+            "OUT is written upright, without a rotation tag"
+        )
+    frame = probe.frame if probe is not None else None
+    if frame is not None and frame.hdr10plus:
+        notes.append(
+            "the source's HDR10+ dynamic metadata (SMPTE ST 2094-40, per frame) is not carried: the "
+            "frames pass through a raw pipe; OUT keeps the static HDR10 metadata where its codec takes it"
+        )
+    if probe is not None and (probe.dolby_vision_profile is not None or (frame is not None and frame.dolby_vision)):
+        profile = f" (profile {probe.dolby_vision_profile})" if probe.dolby_vision_profile is not None else ""
+        notes.append(
+            f"the source's Dolby Vision metadata{profile} is not carried: OUT is its base layer's "
+            "picture, without the RPU"
         )
     if probe is not None and probe.has_alpha:
         notes.append(f"the source's alpha channel ({probe.pix_fmt}) is not kept: the output is opaque")

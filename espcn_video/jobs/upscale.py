@@ -31,11 +31,15 @@ from espcn_video.frames.sinks import EncoderSink, SinkFactory
 from espcn_video.frames.upscaler import FrameUpscaler, Upscaler
 from espcn_video.jobs.inputs import (
     _Y4M_SITING,
+    SizeChange,
     build_decode_command,
     check_input,
+    check_probed,
     choose_deinterlace,
     describe_input,
+    look_at_size_changes,
     output_video_for,
+    size_change_note,
 )
 from espcn_video.jobs.outputs import (
     OutputCheck,
@@ -67,6 +71,7 @@ class UpscaleOutcome:
     probe: ProbeInfo | None
     check: OutputCheck = field(default_factory=OutputCheck)
     notes: list[str] = field(default_factory=list)
+    size_changes: list[SizeChange] = field(default_factory=list)
 
 
 @dataclass
@@ -134,6 +139,7 @@ def plan_upscale(settings: UpscaleSettings) -> UpscalePlan:
     probe = None
     if not source.is_stdin:
         probe = probe_file(ffmpeg.path, source.path, input_args=build_input_args(source)[:-2], first_frame=True)
+        check_probed(source.path, probe)
     image = is_image_output(settings.output, settings.encode.format)
     if image and not is_numbered(settings.output) and probe is not None and (probe.estimated_frames() or 1) > 1:
         raise UsageError(one_image_error(settings.output, probe.estimated_frames() or 2, about=True))
@@ -263,7 +269,19 @@ def run_plan(
     finally:
         for path in temporaries:
             discard_temporary(path)
-    return UpscaleOutcome(result, plan.preset, plan.ffmpeg, plan.probe, check, plan.notes)
+    changes = _size_changes(plan, result)
+    return UpscaleOutcome(result, plan.preset, plan.ffmpeg, plan.probe, check, plan.notes, changes)
+
+
+def _size_changes(plan: UpscalePlan, result: RunResult) -> list[SizeChange]:
+    """Where the source changed frame size mid-stream (its frames were scaled to the first's), said."""
+    times = result.frame_times
+    if times is None or not times.size_changes:
+        return []
+    where = [(i, float(times.seconds(i, lambda: False))) for i, _, _ in times.size_changes]
+    changes = look_at_size_changes(plan.ffmpeg.path, plan.settings.input, where)
+    plan.notes.append(size_change_note(plan.probe, (result.lr.width, result.lr.height), changes))
+    return changes
 
 
 def _check_and_publish(
