@@ -147,6 +147,16 @@ def test_chunked_mp4_keeps_the_source_track_time_scale(
     out_tb, out_pts, _ = list_packets(ffmpeg, str(out))
     assert src_tb == Fraction(1, 12800) and out_tb == src_tb
     assert sorted(out_pts) == sorted(src_pts) and summary["frames"] == len(src_pts)
+    # from Matroska (1/1000): the muxer doubles it to 16000 for an unchunked run; the join too
+    # (it picked 64000 from the parts), and the video is the default track in both
+    mkv = sources["vfr.mkv"]
+    whole, joined = tmp_path / "whole.mp4", tmp_path / "joined.mp4"
+    _run(mkv, whole, random_preset(2))
+    _run(mkv, joined, random_preset(2), "--chunks", "2", "--local-workers", "2")
+    assert list_packets(ffmpeg, str(whole))[0] == list_packets(ffmpeg, str(joined))[0] == Fraction(1, 16000)
+    for path in (whole, joined):
+        text = subprocess.run([ffmpeg, "-hide_banner", "-i", str(path)], capture_output=True, timeout=60).stderr
+        assert b"16k tbn (default)" in text
 
 
 @pytest.fixture(scope="module")

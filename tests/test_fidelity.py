@@ -909,3 +909,82 @@ def test_timestamps_survive_log_lines_written_around_them(ffmpeg: str, tmp_path:
             tail = dec.stderr_tail()
         assert "File ended prematurely" in tail
         assert frames > 30 and times.seconds(frames - 1, lambda: False) == Fraction(frames - 1, 25)
+
+
+def _decoded_md5s(ffmpeg: str, path: Path, stream: str) -> list[str]:
+    """Each decoded frame's MD5 of one stream (the packets are rewrapped between MPEG-TS's Annex B
+    and MP4/Matroska's length prefixes, so their bytes differ even when copied)."""
+    text = subprocess.run(
+        [ffmpeg, "-v", "error", "-i", str(path), "-map", stream, "-f", "framemd5", "-"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout.decode()
+    return [ln.split(",")[-1].strip() for ln in text.splitlines() if not ln.startswith("#")]
+
+
+def _first_time(ffmpeg: str, path: Path, stream: str) -> float:
+    text = subprocess.run(
+        [ffmpeg, "-v", "error", "-copyts", "-i", str(path), "-map", stream, "-c", "copy", "-f", "framecrc", "-"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout.decode()
+    tb = next(ln.split(":")[-1].strip() for ln in text.splitlines() if ln.startswith("#tb"))
+    pts = min(int(ln.split(",")[2]) for ln in text.splitlines() if not ln.startswith("#"))
+    return float(pts * Fraction(tb))
+
+
+@pytest.mark.parametrize(("ext", "kept"), [("mkv", True), ("mp4", True), ("avi", False)])
+def test_a_second_video_stream_is_copied_as_it_is_or_said_dropped(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path], ext: str, kept: bool
+) -> None:
+    """Another angle or a preview track: not upscaled, copied byte for byte where the container
+    takes it, after the upscaled video (still the first, default stream); else said dropped. A
+    data stream is said dropped."""
+    src = _make(
+        ffmpeg,
+        tmp_path / "two.ts",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=96x64:r=10:d=1",
+        "-f",
+        "lavfi",
+        "-i",
+        "smptebars=s=64x48:r=10:d=1",
+        "-f",
+        "data",
+        "-i",
+        str(_make(ffmpeg, tmp_path / "blob.bin", "-f", "lavfi", "-i", "sine=d=0.1", "-f", "s16le")),
+        "-map",
+        "0",
+        "-map",
+        "1",
+        "-map",
+        "2",
+        "-c:v",
+        "libx264",
+        "-c:d",
+        "copy",
+    )
+    info = _probe(ffmpeg, src)
+    assert [(v.stream, v.codec, v.size) for v in info.other_videos] == [(1, "h264", (64, 48))]
+    assert info.data_codecs == ("bin_data",)
+    out = tmp_path / f"out.{ext}"
+    summary = _upscale(src, out, random_preset(2))
+    notes = " ".join(summary["notes"])
+    assert "1 data stream(s) (bin_data) not kept" in notes
+    got = _probe(ffmpeg, out)
+    assert (got.width, got.height) == (192, 128) and summary["frames"] == 10
+    if kept:
+        assert "video stream 1 (h264 64x48) copied as it is: only the first video stream is upscaled" in notes
+        assert [(v.stream, v.codec, v.size) for v in got.other_videos] == [(1, "h264", (64, 48))]
+        want = _decoded_md5s(ffmpeg, src, "0:v:1")
+        assert len(want) == 10 and _decoded_md5s(ffmpeg, out, "0:v:1") == want
+        # it stays in step with the upscaled video: the same start relative to it as in IN
+        lag = [_first_time(ffmpeg, f, "0:v:1") - _first_time(ffmpeg, f, "0:v:0") for f in (src, out)]
+        assert abs(lag[0] - lag[1]) <= 0.001, lag
+    else:
+        assert "video stream 1 (h264 64x48) not kept: .avi cannot carry it as it is (.mkv can)" in notes
+        assert got.other_videos == ()

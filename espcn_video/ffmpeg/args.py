@@ -367,7 +367,8 @@ def build_source_copy_args(
     if probe.attachments and matroska:
         args += ["-map", "1:t?"]  # the fonts an ASS subtitle names; copied as they are
     covers = kept_covers(output, settings.format, probe)
-    for k in covers:  # output video streams 1.. (cover_args copies them)
+    others = kept_other_videos(output, settings.format, probe)
+    for k in (*covers, *others):  # output video streams 1.. (cover_args copies them)
         args += ["-map", f"1:v:{k}"]
     # The video's mapping above turns off ffmpeg's default per-stream copy for every stream, so
     # each other stream's tags (language, title; an attachment's filename and mimetype) are
@@ -378,7 +379,7 @@ def build_source_copy_args(
     for kind, count in kinds:
         for i in range(count):
             args += [f"-map_metadata:s:{kind}:{i}", f"1:s:{kind}:{i}"]
-    for j, k in enumerate(covers, start=1):
+    for j, k in enumerate((*covers, *others), start=1):
         args += [f"-map_metadata:s:v:{j}", f"1:s:v:{k}"]
     for j, file in enumerate(attach, start=probe.attachments if matroska else 0):
         args += ["-attach", file.path, f"-metadata:s:t:{j}", f"mimetype={file.mimetype}"]
@@ -432,15 +433,44 @@ def carries_covers(output: str, fmt: str | None) -> bool:
     return _container_family(output, fmt) in (".mp4", ".m4v")
 
 
+# The codecs a container takes as a second video track by stream copy (None: any); the others
+# (AVI, y4m, images...) keep only the upscaled video.
+_OTHER_VIDEO_CODECS: dict[str, set[str] | None] = {
+    ".mkv": None,
+    "matroska": None,
+    ".nut": None,
+    "nut": None,
+    ".mp4": {"h264", "hevc", "av1", "mpeg4", "mjpeg", "vp9"},
+    ".m4v": {"h264", "hevc", "mpeg4"},
+    ".mov": {"h264", "hevc", "av1", "mpeg4", "mjpeg", "prores", "dnxhd"},
+    ".webm": {"vp8", "vp9", "av1"},
+    ".ts": {"h264", "hevc", "mpeg2video"},
+    "mpegts": {"h264", "hevc", "mpeg2video"},
+}
+
+
+def kept_other_videos(output: str, fmt: str | None, probe: ProbeInfo | None) -> tuple[int, ...]:
+    """The source's other video streams (OtherVideo) OUT keeps, copied as they are (not upscaled):
+    the ones its container takes."""
+    family = _container_family(output, fmt)
+    if probe is None or family not in _OTHER_VIDEO_CODECS:
+        return ()
+    allowed = _OTHER_VIDEO_CODECS[family]
+    return tuple(v.stream for v in probe.other_videos if allowed is None or v.codec in allowed)
+
+
 def cover_args(output: str, settings: EncodeSettings, source: InputSpec | None, probe: ProbeInfo | None) -> list[str]:
-    """The source's covers OUT keeps as pictures (kept_covers) are its video streams 1..N, mapped
-    by build_source_copy_args and copied as they are here (after the video's -c:v, which this
-    overrides)."""
+    """The source's covers OUT keeps as pictures (kept_covers), then its other video streams
+    (kept_other_videos), are OUT's video streams 1..N, mapped by build_source_copy_args and
+    copied as they are here (after the video's -c:v, which this overrides)."""
     if not copies_from_source(output, settings, source, probe):
         return []
     args: list[str] = []
-    for j in range(1, len(kept_covers(output, settings.format, probe)) + 1):
+    covers = len(kept_covers(output, settings.format, probe))
+    for j in range(1, covers + 1):
         args += [f"-c:v:{j}", "copy", f"-disposition:v:{j}", "attached_pic"]
+    for j in range(covers + 1, covers + 1 + len(kept_other_videos(output, settings.format, probe))):
+        args += [f"-c:v:{j}", "copy"]
     return args
 
 
@@ -606,16 +636,21 @@ def build_join_args(
     if output_muxer(output, settings.format) not in ("yuv4mpegpipe", "rawvideo"):
         args += ["-c:v", "copy"]  # y4m and raw re-wrap uncompressed frames instead: still lossless
         args += cover_args(output, settings, source, probe)
+        # the default track, as an unchunked run's video is (the concat input marks none)
+        args += ["-disposition:v:0", "default"]
     if video is not None:  # the parts (NUT) carry no colour tags: set them on the stream copy
         args += build_color_args(video.color, video.full_range)
         if video.chroma_location:
             args += ["-chroma_sample_location", video.chroma_location]
         tb = video.time_base
         mp4 = _container_family(output, settings.format) in _MP4_FAMILY
-        if mp4 and tb is not None and tb.numerator == 1 and tb.denominator >= 10_000:
-            # the source's track time scale, as an unchunked run writes it (the parts' is finer);
-            # below 10000 the muxer picks a multiple of it, as it does for an unchunked run
-            args += ["-video_track_timescale", str(tb.denominator)]
+        if mp4 and tb is not None and tb.numerator == 1 and tb.denominator <= 500_000:
+            # the track time scale an unchunked run gets (the parts' is finer): the source's time
+            # base, doubled while under 10000 as the muxer does (1/1000 -> 16000)
+            scale = tb.denominator
+            while scale < 10_000:
+                scale *= 2
+            args += ["-video_track_timescale", str(scale)]
     args += ["-fps_mode", "passthrough", "-strict", "-1"]
     return args + _muxer_args(output, settings)
 

@@ -79,6 +79,15 @@ class CoverArt:
 
 
 @dataclass(frozen=True)
+class OtherVideo:
+    """A video stream after the first that is not a cover (another angle, a proxy, a preview)."""
+
+    stream: int  # its index among the video streams (0:v:N)
+    codec: str
+    size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
 class ProbeInfo:
     duration_s: float | None
     video_codec: str | None
@@ -101,6 +110,8 @@ class ProbeInfo:
     covers: tuple[CoverArt, ...] = ()
     rotation: float = 0.0  # the video's display matrix, degrees counter-clockwise (ffmpeg applies it)
     dolby_vision_profile: int | None = None  # the video's DOVI configuration record
+    other_videos: tuple[OtherVideo, ...] = ()  # not upscaled: copied where OUT takes them
+    data_codecs: tuple[str, ...] = ()  # data streams (tmcd timecode, GoPro gpmd, KLV...)
 
     @property
     def cover_streams(self) -> tuple[int, ...]:
@@ -251,10 +262,14 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
     in_video = False  # the side data lines that follow belong to the video
     rotation = 0.0
     dovi_profile: int | None = None
+    others: list[OtherVideo] = []
+    data: list[str] = []
     videos = 0
     chapters = 0
     in_chapters = False
     for line in stderr.splitlines():
+        if line.startswith(("Stream mapping:", "Output #")):
+            break  # the first-frame decode's own output follows: not the file's streams
         if m := _DURATION.match(line):
             if m.group(1) is not None:
                 duration = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
@@ -287,11 +302,17 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
             subs.append(codec)
         elif kind == "Attachment":
             attachments += 1
+        elif kind == "Data":
+            tag = re.match(r"none \((\w{4}) /", desc) if codec == "none" else None
+            data.append(tag.group(1) if tag else codec)
         elif kind == "Video":
             videos += 1
         if kind == "Video" and "(attached pic)" in desc:
             covers.append(CoverArt(videos - 1, codec))
             last_cover = True
+        elif kind == "Video" and vcodec is not None:
+            sm = _SIZE.search(desc)
+            others.append(OtherVideo(videos - 1, codec, (int(sm.group(1)), int(sm.group(2))) if sm else None))
         elif kind == "Video" and vcodec is None:
             vcodec = codec
             in_video = True
@@ -331,6 +352,8 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
         covers=tuple(covers),
         rotation=rotation,
         dolby_vision_profile=dovi_profile,
+        other_videos=tuple(others),
+        data_codecs=tuple(data),
     )
 
 

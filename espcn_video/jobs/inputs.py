@@ -11,6 +11,7 @@ from espcn_video.errors import EspcnVideoError, InputError, UsageError
 from espcn_video.ffmpeg.args import (
     RGB_TO_YUV_FILTER,
     OutputVideo,
+    _container_family,
     audio_replacements,
     build_deinterlace_filter,
     build_input_args,
@@ -22,6 +23,7 @@ from espcn_video.ffmpeg.args import (
     covers_to_attach,
     even_size_for,
     is_image_output,
+    kept_other_videos,
     subtitle_codec_for,
 )
 from espcn_video.ffmpeg.probe import ProbeInfo, frame_at
@@ -311,4 +313,17 @@ def copied_stream_notes(settings: UpscaleSettings, probe: ProbeInfo) -> list[str
         notes.append(
             f"{probe.attachments} attached file(s) (fonts, cover art) not kept: only Matroska (.mkv) carries them"
         )
+    kept = kept_other_videos(out, fmt, probe)
+    for video in probe.other_videos:
+        size = f" {video.size[0]}x{video.size[1]}" if video.size else ""
+        what = f"video stream {video.stream} ({video.codec}{size})"
+        if video.stream in kept:
+            notes.append(f"{what} copied as it is: only the first video stream is upscaled")
+        else:
+            notes.append(f"{what} not kept: {container} cannot carry it as it is (.mkv can)")
+    timecode_kept = _container_family(out, fmt) in (".mov", ".mp4", ".m4v", ".mkv", "matroska", "mov", "mp4")
+    data = [c for c in probe.data_codecs if c != "tmcd" or not timecode_kept]
+    if data:
+        codecs = ", ".join(dict.fromkeys(data))
+        notes.append(f"{len(data)} data stream(s) ({codecs}) not kept: they are not copied")
     return notes
