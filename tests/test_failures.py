@@ -115,6 +115,25 @@ def test_existing_output_and_output_equal_input(
     assert done.returncode == 1 and "output is the input file" in _one_error_line(done)
 
 
+@pytest.mark.parametrize(
+    ("name", "extra", "said"),
+    [
+        ("o.xyz", (), "o.xyz: ffmpeg cannot tell a format from .xyz; use a known extension"),
+        ("o", (), "ffmpeg cannot tell a format from a name without an extension"),
+        ("o.mkv", ("--format", "nosuchmuxer"), "--format nosuchmuxer: this ffmpeg has no such output format"),
+        ("o.gif", (), "o.gif: animated GIF is not written"),
+        ("o.mkv", ("--chunks", "2", "--format", "nosuchmuxer"), "--format nosuchmuxer: this ffmpeg has no such"),
+    ],
+)
+def test_an_output_format_ffmpeg_cannot_write_fails_before_any_frame(
+    src: Path, tmp_path: Path, random_preset: Callable[[int], Path], name: str, extra: tuple[str, ...], said: str
+) -> None:
+    """It failed at the encoder once its first packet was out (frame 49 of 50), after the work."""
+    done = run_cli("upscale", str(src), str(tmp_path / name), "--preset", str(random_preset(2)), "--json", *extra)
+    assert done.returncode == 2 and said in _one_error_line(done)
+    assert done.stdout == b"" and list(tmp_path.iterdir()) == []
+
+
 def test_encoder_rejects_option(src: Path, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
     out = tmp_path / "o.mp4"
     done = run_cli("upscale", str(src), str(out), "--preset", str(random_preset(2)), "--encoder-preset", "warp-speed")

@@ -57,6 +57,11 @@ _MP4_FAMILY = {".mp4", ".m4v", ".mov", "mp4", "mov", "ipod"}
 RGB_TO_YUV_FILTER = "scale=out_color_matrix=bt709:out_range=full"
 
 
+def known_suffix(suffix: str) -> bool:
+    """An extension this project maps to a muxer and a codec (_CONTAINERS)."""
+    return suffix in _CONTAINERS
+
+
 def is_numbered(path: str) -> bool:
     """A printf frame number in the file name (frame_%04d.png): a numbered image sequence."""
     return bool(_NUMBERED.search(PurePath(path).name))

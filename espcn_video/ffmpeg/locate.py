@@ -9,6 +9,7 @@ import functools
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,3 +96,19 @@ def has_libvmaf(ffmpeg: str) -> bool:
         [ffmpeg, "-hide_banner", "-filters"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
     )
     return any(line.split()[1:2] == ["libvmaf"] for line in out.stdout.splitlines())
+
+
+@functools.lru_cache(maxsize=32)
+def output_format_known(path: str, suffix: str, fmt: str | None) -> bool:
+    """Whether this ffmpeg has a muxer named `fmt`, or (without one) can choose a muxer for a
+    file ending in `suffix`: one frame is muxed into a temporary folder, and only ffmpeg's
+    "cannot choose"/"not known" answers count (any other complaint is the real run's to report)."""
+    with tempfile.TemporaryDirectory(prefix="espcn-video-format-") as tmp:
+        cmd = [path, "-nostdin", "-v", "error", "-f", "lavfi", "-i", "nullsrc=s=16x16:d=0.04", "-frames:v", "1"]
+        cmd += (["-f", fmt] if fmt else []) + ["-y", str(Path(tmp) / f"probe{suffix}")]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return True
+    said = done.stderr
+    return not ("Unable to choose an output format" in said or "is not known" in said)

@@ -63,6 +63,7 @@ from espcn_video.jobs.inputs import (
 )
 from espcn_video.jobs.outputs import (
     check_output,
+    check_output_format,
     discard_temporary,
     extract_covers,
     publish,
@@ -283,6 +284,7 @@ def upscale_chunked(
         raise UsageError("--chunks runs shipped presets and .pt files; run an ONNX model without --chunks")
     load_preset(settings.preset)  # fail fast on the driver, not on every worker
     ffmpeg = locate_ffmpeg()
+    check_output_format(ffmpeg.path, settings.output, settings.encode.format)
     probe = probe_file(ffmpeg.path, source.path, first_frame=True)
     check_probed(source.path, probe)
     deinterlace = choose_deinterlace(settings, probe)

@@ -19,8 +19,10 @@ from espcn_video.ffmpeg.args import (
     build_cover_extract_args,
     covers_to_attach,
     is_numbered,
+    known_suffix,
     output_muxer,
 )
+from espcn_video.ffmpeg.locate import output_format_known
 from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
 from espcn_video.ffmpeg.timestamps import list_packets
 from espcn_video.settings import InputSpec
@@ -148,6 +150,29 @@ def check_output(source: InputSpec, output: str, overwrite: bool) -> None:
         if first.exists():
             raise OutputError(f"{output}: {first.name} already exists (use -y/--overwrite to replace the sequence)")
     check_writable_file(output, "OUT")
+
+
+def check_output_format(ffmpeg: str, output: str, fmt: str | None) -> None:
+    """Before any frame: a name whose format ffmpeg cannot choose (or an unknown --format) fails
+    here, not at the encoder once every frame was upscaled."""
+    if output == "-" and fmt is None:
+        return
+    suffix = Path(output).suffix.lower() if output != "-" else ""
+    if (fmt or suffix.lstrip(".")) == "gif":
+        raise UsageError(
+            f"{output}: animated GIF is not written (256 colours a frame); write .mkv, .mp4 or a PNG "
+            "sequence and make the GIF from it with ffmpeg's palettegen and paletteuse"
+        )
+    if fmt is None and known_suffix(suffix):
+        return
+    if output_format_known(ffmpeg, suffix, fmt):
+        return
+    if fmt is not None:
+        raise UsageError(f"--format {fmt}: this ffmpeg has no such output format (ffmpeg -muxers lists them)")
+    raise UsageError(
+        f"{output}: ffmpeg cannot tell a format from {suffix or 'a name without an extension'}; "
+        "use a known extension (.mkv, .mp4, .mov, .webm, .ts, .nut, .y4m, .png...) or --format NAME"
+    )
 
 
 def sequence_name(output: str, number: int) -> Path:

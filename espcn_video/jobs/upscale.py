@@ -44,6 +44,7 @@ from espcn_video.jobs.inputs import (
 from espcn_video.jobs.outputs import (
     OutputCheck,
     check_output,
+    check_output_format,
     check_timings_path,
     discard_temporary,
     extract_covers,
@@ -136,6 +137,7 @@ def plan_upscale(settings: UpscaleSettings) -> UpscalePlan:
     engine_notes: list[str] = []
     engine, preset = load_engine(settings, engine_notes)
     ffmpeg = locate_ffmpeg()
+    check_output_format(ffmpeg.path, settings.output, settings.encode.format)
     probe = None
     if not source.is_stdin:
         probe = probe_file(ffmpeg.path, source.path, input_args=build_input_args(source)[:-2], first_frame=True)
