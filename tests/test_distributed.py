@@ -794,3 +794,10 @@ def test_a_source_that_changes_size_is_scaled_alike_chunked_or_not_and_said(
     a, b = _frames(ffmpeg, whole), _frames(ffmpeg, chunked)
     assert len(a) == 100 and all(f[0].shape == (128, 192) for f in a)
     assert _same_frames(a, b)
+    # batch says it per file, as upscale does
+    out = tmp_path / "batch"
+    out.mkdir()
+    done, doc = _batch(str(size_change), "--out-dir", str(out), "--preset", str(random_preset(2)))
+    assert done.returncode == 0, done.stderr.decode()
+    (rec,) = doc["results"]
+    assert rec["size_changes"] == change and any("mid-stream: 96x64 yuv420p" in n for n in rec["notes"])

@@ -544,6 +544,8 @@ def batch_cmd(
             console.print(f"skipped (already done) {rec['input']} -> {rec['output']}: {rec['frames']} frames")
         else:
             console.print(f"done {rec['input']} -> {rec['output']}: {rec['frames']} frames, {rec['fps']:.2f} fps")
+            for note in rec.get("notes", []):
+                console.print(f"  note: {note}", markup=False, highlight=False)
 
     for rec in skipped:
         done(rec)

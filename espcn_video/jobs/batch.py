@@ -155,6 +155,8 @@ def _upscale_one(settings: UpscaleSettings, topic: str | None = None) -> dict[st
         "preset": settings.preset,
         "status": "done",
         **run_summary(outcome.result),
+        "notes": outcome.notes,  # what the run did beyond upscaling, as upscale says it
+        **({"size_changes": [c.to_json() for c in outcome.size_changes]} if outcome.size_changes else {}),
     }
 
 
