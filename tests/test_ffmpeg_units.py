@@ -749,3 +749,28 @@ def test_probe_reads_dolby_vision_and_rotation_and_refuses_profile_5() -> None:
     notes = describe_input(UpscaleSettings(InputSpec("dv.mp4"), "out.mkv"), p8, None)
     assert "the source's Dolby Vision metadata (profile 8) is not carried" in " ".join(notes)
     assert "display rotation (-90 degrees) is applied" in " ".join(notes)
+
+
+def test_probe_reads_captions_360_and_stereo_and_the_notes_say_them() -> None:
+    """ffmpeg's own words: ', Closed Captions' on the stream line, the side data lines below it."""
+    from espcn_video.jobs.inputs import describe_input
+    from espcn_video.settings import InputSpec, UpscaleSettings
+
+    text = (
+        DOVI_PROBE.replace("DOVI configuration record", "X")
+        .replace("64x48, 25 fps", "64x48, Closed Captions, 25 fps")
+        .replace(
+            "      Display Matrix: rotation of -90.00 degrees\n",
+            "      Spherical Mapping: equirectangular (0.000000/0.000000/0.000000) \n"
+            "      Stereo 3D: top and bottom, view: packed, primary eye: none\n",
+            1,
+        )
+    )
+    info = parse_probe_output(text)
+    assert info.closed_captions and info.spherical == "equirectangular" and info.stereo3d == "top and bottom"
+    assert info.rotation == 0.0 and info.dolby_vision_profile is None
+    notes = " ".join(describe_input(UpscaleSettings(InputSpec("vr.mp4"), "out.mkv"), info, None))
+    assert "closed captions (EIA-608/708 inside the video stream) are not carried" in notes
+    assert "360-degree (equirectangular) and stereo 3D (top and bottom) metadata is not carried" in notes
+    plain = parse_probe_output(DOVI_PROBE)
+    assert not plain.closed_captions and plain.spherical is None and plain.stereo3d is None

@@ -168,13 +168,11 @@ def test_full_range_tag_survives_into_mp4(ffmpeg: str, tmp_path: Path, random_pr
     assert summary["full_range"] is True and info.color.range == "pc" and info.color.space == "bt709"
 
 
-@pytest.mark.parametrize("ext", ["mkv", "mp4"])
-def test_hdr10_metadata_survives_through_x265(
-    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path], ext: str
-) -> None:
-    src = _make(
+def _pq_hevc(ffmpeg: str, path: Path, x265_params: str) -> Path:
+    """Half a second of 10-bit BT.2020 PQ HEVC from x265 with these parameters (HDR metadata)."""
+    return _make(
         ffmpeg,
-        tmp_path / "hdr.mkv",
+        path,
         "-f",
         "lavfi",
         "-i",
@@ -184,8 +182,18 @@ def test_hdr10_metadata_survives_through_x265(
         "-c:v",
         "libx265",
         "-x265-params",
-        "master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):"
-        "max-cll=1000,400:log-level=error",
+        f"{x265_params}:log-level=error",
+    )
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_hdr10_metadata_survives_through_x265(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path], ext: str
+) -> None:
+    src = _pq_hevc(
+        ffmpeg,
+        tmp_path / "hdr.mkv",
+        "master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):max-cll=1000,400",
     )
     out = tmp_path / f"out.{ext}"
     _upscale(src, out, random_preset(2), "--codec", "libx265")
@@ -236,20 +244,7 @@ def test_hdr10plus_dynamic_metadata_is_said_to_be_dropped(
     and the static HDR10 metadata still reaches OUT."""
     scene = tmp_path / "hdr10plus.json"
     scene.write_text(json.dumps(HDR10PLUS_SCENE))
-    src = _make(
-        ffmpeg,
-        tmp_path / "hdr10plus.mkv",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=s=64x48:r=10:d=0.5",
-        "-vf",
-        "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc,format=yuv420p10le",
-        "-c:v",
-        "libx265",
-        "-x265-params",
-        f"dhdr10-info={scene}:max-cll=1000,400:log-level=error",
-    )
+    src = _pq_hevc(ffmpeg, tmp_path / "hdr10plus.mkv", f"dhdr10-info={scene}:max-cll=1000,400")
     assert (_probe(ffmpeg, src).frame or pytest.fail("no frame")).hdr10plus
     out = tmp_path / "out.mkv"
     summary = _upscale(src, out, random_preset(2), "--codec", "libx265")
@@ -957,16 +952,7 @@ def test_a_second_video_stream_is_copied_as_it_is_or_said_dropped(
         "data",
         "-i",
         str(_make(ffmpeg, tmp_path / "blob.bin", "-f", "lavfi", "-i", "sine=d=0.1", "-f", "s16le")),
-        "-map",
-        "0",
-        "-map",
-        "1",
-        "-map",
-        "2",
-        "-c:v",
-        "libx264",
-        "-c:d",
-        "copy",
+        *("-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-c:d", "copy"),
     )
     info = _probe(ffmpeg, src)
     assert [(v.stream, v.codec, v.size) for v in info.other_videos] == [(1, "h264", (64, 48))]
@@ -988,3 +974,29 @@ def test_a_second_video_stream_is_copied_as_it_is_or_said_dropped(
     else:
         assert "video stream 1 (h264 64x48) not kept: .avi cannot carry it as it is (.mkv can)" in notes
         assert got.other_videos == ()
+
+
+@pytest.mark.parametrize(("ext", "kept"), [("mkv", True), ("mp4", False)])
+def test_a_stereo_layout_is_kept_in_matroska_and_said_lost_elsewhere(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path], ext: str, kept: bool
+) -> None:
+    """A side-by-side 3D clip: Matroska OUT keeps its StereoMode (the stereo_mode tag goes with the
+    tags), MP4 OUT cannot be given it from the raw frames, and the summary says so."""
+    src = _make(
+        ffmpeg,
+        tmp_path / "sbs.mkv",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=96x64:r=10:d=0.5",
+        "-c:v",
+        "libx264",
+        "-metadata:s:v",
+        "stereo_mode=left_right",
+    )
+    assert _probe(ffmpeg, src).stereo3d == "side by side"
+    out = tmp_path / f"out.{ext}"
+    notes = " ".join(_upscale(src, out, random_preset(2))["notes"])
+    said = "stereo 3D (side by side) metadata is not carried" in notes
+    assert said != kept
+    assert (_probe(ffmpeg, out).stereo3d == "side by side") == kept

@@ -26,6 +26,9 @@ _FPS = re.compile(r"([\d.]+)(k?) fps")
 _TBN = re.compile(r"(\d+)(k?) tbn")
 _RANGES = {"tv": "tv", "pc": "pc"}
 _ROTATION = re.compile(r"^\s+Display Matrix: rotation of (-?[\d.]+) degrees")
+_SPHERICAL = re.compile(r"^\s+Spherical Mapping: ([\w ]+?)\s*(?:\(|$)")
+_STEREO3D = re.compile(r"^\s+Stereo 3D: ([\w ]+)")
+_STEREO_TAG = re.compile(r"^\s+stereo_mode\s*: \S")
 # Pixel formats that hold RGB (or a palette of it), and those with an alpha plane.
 _RGB_PIX_FMT = re.compile(r"^(?:rgb|bgr|gbr|argb|abgr|0rgb|0bgr|x2rgb|x2bgr|pal8$)")
 _ALPHA_PIX_FMT = re.compile(r"^(?:rgba|bgra|argb|abgr|gbrap|yuva|ya\d|pal8$)")
@@ -111,6 +114,11 @@ class ProbeInfo:
     rotation: float = 0.0  # the video's display matrix, degrees counter-clockwise (ffmpeg applies it)
     dolby_vision_profile: int | None = None  # the video's DOVI configuration record
     other_videos: tuple[OtherVideo, ...] = ()  # not upscaled: copied where OUT takes them
+    # what the encoder cannot be given from the raw frames, said when it is there
+    spherical: str | None = None  # 360-degree projection (equirectangular, cubemap...)
+    stereo3d: str | None = None  # stereo layout (side by side, top and bottom...)
+    stereo_tag: bool = False  # Matroska's stereo_mode tag, which the tags copy carries along
+    closed_captions: bool = False  # EIA-608/708 carried inside the video stream (A/53)
     data_codecs: tuple[str, ...] = ()  # data streams (tmcd timecode, GoPro gpmd, KLV...)
 
     @property
@@ -264,6 +272,8 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
     dovi_profile: int | None = None
     others: list[OtherVideo] = []
     data: list[str] = []
+    spherical = stereo3d = None
+    captions = stereo_tag = False
     videos = 0
     chapters = 0
     in_chapters = False
@@ -287,6 +297,12 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
                 rotation = float(rm.group(1))
             if in_video and (dm := _DOVI_STREAM.match(line)):
                 dovi_profile = int(dm.group(1))
+            if in_video and (sm := _SPHERICAL.match(line)):
+                spherical = sm.group(1)
+            if in_video and (tm := _STEREO3D.match(line)) and tm.group(1).strip() not in ("2D", "unspecified"):
+                stereo3d = tm.group(1).strip()
+            if in_video and _STEREO_TAG.match(line):
+                stereo_tag = True
             if last_cover and (fm := _FILENAME.match(line)):
                 covers[-1] = replace(covers[-1], filename=fm.group(1).strip())
             elif not line.startswith("    "):
@@ -316,6 +332,7 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
         elif kind == "Video" and vcodec is None:
             vcodec = codec
             in_video = True
+            captions = ", Closed Captions" in desc
             # The pixel format follows the first top-level comma (parentheses nest).
             depth, cut = 0, None
             for i, ch in enumerate(desc):
@@ -354,6 +371,10 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
         dolby_vision_profile=dovi_profile,
         other_videos=tuple(others),
         data_codecs=tuple(data),
+        spherical=spherical,
+        stereo3d=stereo3d,
+        stereo_tag=stereo_tag,
+        closed_captions=captions,
     )
 
 

@@ -224,6 +224,13 @@ def size_change_note(probe: ProbeInfo | None, lr_size: tuple[int, int], changes:
     )
 
 
+def lost_stereo(settings: UpscaleSettings, probe: ProbeInfo) -> bool:
+    """A stereo layout OUT loses: all but Matroska's stereo_mode tag copied into Matroska/WebM."""
+    family = _container_family(settings.output, settings.encode.format)
+    kept = probe.stereo_tag and family in (".mkv", ".webm", "matroska", "webm") and settings.encode.copy_streams
+    return probe.stereo3d is not None and not kept
+
+
 def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterlace: str | None) -> list[str]:
     """Lines for the summary: whatever the run does beyond upscaling, said, never silent."""
     notes = []
@@ -266,6 +273,18 @@ def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterla
         notes.append(
             f"the source's Dolby Vision metadata{profile} is not carried: OUT is its base layer's "
             "picture, without the RPU"
+        )
+    if probe is not None and probe.closed_captions:
+        notes.append(
+            "the source's closed captions (EIA-608/708 inside the video stream) are not carried: "
+            "they travel with the coded frames, which are decoded and encoded anew"
+        )
+    if probe is not None and (probe.spherical or lost_stereo(settings, probe)):
+        parts = [f"360-degree ({probe.spherical})" if probe.spherical else ""]
+        parts.append(f"stereo 3D ({probe.stereo3d})" if lost_stereo(settings, probe) else "")
+        notes.append(
+            f"the source's {' and '.join(p for p in parts if p)} metadata is not carried: players will "
+            "show OUT as a flat picture until it is tagged again"
         )
     if probe is not None and probe.has_alpha:
         notes.append(f"the source's alpha channel ({probe.pix_fmt}) is not kept: the output is opaque")
