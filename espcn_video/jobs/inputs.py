@@ -31,6 +31,7 @@ from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader
 from espcn_video.settings import InputSpec, UpscaleSettings
 
 DEINTERLACE_MODES = ("auto", "off", "frame", "field")
+SIZE_LOOKS = 50  # size changes looked at (one short seek and decode each)
 
 
 # y4m's 4:2:0 tokens carry the siting ffmpeg decoded (C420mpeg2 left, C420paldv top-left).
@@ -202,7 +203,10 @@ def look_at_size_changes(ffmpeg: str, source: InputSpec, where: Sequence[tuple[i
         return [SizeChange(frame, t) for frame, t in where]
     input_args = build_input_args(source)[:-2]
     changes = []
-    for frame, t in where:
+    for n, (frame, t) in enumerate(where):
+        if n >= SIZE_LOOKS:  # a stream that flips size all the time: the rest go without a look
+            changes.append(SizeChange(frame, t))
+            continue
         try:
             props = frame_at(ffmpeg, source.path, t, input_args)
         except EspcnVideoError:  # the run is done and OUT written: the note goes without the size
@@ -220,7 +224,8 @@ def size_change_note(probe: ProbeInfo | None, lr_size: tuple[int, int], changes:
     more = f"; and {len(changes) - 4} more changes" if len(changes) > 4 else ""
     return (
         f"the source changes frame size or format mid-stream: {start}, then {shown}{more}; frames of another size "
-        f"were scaled (bicubic) to {lr_size[0]}x{lr_size[1]} before SR, as OUT has one frame size"
+        f"were scaled (bicubic) to {lr_size[0]}x{lr_size[1]} before SR, as OUT has one frame size "
+        "(to upscale each part at its own size, cut IN at the change with ffmpeg -ss/-to -c copy)"
     )
 
 
