@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from espcn_video.ffmpeg.look import parse_frame_qps
+from espcn_video.ffmpeg.look import parse_frame_qps, parse_inter_qps
 from espcn_video.jobs.preset_choice import choose_video_preset, look_at
 from espcn_video.quality.input_look import ALIAS_MAX, InputLook, aliasing_index, choose_by_look
 from espcn_video.settings import InputSpec
@@ -37,6 +37,8 @@ def lr(clips: Callable[..., Path]) -> dict[str, Path]:
         "noaa": lr_clip(clips, "noaa.mkv", "neighbor", "-c:v", "ffv1"),
         "aa-crf16": lr_clip(clips, "aa16.mp4", "bicubic", "-c:v", "libx264", "-crf", "16"),
         "aa-crf28": lr_clip(clips, "aa28.mp4", "bicubic", "-c:v", "libx264", "-crf", "28"),
+        "aa-crf23": lr_clip(clips, "aa23.mp4", "bicubic", "-c:v", "libx264", "-crf", "23"),
+        "aa-crf23-intra": lr_clip(clips, "aa23i.mp4", "bicubic", "-c:v", "libx264", "-crf", "23", "-g", "1"),
     }
 
 
@@ -45,6 +47,8 @@ def test_the_look_reads_the_codec_the_quantizers_and_the_aliasing(lr: dict[str, 
     assert (aa.codec, aa.lossless, aa.qps) == ("ffv1", True, ())
     assert len(aa.aliasing) == 2  # 15 frames, one in 12 kept
     assert crf28.codec == "h264" and not crf28.lossless and set(crf28.qps) == {28} and len(crf28.qps) == 15
+    assert set(crf28.inter_qps) == {28} and 10 <= len(crf28.inter_qps) < 15  # the P and B frames'
+    assert look_at(InputSpec(str(lr["aa-crf23-intra"]))).inter_qps == ()
     assert aa.median_aliasing is not None and noaa.median_aliasing is not None
     assert aa.median_aliasing < X3_MAX < noaa.median_aliasing - 0.3
 
@@ -53,8 +57,11 @@ def test_the_look_reads_the_codec_the_quantizers_and_the_aliasing(lr: dict[str, 
     "key,preset,why",
     [
         ("aa", "espcn-x3", "ffv1 (lossless)"),
-        ("aa-crf16", "espcn-x3", "H.264 QP 16.0 <= 20"),
-        ("aa-crf28", "espcn-x3-real", "H.264 QP 28.0 > 20 (compressed LR)"),
+        ("aa-crf16", "espcn-x3", "H.264 P/B-frame QP 16.0 <= 24"),
+        ("aa-crf28", "espcn-x3-real", "H.264 P/B-frame QP 28.0 > 24 (compressed LR)"),
+        # as a stream's P and B frames the clean preset is ahead at CRF 23, as I frames behind
+        ("aa-crf23", "espcn-x3", "H.264 P/B-frame QP 23.0 <= 24"),
+        ("aa-crf23-intra", "espcn-x3-real", "H.264 QP 23.0 > 20 (compressed LR)"),
         ("noaa", "espcn-x3-real", "(sharp or aliased LR)"),
     ],
 )
@@ -102,6 +109,10 @@ def test_the_rule() -> None:
     assert choose_by_look(InputLook("h264", (18, 20, 22), clean), 3).clean
     assert not choose_by_look(InputLook("h264", (21, 22, 23), clean), 3).clean
     assert not choose_by_look(InputLook("hevc", (), clean), 3).clean  # no quantizer read: not known to be light
+    # a stream with P and B frames is judged by theirs, against QP_MAX_INTER (24)
+    assert choose_by_look(InputLook("h264", (21, 23, 24), clean, inter_qps=(23, 24)), 3).clean
+    assert not choose_by_look(InputLook("h264", (18, 25, 25), clean, inter_qps=(25, 25)), 3).clean
+    assert not choose_by_look(InputLook("h264", (18, 20), (X3_MAX + 0.01,), inter_qps=(20,)), 3).clean
     assert not choose_by_look(InputLook("ffv1", (), (X3_MAX + 0.01,), lossless=True), 3).clean
     assert not choose_by_look(InputLook("ffv1", (), (), lossless=True), 3).clean
     # x2: the clean preset's gain on the held-out images did not pay for its risk (calibrate_auto.py)
@@ -124,6 +135,18 @@ def test_qp_lines_are_read_for_h264_only() -> None:
         "side data - Video encoding parameters: type 1; qp=26; 920 blocks;\n"
     )
     assert parse_frame_qps(text) == [24, 26]
+
+
+def test_the_quantizers_of_p_and_b_frames_are_told_apart() -> None:
+    text = (
+        "[Parsed_showinfo_0 @ 0x1] n:   0 pts:      0 pts_time:0 fmt:yuv420p s:64x48 i:P iskey:1 type:I checksum:1\n"
+        "[Parsed_showinfo_0 @ 0x1]   side data - Video encoding parameters: type 1; qp=21; 920 blocks;\n"
+        "[Parsed_showinfo_0 @ 0x1] n:   1 pts:    512 pts_time:0.04 fmt:yuv420p s:64x48 i:P iskey:0 type:B checksum:2\n"
+        "[Parsed_showinfo_0 @ 0x1]   side data - Video encoding parameters: type 1; qp=25; 920 blocks;\n"
+        "[Parsed_showinfo_0 @ 0x1] n:   2 pts:   1024 pts_time:0.08 fmt:yuv420p s:64x48 i:P iskey:0 type:P checksum:3\n"
+        "[Parsed_showinfo_0 @ 0x1]   side data - Video encoding parameters: type 1; qp=23; 920 blocks;\n"
+    )
+    assert parse_frame_qps(text) == [21, 25, 23] and parse_inter_qps(text) == [25, 23]
 
 
 def test_psnr_auto_runs_each_clip_with_the_preset_upscale_would_choose(clips: Callable[..., Path]) -> None:

@@ -13,6 +13,12 @@ always using the real preset, and the worst result against bicubic.
 
     python tools/calibrate_auto.py --scale 3 --json docs/auto-choice-x3.json
 
+`--inter` replays a limit on the mean QP of the P and B frames instead, on the same images coded
+as moving clips with one P/B frame kept (`x264:crf=N:inter`, CRF 18-33), with the shipped
+aliasing threshold (docs/robustness.md, "auto on inter-coded video"):
+
+    python tools/calibrate_auto.py --scale 3 --inter --json docs/auto-choice-x3-inter.json
+
 `--rows FILE` replays the thresholds on rows an earlier run saved (FILE.rows.json beside --json).
 `--third PRESET` scores a third, compressed-LR preset too and replays the three-way choice (the
 clean preset as shipped; the third where the LR is compressed and its aliasing index at most the
@@ -38,7 +44,7 @@ from espcn_video.model.presets import load_preset
 from espcn_video.quality.degrade import degrade, imresize, mod_crop, parse_degradation
 from espcn_video.quality.image_metrics import compute_psnr
 from espcn_video.quality.images import matlab_round
-from espcn_video.quality.input_look import ALIAS_MAX, QP_MAX, aliasing_index
+from espcn_video.quality.input_look import ALIAS_MAX, QP_MAX, QP_MAX_INTER, aliasing_index
 from espcn_video.quality.paper_eval import to_code_values, upscale_y
 
 DOWNSCALERS = ("bicubic", "bicubic-noaa", "area", "bilinear", "lanczos", "gaussian:1.2")
@@ -94,6 +100,97 @@ def replay(rows: list[dict[str, Any]], threshold: float) -> dict[str, float]:
     }
 
 
+INTER_CRFS = (18, 20, 23, 25, 28, 33)
+INTER_LIMITS = (20, 22, 24, 26, 28, 30, 32)
+QP_MARGIN = 2  # towards the real preset, for content the 20 images do not have
+
+
+def score_inter_rows(scale: int) -> list[dict[str, Any]]:
+    """Clean, real and bicubic on each held-out image coded as a P/B frame of a moving clip, with
+    the mean QP of the clip's P and B frames (what the look reads on a stream)."""
+    clean, _ = load_preset(f"espcn-x{scale}")
+    real, _ = load_preset(f"espcn-x{scale}-real")
+    rows = []
+    for label, hr_full in held_out(scale):
+        hr = mod_crop(hr_full, scale)
+        for spec in (f"{d},x264:crf={c}:inter" for d in DOWNSCALERS for c in INTER_CRFS):
+            qps: list[int] = []
+            types: list[str] = []
+            lr = degrade(hr / 255.0, scale, parse_degradation(spec), qps=qps, clip_types=types)
+            lr8 = matlab_round(np.clip(lr * 255, 0, 255))
+            inter = [q for q, t in zip(qps, types, strict=False) if t in ("P", "B")]
+            row: dict[str, Any] = {"image": label, "chain": spec, "aliasing": aliasing_index(lr8)}
+            row["inter_qp"] = float(np.mean(inter)) if inter else None
+            for key, model in (("clean", clean), ("real", real)):
+                row[key] = compute_psnr(hr, to_code_values(upscale_y(model, lr8 / 255.0, scale)), 255.0, scale)
+            row["bicubic"] = compute_psnr(hr, to_code_values(imresize(lr8 / 255.0, scale)), 255.0, scale)
+            rows.append(row)
+        print(label, flush=True)
+    return rows
+
+
+def replay_inter(rows: list[dict[str, Any]], alias_max: float, limit: float) -> dict[str, float]:
+    """The clean preset where the aliasing index is at most `alias_max` and the P/B QP at most `limit`."""
+    gains, worst, picked = [], np.inf, 0
+    for r in rows:
+        a, q = r["aliasing"], r["inter_qp"]
+        clean = a is not None and a <= alias_max and q is not None and q <= limit
+        picked += clean
+        value = r["clean"] if clean else r["real"]
+        gains.append(value - r["real"])
+        worst = min(worst, value - r["bicubic"])
+    return {
+        "qp_limit": limit,
+        "mean_gain_over_real_db": round(float(np.mean(gains)), 4),
+        "worst_vs_bicubic_db": round(float(worst), 3),
+        "clean_chosen": picked,
+        "cases": len(rows),
+    }
+
+
+def suggest_inter(table: list[dict[str, float]]) -> float | None:
+    """docs/robustness.md's rule: the best mean gain among limits with a worst case of at least
+    WORST_ALLOWED_DB, minus QP_MARGIN; None when that gain is under MIN_GAIN_DB."""
+    eligible = [t for t in table if t["worst_vs_bicubic_db"] >= WORST_ALLOWED_DB]
+    if not eligible:
+        return None
+    best = max(eligible, key=lambda t: t["mean_gain_over_real_db"])
+    return best["qp_limit"] - QP_MARGIN if best["mean_gain_over_real_db"] >= MIN_GAIN_DB else None
+
+
+def inter_main(scale: int, json_path: Path | None, rows_path: Path | None) -> None:
+    rows = json.loads(rows_path.read_text()) if rows_path else score_inter_rows(scale)
+    if json_path is not None:
+        json_path.with_suffix(".rows.json").write_text(json.dumps(rows) + "\n")
+    alias_max = ALIAS_MAX[scale]
+    table = [replay_inter(rows, alias_max, q) for q in (*INTER_LIMITS, QP_MAX_INTER)]
+    per_chain = {}
+    for spec in dict.fromkeys(r["chain"] for r in rows):
+        sub = [r for r in rows if r["chain"] == spec]
+        qs = [r["inter_qp"] for r in sub if r["inter_qp"] is not None]
+        per_chain[spec] = {
+            "clean_minus_real_db": round(float(np.mean([r["clean"] - r["real"] for r in sub])), 3),
+            "real_minus_bicubic_db": round(float(np.mean([r["real"] - r["bicubic"] for r in sub])), 3),
+            "inter_qp": [round(min(qs), 1), round(max(qs), 1)] if qs else None,
+        }
+    oracle = float(np.mean([max(r["clean"], r["real"]) - r["real"] for r in rows]))
+    doc = {
+        "scale": scale,
+        "rule": {"alias_max": alias_max, "qp_max_inter": QP_MAX_INTER, "margin_qp": QP_MARGIN},
+        "suggested_qp_max_inter": suggest_inter(table[: len(INTER_LIMITS)]),
+        "limits": table,
+        "real_worst_vs_bicubic_db": round(min(r["real"] - r["bicubic"] for r in rows), 3),
+        "oracle_gain_over_real_db": round(oracle, 4),
+        "per_chain": per_chain,
+        "images": sorted({r["image"] for r in rows}),
+    }
+    for line in table:
+        print(json.dumps(line))
+    print(json.dumps({k: doc[k] for k in ("suggested_qp_max_inter", "oracle_gain_over_real_db")}))
+    if json_path is not None:
+        json_path.write_text(json.dumps(doc, indent=1) + "\n")
+
+
 def replay_third(rows: list[dict[str, Any]], clean_max: float, threshold: float) -> dict[str, float]:
     """The three-way choice: the clean preset as auto has it (aliasing <= clean_max, QP <= QP_MAX),
     else the third (a compressed-LR preset) where aliasing <= threshold and the LR is compressed
@@ -142,7 +239,11 @@ def main() -> None:
     parser.add_argument(
         "--third", default=None, help="a compressed-LR candidate: replay the three-way choice for its threshold"
     )
+    parser.add_argument("--inter", action="store_true", help="replay a P/B-frame QP limit on moving clips")
     args = parser.parse_args()
+    if args.inter:
+        inter_main(args.scale, args.json, args.rows)
+        return
     rows = json.loads(args.rows.read_text()) if args.rows else score_rows(args.scale, args.third)
     if args.third is not None:
         if args.json is not None:

@@ -30,6 +30,7 @@ LOSSLESS_CODECS = frozenset(
 MEZZANINE_CODECS = frozenset({"prores", "dnxhd", "cfhd"})
 
 _QP = re.compile(r"Video encoding parameters: type 1; qp=(-?\d+)")  # type 1: H.264
+_TYPE = re.compile(r"\] n:\s*\d+ .*?\btype:([A-Z?])")  # showinfo's frame line: its picture type
 
 
 def build_look_args(
@@ -49,3 +50,16 @@ def build_look_args(
 def parse_frame_qps(stderr: str) -> list[int]:
     """The H.264 quantizer of each decoded frame that carried one (showinfo's venc_params line)."""
     return [int(m.group(1)) for m in _QP.finditer(stderr)]
+
+
+def parse_inter_qps(stderr: str) -> list[int]:
+    """The quantizers of the P and B frames: each venc_params line follows its frame's showinfo
+    line, which names the picture type."""
+    kind = None
+    found = []
+    for line in stderr.splitlines():
+        if m := _TYPE.search(line):
+            kind = m.group(1)
+        elif (m := _QP.search(line)) and kind in ("P", "B"):
+            found.append(int(m.group(1)))
+    return found

@@ -26,6 +26,7 @@ from espcn_video.ffmpeg.look import (
     MEZZANINE_CODECS,
     build_look_args,
     parse_frame_qps,
+    parse_inter_qps,
 )
 from espcn_video.ffmpeg.probe import parse_probe_output
 from espcn_video.quality.input_look import ALIAS_MAX, InputLook, PresetChoice, aliasing_index, choose_by_look
@@ -64,16 +65,17 @@ def look_at(source: InputSpec, timeout_s: float = LOOK_TIMEOUT_S) -> InputLook:
     ffmpeg = locate_ffmpeg().path
     text, values = _look_once(ffmpeg, source, LOOK_FRAMES, None, timeout_s)
     probe = parse_probe_output(text)
-    qps = parse_frame_qps(text)
+    qps, inter = parse_frame_qps(text), parse_inter_qps(text)
     duration = probe.duration_s
     if duration is not None and duration >= LOOK_LATER_MIN_S:
         for fraction in LOOK_LATER:
             later, more = _look_once(ffmpeg, source, LOOK_LATER_FRAMES, duration * fraction, timeout_s)
             qps += parse_frame_qps(later)
+            inter += parse_inter_qps(later)
             values += more
     codec = probe.video_codec
     lossless = codec in LOSSLESS_CODECS or codec in MEZZANINE_CODECS or (source.raw is not None)
-    return InputLook(codec, tuple(qps), tuple(values), lossless)
+    return InputLook(codec, tuple(qps), tuple(values), lossless, tuple(inter))
 
 
 def choose_video_preset(source: InputSpec, clean: str, real: str, scale: int) -> AutoPreset:

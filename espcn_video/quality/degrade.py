@@ -367,7 +367,12 @@ def inter_plan(hr: np.ndarray, scale: int) -> tuple[tuple[int, int], int]:
 
 
 def _degrade_moving(
-    hr: np.ndarray, scale: int, degradation: Degradation, qps: list[int] | None, types: list[str] | None
+    hr: np.ndarray,
+    scale: int,
+    degradation: Degradation,
+    qps: list[int] | None,
+    types: list[str] | None,
+    clip_types: list[str] | None = None,
 ) -> np.ndarray:
     """An `:inter` chain: the HR image panned by inter_plan's step (reflected at the borders),
     every frame downscaled and noised, the clip encoded; the kept frame is unshifted, so it is the
@@ -384,21 +389,29 @@ def _degrade_moving(
         if name == "noise":
             frames = [add_noise(f, value, salt=k) for k, f in enumerate(frames)]
         else:
-            clip_types: list[str] = []
-            frames = compress_clip(frames, name, int(value), qps, clip_types)
+            coded: list[str] = []
+            frames = compress_clip(frames, name, int(value), qps, coded)
             if types is not None:
-                types.append(clip_types[kept] if kept < len(clip_types) else "?")
+                types.append(coded[kept] if kept < len(coded) else "?")
+            if clip_types is not None:
+                clip_types += coded
     return frames[kept]
 
 
 def degrade(
-    hr: np.ndarray, scale: int, degradation: Degradation, qps: list[int] | None = None, types: list[str] | None = None
+    hr: np.ndarray,
+    scale: int,
+    degradation: Degradation,
+    qps: list[int] | None = None,
+    types: list[str] | None = None,
+    clip_types: list[str] | None = None,
 ) -> np.ndarray:
     """LR of a mod-cropped HR plane (float, [0, 1]) by the whole chain; float64 out. With `qps`,
     an H.264 stage appends the quantizers its decoder reports (every frame of an `:inter` clip);
-    with `types`, an encoder stage appends the picture type of the frame kept."""
+    with `types`, an encoder stage appends the picture type of the frame kept; with `clip_types`,
+    an `:inter` chain appends the type of every frame of its clip (in the order of `qps`)."""
     if degradation.inter and any(name in CODECS for name, _ in degradation.stages):
-        return _degrade_moving(hr, scale, degradation, qps, types)
+        return _degrade_moving(hr, scale, degradation, qps, types, clip_types)
     lr = downscale(hr, scale, degradation)
     for name, value in degradation.stages:
         if name == "noise":

@@ -16,7 +16,8 @@ Two measures tell the cases apart:
 The rule, with its thresholds set on the 20 held-out training images (tools/calibrate_auto.py),
 never on Set5/Set14 or the shared clips: the clean preset only when the scale has a threshold,
 the median aliasing index is at most ALIAS_MAX[scale] and the input is lossless or mezzanine or
-H.264 with a mean QP at most QP_MAX; the real preset otherwise (any other codec, a pipe, an
+H.264 with a mean QP at most QP_MAX (of its P and B frames at most QP_MAX_INTER, for a stream
+that has them); the real preset otherwise (any other codec, a pipe, an
 unreadable start), since it is the one that never falls below bicubic.
 """
 
@@ -34,6 +35,12 @@ import numpy as np
 # on clean LR and ahead of it on area LR), so x2 always takes the real preset.
 ALIAS_MAX: dict[int, float] = {3: -0.85}
 QP_MAX = 20  # CRF 18: the clean preset +0.29 dB over the real one; CRF 23: -0.05
+# The limit on the mean QP of P and B frames, for a stream that has them (tools/calibrate_auto.py
+# --inter, docs/auto-choice-x3-inter.json): the best limit on the held-out images coded as moving
+# clips, 26 (+0.109 dB over the real preset, worst -0.28 against bicubic), less a margin of 2. As
+# P/B frames the clean preset is +0.28 dB ahead at CRF 23 (bicubic LR), where as I frames it is
+# 0.06 behind.
+QP_MAX_INTER: float = 24
 MAX_SIDE = 1024  # the centre crop measured on larger frames (the ratio is a property of the texture)
 
 
@@ -64,10 +71,15 @@ class InputLook:
     qps: tuple[int, ...] = ()
     aliasing: tuple[float, ...] = ()
     lossless: bool = False  # a lossless or visually lossless (mezzanine) codec
+    inter_qps: tuple[int, ...] = ()  # the quantizers of its P and B frames
 
     @property
     def mean_qp(self) -> float | None:
         return float(np.mean(self.qps)) if self.qps else None
+
+    @property
+    def mean_inter_qp(self) -> float | None:
+        return float(np.mean(self.inter_qps)) if self.inter_qps else None
 
     @property
     def median_aliasing(self) -> float | None:
@@ -96,6 +108,9 @@ def choose_by_look(look: InputLook, scale: int) -> PresetChoice:
         return PresetChoice(True, f"{alias_text} <= {limit} (antialiased LR), {look.codec} (lossless)")
     if qp is None:
         return PresetChoice(False, f"{alias_text}, but {look.codec or 'the codec'} gives no quantizer to read")
-    if qp > QP_MAX:
-        return PresetChoice(False, f"{alias_text}, H.264 QP {qp:.1f} > {QP_MAX} (compressed LR)")
-    return PresetChoice(True, f"{alias_text} <= {limit} (antialiased LR), H.264 QP {qp:.1f} <= {QP_MAX}")
+    what, qp_max = "H.264 QP", float(QP_MAX)
+    if (inter := look.mean_inter_qp) is not None:  # a stream: judged by its P and B frames
+        what, qp, qp_max = "H.264 P/B-frame QP", inter, QP_MAX_INTER
+    if qp > qp_max:
+        return PresetChoice(False, f"{alias_text}, {what} {qp:.1f} > {qp_max:g} (compressed LR)")
+    return PresetChoice(True, f"{alias_text} <= {limit} (antialiased LR), {what} {qp:.1f} <= {qp_max:g}")

@@ -11,6 +11,7 @@ The mean is the mean of per-image values.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,14 +81,16 @@ def _baseline_srcnn(main_arch: str, scale: int) -> nn.Module | None:
     return model
 
 
-def image_look(lr01: np.ndarray, degradation: Degradation, qps: list[int]) -> InputLook:
+def image_look(lr01: np.ndarray, degradation: Degradation, qps: list[int], clip_types: Sequence[str] = ()) -> InputLook:
     """What upscale's look would find in this LR image as a user's file: the encoder's stream
-    when the chain ends in one (H.264 quantizers read from it; x265's are not), else a lossless one."""
+    when the chain ends in one (H.264 quantizers read from it, those of P and B frames apart for
+    an `:inter` clip; x265's are not), else a lossless one."""
     codecs = [name for name, _ in degradation.stages if name in CODECS]
     codec = {"x264": "h264", "x265": "hevc"}[codecs[-1]] if codecs else "png"
     lr8 = matlab_round(np.clip(lr01 * 255.0, 0.0, 255.0))
     alias = aliasing_index(lr8)
-    return InputLook(codec, tuple(qps), () if alias is None else (alias,), lossless=not codecs)
+    inter = tuple(q for q, t in zip(qps, clip_types, strict=False) if t in ("P", "B"))
+    return InputLook(codec, tuple(qps), () if alias is None else (alias,), lossless=not codecs, inter_qps=inter)
 
 
 def evaluate_image(
@@ -106,10 +109,11 @@ def evaluate_image(
     degradation = parse_degradation(degradation_spec)
     hr = mod_crop(hr_y, scale)
     qps: list[int] = []
-    lr01 = degrade(hr / 255.0, scale, degradation, qps)
+    clip_types: list[str] = []
+    lr01 = degrade(hr / 255.0, scale, degradation, qps, clip_types=clip_types)
     chosen = None
     if auto is not None:
-        choice = choose_by_look(image_look(lr01, degradation, qps), scale)
+        choice = choose_by_look(image_look(lr01, degradation, qps, clip_types), scale)
         chosen = {"preset": auto[choice.clean][0], "reason": choice.reason}
         models = {**models, next(iter(models)): auto[choice.clean][1]}
     if engine is not None:
