@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,22 +83,30 @@ def score_rows(scale: int, third: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def replay(rows: list[dict[str, Any]], threshold: float) -> dict[str, float]:
+def _tally(rows: list[dict[str, Any]], clean_for: Callable[[dict[str, Any]], bool]) -> dict[str, float]:
+    """The mean gain over always using the real preset, and the worst case against bicubic, of
+    giving the clean preset to the rows `clean_for` picks."""
     gains, worst, picked = [], np.inf, 0
     for r in rows:
-        qp = chain_qp(r["chain"])
-        clean = r["aliasing"] is not None and r["aliasing"] <= threshold and qp is not None and qp <= QP_MAX
+        clean = clean_for(r)
         picked += clean
         value = r["clean"] if clean else r["real"]
         gains.append(value - r["real"])
         worst = min(worst, value - r["bicubic"])
     return {
-        "threshold": threshold,
         "mean_gain_over_real_db": round(float(np.mean(gains)), 4),
         "worst_vs_bicubic_db": round(float(worst), 3),
         "clean_chosen": picked,
         "cases": len(rows),
     }
+
+
+def replay(rows: list[dict[str, Any]], threshold: float) -> dict[str, float]:
+    def clean_for(r: dict[str, Any]) -> bool:
+        qp = chain_qp(r["chain"])
+        return r["aliasing"] is not None and r["aliasing"] <= threshold and qp is not None and qp <= QP_MAX
+
+    return {"threshold": threshold, **_tally(rows, clean_for)}
 
 
 INTER_CRFS = (18, 20, 23, 25, 28, 33)
@@ -131,21 +140,12 @@ def score_inter_rows(scale: int) -> list[dict[str, Any]]:
 
 def replay_inter(rows: list[dict[str, Any]], alias_max: float, limit: float) -> dict[str, float]:
     """The clean preset where the aliasing index is at most `alias_max` and the P/B QP at most `limit`."""
-    gains, worst, picked = [], np.inf, 0
-    for r in rows:
+
+    def clean_for(r: dict[str, Any]) -> bool:
         a, q = r["aliasing"], r["inter_qp"]
-        clean = a is not None and a <= alias_max and q is not None and q <= limit
-        picked += clean
-        value = r["clean"] if clean else r["real"]
-        gains.append(value - r["real"])
-        worst = min(worst, value - r["bicubic"])
-    return {
-        "qp_limit": limit,
-        "mean_gain_over_real_db": round(float(np.mean(gains)), 4),
-        "worst_vs_bicubic_db": round(float(worst), 3),
-        "clean_chosen": picked,
-        "cases": len(rows),
-    }
+        return a is not None and a <= alias_max and q is not None and q <= limit
+
+    return {"qp_limit": limit, **_tally(rows, clean_for)}
 
 
 def suggest_inter(table: list[dict[str, float]]) -> float | None:
