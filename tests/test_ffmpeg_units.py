@@ -767,10 +767,20 @@ def test_probe_reads_captions_360_and_stereo_and_the_notes_say_them() -> None:
         )
     )
     info = parse_probe_output(text)
-    assert info.closed_captions and info.spherical == "equirectangular" and info.stereo3d == "top and bottom"
+    assert info.closed_captions and info.stereo3d == "top and bottom"
+    assert info.spherical is not None and (info.spherical.projection, info.spherical.yaw) == ("equirectangular", 0.0)
     assert info.rotation == 0.0 and info.dolby_vision_profile is None
-    notes = " ".join(describe_input(UpscaleSettings(InputSpec("vr.mp4"), "out.mkv"), info, None))
+    notes = " ".join(describe_input(UpscaleSettings(InputSpec("vr.mp4"), "out.ts"), info, None))
     assert "closed captions (EIA-608/708 inside the video stream) are not carried" in notes
     assert "360-degree (equirectangular) and stereo 3D (top and bottom) metadata is not carried" in notes
+    # Matroska gets the projection through the encoder's pipe, a chunked run's parts do not
+    mkv = UpscaleSettings(InputSpec("vr.mp4"), "out.mkv")
+    assert "the source's stereo 3D (top and bottom) metadata" in " ".join(describe_input(mkv, info, None))
+    chunked = " ".join(describe_input(mkv, info, None, chunked=True))
+    assert "360-degree (equirectangular) and stereo 3D (top and bottom) metadata is not carried" in chunked
+    pose = parse_probe_output(
+        text.replace("equirectangular (0.000000/0.000000/0.000000)", "cubemap (90.000000/-5.500000/0.000000) [pad 4]")
+    )
+    assert pose.spherical is not None and pose.spherical == type(pose.spherical)("cubemap", 90.0, -5.5, 0.0, 4)
     plain = parse_probe_output(DOVI_PROBE)
     assert not plain.closed_captions and plain.spherical is None and plain.stereo3d is None

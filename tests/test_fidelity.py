@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -1000,3 +1001,77 @@ def test_a_stereo_layout_is_kept_in_matroska_and_said_lost_elsewhere(
     said = "stereo 3D (side by side) metadata is not carried" in notes
     assert said != kept
     assert (_probe(ffmpeg, out).stereo3d == "side by side") == kept
+
+
+def _vr_clip(ffmpeg: str, path: Path, spherical: Any) -> Path:
+    """A 360-degree H.264 clip (96x64): written through the same Matroska pipe writer as the
+    encoder's input, with a Projection element, and encoded by ffmpeg."""
+    from espcn_video.ffmpeg import mkv
+    from espcn_video.ffmpeg.y4m import FrameGeometry
+
+    head = mkv.build_stream_header(FrameGeometry(96, 64, "yuv420p"), hdr_colour=mkv.build_projection(spherical))
+    cmd = [ffmpeg, "-v", "error", "-f", "matroska", "-i", "pipe:0", "-c:v", "libx264", "-strict", "-1", "-y", str(path)]
+    with subprocess.Popen(cmd, stdin=subprocess.PIPE) as proc:
+        assert proc.stdin is not None
+        proc.stdin.write(head)
+        yy, xx = np.mgrid[0:64, 0:96]
+        for n in range(5):
+            luma = ((xx * 2 + yy + 9 * n) % 200 + 16).astype(np.uint8)
+            mkv.write_frame(
+                proc.stdin, [luma, np.full((32, 48), 128, np.uint8), np.full((32, 48), 96, np.uint8)], n * 40_000
+            )
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def equirect(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
+    """Equirectangular, yaw 90."""
+    from espcn_video.ffmpeg.probe import Spherical
+
+    return _vr_clip(ffmpeg, tmp_path_factory.mktemp("vr") / "vr.mkv", Spherical("equirectangular", yaw=90.0))
+
+
+def test_a_cubemap_keeps_its_pose_and_its_padding_scaled(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
+    """A cubemap's padding is in pixels: 2 in the source is 4 in OUT at x2."""
+    from espcn_video.ffmpeg.probe import Spherical
+
+    src = _vr_clip(ffmpeg, tmp_path / "cube.mkv", Spherical("cubemap", pitch=10.0, padding=2))
+    assert _probe(ffmpeg, src).spherical == Spherical("cubemap", 0.0, 10.0, 0.0, 2)
+    for name in ("out.mkv", "out.mp4"):
+        _upscale(src, tmp_path / name, random_preset(2))
+        assert _probe(ffmpeg, tmp_path / name).spherical == Spherical("cubemap", 0.0, 10.0, 0.0, 4)
+
+
+@pytest.mark.parametrize(
+    ("name", "extra", "kept"), [("out.mkv", (), True), ("out.mp4", (), True), ("out.ts", (), False)]
+)
+def test_a_360_degree_projection_reaches_matroska_and_mp4_and_is_said_lost_elsewhere(
+    equirect: Path,
+    ffmpeg: str,
+    tmp_path: Path,
+    random_preset: Callable[[int], Path],
+    name: str,
+    extra: tuple,
+    kept: bool,
+) -> None:
+    from espcn_video.ffmpeg.probe import Spherical
+
+    assert _probe(ffmpeg, equirect).spherical == Spherical("equirectangular", 90.0, 0.0, 0.0)
+    out = tmp_path / name
+    notes = " ".join(_upscale(equirect, out, random_preset(2), *extra)["notes"])
+    said = "360-degree (equirectangular) metadata is not carried" in notes
+    got = _probe(ffmpeg, out)
+    assert (got.width, got.height) == (192, 128) and said != kept
+    if not kept:
+        assert got.spherical is None
+    elif name.endswith(".mkv"):
+        assert got.spherical == Spherical("equirectangular", 90.0, 0.0, 0.0)
+    else:  # ffmpeg reads MP4's projection but not its pose: the prhd box holds yaw 90 (16.16)
+        assert got.spherical == Spherical("equirectangular")
+        data = out.read_bytes()
+        at = data.index(b"prhd")
+        assert int.from_bytes(data[at + 8 : at + 12], "big", signed=True) == 90 << 16

@@ -19,7 +19,7 @@ from typing import IO
 import numpy as np
 
 from espcn_video.errors import OutputError
-from espcn_video.ffmpeg.probe import MasteringDisplay
+from espcn_video.ffmpeg.probe import MasteringDisplay, Spherical
 from espcn_video.ffmpeg.y4m import FrameGeometry
 
 TIMESTAMP_SCALE_NS = 1000  # microsecond ticks: exact for every common source time base >= 2 us
@@ -93,6 +93,25 @@ def build_hdr_colour(mastering: MasteringDisplay | None, content_light: tuple[in
     return element(0x55B0, b"".join(parts)) if parts else b""
 
 
+# Matroska ProjectionType of the projections whose ProjectionPrivate holds nothing but zeros and
+# a cubemap's padding (a whole equirectangular frame; a cubemap of layout 0): the others (tiled,
+# fisheye...) are not rebuilt from ffmpeg's printout.
+PROJECTION_TYPES = {"equirectangular": 1, "cubemap": 2}
+
+
+def build_projection(spherical: Spherical | None, scale: int = 1) -> bytes:
+    """A Projection element for a 360-degree video upscaled `scale` times (a cubemap's padding is
+    in pixels): ffmpeg turns it into stream side data, which the output container gets (Matroska
+    Projection, MP4 sv3d); b"" where it cannot be written."""
+    if spherical is None or spherical.projection not in PROJECTION_TYPES:
+        return b""
+    kind = PROJECTION_TYPES[spherical.projection]
+    private = bytes(20) if kind == 1 else bytes(8) + (spherical.padding * scale).to_bytes(4, "big")
+    parts = [uint(0x7671, kind), element(0x7672, private)]
+    parts += [double(0x7673, spherical.yaw), double(0x7674, spherical.pitch), double(0x7675, spherical.roll)]
+    return element(0x7670, b"".join(parts))
+
+
 def build_stream_header(
     geometry: FrameGeometry,
     *,
@@ -100,7 +119,8 @@ def build_stream_header(
     frame_duration_ns: int | None = None,
     hdr_colour: bytes = b"",
 ) -> bytes:
-    """EBML header, Segment start (unknown size), Info and the one video track."""
+    """EBML header, Segment start (unknown size), Info and the one video track. `hdr_colour`:
+    elements of the track's Video (build_hdr_colour, build_projection)."""
     ebml = element(
         0x1A45DFA3,
         b"".join(

@@ -26,7 +26,8 @@ _FPS = re.compile(r"([\d.]+)(k?) fps")
 _TBN = re.compile(r"(\d+)(k?) tbn")
 _RANGES = {"tv": "tv", "pc": "pc"}
 _ROTATION = re.compile(r"^\s+Display Matrix: rotation of (-?[\d.]+) degrees")
-_SPHERICAL = re.compile(r"^\s+Spherical Mapping: ([\w ]+?)\s*(?:\(|$)")
+_POSE = r"\((-?[\d.]+)/(-?[\d.]+)/(-?[\d.]+)\)"  # yaw/pitch/roll, degrees
+_SPHERICAL = re.compile(rf"^\s+Spherical Mapping: ([a-z ]+?)\s*(?:{_POSE}\s*)?(?:\[pad (\d+)\]|\[[\d, ]+\])?\s*$")
 _STEREO3D = re.compile(r"^\s+Stereo 3D: ([\w ]+)")
 _STEREO_TAG = re.compile(r"^\s+stereo_mode\s*: \S")
 # Pixel formats that hold RGB (or a palette of it), and those with an alpha plane.
@@ -82,6 +83,17 @@ class CoverArt:
 
 
 @dataclass(frozen=True)
+class Spherical:
+    """A 360-degree video's projection (ffmpeg's name) and pose in degrees; a cubemap's padding."""
+
+    projection: str
+    yaw: float = 0.0
+    pitch: float = 0.0
+    roll: float = 0.0
+    padding: int = 0
+
+
+@dataclass(frozen=True)
 class OtherVideo:
     """A video stream after the first that is not a cover (another angle, a proxy, a preview)."""
 
@@ -115,7 +127,7 @@ class ProbeInfo:
     dolby_vision_profile: int | None = None  # the video's DOVI configuration record
     other_videos: tuple[OtherVideo, ...] = ()  # not upscaled: copied where OUT takes them
     # what the encoder cannot be given from the raw frames, said when it is there
-    spherical: str | None = None  # 360-degree projection (equirectangular, cubemap...)
+    spherical: Spherical | None = None  # 360-degree projection (equirectangular, cubemap...)
     stereo3d: str | None = None  # stereo layout (side by side, top and bottom...)
     stereo_tag: bool = False  # Matroska's stereo_mode tag, which the tags copy carries along
     closed_captions: bool = False  # EIA-608/708 carried inside the video stream (A/53)
@@ -272,7 +284,8 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
     dovi_profile: int | None = None
     others: list[OtherVideo] = []
     data: list[str] = []
-    spherical = stereo3d = None
+    spherical: Spherical | None = None
+    stereo3d = None
     captions = stereo_tag = False
     videos = 0
     chapters = 0
@@ -298,7 +311,8 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
             if in_video and (dm := _DOVI_STREAM.match(line)):
                 dovi_profile = int(dm.group(1))
             if in_video and (sm := _SPHERICAL.match(line)):
-                spherical = sm.group(1)
+                yaw, pitch, roll = (float(v) if v else 0.0 for v in sm.group(2, 3, 4))
+                spherical = Spherical(sm.group(1), yaw, pitch, roll, int(sm.group(5) or 0))
             if in_video and (tm := _STEREO3D.match(line)) and tm.group(1).strip() not in ("2D", "unspecified"):
                 stereo3d = tm.group(1).strip()
             if in_video and _STEREO_TAG.match(line):

@@ -353,7 +353,7 @@ def upscale_chunked(
                 ) from first_error
     frames = _join(parts, plan, settings, probe, overwrite=settings.overwrite or resume)
     shutil.rmtree(parts)
-    notes = describe_input(settings, probe, deinterlace)
+    notes = describe_input(settings, probe, deinterlace, chunked=True)
     changes = []
     if where := chunk_size_changes(plan, manifest):
         changes = look_at_size_changes(ffmpeg.path, source, where)

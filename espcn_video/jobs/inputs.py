@@ -26,6 +26,7 @@ from espcn_video.ffmpeg.args import (
     kept_other_videos,
     subtitle_codec_for,
 )
+from espcn_video.ffmpeg.mkv import PROJECTION_TYPES
 from espcn_video.ffmpeg.probe import ProbeInfo, frame_at
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader
 from espcn_video.settings import InputSpec, UpscaleSettings
@@ -236,7 +237,19 @@ def lost_stereo(settings: UpscaleSettings, probe: ProbeInfo) -> bool:
     return probe.stereo3d is not None and not kept
 
 
-def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterlace: str | None) -> list[str]:
+def lost_spherical(settings: UpscaleSettings, probe: ProbeInfo, chunked: bool = False) -> bool:
+    """A 360-degree projection OUT loses: the encoder's pipe carries an equirectangular or cubemap
+    one (mkv.build_projection) into Matroska/WebM and MP4/MOV; a chunked run's parts do not."""
+    if probe.spherical is None:
+        return False
+    family = _container_family(settings.output, settings.encode.format)
+    carried = family in (".mkv", ".webm", "matroska", "webm", ".mp4", ".mov", ".m4v", "mp4", "mov", "ipod")
+    return chunked or not carried or probe.spherical.projection not in PROJECTION_TYPES
+
+
+def describe_input(
+    settings: UpscaleSettings, probe: ProbeInfo | None, deinterlace: str | None, chunked: bool = False
+) -> list[str]:
     """Lines for the summary: whatever the run does beyond upscaling, said, never silent."""
     notes = []
     if deinterlace in ("frame", "field"):
@@ -284,12 +297,15 @@ def describe_input(settings: UpscaleSettings, probe: ProbeInfo | None, deinterla
             "the source's closed captions (EIA-608/708 inside the video stream) are not carried: "
             "they travel with the coded frames, which are decoded and encoded anew"
         )
-    if probe is not None and (probe.spherical or lost_stereo(settings, probe)):
-        parts = [f"360-degree ({probe.spherical})" if probe.spherical else ""]
-        parts.append(f"stereo 3D ({probe.stereo3d})" if lost_stereo(settings, probe) else "")
+    lost = []
+    if probe is not None and probe.spherical is not None and lost_spherical(settings, probe, chunked):
+        lost.append(f"360-degree ({probe.spherical.projection})")
+    if probe is not None and lost_stereo(settings, probe):
+        lost.append(f"stereo 3D ({probe.stereo3d})")
+    if lost:
         notes.append(
-            f"the source's {' and '.join(p for p in parts if p)} metadata is not carried: players will "
-            "show OUT as a flat picture until it is tagged again"
+            f"the source's {' and '.join(lost)} metadata is not carried: players will show OUT as a "
+            "flat picture until it is tagged again"
         )
     if probe is not None and probe.has_alpha:
         notes.append(f"the source's alpha channel ({probe.pix_fmt}) is not kept: the output is opaque")

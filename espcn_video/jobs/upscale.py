@@ -22,7 +22,7 @@ from espcn_video.ffmpeg.args import (
     resolve_codec,
 )
 from espcn_video.ffmpeg.locate import FFmpegBinary, locate_ffmpeg
-from espcn_video.ffmpeg.mkv import build_hdr_colour
+from espcn_video.ffmpeg.mkv import build_hdr_colour, build_projection
 from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader
@@ -171,6 +171,8 @@ def _sink_factory(plan: UpscalePlan, sinks: list[EncoderSink], attach: Sequence[
     """The encoder for the decoded header: its geometry, tags and HDR data from the probe."""
     frame = plan.probe.frame if plan.probe is not None else None
     hdr_colour = build_hdr_colour(frame.mastering, frame.content_light) if frame is not None else b""
+    if plan.probe is not None and plan.compose is None:  # a compare view is not the 360-degree picture
+        hdr_colour += build_projection(plan.probe.spherical, plan.preset.scale)
     encode_to = str(plan.target) if plan.target is not None else "-"
 
     def make_sink(lr: Y4MHeader, hr: Y4MHeader) -> EncoderSink:
