@@ -658,7 +658,7 @@ def test_matroska_pipe_header_is_what_ffmpeg_needs() -> None:
         FrameGeometry(5, 3, "yuv420p10le"),
         sar=(4, 3),
         frame_duration_ns=40_000_000,
-        hdr_colour=mkv.build_hdr_colour(HDR, (1000, 400)),
+        video_elements=mkv.build_hdr_colour(HDR, (1000, 400)),
     )
     assert head.startswith(b"\x1a\x45\xdf\xa3") and b"V_UNCOMPRESSED" in head and b"Y3\x0b\x0a" in head
     assert b"\x18\x53\x80\x67" + mkv.UNKNOWN_SIZE in head  # a live Segment: no size, no seeking

@@ -1009,7 +1009,7 @@ def _vr_clip(ffmpeg: str, path: Path, spherical: Any) -> Path:
     from espcn_video.ffmpeg import mkv
     from espcn_video.ffmpeg.y4m import FrameGeometry
 
-    head = mkv.build_stream_header(FrameGeometry(96, 64, "yuv420p"), hdr_colour=mkv.build_projection(spherical))
+    head = mkv.build_stream_header(FrameGeometry(96, 64, "yuv420p"), video_elements=mkv.build_projection(spherical))
     cmd = [ffmpeg, "-v", "error", "-f", "matroska", "-i", "pipe:0", "-c:v", "libx264", "-strict", "-1", "-y", str(path)]
     with subprocess.Popen(cmd, stdin=subprocess.PIPE) as proc:
         assert proc.stdin is not None

@@ -527,9 +527,29 @@ def audio_codec_args(output: str, settings: EncodeSettings, probe: ProbeInfo) ->
     return args
 
 
+_MATROSKA_FAMILY = {".mkv", ".mka", ".mk3d", "matroska"}
+_WEBM_FAMILY = {".webm", "webm"}
+
+
 def carries_attachments(output: str, fmt: str | None) -> bool:
     """Matroska (not WebM) keeps attached files; the other containers have no place for them."""
-    return _container_family(output, fmt) in (".mkv", ".mka", ".mk3d", "matroska")
+    return _container_family(output, fmt) in _MATROSKA_FAMILY
+
+
+def keeps_stereo_tag(output: str, fmt: str | None) -> bool:
+    """Matroska and WebM write a copied stereo_mode tag as their StereoMode element."""
+    return _container_family(output, fmt) in _MATROSKA_FAMILY | _WEBM_FAMILY
+
+
+def carries_projection(output: str, fmt: str | None) -> bool:
+    """The containers that write a 360-degree projection from the stream's side data (Matroska
+    Projection, MP4/MOV sv3d with -strict -1)."""
+    return _container_family(output, fmt) in _MATROSKA_FAMILY | _WEBM_FAMILY | _MP4_FAMILY
+
+
+def keeps_timecode(output: str, fmt: str | None) -> bool:
+    """MP4/MOV re-make a timecode track from the copied timecode tag; Matroska keeps the tag."""
+    return _container_family(output, fmt) in _MATROSKA_FAMILY | _MP4_FAMILY
 
 
 def resolve_codec(output: str, settings: EncodeSettings) -> tuple[str, int | None]:

@@ -117,9 +117,9 @@ def build_stream_header(
     *,
     sar: tuple[int, int] | None = None,
     frame_duration_ns: int | None = None,
-    hdr_colour: bytes = b"",
+    video_elements: bytes = b"",
 ) -> bytes:
-    """EBML header, Segment start (unknown size), Info and the one video track. `hdr_colour`:
+    """EBML header, Segment start (unknown size), Info and the one video track. `video_elements`:
     elements of the track's Video (build_hdr_colour, build_projection)."""
     ebml = element(
         0x1A45DFA3,
@@ -144,8 +144,8 @@ def build_stream_header(
         uint(0xBA, geometry.height),
         element(0x2EB524, RAW_FOURCC[geometry.pix_fmt]),
     ]
-    if hdr_colour:
-        video.append(hdr_colour)
+    if video_elements:
+        video.append(video_elements)
     if sar and sar[0] > 0 and sar[1] > 0 and sar != (1, 1):
         # DisplayWidth/Height in pixels carry the aspect ratio; ffmpeg derives the SAR from them.
         video += [uint(0x54B0, geometry.width * sar[0]), uint(0x54BA, geometry.height * sar[1])]

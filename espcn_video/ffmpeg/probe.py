@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from typing import Any
 
 from espcn_video.errors import InputError
 
@@ -279,14 +280,11 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
     attachments = 0
     covers: list[CoverArt] = []
     last_cover = False  # the metadata lines that follow belong to a cover stream
-    in_video = False  # the side data lines that follow belong to the video
-    rotation = 0.0
-    dovi_profile: int | None = None
+    in_video = False  # the metadata and side data lines that follow belong to the video
+    video_lines: list[str] = []
     others: list[OtherVideo] = []
     data: list[str] = []
-    spherical: Spherical | None = None
-    stereo3d = None
-    captions = stereo_tag = False
+    captions = False
     videos = 0
     chapters = 0
     in_chapters = False
@@ -306,17 +304,8 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
             continue
         m = _STREAM.match(line)
         if not m:
-            if in_video and (rm := _ROTATION.match(line)):
-                rotation = float(rm.group(1))
-            if in_video and (dm := _DOVI_STREAM.match(line)):
-                dovi_profile = int(dm.group(1))
-            if in_video and (sm := _SPHERICAL.match(line)):
-                yaw, pitch, roll = (float(v) if v else 0.0 for v in sm.group(2, 3, 4))
-                spherical = Spherical(sm.group(1), yaw, pitch, roll, int(sm.group(5) or 0))
-            if in_video and (tm := _STEREO3D.match(line)) and tm.group(1).strip() not in ("2D", "unspecified"):
-                stereo3d = tm.group(1).strip()
-            if in_video and _STEREO_TAG.match(line):
-                stereo_tag = True
+            if in_video:
+                video_lines.append(line)
             if last_cover and (fm := _FILENAME.match(line)):
                 covers[-1] = replace(covers[-1], filename=fm.group(1).strip())
             elif not line.startswith("    "):
@@ -381,15 +370,31 @@ def parse_probe_output(stderr: str) -> ProbeInfo:
         attachments=attachments,
         audio_codecs=tuple(audio),
         covers=tuple(covers),
-        rotation=rotation,
-        dolby_vision_profile=dovi_profile,
         other_videos=tuple(others),
         data_codecs=tuple(data),
-        spherical=spherical,
-        stereo3d=stereo3d,
-        stereo_tag=stereo_tag,
         closed_captions=captions,
+        **_video_side_data(video_lines),
     )
+
+
+def _video_side_data(lines: list[str]) -> dict[str, Any]:
+    """The ProbeInfo fields read from the lines under the video's Stream line: its display
+    matrix, Dolby Vision record, 360-degree projection and stereo layout (side data, or
+    Matroska's stereo_mode tag)."""
+    found: dict[str, Any] = {}
+    for line in lines:
+        if m := _ROTATION.match(line):
+            found["rotation"] = float(m.group(1))
+        elif m := _DOVI_STREAM.match(line):
+            found["dolby_vision_profile"] = int(m.group(1))
+        elif m := _SPHERICAL.match(line):
+            yaw, pitch, roll = (float(v) if v else 0.0 for v in m.group(2, 3, 4))
+            found["spherical"] = Spherical(m.group(1), yaw, pitch, roll, int(m.group(5) or 0))
+        elif (m := _STEREO3D.match(line)) and m.group(1).strip() not in ("2D", "unspecified"):
+            found["stereo3d"] = m.group(1).strip()
+        elif _STEREO_TAG.match(line):
+            found["stereo_tag"] = True
+    return found
 
 
 def build_probe_args(ffmpeg: str, path: str, input_args: Sequence[str] = (), first_frame: bool = False) -> list[str]:

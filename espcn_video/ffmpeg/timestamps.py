@@ -102,6 +102,10 @@ class FrameTimes:
             self._offset_ticks = int(ticks + half) if ticks >= 0 else -int(-ticks + half)
         return self._offset_ticks
 
+    def change_times(self) -> list[tuple[int, float]]:
+        """(frame index, seconds) of each frame whose size differs from the one before it."""
+        return [(i, float(self.seconds(i, lambda: False))) for i, _, _ in self.size_changes]
+
     def all_seconds(self, count: int) -> list[Fraction]:
         """The first `count` frames' times (for the check of the written file)."""
         return [self.seconds(i, lambda: False) for i in range(count)]

@@ -56,14 +56,14 @@ class EncoderSink:
         header: Y4MHeader,
         stdout: str = "devnull",
         timed: bool = False,
-        hdr_colour: bytes = b"",
+        video_elements: bytes = b"",
     ) -> None:
         if timed:
             mkv.check_frame_fits(header.geometry)
         self.process = FFmpegProcess("encoder", cmd, stdin="pipe", stdout=stdout)
         self.header = header
         self.timed = timed
-        self.hdr_colour = hdr_colour
+        self.video_elements = video_elements
         self.frames_written = 0
         self.shift_us = 0
 
@@ -74,7 +74,7 @@ class EncoderSink:
         duration_ns = round(1e9 * rate.denominator / rate.numerator) if rate > 0 else None
         sar = (self.header.sar.numerator, self.header.sar.denominator) if self.header.sar else None
         return mkv.build_stream_header(
-            self.header.geometry, sar=sar, frame_duration_ns=duration_ns, hdr_colour=self.hdr_colour
+            self.header.geometry, sar=sar, frame_duration_ns=duration_ns, video_elements=self.video_elements
         )
 
     def __enter__(self) -> EncoderSink:
@@ -127,10 +127,13 @@ SinkFactory = Callable[[Y4MHeader, Y4MHeader], FrameSink]
 
 
 def encoder_sink(
-    build_cmd: Callable[[Y4MHeader], list[str]], stdout: str = "devnull", timed: bool = False, hdr_colour: bytes = b""
+    build_cmd: Callable[[Y4MHeader], list[str]],
+    stdout: str = "devnull",
+    timed: bool = False,
+    video_elements: bytes = b"",
 ) -> SinkFactory:
     """The sink of `upscale`: an ffmpeg encoder whose command depends on the decoded header."""
-    return lambda lr, hr: EncoderSink(build_cmd(lr), hr, stdout, timed, hdr_colour)
+    return lambda lr, hr: EncoderSink(build_cmd(lr), hr, stdout, timed, video_elements)
 
 
 # -- the psnr job's sink ------------------------------------------------------------------------

@@ -136,7 +136,7 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
     codec = job.encode.codec
     assert codec is not None, "upscale_chunked resolves the parts' codec"
     frame = probe.frame
-    hdr_colour = build_hdr_colour(frame.mastering, frame.content_light) if frame is not None else b""
+    video_elements = build_hdr_colour(frame.mastering, frame.content_light) if frame is not None else b""
 
     def build_encoder(header: Y4MHeader) -> list[str]:
         video, _ = output_video_for(header, preset.scale, codec, probe, siting, job.deinterlace)
@@ -161,7 +161,7 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
             # timestamps: take off its start as an unchunked decode does.
             result = run_pipeline(
                 decode,
-                encoder_sink(build_encoder, timed=True, hdr_colour=hdr_colour),
+                encoder_sink(build_encoder, timed=True, video_elements=video_elements),
                 upscaler,
                 strict_decode=False,
                 timed=True,
@@ -185,7 +185,7 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
         "wall_s": round(time.perf_counter() - t0, 3),
         # the source's frame size as rawvideo bytes at both ends, and where it changed inside
         "frame_bytes": [times.first_bytes, times.last_bytes],
-        "size_changes": [[i, float(times.seconds(i, lambda: False))] for i, _, _ in times.size_changes],
+        "size_changes": [list(change) for change in times.change_times()],
     }
 
 

@@ -11,18 +11,20 @@ from espcn_video.errors import EspcnVideoError, InputError, UsageError
 from espcn_video.ffmpeg.args import (
     RGB_TO_YUV_FILTER,
     OutputVideo,
-    _container_family,
     audio_replacements,
     build_deinterlace_filter,
     build_input_args,
     build_timed_decode_args,
     carries_attachments,
     carries_covers,
+    carries_projection,
     container_name,
     copies_from_source,
     covers_to_attach,
     even_size_for,
     is_image_output,
+    keeps_stereo_tag,
+    keeps_timecode,
     kept_other_videos,
     subtitle_codec_for,
 )
@@ -232,8 +234,9 @@ def size_change_note(probe: ProbeInfo | None, lr_size: tuple[int, int], changes:
 
 def lost_stereo(settings: UpscaleSettings, probe: ProbeInfo) -> bool:
     """A stereo layout OUT loses: all but Matroska's stereo_mode tag copied into Matroska/WebM."""
-    family = _container_family(settings.output, settings.encode.format)
-    kept = probe.stereo_tag and family in (".mkv", ".webm", "matroska", "webm") and settings.encode.copy_streams
+    kept = (
+        probe.stereo_tag and keeps_stereo_tag(settings.output, settings.encode.format) and settings.encode.copy_streams
+    )
     return probe.stereo3d is not None and not kept
 
 
@@ -242,8 +245,7 @@ def lost_spherical(settings: UpscaleSettings, probe: ProbeInfo, chunked: bool = 
     one (mkv.build_projection) into Matroska/WebM and MP4/MOV; a chunked run's parts do not."""
     if probe.spherical is None:
         return False
-    family = _container_family(settings.output, settings.encode.format)
-    carried = family in (".mkv", ".webm", "matroska", "webm", ".mp4", ".mov", ".m4v", "mp4", "mov", "ipod")
+    carried = carries_projection(settings.output, settings.encode.format)
     return chunked or not carried or probe.spherical.projection not in PROJECTION_TYPES
 
 
@@ -361,8 +363,7 @@ def copied_stream_notes(settings: UpscaleSettings, probe: ProbeInfo) -> list[str
             notes.append(f"{what} copied as it is: only the first video stream is upscaled")
         else:
             notes.append(f"{what} not kept: {container} cannot carry it as it is (.mkv can)")
-    timecode_kept = _container_family(out, fmt) in (".mov", ".mp4", ".m4v", ".mkv", "matroska", "mov", "mp4")
-    data = [c for c in probe.data_codecs if c != "tmcd" or not timecode_kept]
+    data = [c for c in probe.data_codecs if c != "tmcd" or not keeps_timecode(out, fmt)]
     if data:
         codecs = ", ".join(dict.fromkeys(data))
         notes.append(f"{len(data)} data stream(s) ({codecs}) not kept: they are not copied")

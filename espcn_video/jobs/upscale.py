@@ -170,9 +170,9 @@ def plan_upscale(settings: UpscaleSettings) -> UpscalePlan:
 def _sink_factory(plan: UpscalePlan, sinks: list[EncoderSink], attach: Sequence[Attachment] = ()) -> SinkFactory:
     """The encoder for the decoded header: its geometry, tags and HDR data from the probe."""
     frame = plan.probe.frame if plan.probe is not None else None
-    hdr_colour = build_hdr_colour(frame.mastering, frame.content_light) if frame is not None else b""
+    video_elements = build_hdr_colour(frame.mastering, frame.content_light) if frame is not None else b""
     if plan.probe is not None and plan.compose is None:  # a compare view is not the 360-degree picture
-        hdr_colour += build_projection(plan.probe.spherical, plan.preset.scale)
+        video_elements += build_projection(plan.probe.spherical, plan.preset.scale)
     encode_to = str(plan.target) if plan.target is not None else "-"
 
     def make_sink(lr: Y4MHeader, hr: Y4MHeader) -> EncoderSink:
@@ -199,7 +199,7 @@ def _sink_factory(plan: UpscalePlan, sinks: list[EncoderSink], attach: Sequence[
             timed=True,
             attach=attach,
         )
-        sink = EncoderSink(cmd, hr, "inherit" if plan.target is None else "devnull", True, hdr_colour)
+        sink = EncoderSink(cmd, hr, "inherit" if plan.target is None else "devnull", True, video_elements)
         sinks.append(sink)
         return sink
 
@@ -282,8 +282,7 @@ def _size_changes(plan: UpscalePlan, result: RunResult) -> list[SizeChange]:
     times = result.frame_times
     if times is None or not times.size_changes:
         return []
-    where = [(i, float(times.seconds(i, lambda: False))) for i, _, _ in times.size_changes]
-    changes = look_at_size_changes(plan.ffmpeg.path, plan.settings.input, where)
+    changes = look_at_size_changes(plan.ffmpeg.path, plan.settings.input, times.change_times())
     plan.notes.append(size_change_note(plan.probe, (result.lr.width, result.lr.height), changes))
     return changes
 
