@@ -191,3 +191,33 @@ def test_a_missing_input_is_refused_before_any_look(tmp_path: Path) -> None:
     err = done.stderr.decode()
     assert done.returncode == 1 and err.strip() == f"espcn-video: error: {tmp_path / 'nope.mp4'}: no such file"
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_auto_runs_the_motion_compensated_preset_on_lossy_video_only(
+    lr: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a motion-compensated real preset (espcn-xR-real-mc) is shipped, auto runs it on a
+    lossy video stream in place of the one-frame real preset; lossless LR that the look finds
+    aliased keeps the real preset, clean LR the clean one."""
+    import shutil
+
+    import torch
+
+    from espcn_video.model.net import ESPCN
+    from espcn_video.model.presets import PRESETS_ENV, auto_candidates, presets_dir
+
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    for name in ("espcn-x3", "espcn-x3-real"):
+        for suffix in (".pt", ".json"):
+            shutil.copy(presets_dir() / f"{name}{suffix}", folder / f"{name}{suffix}")
+    monkeypatch.setenv(PRESETS_ENV, str(folder))
+    assert auto_candidates(3) == ("espcn-x3", "espcn-x3-real")
+    assert choose_video_preset(InputSpec(str(lr["aa-crf28"])), "espcn-x3", "espcn-x3-real", 3).name == "espcn-x3-real"
+    torch.save(ESPCN(3, frames=3).state_dict(), folder / "espcn-x3-real-mc.pt")
+    assert auto_candidates(3) == ("espcn-x3", "espcn-x3-real", "espcn-x3-real-mc")
+    lossy = choose_video_preset(InputSpec(str(lr["aa-crf28"])), "espcn-x3", "espcn-x3-real", 3)
+    assert lossy.name == "espcn-x3-real-mc"
+    assert lossy.reason.endswith("QP 28.0 > 24 (compressed LR); lossy video, so the motion-compensated real preset)")
+    assert choose_video_preset(InputSpec(str(lr["noaa"])), "espcn-x3", "espcn-x3-real", 3).name == "espcn-x3-real"
+    assert choose_video_preset(InputSpec(str(lr["aa"])), "espcn-x3", "espcn-x3-real", 3).name == "espcn-x3"

@@ -464,7 +464,7 @@ def quantize_cmd(
     "auto" runs int8 only when that cost is within 0.05 dB. --measure-only
     measures and records that cost again (after an engine change).
     """
-    from espcn_video.model.presets import load_preset
+    from espcn_video.model.presets import check_single_frame, load_preset
     from espcn_video.training.qat import (
         QatConfig,
         measure_precision_deltas,
@@ -473,7 +473,8 @@ def quantize_cmd(
         record_twin,
     )
 
-    _, info = load_preset(preset)
+    model, info = load_preset(preset)
+    check_single_frame(model, info, "quantize:")
     if measure_only:
         _measure_only(preset, info.name, threads, no_eval)
         return
@@ -572,7 +573,15 @@ def presets_cmd(as_json: bool) -> None:
     PSNR on clean bicubic LR (the papers' protocol), what LR each preset was trained on (its
     --degrade spec), which commands use it when no --preset is given, its cost in
     multiply-accumulates per output pixel and its recorded speed (tools/frontier.py)."""
-    from espcn_video.model.presets import PAPER, VIDEO, auto_pair, default_preset_name, list_presets, presets_dir
+    from espcn_video.model.presets import (
+        PAPER,
+        VIDEO,
+        auto_pair,
+        default_preset_name,
+        list_presets,
+        motion_preset,
+        presets_dir,
+    )
 
     presets = list_presets()
     names = {info.name for info in presets}
@@ -592,9 +601,11 @@ def presets_cmd(as_json: bool) -> None:
             commands = {VIDEO: "upscale", PAPER: "eval, psnr"}
         uses = [text for use, text in commands.items() if default_preset_name(info.scale, info.arch, use) == info.name]
         clean, real = auto_pair(info.scale)
-        if info.name in (clean, real) and {clean, real} <= names:  # upscale chooses between them by a look at IN
+        mc = motion_preset(info.scale)
+        if info.name in (clean, real, mc) and {clean, real} <= names:  # upscale chooses by a look at IN
             uses = [u for u in uses if u != "upscale"]
-            uses.append("upscale (clean input)" if info.name == clean else "upscale (other input)")
+            looked = {clean: "clean input", real: "other input" if mc is None else "other still or lossless input"}
+            uses.append(f"upscale ({looked.get(info.name, 'other lossy video')})")
         used_by = ", ".join(uses) or "-"
         cells = [info.name, info.arch, f"x{info.scale}", spec, used_by]
         for test_set in SHARED_TEST_SETS:
@@ -670,6 +681,11 @@ def export_cmd(preset: str, fmt: str, io_kind: str, layout: str, overwrite: bool
     model, info = load_preset(preset)
     if info.arch != "espcn":
         raise UsageError(f"export supports ESPCN presets; {info.name} is {info.arch}")
+    if getattr(model, "frames", 1) > 1:
+        raise UsageError(
+            f"{info.name} reads {model.frames} frames, its neighbours warped onto each frame by optical flow, "
+            "which an exported graph cannot do; export a single-frame preset"
+        )
     if fmt == "torchscript" and io_kind != "float":
         raise UsageError("--format torchscript takes float I/O (Y in [0, 1]); integer I/O is for onnx and openvino")
     if fmt == "openvino" and not out.endswith(".xml"):

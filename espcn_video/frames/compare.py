@@ -17,7 +17,7 @@ from espcn_video.errors import EspcnVideoError, InputError
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.y4m import FrameGeometry, read_frame
 from espcn_video.frames.sinks import check_decoder, check_same_geometry, read_first_header
-from espcn_video.frames.upscaler import FrameUpscaler
+from espcn_video.frames.upscaler import FrameUpscaler, Neighbours
 
 
 def block_geometry(hr: FrameGeometry) -> FrameGeometry:
@@ -115,9 +115,17 @@ class CompareUpscaler:
         block = block_geometry(lr.scaled(self.scale))
         return replace(block, width=block.width * self.blocks)
 
-    def upscale(self, planes: list[np.ndarray], lr: FrameGeometry) -> list[np.ndarray]:
+    @property
+    def frames(self) -> int:
+        """The frames ESPCN's network reads (3 for a motion-compensated preset)."""
+        return self.espcn.frames
+
+    def upscale(
+        self, planes: list[np.ndarray], lr: FrameGeometry, neighbours: Neighbours | None = None
+    ) -> list[np.ndarray]:
         block = block_geometry(lr.scaled(self.scale))
-        parts = [_cut(self.baseline.upscale(planes, lr), block), _cut(self.espcn.upscale(planes, lr), block)]
+        espcn = self.espcn.upscale(planes, lr, neighbours)
+        parts = [_cut(self.baseline.upscale(planes, lr), block), _cut(espcn, block)]
         if self.reference is not None:
             parts.append(_cut(self.reference.next(), block))
         return [np.concatenate(column, axis=1) for column in zip(*parts, strict=True)]

@@ -22,7 +22,7 @@ from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.timestamps import FrameTimes
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header
 from espcn_video.frames.sinks import FrameSink, SinkFactory
-from espcn_video.frames.upscaler import Upscaler
+from espcn_video.frames.upscaler import Neighbours, Upscaler, frames_read
 
 POLL_S = 0.1
 NO_FRAMES = "the input has no video frames (0 frames decoded)"
@@ -89,9 +89,11 @@ class _Run:
         upscaler: Upscaler,
         queue_size: int,
         times: FrameTimes | None,
+        edges: Neighbours | None = None,
     ) -> None:
         self.dec, self.sink, self.header, self.upscaler = dec, sink, header, upscaler
         self.times = times
+        self.edges = edges
         self.to_model: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.to_writer: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.cancel = threading.Event()
@@ -173,6 +175,9 @@ class _Run:
         self.dec.check(timeout_s=30.0)
 
     def model_stage(self) -> None:
+        if frames_read(self.upscaler) > 1:
+            self._model_stage_with_neighbours()
+            return
         geometry = self.header.geometry
         while True:
             item = self.get(self.to_model)
@@ -185,6 +190,31 @@ class _Run:
             item.model_ms = (time.perf_counter() - t0) * 1e3
             self.put(self.to_writer, item)
             self.counters.frames_upscaled += 1
+
+    def _model_stage_with_neighbours(self) -> None:
+        """A multi-frame preset: each frame is made once the next one is read (one frame of
+        delay), with the LR Y of the frames before and after it; the first frame has no previous
+        one and the last no next one, unless the run is a chunk of a longer stream (`edges`: the
+        Y of the frames just outside it, so that a chunk's frames equal a whole run's)."""
+        geometry = self.header.geometry
+        previous_y, after_last = self.edges if self.edges is not None else (None, None)
+        waiting: _Item | None = None
+        while True:
+            item = self.get(self.to_model)
+            if waiting is not None:
+                self._frame["model"] = waiting.index
+                t0 = time.perf_counter()
+                y = waiting.planes[0]
+                following = after_last if item is _END else item.planes[0]
+                waiting.planes = self.upscaler.upscale(waiting.planes, geometry, (previous_y, following))
+                waiting.model_ms = (time.perf_counter() - t0) * 1e3
+                previous_y = y
+                self.put(self.to_writer, waiting)
+                self.counters.frames_upscaled += 1
+            if item is _END:
+                self.put(self.to_writer, _END)
+                return
+            waiting = item
 
     def write_stage(self) -> None:
         while True:
@@ -216,11 +246,13 @@ def run_pipeline(
     time_offset_us: int = 0,
     on_start: Callable[[Y4MHeader], None] | None = None,
     on_progress: Callable[[Counters], None] | None = None,
+    edges: Neighbours | None = None,
 ) -> RunResult:
     """Decode, super-resolve and hand frames to a sink; raise the first failure, named, after cleaning up.
 
     `timed`: the decode command writes framecrc timestamps to stderr (build_timed_decode_args);
-    each frame then reaches the sink with its pts in seconds, less `time_offset_us`.
+    each frame then reaches the sink with its pts in seconds, less `time_offset_us`. `edges`: for
+    a multi-frame preset on a chunk, the LR Y of the frames just before and after it.
     """
     t_start = time.perf_counter()
     times = FrameTimes(time_offset_us) if timed else None
@@ -234,7 +266,7 @@ def run_pipeline(
         if on_start is not None:
             on_start(header)
         with make_sink(header, hr_header) as sink:
-            run = _Run(dec, sink, header, upscaler, queue_size, times)
+            run = _Run(dec, sink, header, upscaler, queue_size, times, edges)
             _run_stages(run, on_progress)
             dec.check(timeout_s=30.0)
             if strict_decode and (complaint := summarize_stderr(dec.stderr_tail())):

@@ -22,7 +22,18 @@ class Upscaler(Protocol):
 
     def output_geometry(self, lr: FrameGeometry) -> FrameGeometry: ...
 
-    def upscale(self, planes: list[np.ndarray], lr: FrameGeometry) -> list[np.ndarray]: ...
+    def upscale(
+        self, planes: list[np.ndarray], lr: FrameGeometry, neighbours: Neighbours | None = None
+    ) -> list[np.ndarray]: ...
+
+
+Neighbours = tuple["np.ndarray | None", "np.ndarray | None"]  # the LR Y planes before and after a frame
+
+
+def frames_read(upscaler: object) -> int:
+    """How many frames the upscaler's network reads for one output frame (1, or 3 for a
+    motion-compensated preset: the pipeline then hands it each frame's neighbours)."""
+    return int(getattr(upscaler, "frames", 1))
 
 
 class FrameUpscaler:
@@ -38,6 +49,14 @@ class FrameUpscaler:
         self.scale = scale
         self.engine = engine
         self.chroma_location = chroma_location
+        # a multi-frame preset (frames = 3): Y goes in as (previous, frame, next), both neighbours
+        # warped onto the frame (frames/motion.py)
+        self.frames = int(getattr(engine, "frames", 1))
+        self.aligner = None
+        if self.frames > 1:
+            from espcn_video.frames.motion import MotionAligner
+
+            self.aligner = MotionAligner()
 
     @property
     def method(self) -> str:
@@ -51,7 +70,11 @@ class FrameUpscaler:
         centres = chroma_centres(self.chroma_location, lr.chroma_shift)
         return upscale_planes_bicubic(planes, self.scale, shapes, lr.peak, centres)
 
-    def upscale(self, planes: list[np.ndarray], lr: FrameGeometry) -> list[np.ndarray]:
+    def upscale(
+        self, planes: list[np.ndarray], lr: FrameGeometry, neighbours: Neighbours | None = None
+    ) -> list[np.ndarray]:
+        """The HR planes of one frame; `neighbours`: the LR Y planes of the frames before and after
+        it (None where there is none), read by a multi-frame preset only."""
         hr = lr.scaled(self.scale)
         shapes = hr.plane_shapes
         if self.engine is None:
@@ -60,13 +83,17 @@ class FrameUpscaler:
             return upscale_planes_bicubic(planes[:1], self.scale, shapes[:1], lr.peak) + self._chroma(
                 planes[1:], lr, shapes[1:]
             )
+        y = planes[0]
+        if self.aligner is not None:
+            before, after = neighbours if neighbours is not None else (None, None)
+            y = self.aligner.stack(before, y, after, lr.peak)
         start = getattr(self.engine, "start_luma", None)
         if len(planes) > 1 and start is not None:
             # The engine runs on its own threads: resample chroma meanwhile.
-            pending = start(planes[0], lr.peak)
+            pending = start(y, lr.peak)
             chroma = self._chroma(planes[1:], lr, shapes[1:])
             return [pending(), *chroma]
-        out = [self.engine.upscale_luma(planes[0], lr.peak)]
+        out = [self.engine.upscale_luma(y, lr.peak)]
         if len(planes) > 1:
             out += self._chroma(planes[1:], lr, shapes[1:])
         return out

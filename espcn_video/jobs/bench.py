@@ -235,22 +235,36 @@ def time_sr_stage(
     """Per-frame luma (the engine) and chroma (bicubic) milliseconds, each in its own pass.
 
     Separate passes give each stage's own cost; interleaved, the engine's idle workers and the
-    resampler slow each other down, which the pipeline figures show instead.
+    resampler slow each other down, which the pipeline figures show instead. A multi-frame preset's
+    luma includes warping each frame's two neighbours onto it (also given alone, as "motion").
     """
     scale, shapes = engine.scale, geometry.scaled(engine.scale).plane_shapes
-    for planes in frames[:WARMUP_FRAMES]:
-        engine.upscale_luma(planes[0], geometry.peak)
+    ys: list[np.ndarray] = [planes[0] for planes in frames]
+    motion: list[float] = []
+    if int(getattr(engine, "frames", 1)) > 1:
+        from espcn_video.frames.motion import MotionAligner
+
+        aligner = MotionAligner()
+        stacked = []
+        for k, y in enumerate(ys):
+            t0 = time.perf_counter()
+            before, after = ys[k - 1] if k else None, ys[k + 1] if k + 1 < len(ys) else None
+            stacked.append(aligner.stack(before, y, after, geometry.peak))
+            motion.append((time.perf_counter() - t0) * 1e3)
+        ys = stacked
+    for y in ys[:WARMUP_FRAMES]:
+        engine.upscale_luma(y, geometry.peak)
     luma, chroma = [], []
-    for planes in frames:
+    for k, y in enumerate(ys):
         t0 = time.perf_counter()
-        engine.upscale_luma(planes[0], geometry.peak)
-        luma.append((time.perf_counter() - t0) * 1e3)
+        engine.upscale_luma(y, geometry.peak)
+        luma.append((time.perf_counter() - t0) * 1e3 + (motion[k] if motion else 0.0))
     for planes in frames:
         t0 = time.perf_counter()
         if len(planes) > 1:
             upscale_planes_bicubic(planes[1:], scale, shapes[1:], geometry.peak)
         chroma.append((time.perf_counter() - t0) * 1e3)
-    return {"luma": luma, "chroma": chroma}
+    return {"luma": luma, "chroma": chroma, **({"motion": motion} if motion else {})}
 
 
 def time_reference(
@@ -260,10 +274,15 @@ def time_reference(
     if count <= 0:
         return None
     engine = TorchEngine(model, threads=threads)
-    engine.upscale_luma(frames[0][0], peak)
+    copies = engine.frames  # a multi-frame network timed on the frame as its own neighbours
+
+    def luma(y: np.ndarray) -> np.ndarray:
+        return np.stack([y] * copies) if copies > 1 else y
+
+    engine.upscale_luma(luma(frames[0][0]), peak)
     t0 = time.perf_counter()
     for planes in frames[:count]:
-        engine.upscale_luma(planes[0], peak)
+        engine.upscale_luma(luma(planes[0]), peak)
     return min(count, len(frames)) / (time.perf_counter() - t0)
 
 
@@ -393,6 +412,7 @@ def run_job(spec: JobSpec, settings: BenchSettings, ffmpeg: str, folder: Path) -
         "stages": {
             "sr_luma": summarize_ms(sr["luma"]),
             "sr_chroma": summarize_ms(sr["chroma"]),
+            **({"sr_motion": summarize_ms(sr["motion"])} if "motion" in sr else {}),
             **{f"pipeline_{k}": v for k, v in pipeline["stages"].items()},
         },
         "peak_memory": peak_memory_mb(),

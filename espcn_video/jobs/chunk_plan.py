@@ -30,6 +30,11 @@ class Chunk:
     start_pts: int
     end_pts: int | None  # None: to the end of the stream
     frames: int
+    # the frames just outside it (None at the stream's ends): what a multi-frame preset reads as
+    # the first frame's previous neighbour and the last frame's next one; after_end_pts bounds the
+    # decode of the frame at end_pts
+    before_pts: int | None = None
+    after_end_pts: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,9 @@ def plan_chunks(
     plan = []
     for c, s in enumerate(starts):
         e = starts[c + 1] if c + 1 < len(starts) else n
-        plan.append(Chunk(c, frame_pts[s], frame_pts[e] if e < n else None, e - s))
+        before = frame_pts[s - 1] if s > 0 else None
+        after_end = frame_pts[e + 1] if e + 1 < n else None
+        plan.append(Chunk(c, frame_pts[s], frame_pts[e] if e < n else None, e - s, before, after_end))
     return ChunkPlan(source, f"{tb.numerator}/{tb.denominator}", container_start_s, gap, n, plan)
 
 

@@ -23,7 +23,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from espcn_video.errors import EspcnVideoError, FrameCountMismatch, OutputError, UsageError
+import numpy as np
+
+from espcn_video.errors import EspcnVideoError, FrameCountMismatch, InputError, OutputError, UsageError
 from espcn_video.ffmpeg.args import (
     OutputVideo,
     build_encode_args,
@@ -35,7 +37,7 @@ from espcn_video.ffmpeg.locate import locate_ffmpeg
 from espcn_video.ffmpeg.mkv import build_hdr_colour
 from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
 from espcn_video.ffmpeg.process import FFmpegProcess
-from espcn_video.ffmpeg.y4m import Y4MHeader
+from espcn_video.ffmpeg.y4m import Y4MHeader, read_frame, read_header
 from espcn_video.files import atomic_write_text
 from espcn_video.frames.pipeline import run_pipeline
 from espcn_video.frames.sinks import encoder_sink
@@ -143,6 +145,8 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
         return build_encode_args(ffmpeg.path, str(tmp), job.encode, video=video, timed=True)
 
     reporter = TaskReporter(job.progress_topic, str(job.chunk.index))
+    filters, size = source_filters(probe, job.deinterlace), first_frame_size(probe)
+    edges = chunk_edges(ffmpeg.path, job, filters, size) if upscaler.frames > 1 else None
     try:
         frames = -1
         # A container seek may overshoot (MPEG-TS seeks by bytes): then decode from the start.
@@ -153,8 +157,8 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
                 job.plan,
                 job.chunk,
                 margin,
-                source_filters(probe, job.deinterlace),
-                first_frame_size(probe),
+                filters,
+                size,
             )
             # After a seek the decoder may complain about references it never saw; the frame
             # count check below is what proves the chunk whole. -copyts keeps the file's own
@@ -167,6 +171,7 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
                 timed=True,
                 time_offset_us=round(job.plan.container_start_s * 1_000_000),
                 on_progress=reporter,
+                edges=edges,
             )
             frames = result.frames_written
             if frames == job.chunk.frames:
@@ -187,6 +192,45 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
         "frame_bytes": [times.first_bytes, times.last_bytes],
         "size_changes": [list(change) for change in times.change_times()],
     }
+
+
+def chunk_edges(
+    ffmpeg: str, job: ChunkJob, filters: list[str], size: tuple[int, int] | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The LR Y of the frames just before and just after a chunk (None at the stream's ends),
+    decoded as the chunk itself is: a multi-frame preset reads them as the neighbours of the
+    chunk's first and last frame, so that every frame is made as in an unchunked run."""
+    chunk = job.chunk
+    before = after = None
+    if chunk.before_pts is not None:
+        before = _decode_one(ffmpeg, job, Chunk(-1, chunk.before_pts, chunk.start_pts, 1), filters, size, last=True)
+    if chunk.end_pts is not None:
+        after = _decode_one(ffmpeg, job, Chunk(-1, chunk.end_pts, chunk.after_end_pts, 1), filters, size, last=False)
+    return before, after
+
+
+def _decode_one(
+    ffmpeg: str, job: ChunkJob, span: Chunk, filters: list[str], size: tuple[int, int] | None, *, last: bool
+) -> np.ndarray:
+    """Y of the frame at span.start_pts (of the last frame in the span with `last`: a deinterlacer
+    that makes a frame per field gives two)."""
+    for margin in (SEEK_MARGIN_S, math.inf):
+        cmd = build_chunk_decode_args(ffmpeg, job.source, job.plan, span, margin, filters, size)
+        ys: list[np.ndarray] = []
+        with FFmpegProcess("decoder", cmd, stdout="pipe") as dec:
+            header = read_header(dec.stdout, "decoder output")
+            while header is not None:
+                planes = read_frame(dec.stdout, header.geometry, len(ys), "decoder output")
+                if planes is None:
+                    break
+                ys.append(planes[0])
+            dec.wait(timeout_s=30.0)
+        if ys:
+            return ys[-1] if last else ys[0]
+    raise InputError(
+        f"{job.source}: the frame at {float(span.start_pts * job.plan.tb):.3f} s next to chunk "
+        f"{job.chunk.index} could not be decoded"
+    )
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:

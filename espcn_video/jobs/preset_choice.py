@@ -29,6 +29,7 @@ from espcn_video.ffmpeg.look import (
     parse_inter_qps,
 )
 from espcn_video.ffmpeg.probe import parse_probe_output
+from espcn_video.model.presets import auto_pair, motion_preset
 from espcn_video.quality.input_look import ALIAS_MAX, InputLook, PresetChoice, aliasing_index, choose_by_look
 from espcn_video.settings import InputSpec
 
@@ -90,4 +91,19 @@ def choose_video_preset(source: InputSpec, clean: str, real: str, scale: int) ->
         return AutoPreset(real, f"{real} (auto: could not look at the input: {exc})")
     choice: PresetChoice = choose_by_look(look, scale)
     name = clean if choice.clean else real
-    return AutoPreset(name, f"{name} (auto: {choice.reason})", look)
+    reason = choice.reason
+    mc = motion_preset(scale) if real == auto_pair(scale)[1] else None
+    if not choice.clean and mc is not None and lossy_video(look):
+        # on P/B-coded LR the motion-compensated preset is at or above the one-frame one in
+        # every held-out chain (docs/training.md): same choice, the frame's neighbours read too
+        name, reason = mc, f"{reason}; lossy video, so the motion-compensated real preset"
+    return AutoPreset(name, f"{name} (auto: {reason})", look)
+
+
+def lossy_video(look: InputLook) -> bool:
+    """A stream of a lossy video codec (what the motion-compensated preset was trained on): not a
+    lossless or mezzanine codec, not a still-image codec."""
+    return look.codec is not None and not look.lossless and look.codec not in STILL_IMAGE_CODECS
+
+
+STILL_IMAGE_CODECS = frozenset({"png", "mjpeg", "jpegls", "jpeg2000", "webp", "bmp", "tiff", "gif", "apng"})

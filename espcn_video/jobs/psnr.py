@@ -48,7 +48,15 @@ from espcn_video.jobs.inputs import check_input
 from espcn_video.jobs.preset_choice import choose_video_preset
 from espcn_video.jobs.psnr_lr import last_encoded, make_lr_clip, needs_lr_clip
 from espcn_video.model.engines import TorchEngine, default_threads
-from espcn_video.model.presets import AUTO_PRESET, PresetInfo, auto_pair, load_preset, presets_dir, resolve_preset
+from espcn_video.model.presets import (
+    AUTO_PRESET,
+    PresetInfo,
+    auto_candidates,
+    auto_pair,
+    load_preset,
+    presets_dir,
+    resolve_preset,
+)
 from espcn_video.quality.degrade import Degradation, build_degrade_filter
 from espcn_video.quality.video_metrics import VideoScorer, add_gains, pooled_summary
 from espcn_video.settings import InputSpec
@@ -101,7 +109,7 @@ def build_upscalers(settings: PsnrSettings) -> tuple[dict[str, FrameUpscaler], P
             upscalers[name] = FrameUpscaler(scale, LanczosEngine(scale))
         elif name == "espcn" and settings.preset == AUTO_PRESET:
             # both candidates loaded once; each clip gets the one its LR clip's look chooses
-            for candidate in auto_pair(scale):
+            for candidate in auto_candidates(scale):
                 model, info = resolve_preset(candidate, scale=scale)
                 engine = TorchEngine(model, threads=settings.threads)
                 upscalers[f"{AUTO_PRESET}:{candidate}"] = FrameUpscaler(scale, engine)

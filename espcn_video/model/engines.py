@@ -47,9 +47,11 @@ class EngineUnavailable(EspcnVideoError):
 
 
 def to_unit_float(plane: np.ndarray, peak: int) -> torch.Tensor:
-    """uint8/uint16 (H, W) -> float32 (1, 1, H, W) in [0, 1]."""
+    """uint8/uint16 (H, W) -> float32 (1, 1, H, W) in [0, 1]; a multi-frame preset's (F, H, W)
+    stack -> (1, F, H, W)."""
     t = torch.from_numpy(plane.astype(np.float32, copy=False) if plane.dtype != np.uint8 else plane)
-    return t.to(torch.float32).div_(float(peak)).unsqueeze(0).unsqueeze(0)
+    t = t.to(torch.float32).div_(float(peak)).unsqueeze(0)
+    return t if plane.ndim == 3 else t.unsqueeze(0)
 
 
 def from_unit_float(t: torch.Tensor, peak: int, dtype: np.dtype) -> np.ndarray:
@@ -73,6 +75,7 @@ class TorchEngine:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.scale = model_scale(model)
+        self.frames = int(getattr(model, "frames", 1))
 
     @torch.inference_mode()
     def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:
@@ -129,27 +132,29 @@ class StripEngine:
         self.memory_mb = memory_mb
         self.widths = widths
         self.radius = radius
+        self.frames = int(getattr(engine, "frames", 1))
         for attr in ("backend", "precision"):
             if hasattr(engine, attr):
                 setattr(self, attr, getattr(engine, attr))
 
     def rows_for(self, y: np.ndarray) -> int | None:
-        rows = strip_rows(y.shape[1], self.scale, self.memory_mb, self.widths)
-        return rows if y.shape[0] > rows else None
+        rows = strip_rows(y.shape[-1], self.scale, self.memory_mb, self.widths)
+        return rows if y.shape[-2] > rows else None
 
     def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:
+        """`y`: the LR plane, or a multi-frame preset's (F, H, W) stack (cut into the same strips)."""
         rows = self.rows_for(y)
         if rows is None:
             return self.engine.upscale_luma(y, peak)
-        r, h, pad = self.scale, y.shape[0], self.radius
-        out = np.empty((h * r, y.shape[1] * r), dtype=y.dtype)
+        r, h, pad = self.scale, y.shape[-2], self.radius
+        out = np.empty((h * r, y.shape[-1] * r), dtype=y.dtype)
         # equal strips (one shape, so an engine that compiles per shape compiles once or twice)
         count = -(-h // rows)
         step = -(-h // count)
         for top in range(0, h, step):
             bottom = min(h, top + step)
             a, b = max(0, top - pad), min(h, bottom + pad)
-            part = self.engine.upscale_luma(np.ascontiguousarray(y[a:b]), peak)
+            part = self.engine.upscale_luma(np.ascontiguousarray(y[..., a:b, :]), peak)
             out[top * r : bottom * r] = part[(top - a) * r : (top - a + bottom - top) * r]
         return out
 
@@ -231,6 +236,7 @@ class TorchFastEngine:
         if threads:
             torch.set_num_threads(threads)
         self.scale = model_scale(model)
+        self.frames = int(getattr(model, "frames", 1))
         self.precision = precision
         self.name = f"torch-{precision}"
         self.device = torch.device(device)
@@ -292,7 +298,8 @@ class TorchFastEngine:
     def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:
         if self.device.type == "cpu" and y.dtype == np.uint8:
             # the code values themselves (exact in bf16; x / 255 is not), 1/peak in conv1's weights
-            lr = torch.from_numpy(np.ascontiguousarray(y))[None, None]
+            lr = torch.from_numpy(np.ascontiguousarray(y))
+            lr = lr[None] if y.ndim == 3 else lr[None, None]
             return from_unit_float(self._forward_cpu(lr, 1.0 / peak).float(), peak, y.dtype)
         lr = to_unit_float(y, peak).to(self.device)
         hr = self._forward_cpu(lr) if self.device.type == "cpu" else self.model(lr.to(self.dtype))
@@ -316,6 +323,7 @@ class OpenVINOEngine:
         self.core = ov.Core()
         self.model = model
         self.scale = model_scale(model)
+        self.frames = int(getattr(model, "frames", 1))
         self.precision = precision
         self.name = f"openvino-{precision}"
         self.threads = threads or default_threads()
@@ -361,8 +369,8 @@ class OpenVINOEngine:
 
         The caller's thread is free meanwhile (e.g. for the chroma resampler).
         """
-        request = self._request(y.shape, peak)
-        lr = np.ascontiguousarray(y)[None, None]
+        request = self._request(y.shape[-2:], peak)
+        lr = np.ascontiguousarray(y)[None] if y.ndim == 3 else np.ascontiguousarray(y)[None, None]
         request.start_async({0: lr}, share_inputs=True)
         return _PendingPlane(request, lr)
 
@@ -394,6 +402,7 @@ class OnnxRuntimeEngine:
     def __init__(self, model: nn.Module, threads: int | None = None) -> None:
         self.model = model
         self.scale = model_scale(model)
+        self.frames = int(getattr(model, "frames", 1))
         self.threads = threads or default_threads()
         self._sessions: dict[int, Any] = {}
 
@@ -414,5 +423,6 @@ class OnnxRuntimeEngine:
         return self._sessions[peak]
 
     def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:
-        out = self._session(peak).run(None, {"lr": np.ascontiguousarray(y)[None, None]})[0]
+        lr = np.ascontiguousarray(y)[None] if y.ndim == 3 else np.ascontiguousarray(y)[None, None]
+        out = self._session(peak).run(None, {"lr": lr})[0]
         return out[0, 0]

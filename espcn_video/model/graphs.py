@@ -222,7 +222,8 @@ def build_openvino_model(
     weight_steps: Sequence[np.ndarray] | None = None,
     float_channels: Sequence[int] = (),
 ) -> Any:
-    """ov.Model: integer (1, 1, H, W) plane in, integer (1, 1, rH, rW) plane out.
+    """ov.Model: integer (1, 1, H, W) plane in (a multi-frame preset's (1, F, H, W) stack), integer
+    (1, 1, rH, rW) plane out.
 
     `int8_layers` names the convolutions (0, 1, 2, and a deeper ESPCN's blocks from 3 on:
     indexed_layers) to run in int8 (conv 0 only when peak is 255); `ranges` are the per-channel
@@ -237,7 +238,8 @@ def build_openvino_model(
 
     int_type = ov.Type.u8 if peak <= 255 else ov.Type.u16
     ranges = list(ranges) if ranges is not None else activation_bounds(model)
-    lr = ops.parameter([1, 1, shape[0], shape[1]], int_type, name="lr")
+    frames = int(indexed_layers(model)[0].weight.shape[1])  # a multi-frame preset reads (1, F, H, W)
+    lr = ops.parameter([1, frames, shape[0], shape[1]], int_type, name="lr")
     x = ops.convert(lr, ov.Type.f32)
     int8_first = 0 in int8_layers and peak == 255
     # A float conv1 reads the code values themselves, 1/peak folded into its weights: integers up
@@ -386,7 +388,10 @@ def build_onnx_model(model: nn.Module, peak: int, float_io: bool = False, layout
         nodes.append(helper.make_node("Transpose", [last], ["hr"], perm=[0, 2, 3, 1]))
     used = {name for node in nodes for name in node.input}
     inits = [init for init in inits if init.name in used]  # no unused constants: runtimes warn on them
-    dims_in: list[str | int] = [1, 1, "h", "w"] if layout == "nchw" else [1, "h", "w", 1]
+    frames = int(espcn_layers(model)[0].weight.shape[1])  # a multi-frame preset reads (1, F, h, w)
+    if frames > 1 and layout == "nhwc":
+        raise ValueError("a multi-frame preset has no NHWC graph")
+    dims_in: list[str | int] = [1, frames, "h", "w"] if layout == "nchw" else [1, "h", "w", 1]
     dims_out: list[str | int] = [1, 1, "rh", "rw"] if layout == "nchw" else [1, "rh", "rw", 1]
     graph = helper.make_graph(
         nodes,

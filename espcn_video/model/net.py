@@ -47,12 +47,19 @@ class ESPCN(nn.Module):
     residual blocks (ResBlock, n2 channels) between conv2's tanh and conv3. Each adds two 3x3
     convolutions (2·9·n2² MACs per LR pixel) and 4 LR pixels to the receptive field; with
     blocks = 0 (the presets of the paper's design) the network and its state_dict keys are the
-    5-3-3 ones."""
+    5-3-3 ones.
 
-    def __init__(self, scale: int, channels: int = 1, n1: int = 64, n2: int = 32, blocks: int = 0) -> None:
+    `frames` > 1 (the motion-compensated video presets, frames/motion.py): conv1 reads that many
+    frames, the frame to make in the middle and its neighbours warped onto it, as input channels
+    (early fusion, as in VESPCN); only conv1 grows, by 25·n1 MACs per LR pixel per extra frame."""
+
+    def __init__(
+        self, scale: int, channels: int = 1, n1: int = 64, n2: int = 32, blocks: int = 0, frames: int = 1
+    ) -> None:
         super().__init__()
         self.scale = check_scale(scale)
-        self.conv1 = nn.Conv2d(channels, n1, kernel_size=5, padding=2)
+        self.frames = frames
+        self.conv1 = nn.Conv2d(channels * frames, n1, kernel_size=5, padding=2)
         self.conv2 = nn.Conv2d(n1, n2, kernel_size=3, padding=1)
         self.blocks = nn.ModuleList(ResBlock(n2) for _ in range(blocks))
         self.conv3 = nn.Conv2d(n2, channels * scale * scale, kernel_size=3, padding=1)
@@ -72,10 +79,10 @@ class ESPCN(nn.Module):
         return 4 + 2 * len(self.blocks)
 
     @staticmethod
-    def macs_per_lr_pixel(scale: int, n1: int = 64, n2: int = 32, blocks: int = 0) -> int:
+    def macs_per_lr_pixel(scale: int, n1: int = 64, n2: int = 32, blocks: int = 0, frames: int = 1) -> int:
         """Multiply-accumulates per low-resolution pixel (1600 + 18432 + 288·r² for 64/32), plus
-        2·9·n2² per residual block."""
-        return 25 * n1 + 9 * n1 * n2 + 18 * n2 * n2 * blocks + 9 * n2 * scale * scale
+        2·9·n2² per residual block and 25·n1 per extra input frame."""
+        return 25 * n1 * frames + 9 * n1 * n2 + 18 * n2 * n2 * blocks + 9 * n2 * scale * scale
 
 
 class SRCNN(nn.Module):

@@ -59,6 +59,20 @@ def auto_pair(scale: int) -> tuple[str, str]:
     return f"espcn-x{scale}", f"espcn-x{scale}-real"
 
 
+def motion_preset(scale: int) -> str | None:
+    """The motion-compensated real-video preset of `scale` (espcn-xR-real-mc), when shipped: what
+    auto runs on lossy video in place of the one-frame real preset (docs/robustness.md)."""
+    name = f"espcn-x{scale}-real-mc"
+    return name if (presets_dir() / f"{name}.pt").is_file() else None
+
+
+def auto_candidates(scale: int) -> tuple[str, ...]:
+    """Every preset --preset auto may choose at `scale`: the clean, the real and, when shipped,
+    the motion-compensated real preset."""
+    mc = motion_preset(scale)
+    return (*auto_pair(scale), *((mc,) if mc else ()))
+
+
 def default_preset_name(scale: int, arch: str = "espcn", use: str = PAPER) -> str:
     """The preset used when none is named. `paper` (eval, psnr, quantize): espcn-xR, trained on clean
     MATLAB-bicubic LR like the SR papers. `video` (upscale, compare, batch, bench): espcn-xR-real when
@@ -90,6 +104,17 @@ def resolve_preset(
         wanted = f"{want[0]} x{want[1]}" if scale is not None else want[0]  # any scale: only the arch is wrong
         raise UsageError(f"{what} {info.name} is {info.arch} x{info.scale}, not {wanted}")
     return model, info
+
+
+def check_single_frame(model: nn.Module, info: PresetInfo, what: str) -> None:
+    """UsageError for a multi-frame (motion-compensated) preset where only one frame is read:
+    training from it, distilling from it, quantizing it."""
+    frames = int(getattr(model, "frames", 1))
+    if frames > 1:
+        raise UsageError(
+            f"{what} {info.name} reads {frames} frames (a motion-compensated video preset); this takes "
+            "single-frame presets (tools/temporal_probe.py trains the multi-frame ones)"
+        )
 
 
 def list_presets() -> list[PresetInfo]:
@@ -199,10 +224,13 @@ def infer_architecture(state: dict[str, torch.Tensor], where: str) -> tuple[str,
     problem = _shape_problem(state, arch) or _block_problem(state, blocks, arch)
     if problem:
         raise PresetError(f"{where}: not an ESPCN state_dict of ours: {problem}")
-    channels = int(state["conv1.weight"].shape[1])
+    inputs = int(state["conv1.weight"].shape[1])
+    channels = _espcn_channels(inputs, int(state["conv3.weight"].shape[0])) if arch == "espcn" else inputs
     sizes = {"channels": channels, "n1": int(state["conv1.weight"].shape[0]), "n2": int(state["conv2.weight"].shape[0])}
     if blocks:
         sizes["blocks"] = blocks
+    if inputs > channels:
+        sizes["frames"] = inputs // channels
     if arch == "srcnn":
         if state["conv3.weight"].shape[0] != channels:
             raise PresetError(f"{where}: SRCNN output channels differ from its input channels")
@@ -217,10 +245,22 @@ def infer_architecture(state: dict[str, torch.Tensor], where: str) -> tuple[str,
     return arch, scale, sizes
 
 
+def _espcn_channels(inputs: int, outputs: int) -> int:
+    """An ESPCN's channels C from conv1's inputs (C·frames) and conv3's outputs (C·r²): the C for
+    which both divide and r is a supported scale, one frame preferred; else `inputs` (refused later)."""
+    for frames in range(1, inputs + 1):
+        channels, rem = divmod(inputs, frames)
+        if rem == 0 and outputs % channels == 0:
+            r = math.isqrt(outputs // channels)
+            if r * r * channels == outputs and r in SUPPORTED_SCALES:
+                return channels
+    return inputs
+
+
 def build_model(arch: str, scale: int, sizes: dict[str, int]) -> nn.Module:
     if arch == "srcnn":
         return SRCNN(sizes["channels"], sizes["n1"], sizes["n2"])
-    return ESPCN(scale, sizes["channels"], sizes["n1"], sizes["n2"], sizes.get("blocks", 0))
+    return ESPCN(scale, sizes["channels"], sizes["n1"], sizes["n2"], sizes.get("blocks", 0), sizes.get("frames", 1))
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:

@@ -32,10 +32,12 @@ from espcn_video.quality.input_look import InputLook, aliasing_index, choose_by_
 def upscale_y(model: nn.Module, lr_y01: np.ndarray, scale: int, device: str | torch.device = "cpu") -> np.ndarray:
     """Model output for one LR Y plane in [0, 1]; float64, not clipped.
 
-    SRCNN works on the MATLAB-bicubic upscale (as in its paper); ESPCN on the LR itself.
+    SRCNN works on the MATLAB-bicubic upscale (as in its paper); ESPCN on the LR itself. A
+    multi-frame preset reads an image as a still scene: the image is its own neighbours.
     """
     source = imresize(lr_y01, scale) if isinstance(model, SRCNN) else lr_y01
     tensor = torch.from_numpy(np.ascontiguousarray(source, dtype=np.float32))[None, None].to(device)
+    tensor = tensor.expand(1, int(getattr(model, "frames", 1)), *tensor.shape[2:]).contiguous()
     with torch.inference_mode():
         out = model.in_strips(tensor) if isinstance(model, SRCNN) else model(tensor)
     return out[0, 0].to("cpu", torch.float64).numpy()
@@ -122,7 +124,8 @@ def evaluate_image(
     result = {}
     for key, model in models.items():
         if engine is not None and key == next(iter(models)):  # the main model; SRCNN stays as it is
-            out = engine.upscale_luma(lr8, 255).astype(np.float64)
+            frames = int(getattr(engine, "frames", 1))  # an image is a still scene: its own neighbours
+            out = engine.upscale_luma(np.stack([lr8] * frames) if frames > 1 else lr8, 255).astype(np.float64)
         else:
             out = to_code_values(upscale_y(model, lr01, scale))
         result[key] = score(hr, out, scale)

@@ -164,12 +164,13 @@ def initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
     """The --init preset's weights, refused unless it is the same architecture and scale. SRCNN
     may start from another scale's preset: it runs on the bicubic-upscaled image, so its weights
     have no scale in them (the paper's x2 and x4 baselines start from the x3 one)."""
-    from espcn_video.model.presets import resolve_preset
+    from espcn_video.model.presets import check_single_frame, resolve_preset
 
     any_scale = config.arch == "srcnn"
-    model, _ = resolve_preset(
+    model, info = resolve_preset(
         str(config.init_from), scale=None if any_scale else config.scale, arch=config.arch, what="--init"
     )
+    check_single_frame(model, info, "--init")
     return model.state_dict()
 
 
@@ -223,13 +224,14 @@ def teacher_targets(config: TrainConfig) -> TeacherTargets | None:
     """The --teacher preset as a target mixer, refused unless it is ESPCN at the run's scale."""
     if not config.teacher:
         return None
-    from espcn_video.model.presets import resolve_preset
+    from espcn_video.model.presets import check_single_frame, resolve_preset
 
     if config.arch != "espcn":
         raise UsageError("--teacher: distillation is for ESPCN students (the teacher reads the same LR patch)")
     if not 0.0 < config.teacher_weight <= 1.0:
         raise UsageError(f"--teacher-weight {config.teacher_weight} is not in (0, 1]")
-    model, _ = resolve_preset(config.teacher, scale=config.scale, arch="espcn", what="--teacher")
+    model, info = resolve_preset(config.teacher, scale=config.scale, arch="espcn", what="--teacher")
+    check_single_frame(model, info, "--teacher")
     return TeacherTargets(model.float(), config.teacher_weight)
 
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from espcn_video.errors import UsageError
 from espcn_video.model.graphs import calibrate_ranges
-from espcn_video.model.presets import load_preset
+from espcn_video.model.presets import check_single_frame, load_preset
 from espcn_video.model.quant import (
     INT8_TWIN_LAYERS,
     Int8Params,
@@ -122,6 +122,7 @@ def quantization_aware_finetune(config: QatConfig, on_progress: QatProgress | No
     model, info = load_preset(config.preset)
     if info.arch != "espcn":
         raise UsageError(f"quantize fine-tunes ESPCN presets; {info.name} is {info.arch}")
+    check_single_frame(model, info, "quantize:")
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
