@@ -45,6 +45,16 @@ def test_a_missing_or_other_sized_neighbour_is_the_frame_itself() -> None:
         np.testing.assert_array_equal(stack[k], frame)
 
 
+def test_without_opencv_a_multi_frame_preset_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from espcn_video.errors import UsageError
+
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 -> ImportError
+    with pytest.raises(UsageError, match=r"needs OpenCV .*pip install 'espcn-video\[motion\]'"):
+        MotionAligner()
+
+
 def test_a_three_frame_network_loads_from_its_shapes(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = ESPCN(3, frames=3)

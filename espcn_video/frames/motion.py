@@ -18,6 +18,8 @@ import threading
 
 import numpy as np
 
+from espcn_video.errors import UsageError
+
 DIS_PRESET = "fast"  # cv2.DISOPTICAL_FLOW_PRESET_FAST: the warp the multi-frame presets were trained on
 
 
@@ -25,7 +27,12 @@ class MotionAligner:
     """Stacks (previous, frame, next) with both neighbours warped onto the frame."""
 
     def __init__(self, preset: str = DIS_PRESET) -> None:
-        import cv2
+        try:
+            import cv2
+        except ImportError:
+            raise UsageError(
+                "a multi-frame preset needs OpenCV for its optical flow: pip install 'espcn-video[motion]'"
+            ) from None
 
         presets = {
             "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
