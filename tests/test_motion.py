@@ -111,3 +111,18 @@ def test_upscale_gives_each_frame_its_warped_neighbours(
     # and the neighbours matter: frame 2 made without them is another picture
     alone = engine.upscale_luma(aligner.stack(None, ys[2], None), 255)
     assert np.abs(alone.astype(int) - hr[2][0]).max() > 0
+
+
+def test_auto_precision_says_why_a_multi_frame_preset_runs_without_int8(three_frame_preset: Path) -> None:
+    from espcn_video.model.backends import create_engine
+    from espcn_video.model.engines import cpu_has_int8_dot
+
+    if not cpu_has_int8_dot():
+        pytest.skip("the int8 note is only given where int8 would be fast")
+    model, _ = load_preset(three_frame_preset)
+    notes: list[str] = []
+    engine = create_engine(model, notes=notes)
+    assert getattr(engine, "precision", "fp32") != "int8"
+    assert notes == [
+        "auto: a multi-frame preset has no int8 twin (quantize takes single-frame presets), so int8 is left out"
+    ]
