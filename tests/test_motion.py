@@ -126,3 +126,23 @@ def test_auto_precision_says_why_a_multi_frame_preset_runs_without_int8(three_fr
     assert notes == [
         "auto: a multi-frame preset has no int8 twin (quantize takes single-frame presets), so int8 is left out"
     ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("export", "--preset", "{p}", "{tmp}/x.onnx"),
+        ("quantize", "--preset", "{p}"),
+        ("train", "--scale", "2", "--init", "{p}", "--steps", "1", "--out", "{tmp}/t.pt"),
+    ],
+)
+def test_what_takes_one_frame_refuses_a_multi_frame_preset_in_one_line(
+    three_frame_preset: Path, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    from conftest import run_cli
+
+    done = run_cli(*(a.format(p=three_frame_preset, tmp=tmp_path) for a in args))
+    err = done.stderr.decode().strip()
+    assert done.returncode == 2 and len(err.splitlines()) == 1, err
+    assert "reads 3 frames" in err and "Traceback" not in err
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "t.pt").exists()
