@@ -45,6 +45,17 @@ def test_a_missing_or_other_sized_neighbour_is_the_frame_itself() -> None:
         np.testing.assert_array_equal(stack[k], frame)
 
 
+def test_a_neighbour_across_a_scene_cut_is_the_frame_itself() -> None:
+    """Another scene is no neighbour: the frame stands in for it; a moved, noisy neighbour stays."""
+    frame = _pattern((72, 96), 0.0, 0.0, 255)
+    other = np.rint(np.random.default_rng(0).uniform(0, 255, frame.shape)).astype(np.uint8)
+    noisy = np.clip(_pattern((72, 96), 1.0, -1.0, 255) + np.random.default_rng(1).normal(0, 6, frame.shape), 0, 255)
+    stack = MotionAligner().stack(other, frame, np.rint(noisy).astype(np.uint8))
+    np.testing.assert_array_equal(stack[0], frame)
+    assert not np.array_equal(stack[2], frame)
+    assert np.abs(stack[2].astype(float) - frame).mean() < 10
+
+
 def test_without_opencv_a_multi_frame_preset_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
