@@ -196,9 +196,9 @@ def test_a_missing_input_is_refused_before_any_look(tmp_path: Path) -> None:
 def test_auto_runs_the_motion_compensated_preset_on_lossy_video_only(
     lr: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Where a motion-compensated real preset (espcn-xR-real-mc) is shipped, auto runs it on a
-    lossy video stream in place of the one-frame real preset; lossless LR that the look finds
-    aliased keeps the real preset, clean LR the clean one."""
+    """Where a motion-compensated real preset (espcn-xR-real-mc) is shipped for auto (its metadata
+    says auto_on_lossy_video), auto runs it on a lossy video stream in place of the one-frame real
+    preset; lossless LR that the look finds aliased keeps the real preset, clean LR the clean one."""
     import shutil
 
     import torch
@@ -215,6 +215,8 @@ def test_auto_runs_the_motion_compensated_preset_on_lossy_video_only(
     assert auto_candidates(3) == ("espcn-x3", "espcn-x3-real")
     assert choose_video_preset(InputSpec(str(lr["aa-crf28"])), "espcn-x3", "espcn-x3-real", 3).name == "espcn-x3-real"
     torch.save(ESPCN(3, frames=3).state_dict(), folder / "espcn-x3-real-mc.pt")
+    assert auto_candidates(3) == ("espcn-x3", "espcn-x3-real")  # shipped, but not for auto
+    (folder / "espcn-x3-real-mc.json").write_text('{"name": "espcn-x3-real-mc", "auto_on_lossy_video": true}')
     assert auto_candidates(3) == ("espcn-x3", "espcn-x3-real", "espcn-x3-real-mc")
     lossy = choose_video_preset(InputSpec(str(lr["aa-crf28"])), "espcn-x3", "espcn-x3-real", 3)
     assert lossy.name == "espcn-x3-real-mc"

@@ -59,11 +59,19 @@ def auto_pair(scale: int) -> tuple[str, str]:
     return f"espcn-x{scale}", f"espcn-x{scale}-real"
 
 
+AUTO_ON_LOSSY_VIDEO = "auto_on_lossy_video"  # the metadata key that lets auto run a multi-frame preset
+
+
 def motion_preset(scale: int) -> str | None:
-    """The motion-compensated real-video preset of `scale` (espcn-xR-real-mc), when shipped: what
-    auto runs on lossy video in place of the one-frame real preset (docs/robustness.md)."""
+    """The motion-compensated real-video preset of `scale` (espcn-xR-real-mc), when shipped and its
+    metadata says `"auto_on_lossy_video": true`: what auto then runs on lossy video in place of the
+    one-frame real preset (docs/robustness.md). A multi-frame preset shipped without it is run only
+    when named."""
     name = f"espcn-x{scale}-real-mc"
-    return name if (presets_dir() / f"{name}.pt").is_file() else None
+    path = presets_dir() / f"{name}.pt"
+    if not path.is_file():
+        return None
+    return name if _read_metadata(path).get(AUTO_ON_LOSSY_VIDEO) is True else None
 
 
 def auto_candidates(scale: int) -> tuple[str, ...]:
