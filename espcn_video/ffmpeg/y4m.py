@@ -228,3 +228,17 @@ def write_frame(stream: IO[bytes], planes: list[np.ndarray]) -> None:
     stream.write(FRAME_MARKER + b"\n")
     for plane in planes:
         stream.write(np.ascontiguousarray(plane).data.cast("B"))
+
+
+def decode_all(cmd: list[str], what: str = "decoder") -> tuple[Y4MHeader | None, list[list[np.ndarray]]]:
+    """Every frame a y4m decode command writes (its header None when it wrote none); ffmpeg's
+    failure is raised once its output is read (FFmpegProcess.check)."""
+    from espcn_video.ffmpeg.process import FFmpegProcess
+
+    frames: list[list[np.ndarray]] = []
+    with FFmpegProcess(what, cmd, stdout="pipe") as dec:
+        header = read_header(dec.stdout, f"{what} output")
+        while header is not None and (planes := read_frame(dec.stdout, header.geometry, len(frames), f"{what} output")):
+            frames.append(planes)
+        dec.check(timeout_s=30.0)
+    return header, frames

@@ -30,7 +30,7 @@ from espcn_video.errors import InputError, PresetError
 from espcn_video.ffmpeg.args import COMMON, build_decode_args
 from espcn_video.ffmpeg.locate import list_encoders, locate_ffmpeg
 from espcn_video.ffmpeg.process import FFmpegProcess
-from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header
+from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, decode_all
 from espcn_video.frames.baselines import SrcnnEngine
 from espcn_video.frames.pipeline import run_pipeline
 from espcn_video.frames.resample import upscale_planes_bicubic
@@ -217,15 +217,9 @@ def encode_args(
 
 
 def decode_frames(cmd: list[str]) -> tuple[Y4MHeader, list[list[np.ndarray]]]:
-    with FFmpegProcess("decoder", cmd, stdout="pipe") as dec:
-        header = read_header(dec.stdout, "decoder output")
-        if header is None:
-            dec.check(timeout_s=30.0)
-            raise InputError("the clip has no video frames")
-        frames: list[list[np.ndarray]] = []
-        while (planes := read_frame(dec.stdout, header.geometry, len(frames), "decoder output")) is not None:
-            frames.append(planes)
-        dec.check(timeout_s=30.0)
+    header, frames = decode_all(cmd)
+    if header is None:
+        raise InputError("the clip has no video frames")
     return header, frames
 
 

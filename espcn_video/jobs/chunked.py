@@ -37,7 +37,7 @@ from espcn_video.ffmpeg.locate import locate_ffmpeg
 from espcn_video.ffmpeg.mkv import build_hdr_colour
 from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
 from espcn_video.ffmpeg.process import FFmpegProcess
-from espcn_video.ffmpeg.y4m import Y4MHeader, read_frame, read_header
+from espcn_video.ffmpeg.y4m import Y4MHeader, decode_all
 from espcn_video.files import atomic_write_text
 from espcn_video.frames.pipeline import run_pipeline
 from espcn_video.frames.sinks import encoder_sink
@@ -215,18 +215,9 @@ def _decode_one(
     """Y of the frame at span.start_pts (of the last frame in the span with `last`: a deinterlacer
     that makes a frame per field gives two)."""
     for margin in (SEEK_MARGIN_S, math.inf):
-        cmd = build_chunk_decode_args(ffmpeg, job.source, job.plan, span, margin, filters, size)
-        ys: list[np.ndarray] = []
-        with FFmpegProcess("decoder", cmd, stdout="pipe") as dec:
-            header = read_header(dec.stdout, "decoder output")
-            while header is not None:
-                planes = read_frame(dec.stdout, header.geometry, len(ys), "decoder output")
-                if planes is None:
-                    break
-                ys.append(planes[0])
-            dec.wait(timeout_s=30.0)
-        if ys:
-            return ys[-1] if last else ys[0]
+        _, frames = decode_all(build_chunk_decode_args(ffmpeg, job.source, job.plan, span, margin, filters, size))
+        if frames:
+            return frames[-1][0] if last else frames[0][0]
     raise InputError(
         f"{job.source}: the frame at {float(span.start_pts * job.plan.tb):.3f} s next to chunk "
         f"{job.chunk.index} could not be decoded"
