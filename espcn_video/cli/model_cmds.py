@@ -676,12 +676,13 @@ def export_cmd(preset: str, fmt: str, io_kind: str, layout: str, overwrite: bool
     and compare it with the torch reference.
     """
     from espcn_video.errors import OutputError
+    from espcn_video.model.net import frames_read
     from espcn_video.model.presets import load_preset
 
     model, info = load_preset(preset)
     if info.arch != "espcn":
         raise UsageError(f"export supports ESPCN presets; {info.name} is {info.arch}")
-    if getattr(model, "frames", 1) > 1:
+    if frames_read(model) > 1:
         raise UsageError(
             f"{info.name} reads {model.frames} frames, its neighbours warped onto each frame by optical flow, "
             "which an exported graph cannot do; export a single-frame preset"

@@ -17,42 +17,28 @@ misjudged 5 (3 neighbours taken for cuts, 2 cuts missed), the fewest of any thre
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from espcn_video.errors import UsageError
 
-DIS_PRESET = "fast"  # cv2.DISOPTICAL_FLOW_PRESET_FAST: the warp the multi-frame presets were trained on
 CUT_MAD = 25.0  # a warped neighbour this far from the frame (mean |difference|, 8-bit) is across a cut
 
 
 class MotionAligner:
-    """Stacks (previous, frame, next) with both neighbours warped onto the frame."""
+    """Stacks (previous, frame, next) with both neighbours warped onto the frame. One per thread:
+    its DIS instance keeps state between calls."""
 
-    def __init__(self, preset: str = DIS_PRESET) -> None:
+    def __init__(self) -> None:
         try:
             import cv2
         except ImportError:
             raise UsageError(
                 "a multi-frame preset needs OpenCV for its optical flow: pip install 'espcn-video[motion]'"
             ) from None
-
-        presets = {
-            "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-            "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-        }
         self._cv2 = cv2
-        self._preset = presets[preset]
-        self._local = threading.local()
+        # the FAST preset: the warp the multi-frame presets were trained on
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)  # type: ignore[attr-defined]
         self._grid: tuple[tuple[int, int], np.ndarray, np.ndarray] | None = None
-
-    def _dis(self):  # type: ignore[no-untyped-def]
-        dis = getattr(self._local, "dis", None)
-        if dis is None:
-            dis = self._local.dis = self._cv2.DISOpticalFlow_create(self._preset)
-        return dis
 
     def _base_grid(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         grid = self._grid
@@ -69,9 +55,9 @@ class MotionAligner:
         cv2 = self._cv2
         shift = max(0, int(peak).bit_length() - 8)
         if frame.dtype == np.uint8 and shift == 0:
-            flow = self._dis().calc(frame, neighbour, None)
+            flow = self._dis.calc(frame, neighbour, None)
         else:
-            flow = self._dis().calc(
+            flow = self._dis.calc(
                 np.ascontiguousarray((frame >> shift).astype(np.uint8)),
                 np.ascontiguousarray((neighbour >> shift).astype(np.uint8)),
                 None,

@@ -22,7 +22,8 @@ from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.timestamps import FrameTimes
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header
 from espcn_video.frames.sinks import FrameSink, SinkFactory
-from espcn_video.frames.upscaler import Neighbours, Upscaler, frames_read
+from espcn_video.frames.upscaler import Neighbours, Upscaler
+from espcn_video.model.net import frames_read
 
 POLL_S = 0.1
 NO_FRAMES = "the input has no video frames (0 frames decoded)"

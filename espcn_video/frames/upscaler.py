@@ -9,6 +9,7 @@ import numpy as np
 from espcn_video.ffmpeg.y4m import FrameGeometry
 from espcn_video.frames.resample import chroma_centres, upscale_planes_bicubic
 from espcn_video.model.engines import LumaEngine
+from espcn_video.model.net import frames_read
 
 
 class Upscaler(Protocol):
@@ -30,12 +31,6 @@ class Upscaler(Protocol):
 Neighbours = tuple["np.ndarray | None", "np.ndarray | None"]  # the LR Y planes before and after a frame
 
 
-def frames_read(upscaler: object) -> int:
-    """How many frames the upscaler's network reads for one output frame (1, or 3 for a
-    motion-compensated preset: the pipeline then hands it each frame's neighbours)."""
-    return int(getattr(upscaler, "frames", 1))
-
-
 class FrameUpscaler:
     """Super-resolves Y with `engine`; None means plain bicubic for every plane (the baseline).
 
@@ -51,7 +46,7 @@ class FrameUpscaler:
         self.chroma_location = chroma_location
         # a multi-frame preset (frames = 3): Y goes in as (previous, frame, next), both neighbours
         # warped onto the frame (frames/motion.py)
-        self.frames = int(getattr(engine, "frames", 1))
+        self.frames = frames_read(engine)
         self.aligner = None
         if self.frames > 1:
             from espcn_video.frames.motion import MotionAligner

@@ -39,7 +39,7 @@ from espcn_video.frames.upscaler import FrameUpscaler
 from espcn_video.jobs.summary import peak_memory_mb, summarize_ms, summarize_stages
 from espcn_video.model.backends import create_engine, engine_options
 from espcn_video.model.engines import LumaEngine, TorchEngine, cpu_info, default_threads, tune_malloc
-from espcn_video.model.net import ESPCN, SRCNN, macs_per_hr_pixel
+from espcn_video.model.net import ESPCN, SRCNN, frames_read, macs_per_hr_pixel
 from espcn_video.model.quant import Int8Params
 from espcn_video.settings import InputSpec
 
@@ -235,7 +235,7 @@ def time_sr_stage(
     scale, shapes = engine.scale, geometry.scaled(engine.scale).plane_shapes
     ys: list[np.ndarray] = [planes[0] for planes in frames]
     motion: list[float] = []
-    if int(getattr(engine, "frames", 1)) > 1:
+    if frames_read(engine) > 1:
         from espcn_video.frames.motion import MotionAligner
 
         aligner = MotionAligner()

@@ -28,6 +28,7 @@ from espcn_video.model.engines import (
     receptive_radius,
     tune_malloc,
 )
+from espcn_video.model.net import frames_read
 from espcn_video.model.quant import Int8Params
 from espcn_video.settings import BACKENDS, PRECISIONS
 
@@ -261,7 +262,7 @@ def create_engine(
     if backend != "auto" and precision != "auto":
         backend_for(backend, precision, device)  # a wrong name fails before any choosing
     allowed, note = auto_precisions(deltas)
-    if note and int(getattr(model, "frames", 1)) > 1:
+    if note and frames_read(model) > 1:
         note = "auto: a multi-frame preset has no int8 twin (quantize takes single-frame presets), so int8 is left out"
     backend, precision = choose_engine(device, backend, precision, allowed)
     if note and notes is not None and device == "cpu" and cpu_has_int8_dot() and precision != "int8":

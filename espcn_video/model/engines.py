@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from espcn_video.errors import EspcnVideoError
-from espcn_video.model.net import model_scale
+from espcn_video.model.net import frames_read, model_scale
 from espcn_video.model.quant import Int8Params, all_int8, with_blocks
 
 # int8 without a twin (a preset that has no quantization-aware int8 twin, model/quant.py): conv2
@@ -54,6 +54,12 @@ def to_unit_float(plane: np.ndarray, peak: int) -> torch.Tensor:
     return t if plane.ndim == 3 else t.unsqueeze(0)
 
 
+def as_batch(y: np.ndarray) -> np.ndarray:
+    """A plane (H, W) as (1, 1, H, W), a multi-frame preset's stack (F, H, W) as (1, F, H, W)."""
+    y = np.ascontiguousarray(y)
+    return y[None] if y.ndim == 3 else y[None, None]
+
+
 def from_unit_float(t: torch.Tensor, peak: int, dtype: np.dtype) -> np.ndarray:
     """float in [0, 1] (any leading dims of size 1) -> rounded integer plane of `dtype`."""
     out = t.clamp_(0.0, 1.0).mul_(float(peak)).round_().squeeze(0).squeeze(0)
@@ -75,7 +81,7 @@ class TorchEngine:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.scale = model_scale(model)
-        self.frames = int(getattr(model, "frames", 1))
+        self.frames = frames_read(model)
 
     @torch.inference_mode()
     def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:
@@ -132,7 +138,7 @@ class StripEngine:
         self.memory_mb = memory_mb
         self.widths = widths
         self.radius = radius
-        self.frames = int(getattr(engine, "frames", 1))
+        self.frames = frames_read(engine)
         for attr in ("backend", "precision"):
             if hasattr(engine, attr):
                 setattr(self, attr, getattr(engine, attr))
@@ -236,7 +242,7 @@ class TorchFastEngine:
         if threads:
             torch.set_num_threads(threads)
         self.scale = model_scale(model)
-        self.frames = int(getattr(model, "frames", 1))
+        self.frames = frames_read(model)
         self.precision = precision
         self.name = f"torch-{precision}"
         self.device = torch.device(device)
@@ -298,8 +304,7 @@ class TorchFastEngine:
     def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:
         if self.device.type == "cpu" and y.dtype == np.uint8:
             # the code values themselves (exact in bf16; x / 255 is not), 1/peak in conv1's weights
-            lr = torch.from_numpy(np.ascontiguousarray(y))
-            lr = lr[None] if y.ndim == 3 else lr[None, None]
+            lr = torch.from_numpy(as_batch(y))
             return from_unit_float(self._forward_cpu(lr, 1.0 / peak).float(), peak, y.dtype)
         lr = to_unit_float(y, peak).to(self.device)
         hr = self._forward_cpu(lr) if self.device.type == "cpu" else self.model(lr.to(self.dtype))
@@ -323,7 +328,7 @@ class OpenVINOEngine:
         self.core = ov.Core()
         self.model = model
         self.scale = model_scale(model)
-        self.frames = int(getattr(model, "frames", 1))
+        self.frames = frames_read(model)
         self.precision = precision
         self.name = f"openvino-{precision}"
         self.threads = threads or default_threads()
@@ -370,7 +375,7 @@ class OpenVINOEngine:
         The caller's thread is free meanwhile (e.g. for the chroma resampler).
         """
         request = self._request(y.shape[-2:], peak)
-        lr = np.ascontiguousarray(y)[None] if y.ndim == 3 else np.ascontiguousarray(y)[None, None]
+        lr = as_batch(y)
         request.start_async({0: lr}, share_inputs=True)
         return _PendingPlane(request, lr)
 
@@ -402,7 +407,7 @@ class OnnxRuntimeEngine:
     def __init__(self, model: nn.Module, threads: int | None = None) -> None:
         self.model = model
         self.scale = model_scale(model)
-        self.frames = int(getattr(model, "frames", 1))
+        self.frames = frames_read(model)
         self.threads = threads or default_threads()
         self._sessions: dict[int, Any] = {}
 
@@ -423,6 +428,6 @@ class OnnxRuntimeEngine:
         return self._sessions[peak]
 
     def upscale_luma(self, y: np.ndarray, peak: int) -> np.ndarray:
-        lr = np.ascontiguousarray(y)[None] if y.ndim == 3 else np.ascontiguousarray(y)[None, None]
+        lr = as_batch(y)
         out = self._session(peak).run(None, {"lr": lr})[0]
         return out[0, 0]

@@ -24,6 +24,12 @@ def model_scale(model: nn.Module) -> int:
     return scale
 
 
+def frames_read(network: object) -> int:
+    """How many frames a network reads for one output frame (1; 3 for a multi-frame preset), or
+    the network an engine or upscaler runs (they carry its `frames`)."""
+    return int(getattr(network, "frames", 1))
+
+
 SRCNN_STRIP_ROWS = 540
 SRCNN_HALO = 8  # receptive field radius of 9-5-5: 4 + 2 + 2
 

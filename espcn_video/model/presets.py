@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from espcn_video.errors import PresetError, UsageError
-from espcn_video.model.net import ESPCN, SRCNN, macs_per_hr_pixel
+from espcn_video.model.net import ESPCN, SRCNN, frames_read, macs_per_hr_pixel
 from espcn_video.model.quant import Int8Params, load_twin, twin_path, with_blocks
 from espcn_video.settings import SUPPORTED_SCALES
 
@@ -117,7 +117,7 @@ def resolve_preset(
 def check_single_frame(model: nn.Module, info: PresetInfo, what: str) -> None:
     """UsageError for a multi-frame (motion-compensated) preset where only one frame is read:
     training from it, distilling from it, quantizing it."""
-    frames = int(getattr(model, "frames", 1))
+    frames = frames_read(model)
     if frames > 1:
         raise UsageError(
             f"{what} {info.name} reads {frames} frames (a motion-compensated video preset); this takes "

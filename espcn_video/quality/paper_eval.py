@@ -21,7 +21,7 @@ from torch import nn
 
 from espcn_video.errors import DataError, PresetError
 from espcn_video.model.engines import LumaEngine
-from espcn_video.model.net import SRCNN
+from espcn_video.model.net import SRCNN, frames_read
 from espcn_video.model.presets import AUTO_PRESET, auto_pair, load_preset, presets_dir, resolve_preset
 from espcn_video.quality.degrade import CODECS, Degradation, degrade, imresize, mod_crop, parse_degradation
 from espcn_video.quality.image_metrics import SSIM_WINDOW, compute_psnr, compute_ssim
@@ -37,7 +37,7 @@ def upscale_y(model: nn.Module, lr_y01: np.ndarray, scale: int, device: str | to
     """
     source = imresize(lr_y01, scale) if isinstance(model, SRCNN) else lr_y01
     tensor = torch.from_numpy(np.ascontiguousarray(source, dtype=np.float32))[None, None].to(device)
-    tensor = tensor.expand(1, int(getattr(model, "frames", 1)), *tensor.shape[2:]).contiguous()
+    tensor = tensor.expand(1, frames_read(model), *tensor.shape[2:]).contiguous()
     with torch.inference_mode():
         out = model.in_strips(tensor) if isinstance(model, SRCNN) else model(tensor)
     return out[0, 0].to("cpu", torch.float64).numpy()
@@ -124,7 +124,7 @@ def evaluate_image(
     result = {}
     for key, model in models.items():
         if engine is not None and key == next(iter(models)):  # the main model; SRCNN stays as it is
-            frames = int(getattr(engine, "frames", 1))  # an image is a still scene: its own neighbours
+            frames = frames_read(engine)  # an image is a still scene: its own neighbours
             out = engine.upscale_luma(np.stack([lr8] * frames) if frames > 1 else lr8, 255).astype(np.float64)
         else:
             out = to_code_values(upscale_y(model, lr01, scale))
