@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -103,6 +104,26 @@ def test_stepper_learns_and_follows_its_schedule() -> None:
     assert stepper.step == 40
     assert stepper.take_mean_loss() < first
     assert math.isclose(float(stepper.lr_t), 1e-5, rel_tol=1e-5)  # the schedule ended at lr_min
+
+
+@pytest.mark.parametrize("loss", ["l1", "l2"])
+def test_stepper_minimises_the_loss_it_is_given(loss: str) -> None:
+    """The first step's recorded loss is that loss of the untrained model on the first batch."""
+    rng = np.random.default_rng(1)
+    hr = rng.uniform(0, 1, (60, 60)).astype(np.float32)
+    lr_plane = hr.reshape(30, 2, 30, 2).mean(axis=(1, 3))
+    source = DevicePatchSource([lr_plane], [hr], 17, 2, CPU)
+    torch.manual_seed(0)
+    model = ESPCN(2)
+    before = copy.deepcopy(model)
+    torch.manual_seed(7)
+    x, y = source.batch(4)
+    expected = (before(x) - y).abs().mean() if loss == "l1" else ((before(x) - y) ** 2).mean()
+    stepper = GraphStepper(model, source, 4, 1e-3, 1e-5, total_steps=2, loss=loss)
+    stepper.prepare()
+    torch.manual_seed(7)
+    stepper.advance()
+    assert math.isclose(stepper.take_mean_loss(), float(expected.detach()), rel_tol=1e-5)
 
 
 # --- train(loop="device") ------------------------------------------------------------------

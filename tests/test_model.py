@@ -206,6 +206,22 @@ def test_resume_with_other_settings_is_refused(image_folder: Path, tmp_path: Pat
 
 
 @pytest.mark.slow
+def test_l1_loss_is_recorded_and_resume_keeps_it(image_folder: Path, tmp_path: Path) -> None:
+    l1 = train(_config(image_folder, tmp_path / "l1", steps=2, loss="l1"))
+    assert l1.metadata["training"]["loss"] == "l1"
+    l2 = train(_config(image_folder, tmp_path / "l2", steps=2))
+    assert l2.metadata["training"]["loss"] == "l2"
+    changed = [
+        k
+        for k, v in torch.load(l1.out, weights_only=True).items()
+        if not torch.equal(v, torch.load(l2.out, weights_only=True)[k])
+    ]
+    assert changed  # same seed, same batches: only the loss differs
+    with pytest.raises(UsageError, match="loss='l1' \\(now 'l2'\\)"):
+        train(_config(image_folder, tmp_path / "l1", steps=2, resume=True))
+
+
+@pytest.mark.slow
 def test_srcnn_trains_on_upscaled_patches(image_folder: Path, tmp_path: Path) -> None:
     result = train(_config(image_folder, tmp_path, arch="srcnn", steps=3, out=tmp_path / "srcnn-x3.pt"))
     model, info = load_preset(str(result.out))

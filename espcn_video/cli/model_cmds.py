@@ -207,6 +207,14 @@ def parse_widths(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     show_default=True,
     help="W, the teacher's share of the target.",
 )
+@click.option(
+    "--loss",
+    type=click.Choice(["l2", "l1"]),
+    default="l2",
+    show_default=True,
+    help="l2: mean squared error (what PSNR measures); l1: mean absolute error. An L1-then-L2 schedule is an "
+    "l1 run, then an l2 run with --init (docs/training.md).",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads. Default: all cores.")
 @click.option(
@@ -244,6 +252,7 @@ def train_cmd(
     blocks: int,
     teacher: str | None,
     teacher_weight: float,
+    loss: str,
     device: str,
     threads: int | None,
     loop: str,
@@ -276,6 +285,7 @@ def train_cmd(
         blocks=blocks,
         teacher=teacher,
         teacher_weight=teacher_weight,
+        loss=loss,
         val_every=val_every,
         loop=loop,
         eval_dirs=() if no_eval else default_eval_dirs(),

@@ -8,13 +8,25 @@ pass over the data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 STEPS_PER_EPOCH = 1000
 LR_PATCH = 17  # ESPCN trains on 17x17 LR patches (HR 17·r)
 SRCNN_PATCH = 33  # SRCNN trains on 33x33 patches of the bicubic-upscaled image
 DEFAULT_WIDTHS = (64, 32)  # conv1 and conv2 channels of the paper's networks (ESPCN and SRCNN)
+LOSSES = ("l2", "l1")  # the training loss: mean squared error (the papers', what PSNR measures) or mean absolute error
+
+
+def loss_function(name: str) -> Callable[[Any, Any], Any]:
+    """The training loss `name` (one of LOSSES) as a function of (output, target) tensors."""
+    import torch.nn.functional as F  # here, so that reading the settings does not load torch
+
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}: {', '.join(LOSSES)}")
+    return F.l1_loss if name == "l1" else F.mse_loss
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,7 @@ class TrainConfig:
     blocks: int = 0  # residual blocks in ESPCN's low-resolution body (0: the paper's 5-3-3)
     teacher: str | None = None  # an ESPCN preset of the same scale whose outputs join the targets
     teacher_weight: float = 0.5  # target = (1 - w)·HR + w·teacher(LR)
+    loss: str = "l2"  # LOSSES: l2 (mean squared error) or l1 (mean absolute error)
     val_fraction: float = 0.05
     val_every: int = 2000
     checkpoint_interval_s: float = 60.0

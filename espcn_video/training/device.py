@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from espcn_video.training.config import loss_function
 
 
 class DevicePatchSource:
@@ -153,6 +154,7 @@ class GraphStepper:
     use_graph: bool = True
     optimizer_state: dict[str, Any] | None = None
     targets: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None  # distillation
+    loss: str = "l2"  # training.config.LOSSES
     stream: Any = field(init=False, default=None)
     graph: Any = field(init=False, default=None)
     capture_error: str | None = field(init=False, default=None)
@@ -166,6 +168,7 @@ class GraphStepper:
         self.total_t = torch.tensor(float(self.total_steps), device=device)
         # computed as the graph computes it, so that a resumed run continues bit for bit
         self.lr_t = cosine_lr(self.step_t, self.total_t, self.lr, self.lr_min).clone()
+        self.loss_fn = loss_function(self.loss)
         self.loss_sum = torch.zeros((), device=device)
         self.loss_count = 0
         options: dict[str, Any] = {"capturable": True, "foreach": True} if self.cuda else {"foreach": False}
@@ -187,7 +190,7 @@ class GraphStepper:
         x, y = self.source.batch(self.batch)
         if self.targets is not None:
             x, y = self.targets(x, y)  # the teacher's forward pass (and the crop) is captured in the graph too
-        loss = F.mse_loss(self.model(x), y)
+        loss = self.loss_fn(self.model(x), y)
         loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=False)

@@ -45,7 +45,7 @@ from espcn_video.training.checkpoints import (
     teacher_record,
     teacher_targets,
 )
-from espcn_video.training.config import STEPS_PER_EPOCH, TrainConfig
+from espcn_video.training.config import STEPS_PER_EPOCH, TrainConfig, loss_function
 from espcn_video.training.data import DataReport, PatchSampler, PlaneSet, prepare_data, with_context
 
 ProgressCallback = Callable[[int, int, float, "float | None"], None]
@@ -94,7 +94,7 @@ def run_steps(
     teacher: TeacherTargets | None = None,
 ) -> None:
     """The optimisation loop; checkpoints on a timer, and on Ctrl-C before re-raising."""
-    loss_fn = nn.MSELoss()
+    loss_fn = loss_function(config.loss)
     state.model.train()
     started, last_save = time.monotonic(), time.monotonic()
     base_elapsed = state.elapsed_s
@@ -178,6 +178,7 @@ def run_device_loop(
         optimizer_state=optimizer_state,
         use_graph=config.steps - state.step > 16,
         targets=teacher,
+        loss=config.loss,
     )
     state.optimizer = stepper.optimizer
 
@@ -236,6 +237,7 @@ def build_metadata(
             "degradation": degradation.describe(),
             "degrade": degradation.spec(),
             "patch": {"input": config.input_patch, "hr": config.hr_patch},
+            "loss": config.loss,
             "batch": config.batch,
             "steps": config.steps,
             "epochs": config.steps / STEPS_PER_EPOCH,

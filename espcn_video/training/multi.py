@@ -71,6 +71,7 @@ def build_run(
         per_call=per_call,
         use_graph=use_graph,
         targets=teacher.to(device) if teacher is not None else None,
+        loss=config.loss,
     )
     return Run(config, stepper, val_pairs, report)
 
