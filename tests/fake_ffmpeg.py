@@ -12,6 +12,9 @@ FAKE_MODE picks the fault; FAKE_REAL_FFMPEG is the real binary used for everythi
                     that always kills its worker: Dask gives up with KilledWorker)
   fail-last-chunk   the decoder of the last chunk (no end bound) always exits 1
   decoder-slow      decoder sends frame by frame, 0.3 s apart (a run to interrupt)
+  encoder-crash-once  the first encoder reading a pipe (while FAKE_ONCE exists) aborts (SIGABRT), as the
+                    bundled libx265 now and then does ("free(): invalid next size (fast)")
+  encoder-crash     every encoder reading a pipe aborts so
 """
 
 from __future__ import annotations
@@ -45,6 +48,13 @@ def main() -> int:
         return 1
     if is_decoder and mode.startswith(("decoder", "stderr")):
         return fake_decoder(real, args, mode)
+    crash_once = mode == "encoder-crash-once" and once and os.path.exists(once)
+    if is_encoder and (crash_once or mode == "encoder-crash"):
+        if crash_once:
+            os.unlink(once)
+        sys.stderr.write("free(): invalid next size (fast)\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGABRT)
     if is_encoder and mode == "encoder-no-space":
         sys.stdin.buffer.read(4096)
         sys.stderr.write("[out#0/mp4] Error writing trailer: No space left on device\n")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from espcn_video.errors import UsageError
+from espcn_video.errors import EspcnVideoError, UsageError
 from espcn_video.quality.degrade import degrade, imresize, parse_degradation
 from espcn_video.quality.image_metrics import compute_psnr
 from tests.conftest import run_cli
@@ -332,3 +333,25 @@ def test_making_the_lr_clip_is_said_but_not_counted_as_a_run(capsys: pytest.Capt
         "psnr [1/2] a.y4m: espcn",
         "psnr [2/2] a.y4m: bicubic",
     ]
+
+
+def test_an_encoder_crash_is_tried_again_then_said_in_one_line(
+    fake_ffmpeg: Callable[[str], dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundled libx265 now and then aborts on a clip it codes fine when run again (seen while
+    making `real:...:inter=1` training data): one crash costs a retry, not the whole preparation."""
+    hr = smooth_hr()
+    chain = parse_degradation("bicubic,x265:crf=30")
+    expected = degrade(hr, 3, chain)  # the real ffmpeg
+    once = tmp_path / "once"
+    once.touch()
+    for key, value in {**fake_ffmpeg("encoder-crash-once"), "FAKE_ONCE": str(once)}.items():
+        monkeypatch.setenv(key, value)
+    np.testing.assert_array_equal(degrade(hr, 3, chain), expected)
+    assert not once.exists()  # the first encoder did crash
+    monkeypatch.setenv("FAKE_MODE", "encoder-crash")
+    with pytest.raises(EspcnVideoError) as failed:
+        degrade(hr, 3, chain)
+    assert (
+        str(failed.value) == "--degrade x265: ffmpeg crashed (signal SIGABRT) 3 times: free(): invalid next size (fast)"
+    )

@@ -22,7 +22,11 @@ aliasing threshold (docs/robustness.md, "auto on inter-coded video"):
 `--rows FILE` replays the thresholds on rows an earlier run saved (FILE.rows.json beside --json).
 `--third PRESET` scores a third, compressed-LR preset too and replays the three-way choice (the
 clean preset as shipped; the third where the LR is compressed and its aliasing index at most the
-threshold; else the real one) with the same rule for that threshold.
+threshold; else the real one) with the same rule for that threshold. With `--inter` too, on the
+P/B-frame rows, "compressed" meaning a P/B QP above the shipped limit (QP_MAX_INTER):
+
+    python tools/calibrate_auto.py --scale 3 --inter --third runs/espcn-x3-stream.pt \
+        --json docs/auto-choice-x3-stream.json
 """
 
 from __future__ import annotations
@@ -114,11 +118,12 @@ INTER_LIMITS = (20, 22, 24, 26, 28, 30, 32)
 QP_MARGIN = 2  # towards the real preset, for content the 20 images do not have
 
 
-def score_inter_rows(scale: int) -> list[dict[str, Any]]:
-    """Clean, real and bicubic on each held-out image coded as a P/B frame of a moving clip, with
-    the mean QP of the clip's P and B frames (what the look reads on a stream)."""
+def score_inter_rows(scale: int, third: str | None = None) -> list[dict[str, Any]]:
+    """Clean, real (and a third preset's) and bicubic on each held-out image coded as a P/B frame
+    of a moving clip, with the mean QP of the clip's P and B frames (what the look reads on a stream)."""
     clean, _ = load_preset(f"espcn-x{scale}")
     real, _ = load_preset(f"espcn-x{scale}-real")
+    models = [("clean", clean), ("real", real)] + ([("third", load_preset(third)[0])] if third else [])
     rows = []
     for label, hr_full in held_out(scale):
         hr = mod_crop(hr_full, scale)
@@ -130,7 +135,7 @@ def score_inter_rows(scale: int) -> list[dict[str, Any]]:
             inter = [q for q, t in zip(qps, types, strict=False) if t in ("P", "B")]
             row: dict[str, Any] = {"image": label, "chain": spec, "aliasing": aliasing_index(lr8)}
             row["inter_qp"] = float(np.mean(inter)) if inter else None
-            for key, model in (("clean", clean), ("real", real)):
+            for key, model in models:
                 row[key] = compute_psnr(hr, to_code_values(upscale_y(model, lr8 / 255.0, scale)), 255.0, scale)
             row["bicubic"] = compute_psnr(hr, to_code_values(imresize(lr8 / 255.0, scale)), 255.0, scale)
             rows.append(row)
@@ -191,17 +196,22 @@ def inter_main(scale: int, json_path: Path | None, rows_path: Path | None) -> No
         json_path.write_text(json.dumps(doc, indent=1) + "\n")
 
 
-def replay_third(rows: list[dict[str, Any]], clean_max: float, threshold: float) -> dict[str, float]:
-    """The three-way choice: the clean preset as auto has it (aliasing <= clean_max, QP <= QP_MAX),
-    else the third (a compressed-LR preset) where aliasing <= threshold and the LR is compressed
-    (QP above QP_MAX or unread), else the real one; gains are over the two-way auto."""
-    gains, worst, picked = [], np.inf, 0
+def replay_third(
+    rows: list[dict[str, Any]], clean_max: float, threshold: float, inter: bool = False
+) -> dict[str, Any]:
+    """The three-way choice: the clean preset as auto has it (aliasing <= clean_max, QP <= QP_MAX;
+    with `inter`, the P/B-frame QP <= QP_MAX_INTER), else the third (a compressed-LR preset) where
+    aliasing <= threshold and the LR is compressed (QP above that limit or unread), else the real
+    one; gains are over the two-way auto. Also the mean gain on the cases the third is chosen for."""
+    gains, worst, picked, on_picked = [], np.inf, 0, []
     for r in rows:
-        qp = chain_qp(r["chain"])
+        qp, limit = (r["inter_qp"], QP_MAX_INTER) if inter else (chain_qp(r["chain"]), QP_MAX)
         low = r["aliasing"] is not None
-        clean = low and r["aliasing"] <= clean_max and qp is not None and qp <= QP_MAX
-        third = not clean and low and r["aliasing"] <= threshold and (qp is None or qp > QP_MAX)
+        clean = low and r["aliasing"] <= clean_max and qp is not None and qp <= limit
+        third = not clean and low and r["aliasing"] <= threshold and (qp is None or qp > limit)
         picked += third
+        if third:
+            on_picked.append(r["third"] - r["real"])
         two_way = r["clean"] if clean else r["real"]
         value = r["third"] if third else two_way
         gains.append(value - two_way)
@@ -211,6 +221,7 @@ def replay_third(rows: list[dict[str, Any]], clean_max: float, threshold: float)
         "mean_gain_over_real_db": round(float(np.mean(gains)), 4),  # here: over the two-way auto
         "worst_vs_bicubic_db": round(float(worst), 3),
         "clean_chosen": picked,  # here: the third preset chosen
+        "gain_where_chosen_db": round(float(np.mean(on_picked)), 4) if on_picked else None,
         "cases": len(rows),
     }
 
@@ -241,21 +252,24 @@ def main() -> None:
     )
     parser.add_argument("--inter", action="store_true", help="replay a P/B-frame QP limit on moving clips")
     args = parser.parse_args()
-    if args.inter:
+    if args.inter and args.third is None:
         inter_main(args.scale, args.json, args.rows)
         return
-    rows = json.loads(args.rows.read_text()) if args.rows else score_rows(args.scale, args.third)
+    if args.rows:
+        rows = json.loads(args.rows.read_text())
+    else:
+        rows = score_inter_rows(args.scale, args.third) if args.inter else score_rows(args.scale, args.third)
     if args.third is not None:
         if args.json is not None:
             args.json.with_suffix(".rows.json").write_text(json.dumps(rows) + "\n")
         clean_max = ALIAS_MAX[args.scale]
-        table = [replay_third(rows, clean_max, t) for t in THRESHOLDS]
+        table = [replay_third(rows, clean_max, t, args.inter) for t in THRESHOLDS]
         chains = sorted({r["chain"] for r in rows}, key=[r["chain"] for r in rows].index)
         per_chain = {
             c: round(float(np.mean([r["third"] - r["real"] for r in rows if r["chain"] == c])), 3) for c in chains
         }
-        doc = {"scale": args.scale, "third": args.third, "thresholds": table, "suggested": suggest(table),
-               "third_minus_real_per_chain_db": per_chain}  # fmt: skip
+        doc = {"scale": args.scale, "third": args.third, "inter": args.inter, "thresholds": table,
+               "suggested": suggest(table), "third_minus_real_per_chain_db": per_chain}  # fmt: skip
         print(json.dumps(doc, indent=1))
         if args.json is not None:
             args.json.write_text(json.dumps(doc, indent=1) + "\n")

@@ -300,6 +300,9 @@ def parse_frame_types(log: str) -> list[str]:
     return _FRAME_TYPE.findall(log)
 
 
+ENCODE_TRIES = 3  # an encoder or decoder killed by a signal is run again, up to this many times in all
+
+
 def compress_clip(
     frames01: list[np.ndarray],
     codec: str,
@@ -311,6 +314,7 @@ def compress_clip(
     with the encoder's defaults (so after the first frame come P and B frames). With `qps`, the
     decoder's H.264 frame quantizers are appended to it (what `upscale`'s look reads); with
     `types`, each frame's picture type (I, P, B) in display order."""
+    import signal
     import subprocess
 
     from espcn_video.errors import EspcnVideoError
@@ -328,14 +332,23 @@ def compress_clip(
     look = ["-v", "info", "-export_side_data", "venc_params"] if shown else ["-v", "error"]
     decode = [ffmpeg, "-nostdin", *look, "-f", "matroska", "-i", "pipe:0", *raw[:4]]
     decode += [*(["-vf", "showinfo"] if shown else []), "pipe:1"]
-    try:
-        data = b"".join(code.tobytes() for code in codes)
-        stream = subprocess.run(encode, input=data, capture_output=True, timeout=120, check=True).stdout
-        done = subprocess.run(decode, input=stream, capture_output=True, timeout=120, check=True)
-        out = done.stdout
-    except subprocess.CalledProcessError as exc:
-        lines = exc.stderr.decode(errors="replace").strip().splitlines()
-        raise EspcnVideoError(f"--degrade {codec}: ffmpeg failed: {lines[-1] if lines else exc}") from None
+    data = b"".join(code.tobytes() for code in codes)
+    for attempt in range(1, ENCODE_TRIES + 1):
+        try:
+            stream = subprocess.run(encode, input=data, capture_output=True, timeout=120, check=True).stdout
+            done = subprocess.run(decode, input=stream, capture_output=True, timeout=120, check=True)
+            break
+        except subprocess.CalledProcessError as exc:
+            lines = exc.stderr.decode(errors="replace").strip().splitlines()
+            last = lines[-1] if lines else str(exc)
+            if exc.returncode >= 0:
+                raise EspcnVideoError(f"--degrade {codec}: ffmpeg failed: {last}") from None
+            # killed by a signal: the bundled libx265 aborts now and then on a clip it codes
+            # fine when run again ("free(): invalid next size"), so a crash is tried again
+            if attempt == ENCODE_TRIES:
+                crash = f"signal {signal.Signals(-exc.returncode).name}"
+                raise EspcnVideoError(f"--degrade {codec}: ffmpeg crashed ({crash}) {attempt} times: {last}") from None
+    out = done.stdout
     if len(out) != h * w * len(codes):
         raise EspcnVideoError(f"--degrade {codec}: ffmpeg gave {len(out)} bytes for {len(codes)} {w}x{h} frames")
     log = done.stderr.decode(errors="replace")
