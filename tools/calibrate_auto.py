@@ -196,9 +196,7 @@ def inter_main(scale: int, json_path: Path | None, rows_path: Path | None) -> No
         json_path.write_text(json.dumps(doc, indent=1) + "\n")
 
 
-def replay_third(
-    rows: list[dict[str, Any]], clean_max: float, threshold: float, inter: bool = False
-) -> dict[str, Any]:
+def replay_third(rows: list[dict[str, Any]], clean_max: float, threshold: float, inter: bool = False) -> dict[str, Any]:
     """The three-way choice: the clean preset as auto has it (aliasing <= clean_max, QP <= QP_MAX;
     with `inter`, the P/B-frame QP <= QP_MAX_INTER), else the third (a compressed-LR preset) where
     aliasing <= threshold and the LR is compressed (QP above that limit or unread), else the real
