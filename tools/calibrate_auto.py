@@ -68,10 +68,14 @@ def chain_qp(spec: str) -> float | None:
     return 0.0
 
 
+def scored_models(scale: int, third: str | None) -> list[tuple[str, Any]]:
+    """(column, network) of every preset a replay scores: the clean and the real preset, and a third."""
+    names = [("clean", f"espcn-x{scale}"), ("real", f"espcn-x{scale}-real")] + ([("third", third)] if third else [])
+    return [(key, load_preset(name)[0]) for key, name in names]
+
+
 def score_rows(scale: int, third: str | None = None) -> list[dict[str, Any]]:
-    clean, _ = load_preset(f"espcn-x{scale}")
-    real, _ = load_preset(f"espcn-x{scale}-real")
-    models = [("clean", clean), ("real", real)] + ([("third", load_preset(third)[0])] if third else [])
+    models = scored_models(scale, third)
     rows = []
     for label, hr_full in held_out(scale):
         hr = mod_crop(hr_full, scale)
@@ -121,9 +125,7 @@ QP_MARGIN = 2  # towards the real preset, for content the 20 images do not have
 def score_inter_rows(scale: int, third: str | None = None) -> list[dict[str, Any]]:
     """Clean, real (and a third preset's) and bicubic on each held-out image coded as a P/B frame
     of a moving clip, with the mean QP of the clip's P and B frames (what the look reads on a stream)."""
-    clean, _ = load_preset(f"espcn-x{scale}")
-    real, _ = load_preset(f"espcn-x{scale}-real")
-    models = [("clean", clean), ("real", real)] + ([("third", load_preset(third)[0])] if third else [])
+    models = scored_models(scale, third)
     rows = []
     for label, hr_full in held_out(scale):
         hr = mod_crop(hr_full, scale)

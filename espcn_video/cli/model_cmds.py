@@ -16,6 +16,7 @@ from rich.table import Table
 from espcn_video.cli.common import SCALE, emit_json, guarded, stderr_console
 from espcn_video.errors import UsageError
 from espcn_video.settings import BACKENDS, PRECISIONS
+from espcn_video.training.config import LOSSES
 
 SHARED_TRAIN_SETS = ("T91", "General100", "BSD200")
 SHARED_TEST_SETS = ("Set5", "Set14")
@@ -209,7 +210,7 @@ def parse_widths(ctx: click.Context, param: click.Parameter, value: str) -> tupl
 )
 @click.option(
     "--loss",
-    type=click.Choice(["l2", "l1"]),
+    type=click.Choice(LOSSES),
     default="l2",
     show_default=True,
     help="l2: mean squared error (what PSNR measures); l1: mean absolute error. An L1-then-L2 schedule is an "
