@@ -17,7 +17,7 @@ from espcn_video.model.presets import load_preset
 from espcn_video.quality.degrade import gaussian_degrade, imresize, mod_crop, parse_degradation
 from espcn_video.quality.images import read_y_plane, rgb_to_y
 from espcn_video.training.config import TrainConfig
-from espcn_video.training.data import TOO_SMALL
+from espcn_video.training.data import TOO_SMALL, rescaled
 from espcn_video.training.loop import train
 
 # --- PixelShuffle -------------------------------------------------------------------------
@@ -219,6 +219,44 @@ def test_l1_loss_is_recorded_and_resume_keeps_it(image_folder: Path, tmp_path: P
     assert changed  # same seed, same batches: only the loss differs
     with pytest.raises(UsageError, match="loss='l1' \\(now 'l2'\\)"):
         train(_config(image_folder, tmp_path / "l1", steps=2, resume=True))
+
+
+def test_rescale_adds_each_image_downscaled_and_rounded_to_8_bits() -> None:
+    rng = np.random.default_rng(1)
+    big = np.clip(np.rint(rng.normal(120, 40, (90, 100))), 16, 235)
+    small = np.clip(np.rint(rng.normal(120, 40, (60, 60))), 16, 235)
+    planes, labels, too_small = rescaled([big, small], ["a.png", "b.png"], (0.9, 0.7), 3, 51)
+    # 90x100 at 0.9 -> 81x90, at 0.7 -> 63x70 -> mod 3: 63x69; 60x60 at 0.9 -> 54x54; at 0.7 -> 42 < 51.
+    assert labels == ["a.png@0.9", "b.png@0.9", "a.png@0.7"]
+    assert [p.shape for p in planes] == [(81, 90), (54, 54), (63, 69)]
+    assert too_small == 1
+    np.testing.assert_array_equal(planes[0], np.clip(np.floor(imresize(big, 0.9) + 0.5), 16, 235))
+    assert all(np.array_equal(p, np.rint(p)) and p.min() >= 16 and p.max() <= 235 for p in planes)
+
+
+@pytest.mark.slow
+def test_rescale_grows_the_training_set_not_the_hold_out_and_resume_keeps_it(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    plain = train(_config(image_folder, tmp_path / "plain", steps=2))
+    more = train(_config(image_folder, tmp_path / "more", steps=2, rescale=(0.9, 0.8)))
+    images, plain_images = more.metadata["training"]["images"], plain.metadata["training"]["images"]
+    assert more.metadata["training"]["rescale"] == [0.9, 0.8]
+    assert "rescale" not in plain.metadata["training"] and "rescaled" not in plain_images
+    assert (images["train"], images["val"]) == (plain_images["train"], plain_images["val"])
+    assert images["rescaled"] + images["rescaled_too_small"] == 2 * images["train"]
+    # 64x70 and 60x66 images keep a 51x51 HR patch at 0.8 (52x56, 48x53 -> no); 60x60 ones only at 0.9.
+    assert images["rescaled"] > images["train"] and images["rescaled_too_small"] > 0
+    assert more.val_psnr_db is not None and plain.val_psnr_db is not None
+    with pytest.raises(UsageError, match="rescale=\\[0.9, 0.8\\] \\(now \\[\\]\\)"):
+        train(_config(image_folder, tmp_path / "more", steps=2, resume=True))
+
+
+def test_rescale_out_of_range_is_one_line_usage_error(tmp_path: Path) -> None:
+    proc = run_cli("train", "--rescale", "0.9,1.2", "--steps", "1", "--data", str(tmp_path))
+    assert proc.returncode == 2
+    err = proc.stderr.decode()
+    assert "'0.9,1.2' is not a list of distinct factors" in err and "Traceback" not in err
 
 
 @pytest.mark.slow

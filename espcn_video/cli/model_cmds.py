@@ -134,6 +134,21 @@ def parse_widths(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     return int(parts[0]), int(parts[1])
 
 
+def parse_rescale(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...]:
+    """--rescale F[,F...]: distinct factors strictly between 0.2 and 1."""
+    if not value:
+        return ()
+    try:
+        factors = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        factors = ()
+    if not factors or not all(0.2 <= f < 1.0 for f in factors) or len(set(factors)) != len(factors):
+        raise click.BadParameter(
+            f"{value!r} is not a list of distinct factors from 0.2 to below 1, e.g. 0.9,0.8,0.7,0.6"
+        )
+    return factors
+
+
 @click.command("train")
 @click.option("--scale", type=SCALE, default=3, show_default=True)
 @click.option(
@@ -216,6 +231,13 @@ def parse_widths(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     help="l2: mean squared error (what PSNR measures); l1: mean absolute error. An L1-then-L2 schedule is an "
     "l1 run, then an l2 run with --init (docs/training.md).",
 )
+@click.option(
+    "--rescale",
+    default=None,
+    callback=parse_rescale,
+    help="Scale augmentation: every training image is also used downscaled by each factor (antialiased "
+    "bicubic, rounded to 8 bits), e.g. 0.9,0.8,0.7,0.6 as in FSRCNN. The held-out images are not.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads. Default: all cores.")
 @click.option(
@@ -254,6 +276,7 @@ def train_cmd(
     teacher: str | None,
     teacher_weight: float,
     loss: str,
+    rescale: tuple[float, ...],
     device: str,
     threads: int | None,
     loop: str,
@@ -287,6 +310,7 @@ def train_cmd(
         teacher=teacher,
         teacher_weight=teacher_weight,
         loss=loss,
+        rescale=rescale,
         val_every=val_every,
         loop=loop,
         eval_dirs=() if no_eval else default_eval_dirs(),

@@ -61,6 +61,7 @@ def fingerprint(config: TrainConfig, report: DataReport) -> dict[str, Any]:
         "patch": config.input_patch,
         "teacher": [config.teacher, config.teacher_weight] if config.teacher else None,
         "loss": config.loss,
+        "rescale": list(config.rescale),
         "images": hashlib.sha256("\n".join(report.train + report.val).encode()).hexdigest()[:16],
     }
 
@@ -111,6 +112,7 @@ def check_fingerprint(ckpt: dict[str, Any], stamp: dict[str, Any], where: Path) 
     saved.setdefault("teacher", None)  # and before --teacher
     saved.setdefault("blocks", 0)  # and before --blocks
     saved.setdefault("loss", "l2")  # and --loss
+    saved.setdefault("rescale", [])  # and --rescale
     saved.setdefault("patch", SRCNN_PATCH if saved.get("arch") == "srcnn" else LR_PATCH)  # and --patch
     diffs = [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in stamp.items() if saved.get(k) != v]
     if diffs:

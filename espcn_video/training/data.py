@@ -28,7 +28,7 @@ from espcn_video.quality.degrade import (
     mod_crop,
     parse_training_degradation,
 )
-from espcn_video.quality.images import UnusableImage, list_images, read_y_plane
+from espcn_video.quality.images import UnusableImage, list_images, matlab_round, read_y_plane
 from espcn_video.training.config import TrainConfig
 
 TOO_SMALL = "smaller than one HR patch"
@@ -41,6 +41,8 @@ class DataReport:
     val: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     notes: Counter[str] = field(default_factory=Counter)
+    rescaled: int = 0  # extra training planes made by --rescale (the held-out images are never rescaled)
+    rescaled_too_small: int = 0
 
     def skip_counts(self) -> dict[str, int]:
         return dict(Counter(item["reason"] for item in self.skipped))
@@ -52,6 +54,11 @@ class DataReport:
             "skipped": self.skip_counts(),
             "skipped_files": self.skipped,
             "converted": dict(self.notes),
+            **(
+                {"rescaled": self.rescaled, "rescaled_too_small": self.rescaled_too_small}
+                if self.rescaled or self.rescaled_too_small
+                else {}
+            ),
         }
 
 
@@ -110,6 +117,28 @@ def _folder_planes(folders: tuple[Path, ...], report: DataReport) -> Iterator[tu
                 report.skipped.append({"file": label, "reason": exc.reason})
                 continue
             yield label, hr_y, note
+
+
+def rescaled(
+    planes: list[np.ndarray], labels: list[str], factors: tuple[float, ...], scale: int, hr_patch: int
+) -> tuple[list[np.ndarray], list[str], int]:
+    """Scale augmentation (FSRCNN, Dong et al. 2016): each HR plane again at every factor in
+    `factors` (each below 1), by MATLAB's antialiased bicubic imresize, rounded to code values in
+    [16, 235] as a downscaled image saved in 8 bits would be, then mod-cropped. Returns the extra
+    (planes, labels `name@factor`, how many came out smaller than one HR patch and were left out);
+    the originals are not repeated."""
+    extra: list[np.ndarray] = []
+    extra_labels: list[str] = []
+    too_small = 0
+    for factor in factors:
+        for hr, label in zip(planes, labels, strict=True):
+            small = mod_crop(np.clip(matlab_round(imresize(hr, factor)), 16.0, 235.0), scale)
+            if min(small.shape) < hr_patch:
+                too_small += 1
+                continue
+            extra.append(small)
+            extra_labels.append(f"{label}@{factor:g}")
+    return extra, extra_labels, too_small
 
 
 def split_validation(count: int, fraction: float, seed: int) -> np.ndarray:
@@ -240,13 +269,21 @@ def prepare_data(
     report.train = [name for i, (name, _) in enumerate(labelled) if i not in val_idx]
     report.val = [name for i, (name, _) in enumerate(labelled) if i in val_idx]
     val_hr = [hr for i, (_, hr) in enumerate(labelled) if i in val_idx]
+    train_labels = list(report.train)
+    if config.rescale:
+        extra, extra_labels, report.rescaled_too_small = rescaled(
+            train_hr, train_labels, config.rescale, config.scale, config.hr_patch
+        )
+        train_hr += extra
+        train_labels += extra_labels
+        report.rescaled = len(extra)
     model = parse_training_degradation(config.degrade)
     if isinstance(model, RandomChains):
         model = RandomChains(variants=VAL_VARIANTS)  # one yardstick for every `real:...` mix
     val_chains = draw_chains(model, report.val, config.scale, config.seed, "val")
     val_lrs = degrade_all(val_hr, val_chains, config.scale, None)
     val_pairs = [(val_hr[i], lr) for (i, _), lr in zip(val_chains, val_lrs, strict=True)]
-    return make_planes(config, train_hr, report.train), val_pairs, report
+    return make_planes(config, train_hr, train_labels), val_pairs, report
 
 
 def with_context(planes: PlaneSet, context: int, stride: int) -> PlaneSet:

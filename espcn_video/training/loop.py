@@ -238,6 +238,7 @@ def build_metadata(
             "degrade": degradation.spec(),
             "patch": {"input": config.input_patch, "hr": config.hr_patch},
             "loss": config.loss,
+            **({"rescale": list(config.rescale)} if config.rescale else {}),
             "batch": config.batch,
             "steps": config.steps,
             "epochs": config.steps / STEPS_PER_EPOCH,
