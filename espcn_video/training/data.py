@@ -48,6 +48,7 @@ class DataReport:
         return dict(Counter(item["reason"] for item in self.skipped))
 
     def as_dict(self) -> dict[str, Any]:
+        rescale = {"rescaled": self.rescaled, "rescaled_too_small": self.rescaled_too_small}
         return {
             "train": len(self.train),
             "val": len(self.val),
