@@ -55,11 +55,7 @@ class DataReport:
             "skipped": self.skip_counts(),
             "skipped_files": self.skipped,
             "converted": dict(self.notes),
-            **(
-                {"rescaled": self.rescaled, "rescaled_too_small": self.rescaled_too_small}
-                if self.rescaled or self.rescaled_too_small
-                else {}
-            ),
+            **(rescale if self.rescaled or self.rescaled_too_small else {}),
         }
 
 
