@@ -355,3 +355,31 @@ def test_an_encoder_crash_is_tried_again_then_said_in_one_line(
     assert (
         str(failed.value) == "--degrade x265: ffmpeg crashed (signal SIGABRT) 3 times: free(): invalid next size (fast)"
     )
+
+
+def test_psnr_s_lr_encode_is_tried_again_after_a_crash_then_fails_in_one_line(  # type: ignore[no-untyped-def]
+    ffmpeg: str, clips, fake_ffmpeg: Callable[[str], dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """psnr's LR clip is a stream (decoder, downscale, noise, encoder): a crashed encoder is run
+    again from a fresh stream, and its LR is the one an uncrashed run makes."""
+    from tests.conftest import decode_y4m
+
+    clip = clips("chain_src.y4m", "-pix_fmt", "yuv420p", src="testsrc2=s=96x54:r=10:d=0.5")
+    spec = "bicubic-noaa,noise:2,x264:crf=30"
+    plain = _make_lr(ffmpeg, clip, spec, tmp_path / "plain")
+    once = tmp_path / "once"
+    once.touch()
+    env = {**fake_ffmpeg("encoder-crash-once"), "FAKE_ONCE": str(once)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    crashed = _make_lr(env["ESPCN_VIDEO_FFMPEG"], clip, spec, tmp_path / "crashed")
+    assert not once.exists()  # the first encode did crash
+    _, want = decode_y4m(ffmpeg, plain.path)
+    _, got = decode_y4m(ffmpeg, crashed.path)
+    assert len(got) == len(want) == 5
+    assert all(np.array_equal(a, b) for x, y in zip(want, got, strict=True) for a, b in zip(x, y, strict=True))
+    monkeypatch.setenv("FAKE_MODE", "encoder-crash")
+    done = run_cli("psnr", str(clip), "--scale", "3", "--methods", "bicubic", "--degrade", spec)
+    err = done.stderr.decode()
+    assert done.returncode != 0 and "Traceback" not in err
+    assert "LR encoder failed" in err and "SIGABRT" in err and "free(): invalid next size" in err, err

@@ -20,17 +20,25 @@ Frames are paired by order, as in the rest of psnr: the LR file has exactly the 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from espcn_video.errors import EspcnVideoError
+from espcn_video.errors import EspcnVideoError, FFmpegError
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.psnr_args import build_degrade_decode_args, build_lr_encode_args, hr_size_for
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header, write_frame
 from espcn_video.frames.sinks import check_decoder
-from espcn_video.quality.degrade import CODECS, Degradation, add_noise, build_degrade_filter, downscale
+from espcn_video.quality.degrade import (
+    CODECS,
+    ENCODE_TRIES,
+    Degradation,
+    add_noise,
+    build_degrade_filter,
+    downscale,
+)
 from espcn_video.settings import InputSpec
 
 
@@ -140,20 +148,23 @@ def make_lr_clip(
                     ]
                 yield dataclasses.replace(src_header, geometry=lr_geometry), planes
 
-    stream: Iterator[tuple[Y4MHeader, list[np.ndarray]]] = downscaled()
+    # Each stage is a function that starts its input stream afresh, so that an encode killed by a
+    # signal can be run again from the last file written (see _encode_retrying).
+    source: Callable[[], Iterator[tuple[Y4MHeader, list[np.ndarray]]]] = downscaled
     for k, stage in enumerate(degradation.stages):
         name, value = stage
         last = k == len(degradation.stages) - 1
         if name == "noise":
-            stream = _noisy(stream, value, peak)
+            source = functools.partial(_noisy_from, source, value, peak)
             continue
         encoded = folder / f"lr-{k}-{name}.mkv"
         padded = _even_geometry(lr_geometry)
         cmd = build_lr_encode_args(ffmpeg, CODECS[name], int(value), g.pix_fmt, str(encoded))
-        _encode(ffmpeg, _padded(stream, padded), cmd, clip.path)
+        _encode_retrying(ffmpeg, functools.partial(_padded_from, source, padded), cmd, clip.path)
         if last and padded == lr_geometry:
             return InputSpec(str(encoded))
-        stream = _cropped(_decoded(ffmpeg, encoded, g.pix_fmt, padded), lr_geometry)
+        source = functools.partial(_decoded_cropped, ffmpeg, encoded, g.pix_fmt, padded, lr_geometry)
+    stream = source()
     out = folder / "lr.y4m"
     with out.open("wb") as fh:
         first = True
@@ -170,6 +181,43 @@ def last_encoded(folder: Path) -> Path | None:
     have: it carries the encoder's quantizers, which a y4m made from it does not), if any."""
     encoded = sorted(folder.glob("lr-*.mkv"), key=lambda p: int(p.name.split("-")[1]))
     return encoded[-1] if encoded else None
+
+
+def _noisy_from(
+    source: Callable[[], Iterator[tuple[Y4MHeader, list[np.ndarray]]]], sigma: float, peak: int
+) -> Iterator[tuple[Y4MHeader, list[np.ndarray]]]:
+    return _noisy(source(), sigma, peak)
+
+
+def _padded_from(
+    source: Callable[[], Iterator[tuple[Y4MHeader, list[np.ndarray]]]], geometry: FrameGeometry
+) -> Iterator[tuple[Y4MHeader, list[np.ndarray]]]:
+    return _padded(source(), geometry)
+
+
+def _decoded_cropped(
+    ffmpeg: str, path: Path, pix_fmt: str, padded: FrameGeometry, geometry: FrameGeometry
+) -> Iterator[tuple[Y4MHeader, list[np.ndarray]]]:
+    return _cropped(_decoded(ffmpeg, path, pix_fmt, padded), geometry)
+
+
+def _encode_retrying(
+    ffmpeg: str, source: Callable[[], Iterator[tuple[Y4MHeader, list[np.ndarray]]]], cmd: list[str], clip: str
+) -> None:
+    """_encode, run again (from a fresh input stream) when an ffmpeg of the stage was killed by a
+    signal: the bundled libx265 aborts now and then on a clip it codes fine the next time ("free():
+    invalid next size"). Up to ENCODE_TRIES runs; any other failure, or the last crash, is raised."""
+    for attempt in range(1, ENCODE_TRIES + 1):
+        stream = source()
+        try:
+            _encode(ffmpeg, stream, cmd, clip)
+            return
+        except FFmpegError as exc:
+            if exc.returncode >= 0 or attempt == ENCODE_TRIES:
+                raise
+        finally:
+            if isinstance(stream, Generator):
+                stream.close()  # stops this attempt's decoders now, not when collected
 
 
 def _encode(ffmpeg: str, stream: Iterator[tuple[Y4MHeader, list[np.ndarray]]], cmd: list[str], source: str) -> None:
