@@ -259,6 +259,56 @@ def test_rescale_out_of_range_is_one_line_usage_error(tmp_path: Path) -> None:
     assert "'0.9,1.2' is not a list of distinct factors" in err and "Traceback" not in err
 
 
+def test_repconv_is_exactly_its_three_branches_and_collapses_to_one_conv() -> None:
+    from espcn_video.training.reparam import RepConv2d, collapsed, expanded
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(6, 4, kernel_size=5, padding=2)
+    rep = RepConv2d(conv, expand=3)
+    for p in rep.parameters():  # every branch active, not just the zero-started ones
+        torch.nn.init.normal_(p, std=0.2)
+    x = torch.randn(2, 6, 11, 9)
+    by_branches = (
+        torch.nn.functional.conv2d(x, rep.main, rep.bias, padding=2)
+        + torch.nn.functional.conv2d(torch.nn.functional.conv2d(x, rep.down), rep.up, padding=2)
+        + torch.nn.functional.conv2d(x, rep.point)
+    )
+    torch.testing.assert_close(rep(x), by_branches, atol=1e-5, rtol=1e-5)
+    # a fresh expansion computes what the network did; the collapsed copy is a plain network again
+    net = ESPCN(3)
+    lr = torch.rand(1, 1, 12, 10)
+    before = net(lr)
+    grown = expanded(net, 2)
+    torch.testing.assert_close(grown(lr), before, atol=0, rtol=0)
+    for p in grown.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    plain = collapsed(grown)
+    assert set(plain.state_dict()) == set(ESPCN(3).state_dict())
+    torch.testing.assert_close(plain(lr), grown(lr), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_expand_trains_a_wider_sum_and_writes_the_plain_network(image_folder: Path, tmp_path: Path) -> None:
+    from espcn_video.training.checkpoints import initial_model
+
+    init = tmp_path / "init.pt"
+    start = train(_config(image_folder, tmp_path / "start", steps=2, out=init))
+    config = _config(image_folder, tmp_path / "rep", steps=3, expand=2, init_from=str(start.out))
+    lr = torch.rand(1, 1, 14, 13)
+    preset, _ = load_preset(init)
+    torch.testing.assert_close(initial_model(config)(lr), preset(lr), atol=0, rtol=0)  # step 0 = the preset
+    done = train(config)
+    assert done.metadata["training"]["expand"] == 2
+    plain, _ = load_preset(done.out)  # the written preset: the plain 5-3-3 network
+    assert isinstance(plain, ESPCN) and set(plain.state_dict()) == set(ESPCN(3).state_dict())
+    trained = initial_model(config)  # the expanded network, with the checkpoint's weights
+    trained.load_state_dict(torch.load(config.checkpoint_path, weights_only=False)["model"])
+    torch.testing.assert_close(plain(lr), trained(lr), atol=1e-6, rtol=1e-5)
+    assert not torch.equal(plain(lr), preset(lr))
+    with pytest.raises(UsageError, match="expand=2 \\(now 0\\)"):
+        train(_config(image_folder, tmp_path / "rep", steps=3, init_from=str(start.out), resume=True))
+
+
 @pytest.mark.slow
 def test_srcnn_trains_on_upscaled_patches(image_folder: Path, tmp_path: Path) -> None:
     result = train(_config(image_folder, tmp_path, arch="srcnn", steps=3, out=tmp_path / "srcnn-x3.pt"))

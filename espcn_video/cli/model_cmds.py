@@ -232,6 +232,14 @@ def parse_rescale(ctx: click.Context, param: click.Parameter, value: str | None)
     "l1 run, then an l2 run with --init (docs/training.md).",
 )
 @click.option(
+    "--expand",
+    type=click.IntRange(min=0, max=8),
+    default=0,
+    show_default=True,
+    help="Train every convolution as three linear branches (itself, a 1x1 then kxk factorisation E times "
+    "wider, a 1x1) that fold into one: the preset written is the plain network, same speed (docs/training.md).",
+)
+@click.option(
     "--rescale",
     default=None,
     callback=parse_rescale,
@@ -276,6 +284,7 @@ def train_cmd(
     teacher: str | None,
     teacher_weight: float,
     loss: str,
+    expand: int,
     rescale: tuple[float, ...],
     device: str,
     threads: int | None,
@@ -310,6 +319,7 @@ def train_cmd(
         teacher=teacher,
         teacher_weight=teacher_weight,
         loss=loss,
+        expand=expand,
         rescale=rescale,
         val_every=val_every,
         loop=loop,

@@ -62,6 +62,7 @@ def fingerprint(config: TrainConfig, report: DataReport) -> dict[str, Any]:
         "teacher": [config.teacher, config.teacher_weight] if config.teacher else None,
         "loss": config.loss,
         "rescale": list(config.rescale),
+        "expand": config.expand,
         "images": hashlib.sha256("\n".join(report.train + report.val).encode()).hexdigest()[:16],
     }
 
@@ -113,6 +114,7 @@ def check_fingerprint(ckpt: dict[str, Any], stamp: dict[str, Any], where: Path) 
     saved.setdefault("blocks", 0)  # and before --blocks
     saved.setdefault("loss", "l2")  # and --loss
     saved.setdefault("rescale", [])  # and --rescale
+    saved.setdefault("expand", 0)  # and --expand
     saved.setdefault("patch", SRCNN_PATCH if saved.get("arch") == "srcnn" else LR_PATCH)  # and --patch
     diffs = [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in stamp.items() if saved.get(k) != v]
     if diffs:
@@ -124,6 +126,10 @@ def initial_model(config: TrainConfig) -> nn.Module:
     model = build_network(config)
     if config.init_from:
         model.load_state_dict(widened(initial_weights(config), model.state_dict(), config.init_from))
+    if config.expand:
+        from espcn_video.training.reparam import expanded
+
+        expanded(model, config.expand)  # the same function: the --init preset's output at step 0
     return model
 
 

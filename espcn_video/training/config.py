@@ -51,6 +51,7 @@ class TrainConfig:
     teacher: str | None = None  # an ESPCN preset of the same scale whose outputs join the targets
     teacher_weight: float = 0.5  # target = (1 - w)·HR + w·teacher(LR)
     loss: str = "l2"  # LOSSES: l2 (mean squared error) or l1 (mean absolute error)
+    expand: int = 0  # train each convolution as three foldable linear branches (training.reparam); 0: off
     rescale: tuple[float, ...] = ()  # scale augmentation: every training image again at these factors (< 1)
     val_fraction: float = 0.05
     val_every: int = 2000

@@ -47,6 +47,7 @@ from espcn_video.training.checkpoints import (
 )
 from espcn_video.training.config import STEPS_PER_EPOCH, TrainConfig, loss_function
 from espcn_video.training.data import DataReport, PatchSampler, PlaneSet, prepare_data, with_context
+from espcn_video.training.reparam import plain_network
 
 ProgressCallback = Callable[[int, int, float, "float | None"], None]
 
@@ -239,6 +240,7 @@ def build_metadata(
             "patch": {"input": config.input_patch, "hr": config.hr_patch},
             "loss": config.loss,
             **({"rescale": list(config.rescale)} if config.rescale else {}),
+            **({"expand": config.expand} if config.expand else {}),
             "batch": config.batch,
             "steps": config.steps,
             "epochs": config.steps / STEPS_PER_EPOCH,
@@ -319,7 +321,7 @@ def train(
         planes, patch = teacher_sampling(planes, config, teacher)
         sampler = PatchSampler(planes, patch, config.stride, state.rng)
         run_steps(config, state, sampler, val_pairs, device, stamp, on_progress, teacher)
-    model = state.model.to("cpu").eval()
+    model = plain_network(state.model.to("cpu").eval())
     atomic_torch_save({k: v.detach().clone() for k, v in model.state_dict().items()}, config.out)
     metadata = build_metadata(config, state.elapsed_s, state.val_psnr_db, report, threads, device)
     metadata["eval"] = measure_test_sets(config, model)

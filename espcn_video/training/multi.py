@@ -22,6 +22,7 @@ from espcn_video.training.config import TrainConfig
 from espcn_video.training.data import DataReport, prepare_data
 from espcn_video.training.device import DevicePatchSource, GraphStepper, run_concurrently, synchronize
 from espcn_video.training.loop import build_metadata, teacher_sampling, validate
+from espcn_video.training.reparam import plain_network
 
 Log = Callable[[str], None]
 
@@ -173,7 +174,7 @@ def train_together(
 
 def run_record(run: Run, device: torch.device) -> dict[str, Any]:
     """Weights and metadata (as training.loop.train writes them, plus the device and the curve)."""
-    weights = {k: v.detach().to("cpu", copy=True) for k, v in run.stepper.model.state_dict().items()}
+    weights = {k: v.detach().to("cpu", copy=True) for k, v in plain_network(run.stepper.model).state_dict().items()}
     meta = build_metadata(run.config, run.elapsed_s, run.val_psnr_db, run.report, torch.get_num_threads(), device)
     meta["training"]["device_name"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     meta["training"]["loop_detail"] = (
