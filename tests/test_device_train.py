@@ -187,9 +187,9 @@ def test_device_loop_resumes_exactly(folder: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_wide_and_distilled_runs_train_side_by_side(folder: Path, tmp_path: Path) -> None:
-    """The hq, distill and deep plans of tools/train_on_gpu.py on the CPU: a widened run, a run
-    distilled from a preset and a deepened one train together; their records carry the widths,
-    the teacher, the blocks and the patch."""
+    """The hq, distill, deep and expand plans of tools/train_on_gpu.py on the CPU: a widened run, a
+    run distilled from a preset, a deepened one and a re-parameterised one train together; their
+    records carry the widths, the teacher, the blocks, the patch and the expansion."""
     from espcn_video.training.multi import run_record, train_together
 
     first = train(_config(folder, tmp_path / "t", steps=2))
@@ -197,9 +197,15 @@ def test_wide_and_distilled_runs_train_side_by_side(folder: Path, tmp_path: Path
         _config(folder, tmp_path / "w", steps=4, init_from=str(first.out), widths=(96, 48)),
         _config(folder, tmp_path / "k", steps=4, teacher=str(first.out), teacher_weight=0.5),
         _config(folder, tmp_path / "d", steps=4, init_from=str(first.out), blocks=1, patch=12),
+        _config(folder, tmp_path / "e", steps=4, init_from=str(first.out), expand=2),
     ]
     runs = train_together(configs, torch.device("cpu"), use_graph=False, per_call=1, log=lambda line: None)
-    wide, distilled, deep = (run_record(run, torch.device("cpu")) for run in runs)
+    wide, distilled, deep, rep = (run_record(run, torch.device("cpu")) for run in runs)
+    # the expand plan: trained as three branches, recorded as the plain network it folds into
+    assert rep["metadata"]["training"]["expand"] == 2
+    assert {k: tuple(v.shape) for k, v in rep["state_dict"].items()} == {
+        k: tuple(v.shape) for k, v in torch.load(first.out, weights_only=True).items()
+    }
     assert deep["metadata"]["blocks"] == 1 and deep["metadata"]["training"]["patch"]["input"] == 12
     assert deep["state_dict"]["blocks.0.conv_b.weight"].abs().sum() > 0
     assert wide["metadata"]["channels"] == [96, 48] and wide["state_dict"]["conv1.weight"].shape[0] == 96

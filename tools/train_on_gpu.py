@@ -60,14 +60,31 @@ DEEP = [(f"espcn-x{r}-deep", "espcn", r, f"espcn-x{r}", 64, 3e-4, DEFAULT_WIDTHS
 DISTILL_DEEP = [
     (f"espcn-x{r}-kd-deep", "espcn", r, f"espcn-x{r}", 64, 5e-4, DEFAULT_WIDTHS, f"espcn-x{r}-deep") for r in (2, 3, 4)
 ]
-PLANS = {"first": RUNS, "restart": RESTARTS, "hq": HQ, "distill": DISTILL, "deep": DEEP, "distill-deep": DISTILL_DEEP}
+# Structural re-parameterisation (train --expand 2, docs/training.md) from scratch, where it is
+# said to help most, beside the plain network at the same steps: what it gives is the difference.
+# + blocks, patch and expand after the teacher.
+EXPAND = [
+    (f"espcn-x{r}-{kind}", "espcn", r, None, 64, 1e-3, DEFAULT_WIDTHS, None, 0, None, expand)
+    for r in (2, 3, 4)
+    for kind, expand in (("plain", 0), ("rep", 2))
+]
+PLANS = {
+    "first": RUNS,
+    "restart": RESTARTS,
+    "hq": HQ,
+    "distill": DISTILL,
+    "deep": DEEP,
+    "distill-deep": DISTILL_DEEP,
+    "expand": EXPAND,
+}
+DEFAULT_EXTRA = (DEFAULT_WIDTHS, None, 0, None, 0)  # widths, teacher, blocks, patch, expand
 
 
 def run_configs(plan: str, out: Path, device: str, wanted: set[str]) -> list[TrainConfig]:
     """The plan's runs (all, or those named), as TrainConfigs with an open-ended step count."""
     configs = []
     for name, arch, scale, init, batch, lr, *extra in PLANS[plan]:
-        widths, teacher, blocks, patch = (*extra, 0, None)[:4] if extra else (DEFAULT_WIDTHS, None, 0, None)
+        widths, teacher, blocks, patch, expand = (*extra, *DEFAULT_EXTRA[len(extra) :])
         if wanted and name not in wanted:
             continue
         configs.append(
@@ -84,6 +101,7 @@ def run_configs(plan: str, out: Path, device: str, wanted: set[str]) -> list[Tra
                 teacher=teacher,
                 blocks=blocks,
                 patch=patch,
+                expand=expand,
                 device=device,
             )
         )
