@@ -23,6 +23,7 @@ import dataclasses
 import functools
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,8 @@ from espcn_video.quality.degrade import (
     downscale,
 )
 from espcn_video.settings import InputSpec
+
+Frames = Iterator[tuple[Y4MHeader, list[np.ndarray]]]  # a y4m header and each frame's planes
 
 
 def needs_lr_clip(degradation: Degradation) -> bool:
@@ -150,20 +153,21 @@ def make_lr_clip(
 
     # Each stage is a function that starts its input stream afresh, so that an encode killed by a
     # signal can be run again from the last file written (see _encode_retrying).
-    source: Callable[[], Iterator[tuple[Y4MHeader, list[np.ndarray]]]] = downscaled
+    source: Callable[[], Frames] = downscaled
     for k, stage in enumerate(degradation.stages):
         name, value = stage
         last = k == len(degradation.stages) - 1
         if name == "noise":
-            source = functools.partial(_noisy_from, source, value, peak)
+            source = functools.partial(_then, source, _noisy, value, peak)
             continue
         encoded = folder / f"lr-{k}-{name}.mkv"
         padded = _even_geometry(lr_geometry)
         cmd = build_lr_encode_args(ffmpeg, CODECS[name], int(value), g.pix_fmt, str(encoded))
-        _encode_retrying(ffmpeg, functools.partial(_padded_from, source, padded), cmd, clip.path)
+        _encode_retrying(ffmpeg, functools.partial(_then, source, _padded, padded), cmd, clip.path)
         if last and padded == lr_geometry:
             return InputSpec(str(encoded))
-        source = functools.partial(_decoded_cropped, ffmpeg, encoded, g.pix_fmt, padded, lr_geometry)
+        decoded = functools.partial(_decoded, ffmpeg, encoded, g.pix_fmt, padded)
+        source = functools.partial(_then, decoded, _cropped, lr_geometry)
     stream = source()
     out = folder / "lr.y4m"
     with out.open("wb") as fh:
@@ -183,27 +187,12 @@ def last_encoded(folder: Path) -> Path | None:
     return encoded[-1] if encoded else None
 
 
-def _noisy_from(
-    source: Callable[[], Iterator[tuple[Y4MHeader, list[np.ndarray]]]], sigma: float, peak: int
-) -> Iterator[tuple[Y4MHeader, list[np.ndarray]]]:
-    return _noisy(source(), sigma, peak)
+def _then(source: Callable[[], Frames], step: Callable[..., Frames], *args: Any) -> Frames:
+    """`step` over a fresh stream from `source`: with functools.partial, a stage that can start again."""
+    return step(source(), *args)
 
 
-def _padded_from(
-    source: Callable[[], Iterator[tuple[Y4MHeader, list[np.ndarray]]]], geometry: FrameGeometry
-) -> Iterator[tuple[Y4MHeader, list[np.ndarray]]]:
-    return _padded(source(), geometry)
-
-
-def _decoded_cropped(
-    ffmpeg: str, path: Path, pix_fmt: str, padded: FrameGeometry, geometry: FrameGeometry
-) -> Iterator[tuple[Y4MHeader, list[np.ndarray]]]:
-    return _cropped(_decoded(ffmpeg, path, pix_fmt, padded), geometry)
-
-
-def _encode_retrying(
-    ffmpeg: str, source: Callable[[], Iterator[tuple[Y4MHeader, list[np.ndarray]]]], cmd: list[str], clip: str
-) -> None:
+def _encode_retrying(ffmpeg: str, source: Callable[[], Frames], cmd: list[str], clip: str) -> None:
     """_encode, run again (from a fresh input stream) when an ffmpeg of the stage was killed by a
     signal: the bundled libx265 aborts now and then on a clip it codes fine the next time ("free():
     invalid next size"). Up to ENCODE_TRIES runs; any other failure, or the last crash, is raised."""
