@@ -29,6 +29,7 @@ from espcn_video.quality.degrade import parse_training_degradation
 from espcn_video.settings import check_scale
 from espcn_video.training.config import LR_PATCH, SRCNN_PATCH, TrainConfig
 from espcn_video.training.data import DataReport
+from espcn_video.training.reparam import expanded
 
 
 def build_network(config: TrainConfig) -> nn.Module:
@@ -127,8 +128,6 @@ def initial_model(config: TrainConfig) -> nn.Module:
     if config.init_from:
         model.load_state_dict(widened(initial_weights(config), model.state_dict(), config.init_from))
     if config.expand:
-        from espcn_video.training.reparam import expanded
-
         expanded(model, config.expand)  # the same function: the --init preset's output at step 0
     return model
 
