@@ -86,6 +86,7 @@ def test_auto_takes_only_the_precisions_a_preset_records_within_the_bound() -> N
     assert precision != "int8"
     allowed, note = auto_precisions(None)  # a user's preset: nothing measured
     assert allowed == {"fp32", "fp16", "bf16"} and note is not None and "int8 is left out" in note
+    assert "`espcn-video quantize --preset PRESET` makes" in note  # a command that exists
     allowed, note = auto_precisions({"bf16": -0.01, "int8": -0.03})
     assert {"bf16", "int8"} <= allowed and note is None
     allowed, note = auto_precisions({"bf16": -0.01, "int8": -0.07})

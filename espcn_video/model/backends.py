@@ -203,7 +203,7 @@ def auto_precisions(deltas: Mapping[str, float] | None) -> tuple[set[str], str |
         allowed.add("bf16")
         return allowed, (
             "auto: the preset records no measured int8 or bf16 cost, so int8 is left out "
-            "(run `espcn-video train --qat` to make and measure its int8 twin)"
+            "(`espcn-video quantize --preset PRESET` makes and measures its int8 twin)"
         )
     left_out = []
     for precision in ("bf16", "int8"):

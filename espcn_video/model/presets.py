@@ -345,7 +345,7 @@ def file_sha256(path: Path) -> str:
 
 
 def int8_params(model: nn.Module, info: PresetInfo) -> Int8Params | None:
-    """What the int8 engine runs for this preset: its int8 twin (train --qat) when there is one,
+    """What the int8 engine runs for this preset: its int8 twin (`espcn-video quantize`) when there is one,
     else conv2 on the calibrated ranges the metadata may carry, else None (ranges from the weights)."""
     from espcn_video.model.graphs import ranges_from_metadata
 
