@@ -1075,3 +1075,132 @@ def test_a_360_degree_projection_reaches_matroska_and_mp4_and_is_said_lost_elsew
         data = out.read_bytes()
         at = data.index(b"prhd")
         assert int.from_bytes(data[at + 8 : at + 12], "big", signed=True) == 90 << 16
+
+
+# --- frame rates that are not whole numbers, fixed-rate containers, offsets, y4m on stdin ---
+
+NTSC = Fraction(30000, 1001)
+
+
+def _first_pts_by_stream(ffmpeg: str, path: Path) -> dict[int, Fraction]:
+    """Each stream's first packet time (seconds, -copyts: as the file stores it)."""
+    text = subprocess.run(
+        [ffmpeg, "-nostdin", "-v", "error", "-copyts", "-i", str(path)]
+        + ["-map", "0", "-c", "copy", "-f", "framecrc", "-"],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout.decode()
+    tbs: dict[int, Fraction] = {}
+    first: dict[int, Fraction] = {}
+    for line in text.splitlines():
+        if line.startswith("#tb "):
+            index, tb = line[4:].split(": ")
+            tbs[int(index)] = Fraction(tb)
+        elif line and not line.startswith("#"):
+            fields = [f.strip() for f in line.split(",")]
+            stream, pts = int(fields[0]), int(fields[2])
+            first[stream] = min(first.get(stream, pts * tbs[stream]), pts * tbs[stream])
+    return first
+
+
+def _y4m_rate(path: Path) -> Fraction:
+    header = path.read_bytes()[:200].split(b"\n")[0].decode()
+    token = next(t for t in header.split() if t.startswith("F"))
+    return Fraction(token[1:].replace(":", "/"))
+
+
+@pytest.fixture(scope="module")
+def ntsc_sources(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> dict[str, Path]:
+    """12 frames at 30000/1001 as y4m (F30000:1001), raw .yuv and AVI: each one's time base is
+    1001/30000, which `ffmpeg -i` prints as "29.97 tbn"."""
+    folder = tmp_path_factory.mktemp("ntsc")
+    lavfi = ("-f", "lavfi", "-i", "testsrc2=s=48x32:r=30000/1001:d=0.4", "-pix_fmt", "yuv420p")
+    return {
+        "y4m": _make(ffmpeg, folder / "ntsc.y4m", *lavfi),
+        "yuv": _make(ffmpeg, folder / "ntsc.yuv", *lavfi, "-f", "rawvideo"),
+        "avi": _make(ffmpeg, folder / "ntsc.avi", *lavfi, "-c:v", "ffv1"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["y4m", "yuv", "avi"])
+def test_a_source_at_30000_1001_keeps_its_times(
+    ntsc_sources: dict[str, Path], ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path], kind: str
+) -> None:
+    """The time base was read from "29.97 tbn" as 1/97: every such source was refused."""
+    out = tmp_path / "out.mkv"
+    raw = ("--input-size", "48x32", "--input-rate", "30000/1001") if kind == "yuv" else ()
+    summary = _upscale(ntsc_sources[kind], out, random_preset(2), *raw)
+    tb, got = _times(ffmpeg, out)
+    assert summary["frames"] == len(got) == 12
+    assert max(abs(t - got[0] - n / NTSC) for n, t in enumerate(got)) <= tb
+
+
+@pytest.mark.parametrize("suffix", [".y4m", ".avi"])
+@pytest.mark.parametrize(("source", "rate"), [("mp4", Fraction(25)), ("y4m", NTSC)])
+def test_a_fixed_rate_container_is_given_the_frame_rate(
+    ntsc_sources: dict[str, Path],
+    ffmpeg: str,
+    tmp_path: Path,
+    random_preset: Callable[[int], Path],
+    suffix: str,
+    source: str,
+    rate: Fraction,
+) -> None:
+    """y4m and AVI store one rate, which ffmpeg takes from the time base: an MP4's 1/12800 made a
+    12800 fps y4m and a 600 fps AVI of mostly empty frames."""
+    src = ntsc_sources["y4m"]
+    if source == "mp4":
+        src = _make(ffmpeg, tmp_path / "in.mp4", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=25:d=0.4", "-c:v", "libx264")
+    out = tmp_path / f"out{suffix}"
+    summary = _upscale(src, out, random_preset(2))
+    tb, pts, _ = list_packets(ffmpeg, str(out))
+    assert summary["frames"] == len(pts) == (10 if source == "mp4" else 12)
+    assert tb == 1 / rate and pts == list(range(len(pts)))
+    if suffix == ".y4m":
+        assert _y4m_rate(out) == rate
+
+
+def test_variable_frame_rate_into_y4m_is_refused(
+    vfr: Path, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
+    out = tmp_path / "out.y4m"
+    done = _upscale(vfr, out, random_preset(2), ok=False)
+    assert done["returncode"] == 1
+    assert "such as AVI or y4m, cannot keep these timestamps" in done["stderr"]
+    assert "Traceback" not in done["stderr"]
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+@pytest.mark.parametrize("ext", ["mkv", "mp4"])
+def test_mpeg_ts_keeps_the_video_offset_from_the_audio(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path], ext: str
+) -> None:
+    """Audio from 1.4 s, video from 1.9 s: ffmpeg moved the video alone to 0 (it reads only the
+    video), 0.5 s ahead of its sound."""
+    mkv = _make(
+        ffmpeg,
+        tmp_path / "avoff.mkv",
+        *("-f", "lavfi", "-i", "testsrc2=s=48x32:r=25:d=1", "-f", "lavfi", "-i", "sine=d=1.5"),
+        *("-filter_complex", "[0:v]setpts=PTS+0.5/TB[v]", "-map", "[v]", "-map", "1:a"),
+        *("-c:v", "libx264", "-c:a", "aac"),
+    )
+    ts = _make(ffmpeg, tmp_path / "avoff.ts", "-i", str(mkv), "-c", "copy")
+    first_in = _first_pts_by_stream(ffmpeg, ts)
+    offset_in = first_in[0] - first_in[1]
+    assert abs(offset_in - Fraction(1, 2)) < Fraction(1, 25)
+    out = tmp_path / f"out.{ext}"
+    _upscale(ts, out, random_preset(2))
+    first_out = _first_pts_by_stream(ffmpeg, out)
+    assert abs((first_out[0] - first_out[1]) - offset_in) <= Fraction(1, 1000)
+
+
+def test_y4m_on_stdin_into_a_file(ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
+    """The look at stdin's first bytes (is it y4m?) took them from the pipe the decoder inherited."""
+    y4m = _make(ffmpeg, tmp_path / "in.y4m", "-f", "lavfi", "-i", "testsrc2=s=48x32:r=30000/1001:d=0.4")
+    out = tmp_path / "out.mkv"
+    done = run_cli("upscale", "-", str(out), "--preset", str(random_preset(2)), "--json", stdin=y4m.read_bytes())
+    assert done.returncode == 0, done.stderr.decode()
+    tb, got = _times(ffmpeg, out)
+    assert json.loads(done.stdout)["frames"] == len(got) == 12
+    assert max(abs(t - got[0] - n / NTSC) for n, t in enumerate(got)) <= tb

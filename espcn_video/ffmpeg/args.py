@@ -203,6 +203,7 @@ class OutputVideo:
     mastering: MasteringDisplay | None = None
     content_light: tuple[int, int] | None = None  # MaxCLL, MaxFALL
     time_base: Fraction | None = None  # the source's, restored at the encoder (timed input)
+    frame_rate: Fraction | None = None  # the output's nominal rate: a fixed-rate container's clock
     crop: tuple[int, int] | None = None  # (width, height): an encoder that needs even sizes
     source_start_s: float = 0.0  # the source container's start time: audio is shifted by it
     field_mode: str = "prog"  # setparams' field_mode: tff/bff only for woven fields kept on purpose
@@ -512,6 +513,11 @@ def _container_family(output: str, fmt: str | None) -> str:
     return PurePath(output).suffix.lower() if output != "-" else ""
 
 
+def stores_fixed_rate(output: str, fmt: str | None) -> bool:
+    """A container whose clock is one frame rate (y4m's header, AVI's stream rate): no timestamps."""
+    return _container_family(output, fmt) in (".y4m", "yuv4mpegpipe", ".avi")
+
+
 def container_name(output: str, fmt: str | None) -> str:
     """How a note names the output's container: its -f name or its extension."""
     return fmt or _container_family(output, fmt) or "the output"
@@ -617,7 +623,11 @@ def build_encode_args(
     else:
         args += build_color_args(video.color, video.full_range)
     args += build_hdr_args(codec, video)
-    if timed and video.time_base is not None and video.time_base >= Fraction(1, 500_000):
+    if timed and video.frame_rate and stores_fixed_rate(output, settings.format):
+        # y4m and AVI take the stream's time base as their frame rate: one tick a frame
+        rate = video.frame_rate
+        args += ["-enc_time_base", f"{rate.denominator}/{rate.numerator}"]
+    elif timed and video.time_base is not None and video.time_base >= Fraction(1, 500_000):
         # The pipe's microseconds round back to the source's own ticks.
         args += ["-enc_time_base", f"{video.time_base.numerator}/{video.time_base.denominator}"]
     args += ["-fps_mode", "passthrough"]
@@ -667,6 +677,13 @@ def build_join_args(
         args += build_color_args(video.color, video.full_range)
         if video.chroma_location:
             args += ["-chroma_sample_location", video.chroma_location]
+        if video.frame_rate and stores_fixed_rate(output, settings.format):
+            # y4m and AVI take the stream's time base as their frame rate: one tick a frame
+            tb_arg = f"{video.frame_rate.denominator}/{video.frame_rate.numerator}"
+            if output_muxer(output, settings.format) == "yuv4mpegpipe":
+                args += ["-enc_time_base", tb_arg]
+            else:
+                args += ["-bsf:v:0", f"setts=time_base={tb_arg}"]
         tb = video.time_base
         mp4 = _container_family(output, settings.format) in _MP4_FAMILY
         if mp4 and tb is not None and tb.numerator == 1 and tb.denominator <= 500_000:

@@ -24,7 +24,9 @@ _FILENAME = re.compile(r"^\s+filename\s*:\s*(.+)$")
 _STREAM = re.compile(r"^\s*Stream #0:(\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: (Video|Audio|Subtitle|Data|Attachment): (.*)$")
 _SIZE = re.compile(r"(?<![\w])(\d{1,5})x(\d{1,5})(?![\w])")
 _FPS = re.compile(r"([\d.]+)(k?) fps")
-_TBN = re.compile(r"(\d+)(k?) tbn")
+# an integer tick rate only: "29.97 tbn" is a rounded 30000/1001, which showinfo's line gives exactly
+_TBN = re.compile(r"(?<![\d.])(\d+)(k?) tbn")
+_SHOWINFO_CONFIG = re.compile(r"config in time_base: (\d+)/(\d+), frame_rate: (\d+)/(\d+)")
 _RANGES = {"tv": "tv", "pc": "pc"}
 _ROTATION = re.compile(r"^\s+Display Matrix: rotation of (-?[\d.]+) degrees")
 _POSE = r"\((-?[\d.]+)/(-?[\d.]+)/(-?[\d.]+)\)"  # yaw/pitch/roll, degrees
@@ -117,7 +119,10 @@ class ProbeInfo:
     chapters: int = 0
     start_s: float = 0.0  # the container's start time; input -ss positions count from it
     field_order: str | None = None  # as `ffmpeg -i` prints it: "top first", "bottom first", ...
-    time_base: Fraction | None = None  # the video stream's (tbn)
+    time_base: Fraction | None = None  # the video stream's (tbn; exact from showinfo with first_frame)
+    # the stream's frame rate, exact (showinfo's, first_frame probes only): what a container that
+    # stores a fixed rate (y4m, AVI) is given
+    frame_rate: Fraction | None = None
     frame: FrameProps | None = None  # from the first decoded frame, when probed with first_frame
     attachments: int = 0  # Matroska attachments (the fonts of ASS subtitles, cover art)
     audio_codecs: tuple[str, ...] = ()  # each audio stream's codec, in order
@@ -427,6 +432,13 @@ def probe_file(
         raise InputError(f"{path}: no video stream")
     if first_frame:
         info = replace(info, frame=parse_first_frame(text))
+        if m := _SHOWINFO_CONFIG.search(text):
+            tb_num, tb_den, fr_num, fr_den = (int(g) for g in m.groups())
+            info = replace(
+                info,
+                time_base=Fraction(tb_num, tb_den) if tb_num and tb_den else info.time_base,
+                frame_rate=Fraction(fr_num, fr_den) if fr_num and fr_den else None,
+            )
     return info
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 
 from espcn_video.errors import EspcnVideoError, InputError, UsageError
@@ -128,6 +129,7 @@ def output_video_for(
         mastering=frame.mastering if frame else None,
         content_light=frame.content_light if frame else None,
         time_base=probe.time_base if probe is not None and deinterlace != "field" else None,
+        frame_rate=_output_rate(probe, deinterlace),
         crop=crop,
         source_start_s=probe.start_s if probe is not None else 0.0,
         field_mode=(probe.interlaced or "prog") if probe is not None and deinterlace is None else "prog",
@@ -175,9 +177,22 @@ def first_frame_size(probe: ProbeInfo | None) -> tuple[int, int] | None:
 
 
 def build_decode_command(ffmpeg: str, source: InputSpec, probe: ProbeInfo | None, deinterlace: str | None) -> list[str]:
-    return build_timed_decode_args(
-        ffmpeg, build_input_args(source), source_filters(probe, deinterlace), first_frame_size(probe)
-    )
+    """The whole file's decode. A probed file decodes with -copyts, its frames' times less the
+    container's start (decode_time_offset_us) as the encoder shifts the other streams: without
+    it, ffmpeg moves to 0 the start of the streams it reads, which for MPEG-TS is the video's
+    own first frame, and the video would lose its offset from the audio."""
+    input_args = build_input_args(source)
+    if decode_time_offset_us(source, probe) is not None:
+        input_args = ["-copyts", *input_args]
+    return build_timed_decode_args(ffmpeg, input_args, source_filters(probe, deinterlace), first_frame_size(probe))
+
+
+def decode_time_offset_us(source: InputSpec, probe: ProbeInfo | None) -> int | None:
+    """What build_decode_command's frame times are shifted by: the container's start, in
+    microseconds (None: ffmpeg's own shift, for stdin, where nothing is probed first)."""
+    if probe is None or source.is_stdin:
+        return None
+    return round(probe.start_s * 1_000_000)
 
 
 @dataclass(frozen=True)
@@ -368,3 +383,10 @@ def copied_stream_notes(settings: UpscaleSettings, probe: ProbeInfo) -> list[str
         codecs = ", ".join(dict.fromkeys(data))
         notes.append(f"{len(data)} data stream(s) ({codecs}) not kept: they are not copied")
     return notes
+
+
+def _output_rate(probe: ProbeInfo | None, deinterlace: str | None) -> Fraction | None:
+    """The source's frame rate, doubled where each field becomes a frame."""
+    if probe is None or probe.frame_rate is None:
+        return None
+    return probe.frame_rate * 2 if deinterlace == "field" else probe.frame_rate

@@ -31,8 +31,9 @@ _TEMP = re.compile(r"^\.(?P<stem>.*)\.partial-(?P<pid>\d+)-[0-9a-f]{6}(?P<suffix
 TIMINGS_SUFFIXES = (".csv", ".json")
 
 
-# Muxers that store no timestamps: frames are written in order, so only their count is checked.
-_UNTIMED_MUXERS = ("yuv4mpegpipe", "rawvideo")
+# Muxers that store no clock at all: frames are written in order, so only their count is checked.
+# (y4m stores one frame rate: its frames' times are read back and checked like any container's.)
+_UNTIMED_MUXERS = ("rawvideo",)
 
 
 @dataclass
@@ -292,7 +293,7 @@ def verify_output(
         raise OutputError(
             f"{output}: frame {worst} is at {float(got[worst] - got[0]):.6f} s in the written "
             f"file but {float(want[worst] - want[0]):.6f} s in the input; not published (a container "
-            "that stores a fixed frame rate, such as AVI, cannot keep these timestamps: use .mkv "
+            "that stores a fixed frame rate, such as AVI or y4m, cannot keep these timestamps: use .mkv "
             "or .mp4)"
         )
     return check

@@ -3,7 +3,8 @@
 A pipe can be read once, and the encoder takes audio, subtitles and chapters from a second read
 of the input. So while the decoder reads the pipe, a thread copies every chunk into a hidden file
 beside OUT as well; when the video is done, its streams are muxed in from there (a stream copy).
-A y4m stream carries only video and is not spooled.
+A y4m stream carries only video and is not spooled; it is still pumped to the decoder from here,
+because the look at its first bytes (a peek) has taken them from the pipe into our own buffer.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ def stdin_has_only_video(stream: BinaryIO | None = None) -> bool:
 
 
 class StdinSpool:
-    """Pumps `stream` (our stdin) into the decoder's stdin pipe and into `path`."""
+    """Pumps `stream` (our stdin) into the decoder's stdin pipe and into `path` (None: no file)."""
 
-    def __init__(self, path: Path, stream: BinaryIO | None = None) -> None:
+    def __init__(self, path: Path | None, stream: BinaryIO | None = None) -> None:
         self.path = path
         self._stream = stream or sys.stdin.buffer
         read_fd, self._write_fd = os.pipe()
@@ -37,7 +38,7 @@ class StdinSpool:
         self.complete = False  # the whole stream reached the file (EOF seen, nothing failed)
 
     def __enter__(self) -> StdinSpool:
-        self._file = self.path.open("wb")
+        self._file = self.path.open("wb") if self.path is not None else None
         self._thread.start()
         return self
 
@@ -46,14 +47,16 @@ class StdinSpool:
         try:
             read = getattr(self._stream, "read1", self._stream.read)
             while chunk := read(CHUNK_BYTES):
-                self._file.write(chunk)
+                if self._file is not None:
+                    self._file.write(chunk)
                 if feeding:
                     feeding = self._feed(chunk)
             self.complete = True
         except OSError:
             pass  # a full disk or a closed stdin: the run says the streams were not kept
         finally:
-            self._file.close()
+            if self._file is not None:
+                self._file.close()
             if feeding:
                 os.close(self._write_fd)
 
@@ -78,4 +81,5 @@ class StdinSpool:
     ) -> None:
         if not self.decoder_stdin.closed:
             self.decoder_stdin.close()
-        self.path.unlink(missing_ok=True)
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)

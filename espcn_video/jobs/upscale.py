@@ -36,6 +36,7 @@ from espcn_video.jobs.inputs import (
     check_input,
     check_probed,
     choose_deinterlace,
+    decode_time_offset_us,
     describe_input,
     look_at_size_changes,
     output_video_for,
@@ -207,15 +208,15 @@ def _sink_factory(plan: UpscalePlan, sinks: list[EncoderSink], attach: Sequence[
 
 
 def _stdin_spool(plan: UpscalePlan) -> StdinSpool | None:
-    """Piped input whose audio and subtitles OUT can hold: the pipe is kept on disk as it is read."""
+    """Piped input whose audio and subtitles OUT can hold: the pipe is kept on disk as it is read.
+    A y4m pipe (only video) is pumped to the decoder without a file: the look at its first bytes
+    has taken them from the pipe."""
     settings = plan.settings
-    if (
-        settings.input.is_stdin
-        and plan.target is not None
-        and settings.encode.copy_streams
-        and can_carry_audio(settings.output, settings.encode.format)
-        and not stdin_has_only_video()
-    ):
+    if settings.input.is_stdin and plan.target is not None and settings.encode.copy_streams:
+        if not can_carry_audio(settings.output, settings.encode.format):
+            return None
+        if stdin_has_only_video():
+            return StdinSpool(None)
         return StdinSpool(temporary_output(settings.output, ".stdin"))
     return None
 
@@ -265,6 +266,7 @@ def run_plan(
                 queue_size=settings.queue_size,
                 strict_decode=settings.strict_decode,
                 timed=True,
+                time_offset_us=decode_time_offset_us(settings.input, plan.probe) or 0,
                 on_start=started,
                 on_progress=on_progress,
             )
@@ -303,7 +305,7 @@ def _check_and_publish(
         return OutputCheck(frames=result.frames_written)
     if plan.before_publish is not None:
         plan.before_publish(result)
-    if spool is not None:
+    if spool is not None and spool.path is not None:
         target = add_spooled_streams(plan.ffmpeg.path, target, settings, spool, plan.notes)
         temporaries.append(target)
     if plan.image:
