@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from espcn_video.cli.common import SCALE, SCHEMA_VERSION, emit_json, guarded, parse_size, stderr_console
+from espcn_video.cli.common import DEVICE, SCALE, SCHEMA_VERSION, emit_json, guarded, parse_size, stderr_console
 from espcn_video.errors import InputError
 from espcn_video.settings import BACKENDS, PRECISIONS
 
@@ -119,7 +119,7 @@ def run_compare(paths: tuple[Path, Path], as_json: bool) -> None:
 @click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Model threads (default: all cores).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda (or cuda:N) or auto.")
 @click.option(
     "--encoder",
     default="null",

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Callable
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
@@ -147,6 +148,22 @@ class ScaleChoice(click.Choice):
 SCALE = ScaleChoice()
 
 
+class DeviceType(click.ParamType):
+    """--device: auto, cpu, cuda or cuda:N (torch's names); click refuses anything else (exit 2),
+    before a preset or a frame is loaded. model/backends.check_device is the same check below the CLI."""
+
+    name = "device"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).strip().lower()
+        if text in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
+            return text
+        self.fail(f"unknown device {value!r}; choose auto, cpu, cuda or cuda:N", param, ctx)
+
+
+DEVICE = DeviceType()
+
+
 def raw_input_options(func: F) -> F:
     """--input-size/--input-pix-fmt/--input-rate: what a headerless .yuv needs (every command that reads one)."""
     for option in reversed(
@@ -174,6 +191,45 @@ def raw_input_options(func: F) -> F:
     ):
         func = option(func)
     return func
+
+
+# Files that carry their own frame size, pixel format and rate (containers, y4m, elementary
+# streams, images): read as headerless raw video they would give garbage frames.
+HEADERED_SUFFIXES = frozenset(
+    {
+        ".3gp", ".264", ".265", ".asf", ".avi", ".bmp", ".dpx", ".dv", ".f4v", ".flv", ".gif", ".h264",
+        ".hevc", ".ivf", ".jpeg", ".jpg", ".m2ts", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".mts",
+        ".mxf", ".nut", ".obu", ".ogv", ".png", ".tif", ".tiff", ".ts", ".vob", ".webm", ".webp", ".wmv", ".y4m",
+    }
+)  # fmt: skip
+
+
+def is_headered(path: str) -> bool:
+    """A file named as a format that says its own size, pixel format and rate (never raw video)."""
+    return path != "-" and Path(path).suffix.lower() in HEADERED_SUFFIXES
+
+
+def check_raw_options(path: str, size: str | None, pix_fmt: str | None, rate: str | None) -> None:
+    """--input-size/--input-pix-fmt/--input-rate describe a headerless raw .yuv (--input-rate also a
+    numbered image sequence, frame_%04d.png): refused for IN named as a file that carries its own
+    size, format and rate, which read as raw video would be garbage."""
+    from espcn_video.ffmpeg.args import is_numbered
+
+    sequence = rate is not None and is_numbered(path) and not Path(path).exists()
+    given = [
+        option
+        for option, value in (("--input-size", size), ("--input-pix-fmt", pix_fmt), ("--input-rate", rate))
+        if value is not None and not (option == "--input-rate" and sequence)
+    ]
+    if given and is_headered(path):
+        if len(given) == 1:
+            said, them = f"{given[0]} describes", "it"
+        else:
+            said, them = f"{', '.join(given[:-1])} and {given[-1]} describe", "them"
+        raise UsageError(
+            f"{path}: {said} raw .yuv input, and a {Path(path).suffix.lower()} file carries its own size, "
+            f"pixel format and rate; leave {them} out"
+        )
 
 
 def parse_size(text: str | None, option: str = "--input-size") -> tuple[int, int] | None:

@@ -13,7 +13,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from espcn_video.cli.common import SCALE, emit_json, guarded, stderr_console
+from espcn_video.cli.common import DEVICE, SCALE, emit_json, guarded, stderr_console
 from espcn_video.errors import UsageError
 from espcn_video.settings import BACKENDS, PRECISIONS
 from espcn_video.training.config import LOSSES
@@ -246,7 +246,7 @@ def parse_rescale(ctx: click.Context, param: click.Parameter, value: str | None)
     help="Scale augmentation: every training image is also used downscaled by each factor (antialiased "
     "bicubic, rounded to 8 bits), e.g. 0.9,0.8,0.7,0.6 as in FSRCNN. The held-out images are not.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--device", type=DEVICE, default="auto", show_default=True, help="auto, cpu or cuda (or cuda:N).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads. Default: all cores.")
 @click.option(
     "--loop",
@@ -299,12 +299,14 @@ def train_cmd(
     dirs = data_dirs or default_data_dirs()
     if not dirs:
         raise UsageError("no --data given and ../shared/data/train has none of T91, General100, BSD200")
+    out = out or Path("presets") / f"{arch}-x{scale}.pt"
+    check_train_out(out)
     config = TrainConfig(
         scale=scale,
         arch=arch,
         data_dirs=tuple(dirs),
         steps=resolve_steps(steps, epochs),
-        out=out or Path("presets") / f"{arch}-x{scale}.pt",
+        out=out,
         batch=batch,
         lr=lr,
         seed=seed,
@@ -344,6 +346,20 @@ def train_cmd(
             }
         )
     )
+
+
+def check_train_out(out: Path) -> None:
+    """--out and the .json and .ckpt written beside it are files: a folder under one of those names
+    fails now, not when the trained weights are written."""
+    from espcn_video.errors import OutputError
+
+    if out.is_dir():
+        raise OutputError(f"--out {out}: is a folder; give a file name")
+    for companion in (out.with_suffix(".json"), out.with_suffix(".ckpt")):
+        if companion.is_dir():
+            raise OutputError(
+                f"{companion}: is a folder, where train writes --out's {companion.suffix}; choose another --out"
+            )
 
 
 def eval_table(report: dict[str, Any]) -> Table:
@@ -403,8 +419,10 @@ def eval_cmd(
 ) -> None:
     """PSNR/SSIM of a preset vs bicubic on HR image folders (SR-paper conventions)."""
     from espcn_video.model.presets import AUTO_PRESET, default_preset_name
-    from espcn_video.quality.paper_eval import evaluate_folder
+    from espcn_video.quality.paper_eval import check_folder, evaluate_folder
 
+    for folder in dirs:  # every folder before any work (a model load, the first folder's images)
+        check_folder(folder)
     name = preset or default_preset_name(scale or 3)
     console = stderr_console()
     engine = None
@@ -721,6 +739,7 @@ def export_cmd(preset: str, fmt: str, io_kind: str, layout: str, overwrite: bool
     and compare it with the torch reference.
     """
     from espcn_video.errors import OutputError
+    from espcn_video.jobs.outputs import check_writable_file
     from espcn_video.model.net import frames_read
     from espcn_video.model.presets import load_preset
 
@@ -738,11 +757,12 @@ def export_cmd(preset: str, fmt: str, io_kind: str, layout: str, overwrite: bool
         raise UsageError(f"--format openvino writes OUT.xml and OUT.bin: give OUT as NAME.xml, not {out}")
     target = Path(out)
     targets = [target, target.with_suffix(".bin")] if fmt == "openvino" else [target]
+    check_writable_file(out, "OUT")  # a folder, or one in a folder that is missing: with or without -y
+    if targets[-1].is_dir() and targets[-1] != target:
+        raise OutputError(f"{targets[-1]}: is a folder, where --format openvino writes OUT's .bin; choose another OUT")
     for path in targets:
         if path.exists() and not overwrite:
             raise OutputError(f"{path}: already exists (use -y/--overwrite to replace it)")
-    if not target.parent.is_dir():
-        raise OutputError(f"{out}: folder {target.parent} does not exist")
     size = _write_export(model, fmt, io_kind, layout, target)
     stderr_console().print(
         f"wrote {out}: {info.name} (x{info.scale}), {fmt} {io_kind} {layout} input 'lr' -> output 'hr', {size} bytes"

@@ -12,7 +12,17 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from espcn_video.cli.common import SCALE, emit_json, guarded, parse_rate, parse_size, raw_input_options, stderr_console
+from espcn_video.cli.common import (
+    SCALE,
+    check_raw_options,
+    emit_json,
+    guarded,
+    is_headered,
+    parse_rate,
+    parse_size,
+    raw_input_options,
+    stderr_console,
+)
 from espcn_video.cli.progress import ProgressWriter, open_progress, progress_options
 from espcn_video.errors import InputError, OutputError, UsageError
 from espcn_video.ffmpeg.args import is_numbered
@@ -63,7 +73,8 @@ def raw_from_name(name: str, pix_fmt: str | None, rate: str | None) -> RawInput 
 
 def build_clip_spec(path: str, size: str | None, pix_fmt: str | None, rate: str | None) -> InputSpec:
     """A .y4m or any file ffmpeg reads as is; a raw .yuv with --input-size/--input-pix-fmt/--input-rate
-    or a UVG-style name."""
+    or a UVG-style name. The raw options are refused for a file that says its own format (a .mp4, a .y4m)."""
+    check_raw_options(path, size, pix_fmt, rate)
     if not path.lower().endswith(".yuv") and size is None:
         if path != "-" and is_numbered(path) and not Path(path).exists():
             # a numbered image sequence (frame_%04d.png: REDS, Vid4 and the like), at --input-rate
@@ -85,8 +96,9 @@ def build_clip_spec(path: str, size: str | None, pix_fmt: str | None, rate: str 
 def expand_clips(
     refs: tuple[str, ...], size: str | None, pix_fmt: str | None, rate: str | None
 ) -> tuple[InputSpec, ...]:
-    """Files as given; a folder stands for the video files directly in it, by name."""
-    paths: list[str] = []
+    """Files as given; a folder stands for the video files directly in it, by name. In a folder,
+    the raw options describe its raw .yuv files; the others (.y4m, .mp4, ...) say their own format."""
+    specs: list[InputSpec] = []
     for ref in refs:
         folder = Path(ref)
         if folder.is_dir():
@@ -97,10 +109,13 @@ def expand_clips(
             )
             if not found:
                 raise InputError(f"{ref}: no video clips in this folder ({', '.join(sorted(VIDEO_SUFFIXES))})")
-            paths += found
+            specs += [
+                build_clip_spec(p, None, None, None) if is_headered(p) else build_clip_spec(p, size, pix_fmt, rate)
+                for p in found
+            ]
         else:
-            paths.append(ref)
-    return tuple(build_clip_spec(p, size, pix_fmt, rate) for p in paths)
+            specs.append(build_clip_spec(ref, size, pix_fmt, rate))
+    return tuple(specs)
 
 
 def parse_methods(text: str | None) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ import torch
 from espcn_video.errors import InputError, PresetError
 from espcn_video.ffmpeg.args import COMMON, build_decode_args
 from espcn_video.ffmpeg.locate import list_encoders, locate_ffmpeg
+from espcn_video.ffmpeg.probe import probe_file
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, decode_all
 from espcn_video.frames.baselines import SrcnnEngine
@@ -36,6 +37,7 @@ from espcn_video.frames.pipeline import run_pipeline
 from espcn_video.frames.resample import upscale_planes_bicubic
 from espcn_video.frames.sinks import EncoderSink
 from espcn_video.frames.upscaler import FrameUpscaler
+from espcn_video.jobs.inputs import check_input
 from espcn_video.jobs.summary import peak_memory_mb, summarize_ms, summarize_stages
 from espcn_video.model.backends import create_engine, engine_options
 from espcn_video.model.engines import LumaEngine, TorchEngine, cpu_info, default_threads, tune_malloc
@@ -214,6 +216,14 @@ def encode_args(
     if encoder != "null":
         args += ["-c:v", encoder] + (["-preset", preset] if preset else [])
     return [*args, "-f", "null", "-"]
+
+
+def check_clip(ffmpeg: str, clip: str) -> None:
+    """A CLIP that cannot be benched fails as upscale's IN would, naming the file: no such file,
+    a folder, empty, not readable by ffmpeg, no video stream (an audio file)."""
+    source = InputSpec(clip)
+    check_input(source)
+    probe_file(ffmpeg, clip)
 
 
 def decode_frames(cmd: list[str]) -> tuple[Y4MHeader, list[list[np.ndarray]]]:
@@ -426,6 +436,9 @@ def _rounded(value: Any) -> Any:
 def run_bench(settings: BenchSettings, on_job: Callable[[JobSpec], None] | None = None) -> dict[str, Any]:
     """Every job in turn; the document the CLI prints (schema_version is added there)."""
     ffmpeg = locate_ffmpeg()
+    for spec in settings.jobs:
+        if spec.clip is not None:  # before any job: missing, empty, not a video, no video stream
+            check_clip(ffmpeg.path, spec.clip)
     threads = settings.threads or default_threads()
     tune_malloc()  # the reference and SRCNN get the same allocator as the engines (see engines.py)
     jobs = []

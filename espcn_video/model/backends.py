@@ -4,6 +4,7 @@ machine can run, the speed order measured on two cores, and `create_engine`, whi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -154,6 +155,15 @@ def engine_options(device: str = "cpu") -> list[Backend]:
     ]
 
 
+_DEVICE = re.compile(r"auto|cpu|cuda(?::\d+)?")  # torch's names (the CLI's --device type, cli/common.DEVICE)
+
+
+def check_device(device: str) -> None:
+    """The one check of a device name below the CLI: auto, cpu, cuda or cuda:N."""
+    if not _DEVICE.fullmatch(device):
+        raise UsageError(f"unknown device {device!r}; choose auto, cpu, cuda or cuda:N")
+
+
 def backend_for(backend: str, precision: str, device: str = "cpu") -> Backend:
     """The one check of backend and precision names (both explicit here, after choose_engine)."""
     kind = BACKEND_TYPES.get(backend)
@@ -257,6 +267,7 @@ def create_engine(
     `notes` gets a line when "auto" left a precision out. `memory_mb`: frames whose network
     working memory would exceed it run in strips (StripEngine, the same output); None: never.
     """
+    check_device(device)  # before a backend is named for it: "tpu" is not a device with no int8
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if backend != "auto" and precision != "auto":

@@ -147,6 +147,16 @@ def _mean(images: list[dict[str, Any]], key: str) -> dict[str, float]:
     return {metric: float(np.mean([img[key][metric] for img in images])) for metric in ("psnr_db", "ssim")}
 
 
+def check_folder(folder: str | os.PathLike[str]) -> Path:
+    """An evaluation folder that exists and is a folder (an image file given instead is said so)."""
+    path = Path(folder)
+    if path.is_file():
+        raise DataError(f"evaluation folder {path}: is a file; give a folder of images")
+    if not path.is_dir():
+        raise DataError(f"evaluation folder {path} does not exist")
+    return path
+
+
 def evaluate_folder(
     folder: str | os.PathLike[str],
     model_or_preset: nn.Module | str | os.PathLike[str],
@@ -174,9 +184,7 @@ def evaluate_folder(
     srcnn = _baseline_srcnn(main_key, scale)
     if srcnn is not None:
         models["srcnn"] = srcnn
-    folder_path = Path(folder)
-    if not folder_path.is_dir():
-        raise DataError(f"evaluation folder {folder_path} does not exist")
+    folder_path = check_folder(folder)
     images: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     min_side = (SSIM_WINDOW + 2 * scale) * scale
