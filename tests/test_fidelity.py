@@ -389,6 +389,17 @@ def test_interlaced_is_never_silently_woven(
         _assert_same_times(ffmpeg, interlaced, out)
 
 
+def test_woven_fields_kept_in_mp4_are_coded_and_tagged_interlaced(
+    interlaced: Path, ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
+    """MP4 holds no field-order tag: x264's bitstream says it, and without interlaced coding it
+    said progressive while the summary said the fields were kept."""
+    out = tmp_path / "out.mp4"
+    summary = _upscale(interlaced, out, random_preset(2), "--deinterlace", "off")
+    assert "kept woven" in " ".join(summary["notes"])
+    assert (_probe(ffmpeg, out).field_order or "").startswith("top")
+
+
 def test_ten_bit_422_keeps_depth_layout_and_times(
     ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
 ) -> None:

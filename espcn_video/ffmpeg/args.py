@@ -211,6 +211,10 @@ class OutputVideo:
     image: bool = False  # still images: converted to RGB by the tags above (IMAGE_PIX_FMTS)
 
 
+# Encoders that code interlaced pictures as such (-flags +ildct+ilme); the others code woven
+# fields as progressive frames and their bitstream says so.
+_INTERLACED_CODING = ("libx264", "mpeg2video")
+
 # Encoders that take 4:2:0 (and 4:2:2) only at even sizes.
 _EVEN_ONLY = (
     "libx264",
@@ -623,6 +627,9 @@ def build_encode_args(
     else:
         args += build_color_args(video.color, video.full_range)
     args += build_hdr_args(codec, video)
+    if video.field_mode in ("tff", "bff") and codec in _INTERLACED_CODING:
+        # woven fields kept on purpose: coded as fields (MBAFF), so the stream says interlaced
+        args += ["-flags:v:0", "+ildct+ilme"]
     if timed and video.frame_rate and stores_fixed_rate(output, settings.format):
         # y4m and AVI take the stream's time base as their frame rate: one tick a frame
         rate = video.frame_rate
