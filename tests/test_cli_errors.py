@@ -168,11 +168,11 @@ def test_unknown_device_is_a_usage_error(command: tuple[str, ...]) -> None:
 
 
 def test_upscale_unknown_device(video: Path, tmp_path: Path, random_preset: Callable[[int], Path]) -> None:
-    """upscale_cmd.py defines its own --device: the engine's check (model/backends.py) names it."""
+    """The same click type on upscale (the engine's check, model/backends.py, stays below it)."""
     out = tmp_path / "o.mkv"
     done = run_cli("upscale", str(video), str(out), "--preset", str(random_preset(2)), "--device", "tpu")
-    assert done.returncode == 2
-    assert _one_error_line(done) == "espcn-video: error: unknown device 'tpu'; choose auto, cpu, cuda or cuda:N"
+    line = _usage_error(done)
+    assert line == "Error: Invalid value for '--device': unknown device 'tpu'; choose auto, cpu, cuda or cuda:N"
     assert not out.exists()
 
 
@@ -213,11 +213,12 @@ def test_psnr_refuses_raw_options_on_a_container(video: Path, extra: tuple[str, 
     assert done.returncode == 2 and _one_error_line(done) == want
 
 
-def test_compare_refuses_raw_options_on_a_container(
-    video: Path, tmp_path: Path, random_preset: Callable[[int], Path]
+@pytest.mark.parametrize("command", ["compare", "upscale"])
+def test_compare_and_upscale_refuse_raw_options_on_a_container(
+    video: Path, tmp_path: Path, random_preset: Callable[[int], Path], command: str
 ) -> None:
     out = tmp_path / "c.mkv"
-    done = run_cli("compare", str(video), str(out), "--preset", str(random_preset(2)), "--input-size", "10x10")
+    done = run_cli(command, str(video), str(out), "--preset", str(random_preset(2)), "--input-size", "10x10")
     assert done.returncode == 2
     assert _one_error_line(done) == (
         f"espcn-video: error: {video}: --input-size describes raw .yuv input, and a .mp4 file carries its own "

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from espcn_video.cli.common import SCALE, check_raw_options, emit_json, guarded, raw_input_options, stderr_console
+from espcn_video.cli.common import SCALE, emit_json, guarded, raw_input_options, stderr_console
 from espcn_video.cli.progress import open_progress, progress_options
 from espcn_video.cli.upscale_cmd import (
     RunDisplay,
@@ -127,7 +127,6 @@ def compare_cmd(
 
     if output == "-":
         raise UsageError("compare writes a file: OUT cannot be '-'")
-    check_raw_options(input_path, input_size, input_pix_fmt, input_rate)  # before build_input_spec takes IN as raw
     source = build_input_spec(input_path, input_size, input_pix_fmt, input_rate)
     preset_name, choice = video_preset_for(scale, preset, source)
     say_preset_choice(choice, quiet or as_json)

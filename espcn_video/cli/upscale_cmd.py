@@ -18,7 +18,17 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from espcn_video.cli.common import SCALE, emit_json, guarded, parse_rate, parse_size, raw_input_options, stderr_console
+from espcn_video.cli.common import (
+    DEVICE,
+    SCALE,
+    check_raw_options,
+    emit_json,
+    guarded,
+    parse_rate,
+    parse_size,
+    raw_input_options,
+    stderr_console,
+)
 from espcn_video.cli.progress import ProgressWriter, open_progress, progress_options
 from espcn_video.cli.render import print_run_summary
 from espcn_video.errors import EspcnVideoError, UsageError
@@ -33,6 +43,7 @@ if TYPE_CHECKING:  # the frame path loads torch: only when a command runs, not f
 
 
 def build_input_spec(path: str, size: str | None, pix_fmt: str | None, rate: str | None) -> InputSpec:
+    check_raw_options(path, size, pix_fmt, rate)  # a .mp4 or .y4m is never read as raw video
     wh = parse_size(size)
     is_raw = path.lower().endswith(".yuv") or wh is not None
     if not is_raw and path != "-" and is_numbered(path) and not Path(path).exists():
@@ -159,7 +170,7 @@ class RunDisplay:
     "(H.264 QP <= 20) video, else espcn-xSCALE-real (trained on real degradations; stdin always gets it).",
 )
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Model threads (default: all cores).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda (or cuda:N) or auto.")
 @click.option(
     "--max-memory",
     "max_memory_mb",
