@@ -11,7 +11,7 @@ from typing import Any
 from espcn_video.errors import EspcnVideoError, InputError, OutputError, UsageError
 from espcn_video.ffmpeg.locate import locate_ffmpeg
 from espcn_video.ffmpeg.timestamps import list_packets
-from espcn_video.jobs.dask_cluster import TASK_RETRIES, describe_task_error, open_client
+from espcn_video.jobs.dask_cluster import TASK_RETRIES, describe_task_error, is_crash, open_client
 from espcn_video.jobs.task_progress import TaskProgress, TaskReporter, completed_while_ticking, new_topic
 from espcn_video.settings import InputSpec, UpscaleSettings
 
@@ -40,36 +40,31 @@ VIDEO_EXTENSIONS = frozenset(
 )
 
 
-def expand_inputs(inputs: list[str], skip_suffix: str | None = None, skip_in: Path | None = None) -> list[str]:
+def expand_inputs(inputs: list[str]) -> list[tuple[str, bool]]:
     """Files as given; a folder adds its video files, sorted by name, not its subfolders.
 
-    Files ending in `skip_suffix` inside the folder `skip_in` (the output folder) are earlier
-    outputs, not inputs: without this, a second run over the same folder would upscale them.
+    Each name comes with whether a folder gave it (True) or it was named itself (False).
     """
-    names: list[str] = []
+    names: list[tuple[str, bool]] = []
     for name in inputs:
         path = Path(name)
         if not path.is_dir():
-            names.append(name)
+            names.append((name, False))
             continue
-        is_out_dir = skip_in is not None and path.resolve() == skip_in.resolve()
-        videos = sorted(
-            p
-            for p in path.iterdir()
-            if p.is_file()
-            and p.suffix.lower() in VIDEO_EXTENSIONS
-            and not (is_out_dir and skip_suffix and p.name.endswith(skip_suffix))
-        )
+        videos = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
         if not videos:
             raise InputError(f"{name}: a folder without video files ({', '.join(sorted(VIDEO_EXTENSIONS))})")
-        names.extend(str(p) for p in videos)
-    seen: set[Path] = set()
-    unique = []
-    for name in names:  # a file named twice, or also found in a folder, runs once
+        names.extend((str(p), True) for p in videos)
+    seen: dict[Path, int] = {}
+    unique: list[tuple[str, bool]] = []
+    for name, from_folder in names:  # a file named twice, or also found in a folder, runs once
         key = Path(name).resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(name)
+        if key in seen:  # named itself wins: it is never taken for an earlier output
+            first = seen[key]
+            unique[first] = (unique[first][0], unique[first][1] and from_folder)
+            continue
+        seen[key] = len(unique)
+        unique.append((name, from_folder))
     return unique
 
 
@@ -94,19 +89,61 @@ def output_is_complete(ffmpeg: str, source: str, output: str) -> tuple[bool, int
 
 
 def batch_jobs(inputs: list[str], out_dir: str, suffix: str) -> list[tuple[InputSpec, str]]:
-    """Each input file, or each video file of an input folder, and the output name it gets in `out_dir`."""
+    """Each input file, or each video file of an input folder, and the output name it gets in `out_dir`.
+
+    A video file that a folder gave and whose name is the output name of another input (the
+    output folder is also an input folder: an earlier run's output) is not an input: its input's
+    line reports it. Every other one is, and is refused here, before any work, when its output
+    would be itself or another input, or when two inputs would write the same output.
+    """
     out = Path(out_dir)
     if not out.is_dir():
         raise OutputError(f"{out_dir}: no such folder")
-    pairs = []
-    for name in expand_inputs(inputs, skip_suffix=suffix, skip_in=out):
-        path = Path(name)
-        if not path.is_file():
+    named = expand_inputs(inputs)
+    for name, _ in named:
+        if not Path(name).is_file():
             raise InputError(f"{name}: no such file or folder")
-        pairs.append((InputSpec(name), str(out / (path.stem + suffix))))
-    names = [p[1] for p in pairs]
-    if len(set(names)) != len(names):
-        raise UsageError("two inputs would write the same output name in --out-dir")
+    outputs = [str(out / (Path(name).stem + suffix)) for name, _ in named]
+    keys = [Path(name).resolve() for name, _ in named]
+    out_keys = [Path(o).resolve() for o in outputs]
+    makers: dict[Path, list[int]] = {}
+    for j, key in enumerate(out_keys):
+        makers.setdefault(key, []).append(j)
+    state: dict[int, bool] = {}
+
+    def is_earlier_output(i: int) -> bool:
+        """From a folder, and the output name of another input (one that is not an earlier
+        output itself: a.mp4 -> a_sr.mkv -> a_sr_sr.mkv leaves a_sr_sr.mkv an input)."""
+        if i not in state:
+            state[i] = False  # a cycle of names: an input
+            state[i] = named[i][1] and any(j != i and not is_earlier_output(j) for j in makers.get(keys[i], []))
+        return state[i]
+
+    kept = [i for i in range(len(named)) if not is_earlier_output(i)]
+    pairs = [(InputSpec(named[i][0]), outputs[i]) for i in kept]
+    fix = "choose another --out-dir or --suffix"
+    is_input = {keys[i]: named[i][0] for i in kept}
+    selves = [i for i in kept if out_keys[i] == keys[i]]
+    if selves:
+        i, more = selves[0], len(selves) - 1
+        also = f", as for {more} more input{'s' if more > 1 else ''}" if more else ""
+        raise OutputError(
+            f"{named[i][0]}: output is the input file (--out-dir {out_dir} with --suffix {suffix} "
+            f"names it {outputs[i]}{also}); {fix}"
+        )
+    for i in kept:
+        if out_keys[i] in is_input:
+            raise OutputError(
+                f"{named[i][0]}: its output {outputs[i]} is another input of this batch "
+                f"({is_input[out_keys[i]]}) and would overwrite it; {fix}"
+            )
+    first_of: dict[Path, int] = {}
+    for i in kept:
+        if out_keys[i] in first_of:
+            raise UsageError(
+                f"{named[first_of[out_keys[i]]][0]} and {named[i][0]} would both write {outputs[i]}; {fix}"
+            )
+        first_of[out_keys[i]] = i
     return pairs
 
 
@@ -144,11 +181,32 @@ def estimated_frames(all_settings: list[UpscaleSettings]) -> int | None:
     return total
 
 
+def _failed(settings: UpscaleSettings, exc: BaseException) -> dict[str, Any]:
+    return {
+        "input": settings.input.path,
+        "output": settings.output,
+        "status": "failed",
+        "error": describe_task_error(exc),
+    }
+
+
 def _upscale_one(settings: UpscaleSettings, topic: str | None = None) -> dict[str, Any]:
+    """The task: its file's record, "failed" with the error when the file cannot be upscaled.
+
+    The project's own errors (an empty or damaged input, a preset that does not fit...) are the
+    file's result, returned: raised, Dask would run the task again for the same error, and the
+    worker would log its traceback each time. Only a crash (an ffmpeg killed by a signal) and
+    an unexpected exception are raised, and retried.
+    """
     from espcn_video.jobs.summary import run_summary
     from espcn_video.jobs.upscale import upscale_video
 
-    outcome = upscale_video(settings, on_progress=TaskReporter(topic, settings.output))
+    try:
+        outcome = upscale_video(settings, on_progress=TaskReporter(topic, settings.output))
+    except EspcnVideoError as exc:
+        if is_crash(exc):
+            raise
+        return _failed(settings, exc)
     return {
         "input": settings.input.path,
         "output": settings.output,
@@ -171,8 +229,9 @@ def run_batch(
     """One Dask task per file; every file is attempted and reported, failed ones with their error.
 
     Workers are checked first (inputs readable, output folders writable, ffmpeg, the package).
-    A task that raises, or whose workers keep dying (KilledWorker), is one failed file: the
-    loop goes on to the end so that the other files' results are never lost.
+    A file whose task returns its error, raises (after its retries), or whose workers keep dying
+    (KilledWorker), is one failed file: the loop goes on to the end so that the other files'
+    results are never lost.
     """
     if not all_settings:
         return []
@@ -198,12 +257,7 @@ def run_batch(
                 try:
                     rec = future.result()
                 except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - recorded per file
-                    rec = {
-                        "input": s.input.path,
-                        "output": s.output,
-                        "status": "failed",
-                        "error": describe_task_error(exc),
-                    }
+                    rec = _failed(s, exc)
                 results.append(rec)
                 running.discard(s.output)
                 frames_done += int(rec.get("frames") or 0)

@@ -80,22 +80,33 @@ def plan_chunks(
     chunks: int | None = None,
     target_s: float = 20.0,
 ) -> ChunkPlan:
-    """Split into `chunks` parts, or parts of about `target_s`; boundaries prefer keyframes."""
+    """Split into `chunks` parts, or parts of about `target_s`; boundaries prefer keyframes.
+
+    Every chunk holds at least one frame: `chunks` above the frame count gives one chunk per
+    frame (the caller says so), and a boundary that would fall on or before the previous one (a
+    keyframe preferred too far on, or frames far apart in a variable-rate file) moves to the next
+    frame, so the plan has exactly min(chunks, frames) chunks.
+    """
     n = len(frame_pts)
+    if n == 0:
+        raise InputError(f"{source}: no video packets; nothing to split into chunks")
     span = frame_pts[-1] - frame_pts[0]
     gap = min((b - a for a, b in itertools.pairwise(frame_pts)), default=1)
-    step = span / chunks if chunks else max(1, int(target_s / tb))
-    wanted = chunks or max(1, round(span / step) if span else 1)
-    wanted = max(1, min(wanted, n))
+    if chunks:
+        wanted = min(chunks, n)
+        step: float = span / wanted
+    else:
+        step = max(1, int(target_s / tb))
+        wanted = max(1, min(n, round(span / step) if span else 1))
     keyset = set(key_pts)
+    # Prefer the next keyframe within a quarter chunk: less decoding before the chunk.
+    window = n // wanted // 4 + 1
     starts = [0]
     for k in range(1, wanted):
         i = bisect.bisect_left(frame_pts, frame_pts[0] + k * step)
-        # Prefer the next keyframe within a quarter chunk: less decoding before the chunk.
-        window = n // wanted // 4 + 1
         j = next((m for m in range(i, min(n, i + window + 1)) if frame_pts[m] in keyset), i)
-        if starts[-1] < j < n:
-            starts.append(j)
+        # after the previous start, and leaving a frame for each chunk still to come
+        starts.append(min(max(j, starts[-1] + 1), n - (wanted - k)))
     plan = []
     for c, s in enumerate(starts):
         e = starts[c + 1] if c + 1 < len(starts) else n

@@ -37,6 +37,7 @@ from espcn_video.ffmpeg.locate import locate_ffmpeg
 from espcn_video.ffmpeg.mkv import build_hdr_colour
 from espcn_video.ffmpeg.probe import ProbeInfo, probe_file
 from espcn_video.ffmpeg.process import FFmpegProcess
+from espcn_video.ffmpeg.timestamps import list_packets as list_file_packets
 from espcn_video.ffmpeg.y4m import Y4MHeader, decode_all
 from espcn_video.files import atomic_write_text
 from espcn_video.frames.pipeline import run_pipeline
@@ -178,6 +179,7 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
                 break
         if frames != job.chunk.frames:
             raise FrameCountMismatch(job.chunk.frames, frames)
+        start = part_start(ffmpeg.path, tmp)
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
@@ -188,10 +190,25 @@ def process_chunk(job: ChunkJob) -> dict[str, Any]:
         "frames": frames,
         "bytes": final.stat().st_size,
         "wall_s": round(time.perf_counter() - t0, 3),
+        "start_s": str(start),  # the part's first frame time in its own file (exact), for the join
         # the source's frame size as rawvideo bytes at both ends, and where it changed inside
         "frame_bytes": [times.first_bytes, times.last_bytes],
         "size_changes": [list(change) for change in times.change_times()],
     }
+
+
+def part_start(ffmpeg: str, part: Path) -> Fraction:
+    """The time of a part's first frame in the part file, in seconds, from its packets.
+
+    The join tells the concat demuxer this (`inpoint`) instead of letting it guess: for an H.264
+    part of a few frames without B-frames (under 8; any short chunk, or every chunk of an
+    encoder preset without B-frames) ffmpeg leaves the file's start time unset, the demuxer
+    then takes 0 for it, and the part landed its own start time too late in the joined file.
+    """
+    tb, pts, _ = list_file_packets(ffmpeg, str(part), timeout_s=600.0)
+    if not pts:
+        raise OutputError(f"{part}: the part holds no video packets")
+    return min(pts) * tb
 
 
 def chunk_edges(
@@ -386,9 +403,15 @@ def upscale_chunked(
                 raise EspcnVideoError(
                     f"{first_error} ({done} of {len(plan.chunks)} chunks done; --resume runs the rest)"
                 ) from first_error
-    frames = _join(parts, plan, settings, probe, overwrite=settings.overwrite or resume)
+    frames = _join(parts, plan, manifest, settings, probe, overwrite=settings.overwrite or resume)
     shutil.rmtree(parts)
     notes = describe_input(settings, probe, deinterlace, chunked=True)
+    if chunks is not None and chunks > len(plan.chunks):
+        notes.insert(
+            0,
+            f"--chunks {chunks}: {source.path} has only {plan.total_frames} frames, "
+            f"so it ran as {len(plan.chunks)} chunks of one frame each",
+        )
     changes = []
     if where := chunk_size_changes(plan, manifest):
         changes = look_at_size_changes(ffmpeg.path, source, where)
@@ -424,24 +447,52 @@ def chunk_size_changes(plan: ChunkPlan, manifest: dict[str, Any]) -> list[tuple[
     return where
 
 
-def build_concat_listing(plan: ChunkPlan) -> str:
+def _seconds(value: Fraction) -> str:
+    """Seconds to the microsecond, rounded to the nearest as ffmpeg rounds a file's start time."""
+    us = round(value * 1_000_000)
+    return f"{'-' if us < 0 else ''}{abs(us) // 1_000_000}.{abs(us) % 1_000_000:06d}"
+
+
+def build_concat_listing(plan: ChunkPlan, starts: dict[int, Fraction] | None = None) -> str:
     """Each part with its exact duration (the next chunk's start minus its own): the concat
-    demuxer then places every part at its chunk's start, whatever the last frame's duration."""
+    demuxer then places every part at its chunk's start, whatever the last frame's duration.
+
+    `starts`: each part's first frame time in its own file, given as its `inpoint`, so that the
+    demuxer does not depend on ffmpeg finding the part's start time (it does not for a short
+    H.264 part without B-frames, and then put the part late by its whole start time).
+    """
     lines = []
     for c in plan.chunks:
         lines.append(f"file 'part-{c.index:05d}.{PART_FORMAT}'\n")
+        if starts is not None and c.index in starts:
+            lines.append(f"inpoint {_seconds(starts[c.index])}\n")
         if c.end_pts is not None:
             lines.append(f"duration {float((c.end_pts - c.start_pts) * plan.tb):.6f}\n")
     return "".join(lines)
 
 
-def _join(parts: Path, plan: ChunkPlan, settings: UpscaleSettings, probe: ProbeInfo, *, overwrite: bool) -> int:
+def _join(
+    parts: Path,
+    plan: ChunkPlan,
+    manifest: dict[str, Any],
+    settings: UpscaleSettings,
+    probe: ProbeInfo,
+    *,
+    overwrite: bool,
+) -> int:
     """Join the parts, check the joined file frame by frame against the source's packets, publish."""
+    ffmpeg = locate_ffmpeg()
+    starts = {}
+    for c in plan.chunks:
+        rec = manifest["done"].get(str(c.index), {})
+        if "start_s" in rec:
+            starts[c.index] = Fraction(rec["start_s"])
+        else:  # a part from an older version (--resume): measured here
+            starts[c.index] = part_start(ffmpeg.path, parts / f"part-{c.index:05d}.{PART_FORMAT}")
     listing = parts / "concat.txt"
-    listing.write_text(build_concat_listing(plan))
+    listing.write_text(build_concat_listing(plan, starts))
     sweep_stale_temporaries(settings.output)
     target = temporary_output(settings.output)
-    ffmpeg = locate_ffmpeg()
     video_start_s = float(plan.chunks[0].start_pts * plan.tb) - plan.container_start_s
     siting = probe.frame.chroma_location if probe.frame is not None else None
     color = probe.decoded_color

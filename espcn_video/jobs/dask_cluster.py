@@ -11,11 +11,11 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from espcn_video.errors import EspcnVideoError, UsageError
+from espcn_video.errors import EspcnVideoError, FFmpegError, StageError, UsageError
 
 log = logging.getLogger(__name__)
 
-TASK_RETRIES = 2
+TASK_RETRIES = 2  # for a task that raises; a batch task returns its file's own errors instead
 
 
 CLOSE_TIMEOUT_S = 20.0
@@ -62,6 +62,7 @@ def open_client(scheduler: str | None, local_workers: int) -> Iterator[Any]:
             dashboard_address=None,
             silence_logs=logging.ERROR,
             local_directory=scratch,
+            preload=[__name__],  # dask_setup below, in every worker (one its nanny restarts too)
         )
         try:
             with Client(cluster) as client:
@@ -126,6 +127,51 @@ def _shut_down(cluster: Any) -> None:
     for child in multiprocessing.active_children():  # reaps the multiprocessing handles
         if child.name == _WORKER_PROCESS_NAME:
             child.join(timeout=1.0)
+
+
+def is_crash(exc: BaseException) -> bool:
+    """An ffmpeg killed by a signal (an encoder that aborts now and then, the kernel's OOM
+    killer): worth running the task again, unlike an error that the input or the settings
+    cause, which the same task would only meet again."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, FFmpegError):
+            return cause.returncode < 0
+        cause = cause.cause if isinstance(cause, StageError) else cause.__cause__
+    return False
+
+
+def _error_class_names(cls: type[BaseException] = EspcnVideoError) -> set[str]:
+    names = {cls.__name__}
+    for sub in cls.__subclasses__():
+        names |= _error_class_names(sub)
+    return names
+
+
+class _ProjectErrorFilter(logging.Filter):
+    """Drops the worker's "Compute Failed ... Traceback" record for the project's own errors.
+
+    A chunk that raises one is run again (TASK_RETRIES), and the error that is left reaches the
+    user once, as one line; the local workers share the command's stderr, where every attempt
+    printed its traceback. Other exceptions (a bug) keep theirs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not (isinstance(record.msg, str) and record.msg.startswith("Compute Failed")):
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        text = str(args[3]) if len(args) > 3 else ""  # "Exception: %r", the exception's repr
+        return not text.startswith(tuple(f"{name}(" for name in _error_class_names()))
+
+
+def dask_setup(worker: Any) -> None:
+    """Run in each worker of the local cluster as it starts (its `preload` names this module):
+    installs _ProjectErrorFilter. Workers of a --scheduler keep their own logging."""
+    target = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, _ProjectErrorFilter) for f in target.filters):
+        target.addFilter(_ProjectErrorFilter())
 
 
 def describe_task_error(exc: BaseException) -> str:
