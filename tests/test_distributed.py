@@ -178,6 +178,21 @@ def test_chunked_mp4_keeps_the_source_track_time_scale(
         assert b"16k tbn (default)" in text
 
 
+@pytest.mark.parametrize("suffix", [".avi", ".y4m"])
+def test_chunked_fixed_rate_container_gets_the_frame_rate(
+    sources: dict[str, Path], ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path], suffix: str
+) -> None:
+    """The joined parts' time base became AVI's rate (600 fps of filler frames): the join now
+    gives y4m and AVI one tick a frame, as an unchunked run does."""
+    src = sources["opengop.mp4"]
+    out = tmp_path / f"chunked{suffix}"
+    extra = ("--codec", "rawvideo") if suffix == ".y4m" else ()
+    summary = _run(src, out, random_preset(2), "--chunks", "2", "--local-workers", "2", *extra)
+    tb, pts, _ = list_packets(ffmpeg, str(out))
+    assert summary["chunks"] == 2 and summary["frames"] == len(pts) == 75
+    assert tb == Fraction(1, 25) and pts == list(range(75))
+
+
 @pytest.fixture(scope="module")
 def twelve_seconds(tmp_path_factory: pytest.TempPathFactory, ffmpeg: str) -> Path:
     """The issue's clip, smaller: 12 s at 25 fps, keyframes every 2 s, 3 B-frames, AAC audio."""

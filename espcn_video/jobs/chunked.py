@@ -501,6 +501,7 @@ def _join(
         color=color,
         chroma_location=siting,
         time_base=plan.tb,  # the source's packets' (MP4 gets it back as its track time scale)
+        frame_rate=probe.frame_rate,  # y4m's and AVI's clock
     )
     covers: list[Path] = []
     try:
