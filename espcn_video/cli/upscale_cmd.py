@@ -550,7 +550,7 @@ def batch_cmd(
         if as_json or quiet:
             return
         if rec["status"] == "failed":
-            console.print(f"[red]failed[/red] {rec['input']}: {rec['error']}")
+            console.print(f"[red]failed[/red] {_failure(rec)}")
         elif rec["status"] == "skipped":
             console.print(f"skipped (already done) {rec['input']} -> {rec['output']}: {rec['frames']} frames")
         else:
@@ -582,8 +582,12 @@ def batch_cmd(
     if as_json:
         emit_json({"results": results, "done": len(ran) - len(failed), "skipped": len(skipped), "failed": len(failed)})
     if failed:
-        raise EspcnVideoError(
-            f"{len(failed)} of {len(results)} files failed (first: {failed[0]['input']}: {failed[0]['error']})"
-        )
+        raise EspcnVideoError(f"{len(failed)} of {len(results)} files failed (first: {_failure(failed[0])})")
     if not (as_json or quiet):
         console.print(f"{len(ran)} upscaled, {len(skipped)} skipped (already done)")
+
+
+def _failure(rec: dict[str, Any]) -> str:
+    """'IN: error', the file named once (most errors name it already)."""
+    error = str(rec["error"])
+    return error if error.startswith(f"{rec['input']}:") else f"{rec['input']}: {error}"
