@@ -104,6 +104,16 @@ def run_cli(
     )
 
 
+def one_error_line(done: subprocess.CompletedProcess[bytes]) -> str:
+    """The run's stderr is one `espcn-video: error: ...` line and no traceback; that line."""
+    err = done.stderr.decode()
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("espcn-video: error: ")
+    return lines[0]
+
+
 FP32 = ("--backend", "torch", "--precision", "fp32")  # the reference engine: no dependence on this CPU's bf16/int8
 
 

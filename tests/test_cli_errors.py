@@ -9,18 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import one_error_line as _one_error_line
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def _one_error_line(done: subprocess.CompletedProcess[bytes]) -> str:
-    err = done.stderr.decode()
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("espcn-video: error: ")
-    return lines[0]
 
 
 def _usage_error(done: subprocess.CompletedProcess[bytes]) -> str:

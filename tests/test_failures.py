@@ -14,17 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import default_sigint, run_cli
+from tests.conftest import one_error_line as _one_error_line
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def _one_error_line(done: subprocess.CompletedProcess[bytes]) -> str:
-    err = done.stderr.decode()
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("espcn-video: error: ")
-    return lines[0]
 
 
 @pytest.fixture
