@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 @contextmanager
@@ -51,6 +51,11 @@ def write_rows(path: str | os.PathLike[str], rows: list[dict[str, Any]], extra: 
             tmp.write_text(json.dumps({**(extra or {}), "frames": rows}, indent=2) + "\n")
             return
         with tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["index"])
-            writer.writeheader()
-            writer.writerows(rows)
+            write_csv(fh, rows)
+
+
+def write_csv(fh: IO[str], rows: list[dict[str, Any]]) -> None:
+    """Rows as CSV with a header line (the first row's keys)."""
+    writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["index"])
+    writer.writeheader()
+    writer.writerows(rows)

@@ -11,7 +11,7 @@ import pytest
 
 from espcn_video.ffmpeg.locate import list_encoders
 from espcn_video.jobs.bench import STANDARD_JOBS, JobSpec, build_jobs, compare_runs
-from tests.conftest import run_cli
+from tests.conftest import one_error_line, run_cli
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -188,3 +188,21 @@ def test_opencv_peer_script_says_what_it_needs_in_one_line(tmp_path: Path) -> No
     err = done.stderr.strip()
     assert done.returncode == 2 and len(err.splitlines()) == 1, err
     assert "OpenCV is not installed" in err or "has no dnn_superres" in err or "does not exist" in err
+
+
+@pytest.mark.parametrize("size", [(1, 1), (97, 65)])
+def test_a_synthetic_clip_has_the_size_asked(random_preset: Callable[[int], Path], size: tuple[int, int]) -> None:
+    """testsrc2 makes even sizes only, and x264 codes 4:2:0 at even sizes only: 97x65 ran as 96x64
+    without a word, 1x1 was a traceback."""
+    doc = _bench("--scale", "2", "--lr-size", f"{size[0]}x{size[1]}", "--frames", "2",
+                 "--preset", str(random_preset(2)), "--srcnn-frames", "0", "--reference-frames", "0")  # fmt: skip
+    assert doc["jobs"][0]["lr_size"] == list(size)
+    assert doc["jobs"][0]["hr_size"] == [2 * size[0], 2 * size[1]]
+
+
+def test_compare_refuses_a_result_whose_jobs_are_not_a_list(tmp_path: Path) -> None:
+    path = tmp_path / "null.json"
+    path.write_text(json.dumps({"command": "bench", "schema_version": 1, "jobs": None}))
+    done = run_cli("bench", "--compare", str(path), str(path))
+    assert done.returncode == 1
+    assert one_error_line(done) == f"espcn-video: error: {path}: not an `espcn-video bench --json` result"

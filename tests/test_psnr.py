@@ -28,7 +28,7 @@ from espcn_video.quality.degrade import (
 )
 from espcn_video.quality.video_metrics import psnr_from_mse
 from espcn_video.settings import InputSpec, RawInput
-from tests.conftest import decode_y4m, parse_y4m_bytes, run_cli
+from tests.conftest import decode_y4m, one_error_line, parse_y4m_bytes, run_cli
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -177,11 +177,18 @@ def test_vmaf_args() -> None:
         ("gaussian:x", "SIGMA must be a number"),
         ("gaussian:0", "SIGMA must be in"),
         ("gaussian:9", "at most 49 taps"),
+        ("gaussian:7.667", r"SIGMA must be in \(0, 7\.666\]"),
+        ("", "start with bicubic"),
     ],
 )
 def test_bad_degradations(text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         parse_degradation(text)
+
+
+def test_the_largest_gaussian_sigma_is_the_one_the_message_names() -> None:
+    """The message said 7.67, which it refused: the limit is 23/3."""
+    assert parse_degradation("gaussian:7.666").sigma == 7.666
 
 
 # -- golden cross-checks against ffmpeg ------------------------------------------------------
@@ -511,3 +518,45 @@ def test_raw_yuv_format_from_uvg_names_and_flags() -> None:
     assert build_clip_spec("foreman_cif.y4m", None, None, None).raw is None
     with pytest.raises(UsageError, match="raw .yuv needs --input-size WxH"):
         build_clip_spec("clip.yuv", None, None, None)
+
+
+# -- outputs and option values refused in one line, before any scoring -------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("--crops", "{clip}"), 1, "--crops {clip}: is a file; give a folder (made if it is not there)"),
+        (("--crops", "{tmp}/no/crops"), 1, "--crops {tmp}/no/crops: folder {tmp}/no does not exist"),
+        (("--plot", "{tmp}/x.txt"), 2, "--plot {tmp}/x.txt: a plot is written as .png, .pdf, .svg or .jpg, not .txt"),
+        (("--methods", ""), 2, "--methods is empty; choose from espcn, bicubic, lanczos, srcnn"),
+        (("--csv", "-", "--json"), 2, "--csv - and --json both write to stdout: give --csv a file name"),
+    ],
+)
+def test_refused_before_any_work(
+    clips: Callable[..., Path], tmp_path: Path, args: tuple[str, ...], code: int, message: str
+) -> None:
+    """--crops FILE and --plot x.txt were tracebacks (the second after the whole run); --methods ''
+    ran the default methods."""
+    clip = clips("s48.y4m", "-pix_fmt", "yuv420p")
+    fill = {"clip": str(clip), "tmp": str(tmp_path)}
+    done = run_cli("psnr", str(clip), "--scale", "2", *(a.format(**fill) for a in args))
+    assert done.returncode == code
+    assert one_error_line(done) == f"espcn-video: error: {message.format(**fill)}"
+
+
+def test_csv_to_stdout_and_clips_of_one_name_told_apart(clips: Callable[..., Path], tmp_path: Path) -> None:
+    """`--csv -` wrote a file named '-'; two REFs named alike gave rows that could not be told apart."""
+    clip = clips("s48.y4m", "-pix_fmt", "yuv420p")
+    other = tmp_path / "other"
+    other.mkdir()
+    twin = other / clip.name
+    twin.write_bytes(clip.read_bytes())
+    done = run_cli(
+        "psnr", str(clip), str(twin), "--scale", "2", "--methods", "bicubic", "--csv", "-", "-q", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    lines = done.stdout.decode().splitlines()
+    assert lines[0] == "clip,method,frame,psnr_y_db,psnr_u_db,psnr_v_db,ssim_y"
+    assert {line.split(",")[0] for line in lines[1:]} == {str(clip), str(twin)}
+    assert len(lines) == 1 + 2 * 10 and not (tmp_path / "-").exists()

@@ -77,7 +77,12 @@ def read_result(path: Path) -> dict[str, Any]:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not a bench result: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("command") != "bench" or "jobs" not in doc:
+    if (
+        not isinstance(doc, dict)
+        or doc.get("command") != "bench"
+        or not isinstance(doc.get("jobs"), list)
+        or not all(isinstance(job, dict) for job in doc["jobs"])
+    ):
         raise InputError(f"{path}: not an `espcn-video bench --json` result")
     if doc.get("schema_version") != SCHEMA_VERSION:
         raise InputError(f"{path}: schema_version {doc.get('schema_version')} is not {SCHEMA_VERSION}")

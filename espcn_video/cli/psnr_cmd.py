@@ -121,7 +121,7 @@ def expand_clips(
 def parse_methods(text: str | None) -> tuple[str, ...]:
     from espcn_video.jobs.psnr import METHODS
 
-    names = [m.strip().lower() for m in (text or ",".join(DEFAULT_METHODS)).split(",") if m.strip()]
+    names = [m.strip().lower() for m in (",".join(DEFAULT_METHODS) if text is None else text).split(",") if m.strip()]
     for name in names:
         if name not in METHODS:
             raise UsageError(f"unknown method {name!r} in --methods; choose from {', '.join(METHODS)}")
@@ -130,11 +130,17 @@ def parse_methods(text: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+# What matplotlib writes, by the name's extension (none: PNG).
+PLOT_FORMATS = ("", ".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
 def check_output_file(option: str, path: str | None) -> None:
     """Fail before minutes of work, not after."""
-    if path is None:
+    if path is None or (option == "--csv" and path == "-"):  # --csv -: the rows on stdout
         return
     target = Path(path)
+    if option == "--plot" and target.suffix.lower() not in PLOT_FORMATS:
+        raise UsageError(f"--plot {path}: a plot is written as .png, .pdf, .svg or .jpg, not {target.suffix}")
     if target.is_dir():
         raise OutputError(f"{option} {path}: is a folder; give a file name")
     if not target.parent.is_dir():
@@ -333,7 +339,14 @@ def psnr_cmd(
     if crops_dir is not None:
         if dist is not None:
             raise UsageError("--crops shows SR methods against the reference; it does not apply to --dist")
-        Path(crops_dir).mkdir(parents=True, exist_ok=True)
+        crops = Path(crops_dir)
+        if crops.exists() and not crops.is_dir():
+            raise OutputError(f"--crops {crops_dir}: is a file; give a folder (made if it is not there)")
+        if not crops.parent.is_dir():
+            raise OutputError(f"--crops {crops_dir}: folder {crops.parent} does not exist")
+        crops.mkdir(exist_ok=True)
+    if csv_path == "-" and as_json:
+        raise UsageError("--csv - and --json both write to stdout: give --csv a file name")
     check_output_file("--csv", csv_path)
     check_output_file("--plot", plot_path)
     ffmpeg = locate_ffmpeg()
@@ -357,7 +370,7 @@ def psnr_cmd(
         )
     else:
         method_names = parse_methods(methods)
-        degradation = parse_degradation(degrade or "bicubic")
+        degradation = parse_degradation("bicubic" if degrade is None else degrade)
         if scale is None:
             from espcn_video.model.presets import AUTO_PRESET
 
@@ -409,7 +422,11 @@ def _write_outputs(
     plot_path: str | None,
     frame_rows: Callable[[dict[str, Any]], list[dict[str, Any]]],
 ) -> None:
-    if csv_path:
+    if csv_path == "-":
+        from espcn_video.files import write_csv
+
+        write_csv(sys.stdout, frame_rows(report))
+    elif csv_path:
         from espcn_video.files import write_rows
 
         write_rows(csv_path, frame_rows(report))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from espcn_video.errors import InputError, PresetError
+from espcn_video.errors import FFmpegError, InputError, PresetError
 from espcn_video.ffmpeg.args import COMMON, build_decode_args
 from espcn_video.ffmpeg.locate import list_encoders, locate_ffmpeg
 from espcn_video.ffmpeg.probe import probe_file
@@ -163,33 +163,25 @@ def load_model(scale: int, preset: str | None) -> _Model:
 
 
 def make_synthetic_clip(ffmpeg: str, size: tuple[int, int], frames: int, folder: Path) -> Path:
-    """testsrc2 as H.264 (what real inputs are), FFV1 where this ffmpeg has no libx264."""
-    x264 = "libx264" in list_encoders(ffmpeg)
+    """testsrc2 as H.264 (what real inputs are), FFV1 where this ffmpeg has no libx264 or the
+    size is one x264 cannot code in 4:2:0 (odd), so that the clip has the size asked."""
+    x264 = "libx264" in list_encoders(ffmpeg) and size[0] % 2 == 0 and size[1] % 2 == 0
     path = folder / f"testsrc2-{size[0]}x{size[1]}-{frames}.{'mp4' if x264 else 'mkv'}"
     if not path.exists():
         codec = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18"] if x264 else ["-c:v", "ffv1"]
-        src = f"testsrc2=s={size[0]}x{size[1]}:r={SYNTHETIC_RATE}"
-        subprocess.run(
-            [
-                ffmpeg,
-                *COMMON,
-                "-f",
-                "lavfi",
-                "-i",
-                src,
-                "-frames:v",
-                str(frames),
-                *codec,
-                "-pix_fmt",
-                "yuv420p",
-                "-y",
-                str(path),
-            ],
-            check=True,
-            timeout=600,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-        )
+        if not x264 and min(size) < 16:
+            codec += ["-slices", "1"]  # FFV1's automatic slice count is 0 for a few pixels
+        # testsrc2 makes even sizes only: an odd one is cut from the next even one
+        even = (size[0] + size[0] % 2, size[1] + size[1] % 2)
+        src = f"testsrc2=s={even[0]}x{even[1]}:r={SYNTHETIC_RATE}"
+        if even != size:
+            src += f",crop={size[0]}:{size[1]}:0:0:exact=1"
+        cmd = [ffmpeg, *COMMON, "-f", "lavfi", "-i", src, "-frames:v", str(frames), *codec]
+        cmd += ["-pix_fmt", "yuv420p", "-y", str(path)]
+        done = subprocess.run(cmd, timeout=600, stdin=subprocess.DEVNULL, capture_output=True)
+        if done.returncode != 0:
+            path.unlink(missing_ok=True)
+            raise FFmpegError("synthetic clip", cmd, done.returncode, done.stderr.decode(errors="replace"))
     return path
 
 

@@ -417,15 +417,18 @@ def compare_clips(
 
 
 def frame_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per clip, method and frame: what --csv writes."""
+    """One row per clip, method and frame: what --csv writes. A clip is named by its name, or by
+    its path where two clips of the report share a name (a.y4m and other/a.y4m)."""
     rows = []
+    names = [clip["name"] for clip in report["clips"]]
     for clip in report["clips"]:
+        label = clip["name"] if names.count(clip["name"]) == 1 else clip.get("path", clip["name"])
         for method, summary in clip["methods"].items():
             series = summary["per_frame"]
             for i in range(summary["frames"]):
                 rows.append(
                     {
-                        "clip": clip["name"],
+                        "clip": label,
                         "method": method,
                         "frame": i,
                         **{key: values[i] for key, values in series.items()},

@@ -258,7 +258,7 @@ def parse_degradation(text: str) -> Degradation:
     radius_max = (MAX_TAPS - 3) // 2
     if not math.isfinite(sigma) or not 0 < sigma <= radius_max / 3:
         raise UsageError(
-            f"--degrade {text!r}: SIGMA must be in (0, {radius_max / 3:.2f}] "
+            f"--degrade {text!r}: SIGMA must be in (0, {math.floor(radius_max / 3 * 1000) / 1000:g}] "
             f"(ffmpeg's convolution filter takes at most {MAX_TAPS} taps)"
         )
     return Degradation(GAUSSIAN, sigma, stages, inter)
