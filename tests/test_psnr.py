@@ -560,3 +560,12 @@ def test_csv_to_stdout_and_clips_of_one_name_told_apart(clips: Callable[..., Pat
     assert lines[0] == "clip,method,frame,psnr_y_db,psnr_u_db,psnr_v_db,ssim_y"
     assert {line.split(",")[0] for line in lines[1:]} == {str(clip), str(twin)}
     assert len(lines) == 1 + 2 * 10 and not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("args", [("-", "--scale", "2"), ("--dist", "-", "{clip}")])
+def test_stdin_is_refused_in_one_line(clips: Callable[..., Path], args: tuple[str, ...]) -> None:
+    """It was ffmpeg's 'Invalid data found when processing input' for a y4m on stdin."""
+    clip = clips("s48.y4m", "-pix_fmt", "yuv420p")
+    done = run_cli("psnr", *(a.format(clip=clip) for a in args), stdin=clip.read_bytes())
+    assert done.returncode == 2
+    assert one_error_line(done) == "espcn-video: error: psnr reads its clips from files, not from stdin (-)"

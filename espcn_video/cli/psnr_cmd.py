@@ -286,7 +286,12 @@ def _progress(
 @raw_input_options
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Model and libvmaf threads.")
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON on stdout (with per-frame arrays).")
-@click.option("--csv", "csv_path", default=None, help="Per-frame rows (clip, method, frame, PSNR Y/U/V, SSIM Y, VMAF).")
+@click.option(
+    "--csv",
+    "csv_path",
+    default=None,
+    help="Per-frame rows (clip, method, frame, PSNR Y/U/V, SSIM Y, VMAF); - for stdout.",
+)
 @click.option("--plot", "plot_path", default=None, help="PNG of per-frame Y-PSNR for every method, one panel per clip.")
 @click.option("--vmaf", is_flag=True, help="Also VMAF per frame (ffmpeg's libvmaf, model vmaf_v0.6.1).")
 @click.option(
@@ -352,6 +357,8 @@ def psnr_cmd(
     ffmpeg = locate_ffmpeg()
     if vmaf and not has_libvmaf(ffmpeg.path):
         raise UsageError(f"--vmaf: the ffmpeg in use ({ffmpeg.path}) has no libvmaf filter")
+    if "-" in (dist, *refs):
+        raise UsageError("psnr reads its clips from files, not from stdin (-)")
     if dist is not None:
         if len(refs) != 1:
             raise UsageError(f"--dist compares one DIST with one REF; got {len(refs)} REF arguments")
