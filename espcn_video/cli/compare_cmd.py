@@ -20,7 +20,12 @@ from espcn_video.errors import UsageError
 from espcn_video.settings import BACKENDS, PRECISIONS, EncodeSettings, InputSpec, UpscaleSettings
 
 
-def parse_wipe(text: str) -> float | None:
+def parse_wipe(text: str | None, layout: str) -> float | None:
+    """--wipe as CompareSettings takes it (None: sweep); checked before any work is done."""
+    if text is None:
+        return 0.5
+    if layout != "split":
+        raise UsageError(f"--wipe applies to --layout split, not {layout}")
     if text == "sweep":
         return None
     try:
@@ -62,10 +67,10 @@ def parse_wipe(text: str) -> float | None:
 )
 @click.option(
     "--wipe",
-    default="0.5",
-    show_default=True,
+    default=None,
     metavar="FRACTION|sweep",
-    help="split: where the wipe stands (0 left edge, 1 right edge), or 'sweep': it moves across and back every 8 s.",
+    help="split: where the wipe stands (0 left edge, 1 right edge; default 0.5), or 'sweep': it moves "
+    "across and back every 8 s.",
 )
 @click.option(
     "--gain",
@@ -85,6 +90,14 @@ def parse_wipe(text: str) -> float | None:
 @click.option("--json", "as_json", is_flag=True, help="Summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 @progress_options
+@click.option(
+    "--deinterlace",
+    type=click.Choice(["auto", "off", "frame", "field"]),
+    default="auto",
+    show_default=True,
+    help="Interlaced input, as for upscale: auto deinterlaces (bwdif, one frame per frame) when the source "
+    "says it is interlaced; frame/field force it (field doubles the rate); off keeps fields woven.",
+)
 @click.option("-y", "--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @guarded
 def compare_cmd(
@@ -95,7 +108,7 @@ def compare_cmd(
     layout: str,
     baseline: str,
     ref_path: str | None,
-    wipe: str,
+    wipe: str | None,
     gain: float,
     threads: int | None,
     backend: str,
@@ -111,6 +124,7 @@ def compare_cmd(
     quiet: bool,
     progress_path: str | None,
     stats_period: float | None,
+    deinterlace: str,
     overwrite: bool,
 ) -> None:
     """Show the baseline and ESPCN side by side, split or as a difference, in one video.
@@ -119,7 +133,7 @@ def compare_cmd(
     The comparison is an upscale run: the same decode, timestamps, colour
     tags and audio, and the written file is checked (frame count, every
     timestamp) before it is published. The views are cut by ffmpeg's own
-    filters (split, crop, overlay, blend, hstack, vstack, drawtext) from
+    filters (split, crop, lut, blend, hstack, vstack, drawtext) from
     one frame that holds both upscales, so both halves always show the
     same instant. Labels use matplotlib's DejaVu Sans.
     """
@@ -127,6 +141,7 @@ def compare_cmd(
 
     if output == "-":
         raise UsageError("compare writes a file: OUT cannot be '-'")
+    wipe_at = parse_wipe(wipe, layout)
     source = build_input_spec(input_path, input_size, input_pix_fmt, input_rate)
     preset_name, choice = video_preset_for(scale, preset, source)
     say_preset_choice(choice, quiet or as_json)
@@ -139,12 +154,13 @@ def compare_cmd(
         backend=backend,
         precision=precision,
         overwrite=overwrite,
+        deinterlace=deinterlace,
     )
     compare = CompareSettings(
         layout=layout,
         baseline=baseline,
         reference=InputSpec(ref_path) if ref_path is not None else None,
-        wipe=parse_wipe(wipe),
+        wipe=wipe_at,
         gain=gain,
     )
     with open_progress("compare", progress_path, stats_period, quiet) as writer:

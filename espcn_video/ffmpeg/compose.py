@@ -2,7 +2,7 @@
 
 The encoder is given one wide frame per input frame, the blocks laid side by side by the
 pipeline: [baseline | ESPCN] or, with a reference, [baseline | ESPCN | reference], each
-`block_w` x `block_h`. Every view is cut from that one frame (split, crop, overlay, blend,
+`block_w` x `block_h`. Every view is cut from that one frame (split, crop, lut, blend,
 hstack, vstack, drawtext), so its parts always come from the same instant: no two streams are
 synchronised by timestamp, and the frame count and timestamps are those of the input.
 """
@@ -85,21 +85,59 @@ def _difference(spec: ComposeSpec) -> str:
 
 
 def _wipe_x(spec: ComposeSpec) -> str:
-    """The wipe's column, even (4:2:0 crops and overlays move by two luma columns). The sweep
-    follows each frame's time t, which crop and overlay both see (their frame counters differ)."""
+    """The wipe's column, even (4:2:0 crops move by two luma columns). The sweep follows each
+    frame's time t, which the crop of the masks sees (a frame counter would not be the input's)."""
     w = spec.block_w
     if spec.wipe is not None:
         return str(int(round(spec.wipe * w / 2)) * 2)
     return f"2*trunc({w / 4:g}*(1-cos(2*PI*t/{SWEEP_PERIOD_S:g})))"
 
 
-def _wipe(spec: ComposeSpec, base: str, top: str, out: str, tag: str) -> list[str]:
-    """[base] left of the wipe, [top] right of it, a white line between them."""
-    w, h, x = spec.block_w, spec.block_h, _wipe_x(spec)
+def _white(spec: ComposeSpec) -> tuple[int, int]:
+    """The wipe line's Y and chroma code values at the frames' depth: video white and neutral
+    (235 and 128 in 8 bits, what drawbox's white was)."""
+    shift = spec.bits - 8
+    return 235 << shift, 128 << shift
+
+
+def _wipe_masks(spec: ComposeSpec, source: str, outs: list[str]) -> list[str]:
+    """Masks of the wipe, w x 3h, cut from constant frames made from [source] at the wipe's
+    column: rows (all ones left of the wipe | the white line | all ones right of it), zeros
+    elsewhere. Zeros are blend's |a - a|, all ones its phoenix min(a, a) - max(a, a) + max (lut
+    clips Y'CbCr to the video range); only blend, lut (for the line), crop, hstack and vstack, so
+    every pixel format and depth stays as it is (overlay knows 8- and 10-bit Y'CbCr only, drawbox
+    8 bits only)."""
+    w, h = spec.block_w, spec.block_h
+    y, c = _white(spec)
     return [
-        f"[{top}]pad={3 * w}:{h}:{w}:0,crop={w}:{h}:x='{w}+{x}':y=0,"
-        f"drawbox=x=0:y=0:w=2:h=ih:color=white:t=fill[{tag}t]",
-        f"[{base}][{tag}t]overlay=x='{x}':y=0[{out}]",
+        f"[{source}]split=5[ka][kb][kc][kd][kw]",
+        "[ka][kb]blend=all_mode=difference,split=6[z0][z1][z2][z3][z4][z5]",
+        "[kc][kd]blend=all_mode=phoenix,split=2[o0][o1]",
+        f"[kw]crop=2:{h}:0:0,lut=c0={y}:c1={c}:c2={c}[wl]",
+        f"[z4]crop=2:{h}:0:0[zn0]",
+        f"[z5]crop=2:{h}:0:0[zn1]",
+        "[o0][z0][zn0]hstack=inputs=3[ml]",  # ones w | zeros w + 2
+        "[z1][wl][z2]hstack=inputs=3[mw]",  # zeros w | line 2 | zeros w
+        "[z3][zn1][o1]hstack=inputs=3[mr]",  # zeros w + 2 | ones w
+        f"[ml][mw][mr]vstack=inputs=3,crop={w}:{3 * h}:x='{w}-{_wipe_x(spec)}':y=0"
+        + (f",split={len(outs)}" if len(outs) > 1 else "")
+        + "".join(f"[{o}]" for o in outs),
+    ]
+
+
+def _wipe(spec: ComposeSpec, masks: str, base: str, top: str, out: str, tag: str) -> list[str]:
+    """[base] left of the wipe, [top] right of it, a white line between them: each masked by
+    min with its all-ones/zeros mask, the three put together by max; exact at any depth."""
+    w, h = spec.block_w, spec.block_h
+    return [
+        f"[{masks}]split=3[{tag}ma][{tag}mb][{tag}mc]",
+        f"[{tag}ma]crop={w}:{h}:0:0[{tag}ml]",
+        f"[{tag}mb]crop={w}:{h}:0:{h}[{tag}mw]",
+        f"[{tag}mc]crop={w}:{h}:0:{2 * h}[{tag}mr]",
+        f"[{base}][{tag}ml]blend=all_mode=darken[{tag}l]",
+        f"[{top}][{tag}mr]blend=all_mode=darken[{tag}r]",
+        f"[{tag}l][{tag}r]blend=all_mode=lighten[{tag}lr]",
+        f"[{tag}lr][{tag}mw]blend=all_mode=lighten[{out}]",
     ]
 
 
@@ -112,6 +150,8 @@ def build_compose_filter(spec: ComposeSpec) -> str:
     w, h = spec.block_w, spec.block_h
     # (name, block): each view's copy of a block, cut from the stacked frame
     cuts = [("b", 0), ("e", 1)]
+    if spec.layout == "split":
+        cuts.append(("k", 0))  # the wipe's masks are made from a copy of a block
     if spec.with_reference:
         cuts += [("b2", 0), ("e2", 1), ("r", 2), ("r2", 2)]
     chains = [f"split={len(cuts)}" + "".join(f"[s{name}]" for name, _ in cuts)]
@@ -130,10 +170,11 @@ def build_compose_filter(spec: ComposeSpec) -> str:
             chains.append(f"[de]{_label(spec, f'{sr_label} error ×{spec.gain:g}', '8')}[del]")
             chains.append("[dbl][del]hstack=inputs=2[bottom]")
     elif spec.layout == "split":
-        chains += _wipe(spec, "b", "e", "wiped", "p")
+        chains += _wipe_masks(spec, "k", ["m", "m2"] if spec.with_reference else ["m"])
+        chains += _wipe(spec, "m", "b", "e", "wiped", "p")
         chains.append(f"[wiped]{_label(spec, base_label, '8')},{_label(spec, sr_label, right)}[top]")
         if spec.with_reference:
-            chains += _wipe(spec, "db", "de", "dwiped", "d")
+            chains += _wipe(spec, "m2", "db", "de", "dwiped", "d")
             chains.append(
                 f"[dwiped]{_label(spec, f'{base_label} error ×{spec.gain:g}', '8')},"
                 f"{_label(spec, f'{sr_label} error ×{spec.gain:g}', right)}[bottom]"
