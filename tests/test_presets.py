@@ -14,6 +14,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import one_error_line, run_cli
 from espcn_video.cli.model_cmds import eval_cmd, presets_cmd
 from espcn_video.errors import PresetError
 from espcn_video.model.net import ESPCN
@@ -24,6 +25,7 @@ from espcn_video.model.presets import (
     load_preset,
     presets_dir,
 )
+from espcn_video.quality.input_look import InputLook, choose_by_look
 from espcn_video.quality.paper_eval import evaluate_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -208,6 +210,27 @@ def test_real_video_presets_are_the_default_of_upscale_and_clean_ones_of_eval(
     assert "2,514" in table.output and "72 (openvino-int8)" in table.output, table.output
 
 
+def test_presets_say_which_input_upscale_runs_each_shipped_preset_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It listed espcn-x2 and espcn-x4 as upscale's choice for clean input, but upscale looks at its
+    input only at x3: at x2 and x4 it always runs the real preset."""
+    monkeypatch.delenv(PRESETS_ENV, raising=False)
+    done = run_cli("presets", "--json")
+    assert done.returncode == 0, done.stderr.decode()
+    listed = {p["name"]: p["default_of"] for p in json.loads(done.stdout)["presets"]}
+    names = [f"espcn-x{s}{kind}" for s in (2, 3, 4) for kind in ("", "-real")]
+    assert {name: listed[name] for name in names} == {
+        "espcn-x2": "eval, psnr",
+        "espcn-x2-real": "upscale",
+        "espcn-x3": "eval, psnr, upscale (clean input)",
+        "espcn-x3-real": "upscale (other input)",
+        "espcn-x4": "eval, psnr",
+        "espcn-x4-real": "upscale",
+    }
+    # what upscale's choice makes of the cleanest input there is (lossless, well antialiased)
+    clean = InputLook("png", aliasing=(-3.0,), lossless=True)
+    assert [choose_by_look(clean, scale).clean for scale in (2, 3, 4)] == [False, True, False]
+
+
 def test_presets_table_in_a_log_keeps_whole_names(monkeypatch: pytest.MonkeyPatch) -> None:
     """Written to a pipe or a file (no terminal, no COLUMNS), the table is not squeezed to 80
     columns: every name is there whole, one row per preset."""
@@ -304,3 +327,72 @@ def test_a_deeper_preset_reproduces_its_set5_number(name: str, monkeypatch: pyte
     report = evaluate_folder(SHARED_DATA / "test" / "Set5", name)
     assert report["mean"]["espcn"]["psnr_db"] == pytest.approx(recorded["psnr_db"], abs=0.01)
     assert report["mean"]["espcn"]["psnr_db"] > report["mean"]["srcnn"]["psnr_db"]
+
+
+@pytest.fixture()
+def seeded_presets(tmp_path: Path) -> dict[str, str]:
+    """The environment of a CLI whose presets are a seeded ESPCN x3 and x4 (and no SRCNN to compare)."""
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    for scale in (3, 4):
+        torch.manual_seed(scale)
+        torch.save(ESPCN(scale).state_dict(), folder / f"mine-x{scale}.pt")
+    return {PRESETS_ENV: str(folder)}
+
+
+def _gray_images(folder: Path, sizes: dict[str, tuple[int, int]]) -> Path:
+    """PNGs of random gray levels, each WIDTHxHEIGHT."""
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    for name, (w, h) in sizes.items():
+        Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8)).save(folder / name)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("scale", "measured", "skipped"),
+    [
+        (3, ["a.png", "b.png", "c.png", "d.png"], {"e.png": "17x60 is smaller than 18x18"}),
+        (
+            4,
+            ["a.png", "b.png", "c.png"],
+            {"d.png": "19x23 is smaller than 20x20", "e.png": "17x60 is smaller than 20x20"},
+        ),
+    ],
+)
+def test_eval_measures_every_image_an_ssim_window_fits_in(
+    tmp_path: Path, seeded_presets: dict[str, str], scale: int, measured: list[str], skipped: dict[str, str]
+) -> None:
+    """The limit was (11 + 2·scale)·scale: 97x65 images were all skipped at x4 (76), a 40x40 one at x3
+    (51), though after the mod-crop and the shave an 11x11 SSIM window fits in both. The limit is
+    that: a side of at least 11 + 2·scale after the mod-crop to the scale."""
+    sizes = {"a.png": (97, 65), "b.png": (40, 40), "c.png": (20, 20), "d.png": (19, 23), "e.png": (17, 60)}
+    folder = _gray_images(tmp_path / "hr", sizes)
+    done = run_cli("eval", str(folder), "--preset", f"mine-x{scale}", "--json", env=seeded_presets)
+    assert done.returncode == 0, done.stderr.decode()
+    report = json.loads(done.stdout)["folders"][0]
+    assert [image["name"] for image in report["images"]] == measured
+    scores = [image[key] for image in report["images"] for key in ("espcn", "bicubic")]
+    assert all(-1 < score["ssim"] < 1 and 0 < score["psnr_db"] < 99 for score in scores)
+    window = f": at x{scale} an 11x11 SSIM window must fit in the mod-cropped image less {scale} pixels on each side"
+    assert report["skipped"] == [{"name": name, "reason": why + window} for name, why in skipped.items()]
+
+
+def test_eval_says_why_no_image_was_usable(tmp_path: Path, seeded_presets: dict[str, str]) -> None:
+    """It said only 'no usable images in DIR'."""
+    folder = _gray_images(tmp_path / "hr", {"p.png": (60, 60), "q.png": (8, 8)})
+    done = run_cli("eval", str(folder), "--preset", "mine-x4", "--degrade", "bicubic,x265:crf=28", env=seeded_presets)
+    assert done.returncode == 1
+    assert one_error_line(done) == (
+        f"espcn-video: error: no usable images in {folder}: 2 skipped, p.png (and 1 more): 60x60 is too small for "
+        "x265: its x4 LR, 15x15, is under 16x16, the smallest picture x265 codes"
+    )
+    done = run_cli("eval", str(folder), "--preset", "mine-x3", env=seeded_presets)  # p.png is measured at x3
+    assert done.returncode == 0
+    assert "skipped q.png: 8x8 is smaller than 18x18: at x3 an 11x11 SSIM window" in done.stderr.decode()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no image")
+    done = run_cli("eval", str(empty), "--preset", "mine-x3", env=seeded_presets)
+    assert done.returncode == 1
+    assert one_error_line(done) == f"espcn-video: error: no usable images in {empty}: it has no image files"

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from espcn_video.cli.common import DEVICE, SCALE, emit_json, guarded, stderr_console
 from espcn_video.errors import UsageError
 from espcn_video.settings import BACKENDS, PRECISIONS
-from espcn_video.training.config import LOSSES
+from espcn_video.training.config import LOSSES, LR_MIN, QAT_LR_MIN
 
 SHARED_TRAIN_SETS = ("T91", "General100", "BSD200")
 SHARED_TEST_SETS = ("Set5", "Set14")
@@ -126,6 +127,21 @@ class TrainReporter:
             self.progress.stop()
 
 
+class FiniteRange(click.FloatRange):
+    """click.FloatRange that refuses nan and inf too (a range check alone lets nan through)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+def learning_rate(lr_min: float) -> FiniteRange:
+    """A learning rate: above 0 and, for one decayed by a cosine schedule, at least its end."""
+    return FiniteRange(min=lr_min, min_open=lr_min == 0)
+
+
 def parse_widths(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
     """--width N1,N2: two positive channel counts."""
     parts = value.split(",")
@@ -181,7 +197,13 @@ def parse_rescale(ctx: click.Context, param: click.Parameter, value: str | None)
     help="Steps in units of 1000 (one 'epoch' = 1000 steps of random patches). Default 60.",
 )
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate, cosine-decayed to 1e-5.")
+@click.option(
+    "--lr",
+    type=learning_rate(LR_MIN),
+    default=1e-3,
+    show_default=True,
+    help=f"Adam learning rate, cosine-decayed to {LR_MIN:g} (so not below it).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @train_degrade_option
 @click.option("--resume", is_flag=True, help="Continue exactly from OUT's .ckpt (same settings required).")
@@ -218,10 +240,10 @@ def parse_rescale(ctx: click.Context, param: click.Parameter, value: str | None)
 )
 @click.option(
     "--teacher-weight",
-    type=click.FloatRange(min=0.0, max=1.0, min_open=True),
+    type=FiniteRange(min=0.0, max=1.0, min_open=True),
     default=0.5,
     show_default=True,
-    help="W, the teacher's share of the target.",
+    help="W, the teacher's share of the target (with --teacher).",
 )
 @click.option(
     "--loss",
@@ -264,6 +286,12 @@ def parse_rescale(ctx: click.Context, param: click.Parameter, value: str | None)
     help="Validate on the held-out ~5% of training images every N steps.",
 )
 @click.option("--no-eval", is_flag=True, help="Skip measuring Set5/Set14 after training.")
+@click.option(
+    "-y",
+    "--overwrite",
+    is_flag=True,
+    help="Start again over OUT (and an unfinished run's .ckpt) if there is one; --resume continues it instead.",
+)
 @guarded
 def train_cmd(
     scale: int,
@@ -291,16 +319,21 @@ def train_cmd(
     loop: str,
     val_every: int,
     no_eval: bool,
+    overwrite: bool,
 ) -> None:
     """Train an ESPCN (or SRCNN) preset on the Y channel; JSON summary on stdout."""
     from espcn_video.training.config import TrainConfig
     from espcn_video.training.loop import train
 
+    if teacher is None and given(click.get_current_context(), "teacher_weight"):
+        raise UsageError("--teacher-weight is the teacher's share of the target: it needs --teacher")
     dirs = data_dirs or default_data_dirs()
     if not dirs:
         raise UsageError("no --data given and ../shared/data/train has none of T91, General100, BSD200")
     out = out or Path("presets") / f"{arch}-x{scale}.pt"
     check_train_out(out)
+    if not resume and not overwrite:
+        check_fresh_start(out)
     config = TrainConfig(
         scale=scale,
         arch=arch,
@@ -360,6 +393,49 @@ def check_train_out(out: Path) -> None:
             raise OutputError(
                 f"{companion}: is a folder, where train writes --out's {companion.suffix}; choose another --out"
             )
+
+
+def given(ctx: click.Context, name: str) -> bool:
+    """Whether the user gave option `name` (on the command line or through the environment)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+def check_fresh_start(out: Path) -> None:
+    """A run without --resume or -y starts nothing over an earlier one: an unfinished run's
+    checkpoint beside OUT (which --resume would continue), or a finished OUT, is refused now,
+    before the data is read."""
+    from espcn_video.errors import OutputError
+
+    ckpt = out.with_suffix(".ckpt")
+    if ckpt.is_file():
+        progress = checkpoint_progress(ckpt)
+        if progress is None:
+            raise OutputError(f"{out}: {ckpt} already exists (use -y/--overwrite to replace it)")
+        step, steps = progress
+        if step < steps:
+            raise OutputError(
+                f"{out}: {ckpt} holds an unfinished run (step {step} of {steps}); add --resume to continue it, "
+                "or -y/--overwrite to start again"
+            )
+        if not out.exists():
+            raise OutputError(
+                f"{out}: {ckpt} holds a finished run (step {step} of {steps}) that {out} was not written from; "
+                "add --resume to write it, or -y/--overwrite to start again"
+            )
+    if out.exists():
+        raise OutputError(f"{out}: already exists (use -y/--overwrite to replace it)")
+
+
+def checkpoint_progress(ckpt: Path) -> tuple[int, int] | None:
+    """(step, steps of its run) of a training checkpoint; None when it cannot be read as one."""
+    import torch
+
+    try:
+        saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+        return int(saved["step"]), int(saved["fingerprint"]["steps"])
+    except Exception:  # noqa: BLE001 - not one of ours, or damaged: said as an existing file
+        return None
 
 
 def eval_table(report: dict[str, Any]) -> Table:
@@ -471,8 +547,20 @@ def eval_cmd(
 )
 @click.option("--steps", type=click.IntRange(min=1), default=1500, show_default=True)
 @click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--lr", type=float, default=4e-6, show_default=True, help="Adam learning rate of the weights (cosine).")
-@click.option("--quant-lr", type=float, default=2e-3, show_default=True, help="Of the log ranges and log steps.")
+@click.option(
+    "--lr",
+    type=learning_rate(QAT_LR_MIN),
+    default=4e-6,
+    show_default=True,
+    help=f"Adam learning rate of the weights, cosine-decayed to {QAT_LR_MIN:g} (so not below it).",
+)
+@click.option(
+    "--quant-lr",
+    type=learning_rate(0.0),
+    default=2e-3,
+    show_default=True,
+    help="Of the log ranges and log steps (decayed with --lr's schedule).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads. Default: all cores.")
 @click.option("--no-eval", is_flag=True, help="Do not measure the int8 and bf16 cost on Set5/Set14 afterwards.")
@@ -639,6 +727,7 @@ def presets_cmd(as_json: bool) -> None:
     from espcn_video.model.presets import (
         PAPER,
         VIDEO,
+        auto_looks,
         auto_pair,
         default_preset_name,
         list_presets,
@@ -665,7 +754,8 @@ def presets_cmd(as_json: bool) -> None:
         uses = [text for use, text in commands.items() if default_preset_name(info.scale, info.arch, use) == info.name]
         clean, real = auto_pair(info.scale)
         mc = motion_preset(info.scale)
-        if info.name in (clean, real, mc) and {clean, real} <= names:  # upscale chooses by a look at IN
+        # upscale chooses by a look at IN where it looks at this scale (else the real preset, always)
+        if auto_looks(info.scale) and info.name in (clean, real, mc) and {clean, real} <= names:
             uses = [u for u in uses if u != "upscale"]
             looked = {clean: "clean input", real: "other input" if mc is None else "other still or lossless input"}
             uses.append(f"upscale ({looked.get(info.name, 'other lossy video')})")

@@ -147,6 +147,34 @@ def _mean(images: list[dict[str, Any]], key: str) -> dict[str, float]:
     return {metric: float(np.mean([img[key][metric] for img in images])) for metric in ("psnr_db", "ssim")}
 
 
+X265_MIN_SIDE = 16  # libx265 refuses a smaller picture ("Image size is too small")
+
+
+def min_hr_side(scale: int) -> int:
+    """The smallest HR side measured at `scale`: after the mod-crop to the scale and the shave of
+    `scale` pixels on each side, an SSIM_WINDOW-pixel window must still fit (PSNR needs less)."""
+    need = SSIM_WINDOW + 2 * scale
+    return -(-need // scale) * scale  # the mod-crop keeps only multiples of the scale
+
+
+def size_problem(shape: tuple[int, ...], scale: int, degradation: Degradation) -> str | None:
+    """Why an HR Y plane of `shape` cannot be measured at `scale` with this degradation; None if it can."""
+    h, w = shape[:2]
+    least = min_hr_side(scale)
+    if min(h, w) < least:
+        return (
+            f"{w}x{h} is smaller than {least}x{least}: at x{scale} an {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window "
+            f"must fit in the mod-cropped image less {scale} pixels on each side"
+        )
+    if any(name == "x265" for name, _ in degradation.stages) and min(h, w) // scale < X265_MIN_SIDE:
+        lr_h, lr_w = h // scale, w // scale
+        return (
+            f"{w}x{h} is too small for x265: its x{scale} LR, {lr_w}x{lr_h}, is under "
+            f"{X265_MIN_SIDE}x{X265_MIN_SIDE}, the smallest picture x265 codes"
+        )
+    return None
+
+
 def check_folder(folder: str | os.PathLike[str]) -> Path:
     """An evaluation folder that exists and is a folder (an image file given instead is said so)."""
     path = Path(folder)
@@ -187,19 +215,26 @@ def evaluate_folder(
     folder_path = check_folder(folder)
     images: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
-    min_side = (SSIM_WINDOW + 2 * scale) * scale
-    for path in list_images(folder_path):
+    files = list_images(folder_path)
+    for path in files:
         try:
             hr_y, _ = read_y_plane(path)
         except UnusableImage as exc:
             skipped.append({"name": path.name, "reason": exc.reason})
             continue
-        if min(hr_y.shape) < min_side:
-            skipped.append({"name": path.name, "reason": f"smaller than {min_side}x{min_side}"})
+        problem = size_problem(hr_y.shape, scale, parsed)
+        if problem is not None:
+            skipped.append({"name": path.name, "reason": problem})
             continue
         images.append({"name": path.name, **evaluate_image(hr_y, models, scale, parsed.spec(), engine, auto)})
     if not images:
-        raise DataError(f"no usable images in {folder_path}")
+        if not files:
+            raise DataError(f"no usable images in {folder_path}: it has no image files")
+        first = skipped[0]
+        others = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        raise DataError(
+            f"no usable images in {folder_path}: {len(skipped)} skipped, {first['name']}{others}: {first['reason']}"
+        )
     return {
         "folder": str(folder_path),
         "model": preset_name,

@@ -8,16 +8,21 @@ pass over the data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from espcn_video.errors import UsageError
 
 STEPS_PER_EPOCH = 1000
 LR_PATCH = 17  # ESPCN trains on 17x17 LR patches (HR 17·r)
 SRCNN_PATCH = 33  # SRCNN trains on 33x33 patches of the bicubic-upscaled image
 DEFAULT_WIDTHS = (64, 32)  # conv1 and conv2 channels of the paper's networks (ESPCN and SRCNN)
 LOSSES = ("l2", "l1")  # the training loss: mean squared error (the papers', what PSNR measures) or mean absolute error
+LR_MIN = 1e-5  # where train's cosine schedule ends: --lr may not be below it (the schedule would rise)
+QAT_LR_MIN = 1e-7  # the same for quantize's weights (its range and step learning rate follows their ratio)
 
 
 def loss_function(name: str) -> Callable[[Any, Any], Any]:
@@ -29,6 +34,15 @@ def loss_function(name: str) -> Callable[[Any, Any], Any]:
     return F.l1_loss if name == "l1" else F.mse_loss
 
 
+def check_learning_rate(what: str, lr: float, lr_min: float) -> None:
+    """A UsageError unless `lr` is a finite number above 0 and at least `lr_min`, where its cosine
+    schedule ends (below it the schedule would rise); what the CLI's parameter types refuse, for
+    callers of the Python API."""
+    if not (math.isfinite(lr) and lr > 0 and 0 <= lr_min <= lr):
+        floor = f" and at least {lr_min:g}, where the schedule ends" if lr_min > 0 else ""
+        raise UsageError(f"{what} {lr:g}: a learning rate is a finite number above 0{floor}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     scale: int
@@ -38,7 +52,7 @@ class TrainConfig:
     steps: int = 60 * STEPS_PER_EPOCH
     batch: int = 16
     lr: float = 1e-3
-    lr_min: float = 1e-5
+    lr_min: float = LR_MIN
     seed: int = 0
     degrade: str = "bicubic"
     device: str = "auto"

@@ -45,8 +45,9 @@ from espcn_video.training.checkpoints import (
     teacher_record,
     teacher_targets,
 )
-from espcn_video.training.config import STEPS_PER_EPOCH, TrainConfig, loss_function
+from espcn_video.training.config import STEPS_PER_EPOCH, TrainConfig, check_learning_rate, loss_function
 from espcn_video.training.data import DataReport, PatchSampler, PlaneSet, prepare_data, with_context
+from espcn_video.training.interrupts import StepBoundary
 from espcn_video.training.reparam import plain_network
 
 ProgressCallback = Callable[[int, int, float, "float | None"], None]
@@ -94,35 +95,40 @@ def run_steps(
     on_progress: ProgressCallback | None,
     teacher: TeacherTargets | None = None,
 ) -> None:
-    """The optimisation loop; checkpoints on a timer, and on Ctrl-C before re-raising."""
+    """The optimisation loop; checkpoints on a timer, and on Ctrl-C before re-raising.
+
+    A Ctrl-C (or SIGTERM) during a step takes effect when the step is done (StepBoundary), so the
+    checkpoint it saves is the state between two steps and --resume continues exactly."""
     loss_fn = loss_function(config.loss)
     state.model.train()
     started, last_save = time.monotonic(), time.monotonic()
     base_elapsed = state.elapsed_s
-    try:
-        while state.step < config.steps:
-            inputs, targets = sampler.batch(config.batch)
-            x, y = torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device)
-            if teacher is not None:
-                x, y = teacher(x, y)  # the patch was drawn with the teacher's context around it
-            loss = loss_fn(state.model(x), y)
-            state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            state.optimizer.step()
-            state.scheduler.step()
-            state.step += 1
-            state.elapsed_s = base_elapsed + time.monotonic() - started
-            val = None
-            if state.step % config.val_every == 0 or state.step == config.steps:
-                val = state.val_psnr_db = validate(state.model, val_pairs, config.scale, device)
-            if on_progress is not None:
-                on_progress(state.step, config.steps, float(loss.item()), val)
-            if time.monotonic() - last_save >= config.checkpoint_interval_s:
-                atomic_torch_save(state.checkpoint(stamp), config.checkpoint_path)
-                last_save = time.monotonic()
-    except KeyboardInterrupt:
-        atomic_torch_save(state.checkpoint(stamp), config.checkpoint_path)
-        raise
+    with StepBoundary() as boundary:
+        try:
+            while state.step < config.steps:
+                with boundary.step:  # the batch drawn, the weights, the schedule and the count: all or none
+                    inputs, targets = sampler.batch(config.batch)
+                    x, y = torch.from_numpy(inputs).to(device), torch.from_numpy(targets).to(device)
+                    if teacher is not None:
+                        x, y = teacher(x, y)  # the patch was drawn with the teacher's context around it
+                    loss = loss_fn(state.model(x), y)
+                    state.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    state.optimizer.step()
+                    state.scheduler.step()
+                    state.step += 1
+                    state.elapsed_s = base_elapsed + time.monotonic() - started
+                val = None
+                if state.step % config.val_every == 0 or state.step == config.steps:
+                    val = state.val_psnr_db = validate(state.model, val_pairs, config.scale, device)
+                if on_progress is not None:
+                    on_progress(state.step, config.steps, float(loss.item()), val)
+                if time.monotonic() - last_save >= config.checkpoint_interval_s:
+                    atomic_torch_save(state.checkpoint(stamp), config.checkpoint_path)
+                    last_save = time.monotonic()
+        except KeyboardInterrupt:
+            atomic_torch_save(state.checkpoint(stamp), config.checkpoint_path)
+            raise
     atomic_torch_save(state.checkpoint(stamp), config.checkpoint_path)
 
 
@@ -194,25 +200,28 @@ def run_device_loop(
 
     report_every = 100 if device.type == "cuda" else 1
     started, last_save, base_elapsed = time.monotonic(), time.monotonic(), state.elapsed_s
-    try:
-        stepper.prepare()
-        while stepper.step < config.steps:
-            stepper.advance()
-            step = stepper.step
-            state.elapsed_s = base_elapsed + time.monotonic() - started
-            val = None
-            due_val = step % config.val_every == 0 or step >= config.steps
-            if due_val:
-                synchronize(device)
-                val = state.val_psnr_db = validate(state.model, val_pairs, config.scale, device)
-            if on_progress is not None and (due_val or step % report_every == 0):
-                on_progress(step, config.steps, stepper.take_mean_loss(), val)
-            if time.monotonic() - last_save >= config.checkpoint_interval_s:
-                save()
-                last_save = time.monotonic()
-    except KeyboardInterrupt:
-        save()
-        raise
+    with StepBoundary() as boundary:  # as in run_steps: an interrupt waits for the step's count
+        try:
+            with boundary.step:
+                stepper.prepare()  # its warm-up steps are counted as they run
+            while stepper.step < config.steps:
+                with boundary.step:
+                    stepper.advance()
+                step = stepper.step
+                state.elapsed_s = base_elapsed + time.monotonic() - started
+                val = None
+                due_val = step % config.val_every == 0 or step >= config.steps
+                if due_val:
+                    synchronize(device)
+                    val = state.val_psnr_db = validate(state.model, val_pairs, config.scale, device)
+                if on_progress is not None and (due_val or step % report_every == 0):
+                    on_progress(step, config.steps, stepper.take_mean_loss(), val)
+                if time.monotonic() - last_save >= config.checkpoint_interval_s:
+                    save()
+                    last_save = time.monotonic()
+        except KeyboardInterrupt:
+            save()
+            raise
     state.step = stepper.step
     save()
 
@@ -295,6 +304,7 @@ def train(
     parse_training_degradation(config.degrade)
     if config.steps < 1 or config.batch < 1 or config.val_every < 1:
         raise UsageError("steps, batch and val_every must be positive")
+    check_learning_rate("--lr", config.lr, config.lr_min)
     threads = config.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     device = resolve_device(config.device)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from espcn_video.training.checkpoints import initial_model, teacher_targets
-from espcn_video.training.config import TrainConfig
+from espcn_video.training.config import TrainConfig, check_learning_rate
 from espcn_video.training.data import DataReport, prepare_data
 from espcn_video.training.device import DevicePatchSource, GraphStepper, run_concurrently, synchronize
 from espcn_video.training.loop import build_metadata, teacher_sampling, validate
@@ -56,6 +56,7 @@ def build_run(
     per_call: int,
     use_graph: bool,
 ) -> Run:
+    check_learning_rate("lr", config.lr, config.lr_min)  # as training.loop.train does
     # the presets (--init, --teacher) before the data, as in the host loop: a wrong one fails fast
     model = initial_model(config).to(device)
     teacher = teacher_targets(config)

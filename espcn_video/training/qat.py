@@ -36,7 +36,7 @@ from espcn_video.model.quant import (
     with_blocks,
 )
 from espcn_video.quality.image_metrics import compute_psnr
-from espcn_video.training.config import LR_PATCH, TrainConfig
+from espcn_video.training.config import LR_PATCH, QAT_LR_MIN, TrainConfig, check_learning_rate
 from espcn_video.training.data import PatchSampler, PlaneSet, prepare_data
 
 QatProgress = Callable[[int, int, float, float | None], None]
@@ -49,7 +49,7 @@ class QatConfig:
     steps: int = 1500
     batch: int = 256
     lr: float = 4e-6
-    lr_min: float = 1e-7
+    lr_min: float = QAT_LR_MIN
     val_every: int = 100
     layers: tuple[int, ...] = INT8_TWIN_LAYERS
     seed: int = 0
@@ -119,6 +119,10 @@ def training_config_of(metadata: dict[str, Any], scale: int, data_dirs: tuple[Pa
 
 
 def quantization_aware_finetune(config: QatConfig, on_progress: QatProgress | None = None) -> QatResult:
+    check_learning_rate("--lr", config.lr, config.lr_min)
+    check_learning_rate("--quant-lr", config.quant_lr, 0.0)
+    if not 0.0 <= config.distill <= 1.0:
+        raise UsageError(f"distill {config.distill} is not in [0, 1]")
     model, info = load_preset(config.preset)
     if info.arch != "espcn":
         raise UsageError(f"quantize fine-tunes ESPCN presets; {info.name} is {info.arch}")
