@@ -190,7 +190,13 @@ def test_a_signal_inside_a_step_is_held_until_its_end(sigint_raises: None) -> No
                 raise ValueError("broken step")
         with boundary.step:
             pass  # nothing held over from the failed step
-    assert done == ["rest of the step"]
+        with pytest.raises(KeyboardInterrupt):  # a second signal in one step: at once
+            with boundary.step:
+                os.kill(os.getpid(), signal.SIGINT)
+                done.append("held")
+                os.kill(os.getpid(), signal.SIGINT)
+                done.append("never")
+    assert done == ["rest of the step", "held"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler given back
 
 

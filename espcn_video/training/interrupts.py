@@ -7,8 +7,9 @@ update). `StepBoundary` holds a signal whose Python handler unwinds the loop (SI
 KeyboardInterrupt, cli.common's Terminated on SIGTERM) while a step runs and delivers it when
 the step is done, so the `except KeyboardInterrupt` that saves the checkpoint always sees the
 state after a whole step. Outside a step (validation, progress, a timed save) a signal acts at
-once, as before. The handlers are swapped once per run, in the main thread only (signals reach
-no other); a step costs two attribute writes.
+once, as before, and so does a second one during a step (a user who insists). The handlers are
+swapped once per run, in the main thread only (signals reach no other); a step costs two
+attribute writes.
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ class StepBoundary:
 
     def _holding(self, handler: Any) -> Any:
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            if self.busy:
+            if self.busy and not self.held:
                 self.held.append((handler, signum))
-            else:
+            else:  # between steps, or a second signal during one (a step that does not end): now
                 handler(signum, frame)
 
         return on_signal
