@@ -727,7 +727,6 @@ def presets_cmd(as_json: bool) -> None:
     from espcn_video.model.presets import (
         PAPER,
         VIDEO,
-        auto_looks,
         auto_pair,
         default_preset_name,
         list_presets,
@@ -891,3 +890,12 @@ def _write_export(model: Any, fmt: str, io_kind: str, layout: str, target: Path)
             staged.unlink(missing_ok=True)
             staged.with_suffix(".bin").unlink(missing_ok=True)
     return target.stat().st_size
+
+
+def auto_looks(scale: int) -> bool:
+    """Whether upscale's auto choice looks at its input at `scale`: only where
+    quality.input_look.ALIAS_MAX holds a limit for the scale (what jobs/preset_choice.py asks first).
+    Elsewhere the real preset runs on every input: the clean one is never chosen by a look."""
+    from espcn_video.quality.input_look import ALIAS_MAX
+
+    return ALIAS_MAX.get(scale) is not None

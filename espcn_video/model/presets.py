@@ -59,15 +59,6 @@ def auto_pair(scale: int) -> tuple[str, str]:
     return f"espcn-x{scale}", f"espcn-x{scale}-real"
 
 
-def auto_looks(scale: int) -> bool:
-    """Whether upscale's auto choice looks at its input at `scale`: only where
-    quality.input_look.ALIAS_MAX holds a limit for the scale (what jobs/preset_choice.py asks first).
-    Elsewhere the real preset runs on every input: the clean one is never chosen by a look."""
-    from espcn_video.quality.input_look import ALIAS_MAX
-
-    return ALIAS_MAX.get(scale) is not None
-
-
 AUTO_ON_LOSSY_VIDEO = "auto_on_lossy_video"  # the metadata key that lets auto run a multi-frame preset
 
 
