@@ -164,6 +164,18 @@ class DeviceType(click.ParamType):
 DEVICE = DeviceType()
 
 
+def deinterlace_option(func: F) -> F:
+    """--deinterlace, the same for every command that runs the frame path (upscale, compare)."""
+    return click.option(
+        "--deinterlace",
+        type=click.Choice(["auto", "off", "frame", "field"]),
+        default="auto",
+        show_default=True,
+        help="Interlaced input: auto deinterlaces (bwdif, one frame per frame) when the source says it is "
+        "interlaced; frame/field force it (field doubles the rate); off keeps fields woven.",
+    )(func)
+
+
 def raw_input_options(func: F) -> F:
     """--input-size/--input-pix-fmt/--input-rate: what a headerless .yuv needs (every command that reads one)."""
     for option in reversed(

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from espcn_video.cli.common import SCALE, emit_json, guarded, raw_input_options, stderr_console
+from espcn_video.cli.common import SCALE, deinterlace_option, emit_json, guarded, raw_input_options, stderr_console
 from espcn_video.cli.progress import open_progress, progress_options
 from espcn_video.cli.upscale_cmd import (
     RunDisplay,
@@ -90,14 +90,7 @@ def parse_wipe(text: str | None, layout: str) -> float | None:
 @click.option("--json", "as_json", is_flag=True, help="Summary as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 @progress_options
-@click.option(
-    "--deinterlace",
-    type=click.Choice(["auto", "off", "frame", "field"]),
-    default="auto",
-    show_default=True,
-    help="Interlaced input, as for upscale: auto deinterlaces (bwdif, one frame per frame) when the source "
-    "says it is interlaced; frame/field force it (field doubles the rate); off keeps fields woven.",
-)
+@deinterlace_option
 @click.option("-y", "--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @guarded
 def compare_cmd(

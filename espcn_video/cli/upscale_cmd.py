@@ -22,6 +22,7 @@ from espcn_video.cli.common import (
     DEVICE,
     SCALE,
     check_raw_options,
+    deinterlace_option,
     emit_json,
     guarded,
     parse_rate,
@@ -207,14 +208,7 @@ class RunDisplay:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 @progress_options
 @click.option("--ignore-decode-errors", is_flag=True, help="Keep the output when the decoder reports a damaged input.")
-@click.option(
-    "--deinterlace",
-    type=click.Choice(["auto", "off", "frame", "field"]),
-    default="auto",
-    show_default=True,
-    help="Interlaced input: auto deinterlaces (bwdif, one frame per frame) when the source says it is "
-    "interlaced; frame/field force it (field doubles the rate); off keeps fields woven.",
-)
+@deinterlace_option
 @click.option("-y", "--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--chunks", default=None, help="Split into chunks on Dask: 'auto' (about 20 s each) or a number.")
 @click.option("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://HOST:8786 (with --chunks).")
