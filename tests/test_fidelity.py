@@ -1215,3 +1215,19 @@ def test_y4m_on_stdin_into_a_file(ffmpeg: str, tmp_path: Path, random_preset: Ca
     tb, got = _times(ffmpeg, out)
     assert json.loads(done.stdout)["frames"] == len(got) == 12
     assert max(abs(t - got[0] - n / NTSC) for n, t in enumerate(got)) <= tb
+
+
+def test_ffv1_keeps_a_picture_of_a_few_pixels(
+    ffmpeg: str, tmp_path: Path, random_preset: Callable[[int], Path]
+) -> None:
+    """FFV1 keeps odd sizes, down to 1x1 x3; its automatic slice count refused a 3x3 picture."""
+    src = _make(
+        ffmpeg,
+        tmp_path / "one.mkv",
+        *("-f", "lavfi", "-i", "testsrc2=s=2x2:r=10:d=0.5,crop=1:1:0:0:exact=1"),
+        *("-pix_fmt", "yuv420p", "-c:v", "ffv1", "-slices", "1"),
+    )
+    out = tmp_path / "out.mkv"
+    summary = _upscale(src, out, random_preset(3), "--codec", "ffv1")
+    info = _probe(ffmpeg, out)
+    assert (info.width, info.height) == (3, 3) and summary["frames"] == len(_times(ffmpeg, out)[1]) == 5

@@ -205,6 +205,7 @@ class OutputVideo:
     time_base: Fraction | None = None  # the source's, restored at the encoder (timed input)
     frame_rate: Fraction | None = None  # the output's nominal rate: a fixed-rate container's clock
     crop: tuple[int, int] | None = None  # (width, height): an encoder that needs even sizes
+    codec_args: tuple[str, ...] = ()  # what the picture's size needs of the codec
     source_start_s: float = 0.0  # the source container's start time: audio is shifted by it
     field_mode: str = "prog"  # setparams' field_mode: tff/bff only for woven fields kept on purpose
     compose: str | None = None  # compare's view, cut from the stacked frame (ffmpeg/compose.py)
@@ -616,6 +617,7 @@ def build_encode_args(
     # the filter on our video alone (-vf would reach copied cover images too, which ffmpeg refuses)
     args += ["-filter:v:0", build_output_filter(video), "-c:v", codec]
     args += cover_args(output, settings, source, probe)
+    args += list(video.codec_args)
     if crf is not None:
         args += ["-crf", str(crf)]
         if codec in ("libvpx-vp9", "libvpx"):

@@ -131,6 +131,8 @@ def output_video_for(
         time_base=probe.time_base if probe is not None and deinterlace != "field" else None,
         frame_rate=_output_rate(probe, deinterlace),
         crop=crop,
+        # FFV1's automatic slice count is 0 (refused) for a picture of a few pixels
+        codec_args=("-slices", "1") if codec == "ffv1" and min(hr.width, hr.height) < 16 else (),
         source_start_s=probe.start_s if probe is not None else 0.0,
         field_mode=(probe.interlaced or "prog") if probe is not None and deinterlace is None else "prog",
     )
