@@ -251,3 +251,13 @@ def test_psnr_folder_reads_its_y4m_as_is_and_its_yuv_as_raw(tmp_path: Path, ffmp
 
     clips = json.loads(done.stdout)["clips"]
     assert [(c["name"], c["size"], c["frames"]) for c in clips] == [("a", [48, 32], 2), ("b", [48, 32], 2)]
+
+
+def test_export_to_dash_is_refused(tmp_path: Path) -> None:
+    """`export ... -` wrote a file named '-' in the current folder."""
+    done = run_cli("export", "--preset", "espcn-x2", "-", cwd=tmp_path)
+    assert done.returncode == 2
+    assert _one_error_line(done) == (
+        "espcn-video: error: export writes a model file: give OUT a name (stdout is not a file; - is not a name)"
+    )
+    assert not (tmp_path / "-").exists()

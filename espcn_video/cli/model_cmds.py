@@ -842,6 +842,8 @@ def export_cmd(preset: str, fmt: str, io_kind: str, layout: str, overwrite: bool
         )
     if fmt == "torchscript" and io_kind != "float":
         raise UsageError("--format torchscript takes float I/O (Y in [0, 1]); integer I/O is for onnx and openvino")
+    if out == "-":
+        raise UsageError("export writes a model file: give OUT a name (stdout is not a file; - is not a name)")
     if fmt == "openvino" and not out.endswith(".xml"):
         raise UsageError(f"--format openvino writes OUT.xml and OUT.bin: give OUT as NAME.xml, not {out}")
     target = Path(out)
