@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,17 +44,6 @@ def data(tmp_path: Path) -> Path:
         rgb = np.clip(base[..., None] + rng.normal(0, 8, (72, 80, 3)), 0, 255).astype(np.uint8)
         Image.fromarray(rgb).save(folder / f"i{i}.png")
     return folder
-
-
-@pytest.fixture()
-def sigint_raises() -> Iterator[None]:
-    """Ctrl-C raises KeyboardInterrupt in this process, as in a CLI at a terminal (a test worker
-    may have started with SIGINT ignored or taken over)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -143,12 +131,28 @@ def _config(folder: Path, out: Path, **overrides: object) -> TrainConfig:
     return TrainConfig(**base)  # type: ignore[arg-type]
 
 
+def _in_a_child(call: str) -> None:
+    """Run `call` (on this module, as `t`) in a fresh Python: the SIGINT it sends itself stays
+    there, away from the test worker, which must never see a KeyboardInterrupt of its own."""
+    path = [str(REPO / "tests"), str(REPO)]
+    code = f"import sys; sys.path[:0] = {path!r}; import test_train_cli as t; {call}"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, timeout=CLI_TIMEOUT_S, cwd=REPO, stdin=subprocess.DEVNULL
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-4000:]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("loop", ["host", "device"])
-def test_ctrl_c_inside_a_step_saves_the_state_after_it(
-    data: Path, tmp_path: Path, loop: str, sigint_raises: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ctrl_c_inside_a_step_saves_the_state_after_it(data: Path, tmp_path: Path, loop: str) -> None:
     """The same, made certain: SIGINT arrives just after step 12's batch is drawn."""
+    _in_a_child(f"t.ctrl_c_inside_a_step({str(data)!r}, {str(tmp_path)!r}, {loop!r})")
+
+
+def ctrl_c_inside_a_step(data_dir: str, tmp: str, loop: str) -> None:
+    """test_ctrl_c_inside_a_step_saves_the_state_after_it, in its own process."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as at a terminal
+    data, tmp_path = Path(data_dir), Path(tmp)
     source = DevicePatchSource if loop == "device" else PatchSampler
     draw = source.batch
     drawn = 0
@@ -162,18 +166,24 @@ def test_ctrl_c_inside_a_step_saves_the_state_after_it(
         return patches
 
     straight = train(_config(data, tmp_path / "straight" / "a.pt", loop=loop))
-    monkeypatch.setattr(source, "batch", batch_then_ctrl_c)
+    source.batch = batch_then_ctrl_c  # type: ignore[method-assign,assignment]
     cut = _config(data, tmp_path / "cut" / "a.pt", loop=loop)
     with pytest.raises(KeyboardInterrupt):
         train(cut)
     assert torch.load(cut.checkpoint_path, weights_only=True)["step"] == 12  # step 12 finished, then stopped
-    monkeypatch.undo()
+    source.batch = draw  # type: ignore[method-assign]
     resumed = train(_config(data, cut.out, loop=loop, resume=True))
     assert resumed.steps == 30 and resumed.val_psnr_db == straight.val_psnr_db
     _assert_same_weights(resumed.out, straight.out)
 
 
-def test_a_signal_inside_a_step_is_held_until_its_end(sigint_raises: None) -> None:
+def test_a_signal_inside_a_step_is_held_until_its_end() -> None:
+    _in_a_child("t.signals_held_until_a_step_ends()")
+
+
+def signals_held_until_a_step_ends() -> None:
+    """test_a_signal_inside_a_step_is_held_until_its_end, in its own process."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     done = []
     with StepBoundary() as boundary:
         with pytest.raises(KeyboardInterrupt):
@@ -276,7 +286,7 @@ def test_quantize_refuses_a_learning_rate_out_of_range_and_writes_nothing(
 
 
 @pytest.mark.slow
-def test_train_keeps_an_earlier_runs_files_unless_told(data: Path, tmp_path: Path, sigint_raises: None) -> None:
+def test_train_keeps_an_earlier_runs_files_unless_told(data: Path, tmp_path: Path) -> None:
     """A run without --resume replaced OUT and, worse, the .ckpt of an unfinished run."""
     out = tmp_path / "t6.pt"
     ckpt = out.with_suffix(".ckpt")
