@@ -36,6 +36,10 @@ class InputError(EspcnVideoError):
     """The input cannot be used: missing, empty, not video, wrong raw size."""
 
 
+class NoVideoStream(InputError):
+    """ffmpeg reads the file, and it holds no video stream (an audio file)."""
+
+
 class OutputError(EspcnVideoError):
     """The output cannot be written: exists, equals the input, folder missing."""
 

@@ -406,6 +406,7 @@ def check_fresh_start(out: Path) -> None:
     checkpoint beside OUT (which --resume would continue), or a finished OUT, is refused now,
     before the data is read."""
     from espcn_video.errors import OutputError
+    from espcn_video.training.checkpoints import checkpoint_progress
 
     ckpt = out.with_suffix(".ckpt")
     if ckpt.is_file():
@@ -425,17 +426,6 @@ def check_fresh_start(out: Path) -> None:
             )
     if out.exists():
         raise OutputError(f"{out}: already exists (use -y/--overwrite to replace it)")
-
-
-def checkpoint_progress(ckpt: Path) -> tuple[int, int] | None:
-    """(step, steps of its run) of a training checkpoint; None when it cannot be read as one."""
-    import torch
-
-    try:
-        saved = torch.load(ckpt, map_location="cpu", weights_only=True)
-        return int(saved["step"]), int(saved["fingerprint"]["steps"])
-    except Exception:  # noqa: BLE001 - not one of ours, or damaged: said as an existing file
-        return None
 
 
 def eval_table(report: dict[str, Any]) -> Table:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
-from espcn_video.errors import InputError
+from espcn_video.errors import InputError, NoVideoStream
 
 log = logging.getLogger("espcn_video.ffmpeg")
 
@@ -429,7 +429,7 @@ def probe_file(
         raise InputError(f"{path}: ffmpeg cannot read it ({reason or 'unknown format'})")
     info = parse_probe_output(text)
     if not info.has_video:
-        raise InputError(f"{path}: no video stream")
+        raise NoVideoStream(f"{path}: no video stream")
     if first_frame:
         info = replace(info, frame=parse_first_frame(text))
         if m := _SHOWINFO_CONFIG.search(text):

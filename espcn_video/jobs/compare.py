@@ -23,7 +23,7 @@ from espcn_video.frames.baselines import LanczosEngine
 from espcn_video.frames.compare import CompareUpscaler, ReferenceFrames, block_geometry
 from espcn_video.frames.pipeline import Counters, RunResult
 from espcn_video.frames.upscaler import FrameUpscaler
-from espcn_video.jobs.inputs import check_input, output_video_for
+from espcn_video.jobs.inputs import check_input
 from espcn_video.jobs.upscale import UpscaleOutcome, UpscalePlan, plan_upscale, run_plan
 from espcn_video.settings import InputSpec, UpscaleSettings
 
@@ -71,24 +71,16 @@ def label_of(preset_name: str, scale: int) -> str:
     return f"ESPCN ×{scale} ({name})"
 
 
-def encoder_notes(plan: UpscalePlan, lr: Y4MHeader) -> list[str]:
-    """What the encoder of a plain upscale would say about this input (the even-size crop, an image's
-    assumed matrix), and the crop of odd upscaled sizes the stacked blocks need with any encoder."""
-    scale = plan.preset.scale
-    _, note = output_video_for(
-        lr, scale, plan.codec, plan.probe, plan.upscaler.chroma_location, plan.deinterlace, image=plan.image
-    )
-    notes = [note] if note else []
-    hr = lr.geometry.scaled(scale)
+def block_crop_note(plan: UpscalePlan, lr: Y4MHeader) -> str | None:
+    """The crop of an odd upscaled size that the stacked views need whatever the encoder; None when
+    there is none, or when the encoder's own even-size crop (said by run_plan) is the same one."""
+    hr = lr.geometry.scaled(plan.preset.scale)
     block = block_geometry(hr)
-    # an encoder that needs even sizes has said so above, with the same crop
     codec_crops = hr.has_chroma and even_size_for(plan.codec, hr.width, hr.height, hr.chroma_shift) is not None
-    if (block.width, block.height) != (hr.width, hr.height) and not codec_crops:
-        notes.append(
-            f"cropped {hr.width}x{hr.height} to {block.width}x{block.height}: compare's views stack at even "
-            f"sizes for {hr.pix_fmt}"
-        )
-    return notes
+    if (block.width, block.height) == (hr.width, hr.height) or codec_crops:
+        return None
+    crop = f"cropped {hr.width}x{hr.height} to {block.width}x{block.height}"
+    return f"{crop}: compare's views stack at even sizes for {hr.pix_fmt}"
 
 
 def compare_video(
@@ -118,10 +110,8 @@ def compare_video(
         specs: list[ComposeSpec] = []
 
         def compose(lr: Y4MHeader) -> str:
-            # run_plan leaves the encoder's own note out for a compare view (jobs/upscale.py): said here
-            for note in encoder_notes(plan, lr):
-                if note not in plan.notes:
-                    plan.notes.append(note)
+            if note := block_crop_note(plan, lr):
+                plan.notes.append(note)
             block = block_geometry(lr.geometry.scaled(scale))
             specs.append(
                 ComposeSpec(

@@ -26,7 +26,6 @@ Chroma is our bicubic for every method, so U and V scores only differ with the d
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -36,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from espcn_video.errors import EspcnVideoError, InputError, PresetError, UsageError
+from espcn_video.errors import EspcnVideoError, InputError, NoVideoStream, PresetError, UsageError
 from espcn_video.ffmpeg.args import build_decode_args
-from espcn_video.ffmpeg.probe import build_probe_args, parse_probe_output
+from espcn_video.ffmpeg.probe import probe_file
 from espcn_video.ffmpeg.process import FFmpegProcess
 from espcn_video.ffmpeg.psnr_args import build_degrade_decode_args, build_reference_filter, build_vmaf_args, hr_size_for
 from espcn_video.ffmpeg.y4m import FrameGeometry, Y4MHeader, read_frame, read_header
@@ -84,19 +83,16 @@ def probe_clip(ffmpeg: str, source: InputSpec) -> Y4MHeader:
 
 def check_video_stream(ffmpeg: str, source: InputSpec) -> None:
     """A file ffmpeg opens that has no video stream (an audio file) is said as upscale says it,
-    "no video stream" (probe_file's words), not as ffmpeg's refusal of `-map 0:V:0`. Anything else
-    that keeps ffmpeg from reading the file is left to the decoder's own message."""
+    probe_file's "no video stream", not as ffmpeg's refusal of `-map 0:V:0`. Anything else that
+    keeps ffmpeg from reading the file is left to the decoder's own message."""
     if source.is_stdin or source.raw is not None or source.sequence_rate is not None:
         return
     try:
-        done = subprocess.run(
-            build_probe_args(ffmpeg, source.path), capture_output=True, timeout=60, stdin=subprocess.DEVNULL
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        probe_file(ffmpeg, source.path)
+    except NoVideoStream:
+        raise
+    except EspcnVideoError:
         return
-    text = done.stderr.decode("utf-8", errors="replace")
-    if "Input #0" in text and "Error opening input" not in text and not parse_probe_output(text).has_video:
-        raise InputError(f"{source.path}: no video stream")
 
 
 # -- the job ---------------------------------------------------------------------------------

@@ -186,8 +186,8 @@ def _sink_factory(plan: UpscalePlan, sinks: list[EncoderSink], attach: Sequence[
             plan.deinterlace,
             image=plan.image,
         )
-        if plan.compose is not None:
-            video, note = replace(video, compose=plan.compose(lr), crop=None), None
+        if plan.compose is not None:  # the view crops to its blocks itself; the encoder's note stands
+            video = replace(video, compose=plan.compose(lr), crop=None)
         if note:
             plan.notes.append(note)
         cmd = build_encode_args(

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from espcn_video.errors import DataError, UsageError
+from espcn_video.errors import DataError, EspcnVideoError, UsageError
 from espcn_video.files import atomic_path
 from espcn_video.model.net import ESPCN, SRCNN
 from espcn_video.quality.degrade import parse_training_degradation
@@ -269,3 +269,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a corrupt checkpoint is a data problem, not a crash
         raise DataError(f"{path}: unreadable checkpoint: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+
+
+def checkpoint_progress(path: Path) -> tuple[int, int] | None:
+    """(step, steps of its run) of a training checkpoint; None when it cannot be read as one."""
+    try:
+        saved = load_checkpoint(path)
+        return int(saved["step"]), int(saved["fingerprint"]["steps"])
+    except (EspcnVideoError, KeyError, TypeError, ValueError):  # not one of ours, or damaged
+        return None
